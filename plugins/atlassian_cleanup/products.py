@@ -1,0 +1,40 @@
+"""Canonical product keys.
+
+Atlassian names the same product differently depending on the API: the v1 Admin API says
+``jira-software`` / ``jira-servicedesk``, the v2 Admin API documents ``jira`` / ``confluence``, and
+the Jira application-role API says ``jira-software`` / ``jira-servicedesk``. Policy, plans and audit
+files use one canonical key per product so a per-product threshold means the same thing whatever
+API reported the activity.
+"""
+
+from __future__ import annotations
+
+JIRA = "jira"
+CONFLUENCE = "confluence"
+JSM = "jsm"
+
+#: Products the policy documents thresholds for. Other products reported by Atlassian (Bitbucket,
+#: Trello, ...) are kept under their own lower-case key and count towards overall activity.
+KNOWN_PRODUCTS: tuple[str, ...] = (JIRA, CONFLUENCE, JSM)
+
+PRODUCT_LABELS = {JIRA: "Jira", CONFLUENCE: "Confluence", JSM: "Jira Service Management"}
+
+_ALIASES = {
+    "jira": JIRA,
+    "jira-software": JIRA,
+    "jira-core": JIRA,
+    "jira-work-management": JIRA,
+    "jira-product-discovery": JIRA,
+    "confluence": CONFLUENCE,
+    "jsm": JSM,
+    "jira-servicedesk": JSM,
+    "jira-service-desk": JSM,
+    "jira-servicemanagement": JSM,
+    "jira-service-management": JSM,
+}
+
+
+def canonical_product(key: str) -> str:
+    """Return the canonical key for an Atlassian product key (``jira-servicedesk`` -> ``jsm``)."""
+    normalised = key.strip().lower()
+    return _ALIASES.get(normalised, normalised)

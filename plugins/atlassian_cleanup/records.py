@@ -1,0 +1,92 @@
+"""The user record every stage after extraction works with.
+
+``extract_users`` turns the Admin API's v2 ``MultiDirectoryUser`` objects (camelCase, with the
+``productAccess``, ``groups`` and ``platformRoles`` expansions) into these flat, JSON-native dicts,
+so XCom carries plain data and the planner never sees an API shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+
+from atlassian_cleanup.products import canonical_product
+
+
+class UserRecord(TypedDict):
+    account_id: str
+    account_type: str  # atlassian | app | customer | unknown
+    name: str | None
+    email: str | None
+    email_domain: str | None  # lower case, None when the email is hidden
+    status: str  # v2 composite: active | suspended | not_invited | deactivated | for_deletion
+    account_status: str  # active | inactive | closed
+    membership_status: str | None  # active | suspended | no_membership
+    claim_status: str | None  # managed | unmanaged
+    added_to_org: str | None  # ISO-8601 UTC
+    platform_roles: list[str]
+    groups: list[str]  # group names
+    group_ids: list[str]
+    # canonical product -> ISO-8601 UTC last activity; None = has access but never used it.
+    product_access: dict[str, str | None]
+    last_active: str | None  # latest activity over all products, None when never active
+
+
+def parse_timestamp(value: str | None) -> datetime | None:
+    """Parse an Atlassian ISO-8601 timestamp or date (``2026-09-14T08:12:00Z``, ``2026-09-14``)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _product_access(entries: Iterable[Mapping[str, Any]] | None) -> dict[str, str | None]:
+    access: dict[str, datetime | None] = {}
+    for entry in entries or ():
+        key = entry.get("key")
+        if not key:
+            continue
+        product = canonical_product(str(key))
+        seen = parse_timestamp(entry.get("lastActiveTimestamp") or entry.get("lastActive"))
+        # Several instances of one product (two Jira sites) collapse to the latest activity.
+        previous = access.get(product)
+        if product not in access or (seen is not None and (previous is None or seen > previous)):
+            access[product] = seen
+    return {product: format_timestamp(seen) for product, seen in sorted(access.items())}
+
+
+def user_record_from_v2(user: Mapping[str, Any]) -> UserRecord:
+    """Normalise one v2 ``users/search`` result (camelCase) into a :class:`UserRecord`."""
+    email = user.get("email") or None
+    product_access = _product_access(user.get("productAccess"))
+    active_times = [value for value in product_access.values() if value]
+    groups = user.get("groups") or []
+    return UserRecord(
+        account_id=str(user["accountId"]),
+        account_type=str(user.get("accountType") or "unknown"),
+        name=user.get("name") or user.get("nickname") or None,
+        email=email,
+        email_domain=email.rsplit("@", 1)[-1].lower() if email and "@" in email else None,
+        status=str(user.get("status") or "active"),
+        account_status=str(user.get("accountStatus") or "active"),
+        membership_status=user.get("membershipStatus"),
+        claim_status=user.get("claimStatus"),
+        added_to_org=format_timestamp(parse_timestamp(user.get("addedToOrg"))),
+        platform_roles=sorted(str(role) for role in user.get("platformRoles") or []),
+        groups=sorted(str(group.get("name")) for group in groups if group.get("name")),
+        group_ids=sorted(str(group.get("id")) for group in groups if group.get("id")),
+        product_access=product_access,
+        last_active=max(active_times) if active_times else None,
+    )
