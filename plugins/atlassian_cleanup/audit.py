@@ -1,0 +1,178 @@
+"""Audit CSV and manifest writer.
+
+The CSV is what auditors download: one row per user and decision, UTF-8, a fixed documented column
+order, and text cells neutralised so a spreadsheet never executes a display name such as
+``=HYPERLINK(...)`` (CSV/formula injection). A JSON manifest beside it records the row count and
+SHA-256 so anyone can prove the file was not edited after the run. Both files are written to a
+temporary name and renamed, so a crash never leaves a half-written audit file behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+#: Column order of the audit CSV (documented in the README; append only, never reorder).
+AUDIT_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "as_of",
+    "mode",
+    "account_id",
+    "email",
+    "name",
+    "account_type",
+    "claim_status",
+    "status",
+    "product_last_active",
+    "days_inactive",
+    "inactive_products",
+    "rule",
+    "stage",
+    "proposed_action",
+    "products_to_remove",
+    "action_date",
+    "days_until_action",
+    "warning_lead_days",
+    "reason",
+    "protected_by",
+    "outcome",
+)
+
+# Spreadsheet programs evaluate cells that start with these characters (OWASP CSV injection).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class AuditManifest:
+    csv_path: str
+    csv_file: str
+    rows: int
+    sha256: str
+    run_id: str
+    as_of: str
+    mode: str
+    columns: list[str]
+    summary: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def neutralise_cell(value: Any) -> str:
+    """Render one cell as text, prefixing a quote where a spreadsheet would see a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        text = ";".join(str(item) for item in value)
+    elif isinstance(value, dict):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    else:
+        text = str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return text
+    if text.startswith(_FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+def audit_file_stem(as_of: str, run_id: str) -> str:
+    """File name (without suffix) for one run's audit: sortable by date, unique per run."""
+    return f"atlassian-user-audit_{as_of}_{_UNSAFE_NAME.sub('_', run_id).strip('_')}"
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_audit(
+    rows: Iterable[Mapping[str, Any]],
+    directory: str | os.PathLike[str],
+    *,
+    run_id: str,
+    as_of: str,
+    mode: str,
+    summary: Mapping[str, Any] | None = None,
+) -> AuditManifest:
+    """Write ``<stem>.csv`` and ``<stem>.manifest.json`` into ``directory`` and return the manifest.
+
+    :param rows: plan rows (or any mapping with the :data:`AUDIT_COLUMNS` keys; missing keys are
+        written empty). ``run_id``, ``as_of`` and ``mode`` columns are filled from the arguments.
+    :param mode: ``dry_run`` or ``live``; stated on every row so a file read out of context cannot
+        be mistaken for a record of real changes.
+    """
+    stem = audit_file_stem(as_of, run_id)
+    csv_path = Path(directory) / f"{stem}.csv"
+    digest = hashlib.sha256()
+    count = 0
+
+    class _HashingWriter:
+        def __init__(self, handle: Any) -> None:
+            self._handle = handle
+
+        def write(self, text: str) -> int:
+            digest.update(text.encode("utf-8"))
+            return self._handle.write(text)
+
+    def write_csv(handle: Any) -> None:
+        nonlocal count
+        writer = csv.writer(_HashingWriter(handle), lineterminator="\r\n")
+        writer.writerow(AUDIT_COLUMNS)
+        fixed = {"run_id": run_id, "as_of": as_of, "mode": mode}
+        for row in rows:
+            values = {**row, **fixed}
+            writer.writerow([neutralise_cell(values.get(column)) for column in AUDIT_COLUMNS])
+            count += 1
+
+    _atomic_write(csv_path, write_csv)
+    manifest = AuditManifest(
+        csv_path=str(csv_path),
+        csv_file=csv_path.name,
+        rows=count,
+        sha256=digest.hexdigest(),
+        run_id=run_id,
+        as_of=as_of,
+        mode=mode,
+        columns=list(AUDIT_COLUMNS),
+        summary=dict(summary or {}),
+    )
+    manifest_path = csv_path.with_name(f"{stem}.manifest.json")
+    _atomic_write(
+        manifest_path, lambda handle: json.dump(manifest.to_dict(), handle, indent=2, sort_keys=True)
+    )
+    return manifest
+
+
+def verify_audit(csv_path: str | os.PathLike[str]) -> AuditManifest:
+    """Re-hash an audit CSV and compare it with its manifest; raise ``ValueError`` on mismatch."""
+    path = Path(csv_path)
+    manifest_path = path.with_name(path.name.removesuffix(".csv") + ".manifest.json")
+    data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != data["sha256"]:
+        raise ValueError(f"{path.name}: SHA-256 {actual} does not match the manifest ({data['sha256']})")
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = sum(1 for _ in csv.reader(handle)) - 1
+    if rows != data["rows"]:
+        raise ValueError(f"{path.name}: {rows} rows but the manifest says {data['rows']}")
+    return AuditManifest(**data)

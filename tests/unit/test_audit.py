@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+import pytest
+
+from atlassian_cleanup.audit import AUDIT_COLUMNS, neutralise_cell, verify_audit, write_audit
+
+
+def _row(account_id: str, **extra: object) -> dict[str, object]:
+    return {"account_id": account_id, "proposed_action": "none", **extra}
+
+
+def test_writes_one_row_per_user_with_fixed_columns_and_manifest(tmp_path):
+    rows = [_row("a1", name="Ada", days_inactive=12), _row("b2", name="Bob", inactive_products=["jira", "jsm"])]
+    manifest = write_audit(rows, tmp_path, run_id="scheduled__2026-11-26T00:00:00+00:00", as_of="2026-11-26", mode="dry_run")
+
+    with open(manifest.csv_path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == AUDIT_COLUMNS
+        written = list(reader)
+    assert [r["account_id"] for r in written] == ["a1", "b2"]
+    assert written[0]["days_inactive"] == "12"
+    assert written[1]["inactive_products"] == "jira;jsm"
+    assert {r["mode"] for r in written} == {"dry_run"}
+    assert {r["as_of"] for r in written} == {"2026-11-26"}
+
+    assert manifest.rows == 2
+    with open(manifest.csv_path, "rb") as handle:
+        assert manifest.sha256 == hashlib.sha256(handle.read()).hexdigest()
+    on_disk = json.loads((tmp_path / (manifest.csv_file.removesuffix(".csv") + ".manifest.json")).read_text())
+    assert on_disk["sha256"] == manifest.sha256
+    assert on_disk["rows"] == 2
+    assert ":" not in manifest.csv_file  # run ids carry colons; file names must not
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("dangerous", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx"])
+def test_formula_cells_are_neutralised(dangerous):
+    assert neutralise_cell(dangerous) == "'" + dangerous
+
+
+def test_numbers_and_plain_text_are_left_alone():
+    assert neutralise_cell(-5) == "-5"
+    assert neutralise_cell("Zoë O'Brien <script>") == "Zoë O'Brien <script>"
+    assert neutralise_cell(None) == ""
+    assert neutralise_cell({"jira": "2026-01-01"}) == '{"jira":"2026-01-01"}'
+
+
+def test_non_ascii_round_trips_as_utf8(tmp_path):
+    manifest = write_audit([_row("x", name="Zoë Ünal")], tmp_path, run_id="r", as_of="2026-11-26", mode="dry_run")
+    with open(manifest.csv_path, encoding="utf-8", newline="") as handle:
+        assert next(csv.DictReader(handle))["name"] == "Zoë Ünal"
+
+
+def test_verify_detects_tampering(tmp_path):
+    manifest = write_audit([_row("x", name="Eve")], tmp_path, run_id="r", as_of="2026-11-26", mode="dry_run")
+    assert verify_audit(manifest.csv_path).rows == 1
+    with open(manifest.csv_path, "a", encoding="utf-8") as handle:
+        handle.write("y,extra\r\n")
+    with pytest.raises(ValueError, match="SHA-256"):
+        verify_audit(manifest.csv_path)
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path):
+    def broken_rows():
+        yield _row("ok")
+        raise RuntimeError("planner crashed mid-way")
+
+    with pytest.raises(RuntimeError):
+        write_audit(broken_rows(), tmp_path, run_id="r", as_of="2026-11-26", mode="dry_run")
+    assert list(tmp_path.iterdir()) == []

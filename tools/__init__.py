@@ -1,0 +1,1 @@
+"""Developer tooling: the demo runner, the local SMTP sink and the benchmark."""

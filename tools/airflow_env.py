@@ -1,0 +1,75 @@
+"""Environment for running the DAGs locally against the sandbox and the SMTP sink.
+
+One function builds it so the demo and the integration tests configure Airflow identically:
+SQLite metadata DB, this repository's dags/ and plugins/, JSON-form connections (the URI form
+reads ``disable_ssl=false`` as true), and the object-storage XCom backend so large plans spill to
+files instead of the metadata database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Plans bigger than this (JSON bytes) are written to object storage instead of the metadata DB.
+XCOM_SPILL_THRESHOLD_BYTES = 64 * 1024
+
+
+def connection_env(sandbox_info: Mapping[str, Any], smtp_port: int | None) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` variables pointing the three connections at the sandbox and SMTP sink."""
+    base_url = str(sandbox_info["base_url"]).rstrip("/")
+    env = {
+        "AIRFLOW_CONN_ATLASSIAN_ADMIN": json.dumps(
+            {
+                "conn_type": "http",
+                "host": base_url,
+                "password": sandbox_info["admin_api_key"],
+                "extra": {"org_id": sandbox_info["org_id"], "directory_id": sandbox_info["directory_id"]},
+            }
+        ),
+        "AIRFLOW_CONN_ATLASSIAN_SITE": json.dumps(
+            {
+                "conn_type": "http",
+                "host": base_url,
+                "login": sandbox_info["site_email"],
+                "password": sandbox_info["site_token"],
+            }
+        ),
+    }
+    if smtp_port is not None:
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "extra": {
+                    "from_email": "atlassian-cleanup@acme.example",
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "timeout": 10,
+                    "retry_limit": 1,
+                },
+            }
+        )
+    return env
+
+
+def airflow_env(home: Path, *, audit_dir: Path, xcom_dir: Path) -> dict[str, str]:
+    """Core Airflow settings for a throw-away local AIRFLOW_HOME."""
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__XCOM_BACKEND": "airflow.providers.common.io.xcom.backend.XComObjectStorageBackend",
+        "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH": f"file://{xcom_dir}",
+        "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD": str(XCOM_SPILL_THRESHOLD_BYTES),
+        "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_COMPRESSION": "gzip",
+        "ATLASSIAN_CLEANUP_AUDIT_DIR": str(audit_dir),
+    }

@@ -1,0 +1,189 @@
+"""`make demo`: run the daily cleanup DAG once against the local Atlassian sandbox.
+
+Starts the sandbox (seeded org) and an SMTP sink, points the Airflow connections at them, runs
+``airflow dags test atlassian_user_cleanup`` on a fresh SQLite metadata DB, prints a short summary
+and the audit CSV path, stops everything it started, and exits non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from tools.airflow_env import REPO, airflow_env, connection_env
+
+DAG_ID = "atlassian_user_cleanup"
+STAGE_PREFIXES = (
+    "extract_users:",
+    "compute_inactivity:",
+    "notify_warnings",
+    "apply_actions",
+    "delete_dormant",
+    "export_audit:",
+)
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _wait_for_file(path: Path, process: subprocess.Popen[bytes], what: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text(encoding="utf-8").strip():
+            return path.read_text(encoding="utf-8").strip()
+        if process.poll() is not None:
+            raise DemoError(f"{what} exited with code {process.returncode} before it was ready")
+        time.sleep(0.1)
+    raise DemoError(f"{what} did not start within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def background(cmd: list[str], log_path: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=REPO)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _run(cmd: list[str], env: Mapping[str, str], log_path: Path, what: str) -> str:
+    result = subprocess.run(cmd, env=dict(env), cwd=REPO, capture_output=True, text=True, check=False)
+    output = result.stdout + result.stderr
+    log_path.write_text(output, encoding="utf-8")
+    if result.returncode != 0:
+        tail = "\n".join(output.splitlines()[-40:])
+        raise DemoError(f"{what} failed (exit {result.returncode}); full log: {log_path}\n{tail}")
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the cleanup DAG once against the sandbox.")
+    parser.add_argument("--users", type=int, default=300, help="sandbox org size (default 300)")
+    parser.add_argument("--seed", type=int, default=42, help="sandbox seed (default 42)")
+    parser.add_argument("--date", default=None, help="logical date YYYY-MM-DD (default: today, UTC)")
+    parser.add_argument("--workdir", default=str(REPO / ".demo"), help="scratch directory")
+    args = parser.parse_args(argv)
+
+    run_date = date.fromisoformat(args.date) if args.date else datetime.now(UTC).date()
+    workdir = Path(args.workdir).resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "logs").mkdir(parents=True)
+    home, audit_dir, xcom_dir = workdir / "airflow", workdir / "audit", workdir / "xcom"
+    for path in (home, audit_dir, xcom_dir):
+        path.mkdir()
+
+    python = sys.executable
+    base_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO)])}
+    logs = workdir / "logs"
+    try:
+        with (
+            background(
+                [python, "-m", "atlassian_sandbox", "--host", "127.0.0.1", "--port", "0",
+                 "--users", str(args.users), "--seed", str(args.seed), "--as-of", run_date.isoformat(),
+                 "--url-file", str(workdir / "sandbox.url")],
+                logs / "sandbox.log",
+                base_env,
+            ) as sandbox,
+            background(
+                [python, "-m", "tools.smtp_sink", "--port", "0", "--maildir", str(workdir / "mail"),
+                 "--url-file", str(workdir / "smtp.url")],
+                logs / "smtp.log",
+                base_env,
+            ) as smtp,
+        ):
+            sandbox_url = _wait_for_file(workdir / "sandbox.url", sandbox, "Atlassian sandbox")
+            smtp_url = _wait_for_file(workdir / "smtp.url", smtp, "SMTP sink")
+            with urllib.request.urlopen(f"{sandbox_url}/_sim/info", timeout=10) as response:  # noqa: S310
+                info = json.load(response)
+            print(f"Sandbox: {sandbox_url} ({info['users']} users, org {info['org_id']}); SMTP sink: {smtp_url}")
+
+            env = {
+                **base_env,
+                **airflow_env(home, audit_dir=audit_dir, xcom_dir=xcom_dir),
+                **connection_env(info, int(smtp_url.rsplit(":", 1)[1])),
+            }
+            airflow = [python, "-m", "airflow"]
+            print("Preparing a fresh Airflow metadata database (SQLite)...")
+            _run([*airflow, "db", "migrate"], env, logs / "db-migrate.log", "airflow db migrate")
+            _run(
+                [*airflow, "pools", "set", "atlassian_api", "4", "Atlassian REST API calls"],
+                env,
+                logs / "pools.log",
+                "airflow pools set",
+            )
+            print(f"Running {DAG_ID} for {run_date.isoformat()} with `airflow dags test`...")
+            output = _run(
+                [*airflow, "dags", "test", DAG_ID, run_date.isoformat()],
+                env,
+                logs / "dags-test.log",
+                f"airflow dags test {DAG_ID}",
+            )
+            _check_run_succeeded(output, logs / "dags-test.log")
+            with urllib.request.urlopen(f"{sandbox_url}/_sim/users", timeout=30) as response:  # noqa: S310
+                sandbox_users = json.load(response)
+        _print_summary(output, audit_dir, sandbox_users)
+    except DemoError as exc:
+        print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_run_succeeded(output: str, log_path: Path) -> None:
+    failed = [line for line in output.splitlines() if "state=failed" in line or "Marking run" in line and "failed" in line]
+    if "DagRun Finished" in output and "state=success" in output:
+        return
+    if failed:
+        raise DemoError(f"the DAG run failed; see {log_path}\n" + "\n".join(failed[-5:]))
+
+
+def _print_summary(output: str, audit_dir: Path, sandbox_users: object) -> None:
+    manifests = sorted(audit_dir.glob("*.manifest.json"))
+    if not manifests:
+        raise DemoError(f"no audit manifest was written to {audit_dir}")
+    manifest = json.loads(manifests[-1].read_text(encoding="utf-8"))
+    csv_path = Path(manifest["csv_path"])
+    with csv_path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = len(sandbox_users) if isinstance(sandbox_users, list) else len(sandbox_users.get("users", []))  # type: ignore[union-attr]
+    if len(rows) != expected:
+        raise DemoError(f"audit CSV has {len(rows)} rows but the sandbox has {expected} users")
+    actions = Counter(row["proposed_action"] for row in rows)
+    protected = Counter(row["protected_by"].split(":", 1)[0] for row in rows if row["protected_by"])
+    print("\nStage log lines:")
+    for line in output.splitlines():
+        for prefix in STAGE_PREFIXES:
+            index = line.find(prefix)
+            if index >= 0 and ("planned" in line or "users" in line or "wrote" in line):
+                print("  " + line[index:].strip())
+                break
+    print(f"\nMode: {manifest['mode']} (nothing in Atlassian was changed)" if manifest["mode"] == "dry_run" else f"\nMode: {manifest['mode']}")
+    print(f"Users: {len(rows)}")
+    print("Planned actions: " + ", ".join(f"{k} {v}" for k, v in sorted(actions.items())))
+    print(f"Protected: {sum(protected.values())} (" + ", ".join(f"{k} {v}" for k, v in sorted(protected.items())) + ")")
+    print(f"Audit CSV: {csv_path}")
+    print(f"Manifest:  {manifests[-1]} (sha256 {manifest['sha256']})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
