@@ -1,0 +1,82 @@
+"""
+### Atlassian inactive-user cleanup
+
+Daily: pull every user of the organisation with per-product last-active dates, plan who is
+inactive under `include/policy.yaml` (overridable per run in the trigger form), warn, act, delete
+dormant accounts, and write an audit CSV with a SHA-256 manifest.
+
+**Dry run is the default**: the plan and the audit CSV are produced, nothing in Atlassian changes.
+Each task log has one summary line with counts; the audit CSV has one row per user with the rule
+that fired and a plain-language reason.
+
+Connections: `atlassian_admin` (org Admin API key, `org_id` extra), `atlassian_site` (Jira site,
+email + API token). See the README for the policy keys and how to point this at a real org.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, chain, dag
+
+from atlassian_cleanup.operators import (
+    ApplyActionsOperator,
+    ComputeInactivityOperator,
+    DeleteDormantOperator,
+    ExportAuditOperator,
+    ExtractUsersOperator,
+    NotifyWarningsOperator,
+)
+from atlassian_cleanup.policy import PARAM_SCHEMAS
+from atlassian_cleanup.settings import ATLASSIAN_POOL, AUDIT_ASSET, audit_dir, policy_path
+
+POLICY_PATH = policy_path()
+
+
+@dag(
+    dag_id="atlassian_user_cleanup",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=6),
+    doc_md=__doc__,
+    tags=["atlassian", "user-cleanup"],
+    params={name: Param(None, **schema) for name, schema in PARAM_SCHEMAS.items()},
+    default_args={
+        "owner": "platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=15),
+    },
+)
+def atlassian_user_cleanup() -> None:
+    extract = ExtractUsersOperator(
+        task_id="extract_users", policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+    )
+    compute = ComputeInactivityOperator(
+        task_id="compute_inactivity", users=extract.output, policy_path=POLICY_PATH
+    )
+    notify = NotifyWarningsOperator(
+        task_id="notify_warnings", plan=compute.output, policy_path=POLICY_PATH
+    )
+    apply = ApplyActionsOperator(
+        task_id="apply_actions", plan=compute.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+    )
+    delete = DeleteDormantOperator(
+        task_id="delete_dormant", plan=compute.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+    )
+    export = ExportAuditOperator(
+        task_id="export_audit",
+        plan=compute.output,
+        outcomes=[notify.output, apply.output, delete.output],
+        audit_dir=audit_dir(),
+        policy_path=POLICY_PATH,
+        outlets=[AUDIT_ASSET],
+    )
+    chain(extract, compute, notify, apply, delete, export)
+
+
+atlassian_user_cleanup()
