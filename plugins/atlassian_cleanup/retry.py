@@ -1,0 +1,567 @@
+"""The one retry / rate-limit policy for every Atlassian call, and the exceptions it raises.
+
+Atlassian answers an exhausted rate limit with ``429`` (sometimes ``503``) and tells the client when
+to come back in one of two ways: Jira sends ``Retry-After`` (seconds, or an HTTP date), the Admin
+API sends ``X-RateLimit-Reset`` (an ISO-8601 instant such as ``2023-10-11T10:15Z``). Atlassian's
+guidance is to treat ``Retry-After`` as a floor, add positive jitter, back off exponentially when
+no hint is given, and never retry other ``4xx``. A wait longer than :attr:`RetryPolicy.max_wait` is
+not slept through inside a task: :class:`AtlassianRetryExhausted` is raised so the Airflow task retry
+(which frees the worker slot) picks the work up later.
+
+Requests that change state are only replayed when the server certainly did not process them
+(``429``, ``503`` with ``Retry-After``, or a connection that was never established): a lifecycle
+delete that timed out mid-flight must be re-checked, not re-sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from urllib3.exceptions import ConnectTimeoutError
+
+log = logging.getLogger(__name__)
+
+#: Where an expired or wrong credential is replaced, per API family.
+ADMIN_KEY_HELP = (
+    "the organization Admin API key is wrong or expired (keys last at most one year). "
+    "Create a new one at admin.atlassian.com → Settings → API keys and store it as the "
+    "connection password"
+)
+SITE_TOKEN_HELP = (
+    "the Atlassian API token (or the e-mail it belongs to) is wrong or expired (tokens last at most "
+    "one year). Create a new one at id.atlassian.com → Security → API tokens and store it as the "
+    "connection password, with the token owner's e-mail as the login"
+)
+
+_MAX_MESSAGE_CHARS = 500
+_NOT_IDEMPOTENT = (
+    "Not retried automatically because the call is not idempotent and may have been processed; "
+    "check the account's current state before trying again"
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exceptions
+# --------------------------------------------------------------------------------------------------
+
+
+class AtlassianApiError(AirflowException):
+    """
+    An Atlassian API call failed.
+
+    :param message: human-readable text, usually taken from Atlassian's error envelope.
+    :param status: HTTP status code, ``None`` when no response was received.
+    :param code: Atlassian error code (``ADMIN-404-8``, ``forbidden.action``, a JSM i18n key) or ``None``.
+    :param method: HTTP method of the failed request.
+    :param path: URL path of the failed request (never the query string).
+    :param detail: optional extra sentence appended to the exception text (what to do next).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.method = method
+        self.path = path
+        self.detail = detail
+        super().__init__(self._summary())
+
+    def _summary(self) -> str:
+        where = " ".join(part for part in (self.method, self.path) if part)
+        status = f"{self.status}" if self.status is not None else "no response"
+        code = f" {self.code}" if self.code else ""
+        text = f"Atlassian API {where} failed ({status}{code}): {self.message}" if where else self.message
+        return f"{text}. {self.detail}" if self.detail else text
+
+    def with_detail(self, detail: str) -> AtlassianApiError:
+        """
+        A copy of this error with another closing sentence.
+
+        :param detail: the sentence telling the reader what happens next.
+        :return: a new error of the same class.
+        """
+        return type(self)(
+            self.message,
+            status=self.status,
+            code=self.code,
+            method=self.method,
+            path=self.path,
+            detail=detail,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments are not in ``self.args``; keep the error picklable.
+        state = {
+            "status": self.status,
+            "code": self.code,
+            "method": self.method,
+            "path": self.path,
+            "detail": self.detail,
+        }
+        return (_rebuild_error, (type(self), self.message, state))
+
+
+def _rebuild_error(cls: type[AtlassianApiError], message: str, state: dict[str, Any]) -> AtlassianApiError:
+    return cls(message, **state)
+
+
+class AtlassianAuthError(AtlassianApiError, AirflowFailException):
+    """401: the credential is wrong or expired. Never retried, and fails the task without Airflow retries."""
+
+
+class AtlassianPermissionError(AtlassianApiError):
+    """403: the credential may not do this (e.g. an IdP-synced user or group, a missing scope)."""
+
+
+class AtlassianNotFoundError(AtlassianApiError):
+    """404: the organization, directory, user or group does not exist (or is not visible)."""
+
+
+class AtlassianConflictError(AtlassianApiError):
+    """409: e.g. a product's seat limit is reached (``ADMIN-409-3``) or a group is not empty."""
+
+
+class AtlassianRetryExhausted(AtlassianApiError):
+    """Attempts ran out, or Atlassian asked for a longer wait than the policy allows inside a task."""
+
+
+class AtlassianPaginationError(AtlassianApiError):
+    """The server returned a page cursor it had already returned: following it would loop forever."""
+
+
+class AtlassianConfigurationError(AirflowFailException):
+    """An Airflow connection is incomplete or ambiguous; retrying the task cannot fix it."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing Atlassian responses
+# --------------------------------------------------------------------------------------------------
+
+
+def _truncate(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def parse_error_body(body: Any) -> tuple[str | None, str | None]:
+    """
+    Extract ``(code, message)`` from any of Atlassian's error envelopes.
+
+    Recognised shapes: Admin ``{"errors": [{"code", "title", "detail"}]}``, user management
+    ``{"key": "forbidden.action", "context": {...}}`` and ``[{"code", "message"}]``, Jira
+    ``{"errorMessages": [...], "errors": {field: msg}}``, JSM ``{"errorMessage", "i18nErrorMessage"}``,
+    and the API gateway's ``{"code": 401, "message": "..."}``.
+
+    :param body: the decoded JSON body of an error response.
+    :return: the Atlassian error code (or ``None``) and a human message (or ``None``).
+    """
+    if isinstance(body, list):
+        entries = [entry for entry in body if isinstance(entry, Mapping)]
+        codes = [str(entry["code"]) for entry in entries if entry.get("code")]
+        messages = [str(entry.get("message") or entry.get("title") or "") for entry in entries]
+        text = "; ".join(message for message in messages if message)
+        return (codes[0] if codes else None), (text or None)
+    if not isinstance(body, Mapping):
+        return None, None
+
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        entries = [entry for entry in errors if isinstance(entry, Mapping)]
+        codes = [str(entry["code"]) for entry in entries if entry.get("code")]
+        parts = []
+        for entry in entries:
+            title, detail = entry.get("title"), entry.get("detail")
+            parts.append(": ".join(str(part) for part in (title, detail) if part))
+        text = "; ".join(part for part in parts if part)
+        return (codes[0] if codes else None), (text or None)
+
+    if "errorMessages" in body or isinstance(errors, Mapping):
+        messages = [str(message) for message in body.get("errorMessages") or []]
+        if isinstance(errors, Mapping):
+            messages += [f"{field_name}: {message}" for field_name, message in errors.items()]
+        return None, "; ".join(messages) or None
+
+    if "errorMessage" in body:
+        i18n = body.get("i18nErrorMessage")
+        code = i18n.get("i18nKey") if isinstance(i18n, Mapping) else None
+        return (str(code) if code else None), str(body["errorMessage"])
+
+    if "key" in body:
+        context = body.get("context")
+        message = body.get("message")
+        if message is None and isinstance(context, Mapping):
+            reason = context.get("reason") or context.get("message")
+            if isinstance(reason, Mapping):
+                reason = reason.get("message") or reason.get("key")
+            message = reason
+        if message is None and context:
+            message = str(context)
+        return str(body["key"]), (str(message) if message else None)
+
+    code = body.get("code")
+    message = body.get("message") or body.get("error_description") or body.get("error")
+    return (str(code) if isinstance(code, str) else None), (str(message) if message else None)
+
+
+def _decode_error(response: requests.Response) -> tuple[str | None, str]:
+    try:
+        code, message = parse_error_body(response.json())
+    except ValueError:
+        code, message = None, (response.text or None)
+    return code, _truncate(message or response.reason or f"HTTP {response.status_code}")
+
+
+def _credential_help(path: str | None) -> str:
+    if path and (path.startswith("/rest/") or path.startswith("/ex/")):
+        return SITE_TOKEN_HELP
+    return ADMIN_KEY_HELP
+
+
+_ERROR_CLASSES: dict[int, type[AtlassianApiError]] = {
+    401: AtlassianAuthError,
+    403: AtlassianPermissionError,
+    404: AtlassianNotFoundError,
+    409: AtlassianConflictError,
+}
+
+
+def error_from_response(
+    resp: requests.Response, method: str, path: str, conn_id: str | None = None
+) -> AtlassianApiError:
+    """
+    Map a non-2xx response to the matching :class:`AtlassianApiError` subclass.
+
+    :param resp: the failed response.
+    :param method: HTTP method of the request.
+    :param path: URL path of the request (without query string).
+    :param conn_id: Airflow connection id, named in the 401 message so the admin knows what to fix.
+    :return: the exception to raise (not raised here).
+    """
+    code, message = _decode_error(resp)
+    status = resp.status_code
+    detail = None
+    if status == 401:
+        connection = f"connection '{conn_id}'" if conn_id else "the Airflow connection"
+        detail = f"Atlassian rejected the credentials of {connection}: {_credential_help(path)}"
+    elif status == 410:
+        detail = "Atlassian removed this endpoint; this client must be updated"
+    cls = _ERROR_CLASSES.get(status, AtlassianApiError)
+    return cls(message, status=status, code=code, method=method.upper(), path=path, detail=detail)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """
+    Seconds to wait according to a ``Retry-After`` header (delta-seconds or an HTTP date).
+
+    :param value: the header value.
+    :param now: the current time (timezone aware).
+    :return: seconds (never negative), or ``None`` when absent or unparseable.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def parse_rate_limit_reset(value: str | None, now: datetime) -> float | None:
+    """
+    Seconds until an ``X-RateLimit-Reset`` instant.
+
+    The Admin API sends ISO-8601 without seconds (``2023-10-11T10:15Z``); seconds, fractions and
+    offsets are accepted too, as is an epoch-seconds number.
+
+    :param value: the header value.
+    :param now: the current time (timezone aware).
+    :return: seconds until the reset (may be ``<= 0`` if the instant is past), ``None`` if unparseable.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        # Some gateways send epoch seconds; small numbers can only be a delta.
+        return number - now.timestamp() if number > 1e9 else number
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - now).total_seconds()
+
+
+# --------------------------------------------------------------------------------------------------
+# Rate-limit tracking
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RateLimitTracker:
+    """
+    The latest rate-limit headers seen on a credential, for pacing and for the task log.
+
+    ``X-RateLimit-NearLimit: true`` means less than 20 % of the budget is left; it is logged once
+    each time the client enters that state, not on every response.
+    """
+
+    remaining: int | None = None
+    limit: int | None = None
+    near_limit: bool = False
+    reason: str | None = None
+
+    def observe(self, response: requests.Response) -> None:
+        """
+        Record the rate-limit headers of a response.
+
+        :param response: any response from Atlassian.
+        """
+        headers = response.headers
+        remaining = _int_header(headers.get("X-RateLimit-Remaining"))
+        if remaining is not None:
+            self.remaining = remaining
+        limit = _int_header(headers.get("X-RateLimit-Limit"))
+        if limit is not None:
+            self.limit = limit
+        if headers.get("RateLimit-Reason"):
+            self.reason = headers.get("RateLimit-Reason")
+        near = headers.get("X-RateLimit-NearLimit")
+        if near is None:
+            return
+        is_near = near.strip().lower() == "true"
+        if is_near and not self.near_limit:
+            log.warning(
+                "Atlassian reports the rate limit is nearly used up (X-RateLimit-Remaining=%s); "
+                "requests will slow down if it runs out.",
+                self.remaining if self.remaining is not None else "unknown",
+            )
+        self.near_limit = is_near
+
+
+def _int_header(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The policy
+# --------------------------------------------------------------------------------------------------
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _request_never_sent(exc: requests.exceptions.RequestException) -> bool:
+    """Whether a transport error certainly happened before the request reached the server."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    # urllib3 wraps a refused/unreachable connection as NewConnectionError, a ConnectTimeoutError
+    # subclass: the TCP connection was never established, so nothing was sent.
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, ConnectTimeoutError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """
+    How Atlassian calls are retried (contract §7.3).
+
+    :param max_attempts: total attempts per request, the first one included.
+    :param base_delay: first exponential backoff step in seconds (doubles each retry).
+    :param max_backoff: cap of the exponential backoff step in seconds.
+    :param max_wait: longest single wait accepted inside a task; a longer required wait raises
+        :class:`AtlassianRetryExhausted` at once so the Airflow task retry takes over.
+    :param jitter: bounds of the multiplicative jitter; both ``>= 1`` so a server-given wait is a floor.
+    :param sleep: called with the seconds to wait (inject a recorder in tests).
+    :param clock: returns the current aware time (for ``Retry-After`` dates and ``X-RateLimit-Reset``).
+    :param rng: random source for the jitter.
+    :param rate_limit: latest rate-limit headers seen; a hook gets its own tracker.
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 5.0
+    max_backoff: float = 30.0
+    max_wait: float = 300.0
+    jitter: tuple[float, float] = (1.0, 1.3)
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    clock: Callable[[], datetime] = field(default=_utc_now, compare=False, repr=False)
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    rate_limit: RateLimitTracker = field(default_factory=RateLimitTracker, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        low, high = self.jitter
+        if not 1.0 <= low <= high:
+            raise ValueError("jitter must satisfy 1.0 <= low <= high: a server-given wait is a floor")
+
+    @classmethod
+    def without_sleep(cls, **overrides: Any) -> RetryPolicy:
+        """
+        A policy that never actually waits (tests, sandbox runs); the computed waits are still checked.
+
+        :param overrides: any other field, e.g. ``max_attempts=3``.
+        :return: the policy.
+        """
+        overrides.setdefault("sleep", lambda _seconds: None)
+        return cls(**overrides)
+
+    def backoff(self, attempt: int) -> float:
+        """
+        The exponential backoff before retry number ``attempt`` (1-based), before jitter.
+
+        :param attempt: the number of the attempt that just failed.
+        :return: ``min(max_backoff, base_delay * 2 ** (attempt - 1))`` seconds.
+        """
+        return min(self.max_backoff, self.base_delay * 2 ** (attempt - 1))
+
+    def server_delay(self, response: requests.Response) -> float | None:
+        """
+        The wait the server asked for: ``Retry-After``, else (on 429/503) ``X-RateLimit-Reset`` − now.
+
+        :param response: the failed response.
+        :return: seconds, or ``None`` when the server gave no usable hint.
+        """
+        now = self.clock()
+        delay = parse_retry_after(response.headers.get("Retry-After"), now)
+        if delay is not None:
+            return delay
+        if response.status_code in (429, 503):
+            until_reset = parse_rate_limit_reset(response.headers.get("X-RateLimit-Reset"), now)
+            if until_reset is not None and until_reset > 0:
+                return until_reset
+        return None
+
+    def _jittered(self, base: float) -> float:
+        low, high = self.jitter
+        return base * self.rng.uniform(low, high)
+
+    def execute(
+        self,
+        send: Callable[[], requests.Response],
+        *,
+        method: str,
+        path: str,
+        idempotent: bool,
+        conn_id: str | None = None,
+    ) -> requests.Response:
+        """
+        Send a request, retrying per the policy, and return the final 2xx/3xx response.
+
+        :param send: performs the request once and returns the response (may raise ``requests`` errors).
+        :param method: HTTP method, for logs and errors.
+        :param path: URL path without query string, for logs and errors.
+        :param idempotent: whether replaying the request after an ambiguous failure is safe.
+        :param conn_id: Airflow connection id, named in credential errors.
+        :return: the successful response.
+        :raises AtlassianApiError: (or a subclass) when the request fails for good.
+        """
+        method = method.upper()
+        for attempt in range(1, self.max_attempts + 1):
+            response: requests.Response | None = None
+            try:
+                response = send()
+            except requests.exceptions.RequestException as exc:
+                if not (idempotent or _request_never_sent(exc)):
+                    raise AtlassianApiError(
+                        f"{type(exc).__name__} after the request may have reached Atlassian",
+                        method=method,
+                        path=path,
+                        detail=_NOT_IDEMPOTENT,
+                    ) from exc
+                outcome = type(exc).__name__
+                base_wait = self.backoff(attempt)
+                last_error: BaseException = exc
+            else:
+                self.rate_limit.observe(response)
+                status = response.status_code
+                if status < 400:
+                    return response
+                error = error_from_response(response, method, path, conn_id)
+                server_wait = self.server_delay(response)
+                if status == 429 or (status == 503 and server_wait is not None):
+                    pass  # the server did not process the request: safe to replay anything
+                elif status >= 500 and idempotent:
+                    pass
+                elif status >= 500:
+                    raise error.with_detail(_NOT_IDEMPOTENT)
+                else:
+                    raise error
+                outcome = f"{status}{f' {error.code}' if error.code else ''}"
+                base_wait = server_wait if server_wait is not None else self.backoff(attempt)
+                last_error = error
+
+            if attempt >= self.max_attempts:
+                raise AtlassianRetryExhausted(
+                    f"still failing after {self.max_attempts} attempts (last: {outcome})",
+                    status=response.status_code if response is not None else None,
+                    code=getattr(last_error, "code", None),
+                    method=method,
+                    path=path,
+                    detail="Giving up for now; the Airflow task retry will pick it up",
+                ) from last_error
+            if base_wait > self.max_wait:
+                raise AtlassianRetryExhausted(
+                    f"Atlassian asked to wait {base_wait:.0f}s ({outcome}), more than the "
+                    f"{self.max_wait:.0f}s allowed inside a task",
+                    status=response.status_code if response is not None else None,
+                    code=getattr(last_error, "code", None),
+                    method=method,
+                    path=path,
+                    detail="Not waiting; the Airflow task retry will pick it up",
+                ) from last_error
+            wait = min(self._jittered(base_wait), max(base_wait, self.max_wait))
+            remaining = (
+                f", X-RateLimit-Remaining={self.rate_limit.remaining}"
+                if response is not None and response.headers.get("X-RateLimit-Remaining") is not None
+                else ""
+            )
+            log.warning(
+                "Atlassian %s %s: %s (attempt %d/%d); retrying in %.1fs%s",
+                method,
+                path,
+                outcome,
+                attempt,
+                self.max_attempts,
+                wait,
+                remaining,
+            )
+            self.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,257 @@
+"""Each Atlassian pagination style (contract §9.11), driven by fake ``fetch`` callables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from atlassian_cleanup.pagination import (
+    iter_jira_is_last,
+    iter_jira_offset_array,
+    iter_jql_token,
+    iter_jsm_pages,
+    iter_v1_links_next,
+    iter_v2_cursor,
+    pages_v2_cursor,
+)
+from atlassian_cleanup.retry import AtlassianPaginationError
+
+BASE = "https://api.atlassian.com/admin/v1/orgs/o/users"
+
+
+class Recorder:
+    """Collects ``on_page`` calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, page: int, items: int) -> None:
+        self.calls.append((page, items))
+
+
+# -- Admin v1: links.next is a full URL ------------------------------------------------------------
+
+
+def test_v1_follows_links_next_urls_as_is_until_absent() -> None:
+    pages = {
+        None: {
+            "data": [{"account_id": "a"}, {"account_id": "b"}],
+            "links": {"self": BASE, "next": f"{BASE}?cursor=p2"},
+        },
+        f"{BASE}?cursor=p2": {
+            "data": [{"account_id": "c"}],
+            "links": {"self": "x", "next": f"{BASE}?cursor=p3"},
+        },
+        f"{BASE}?cursor=p3": {"data": [{"account_id": "d"}], "links": {"self": f"{BASE}?cursor=p3"}},
+    }
+    asked: list[str | None] = []
+
+    def fetch(url: str | None) -> dict[str, Any]:
+        asked.append(url)
+        return pages[url]
+
+    progress = Recorder()
+    ids = [user["account_id"] for user in iter_v1_links_next(fetch, on_page=progress)]
+
+    assert ids == ["a", "b", "c", "d"]
+    assert asked == [None, f"{BASE}?cursor=p2", f"{BASE}?cursor=p3"]
+    assert progress.calls == [(1, 2), (2, 3), (3, 4)]
+
+
+def test_v1_stops_on_an_empty_last_page_with_null_next() -> None:
+    pages = iter(
+        [
+            {"data": [{"account_id": "a"}], "links": {"next": f"{BASE}?cursor=2"}},
+            {"data": [], "links": {"next": None}},
+        ]
+    )
+    assert [u["account_id"] for u in iter_v1_links_next(lambda _url: next(pages))] == ["a"]
+
+
+def test_v1_repeated_next_url_raises() -> None:
+    page = {"data": [{"account_id": "a"}], "links": {"next": f"{BASE}?cursor=same"}}
+    with pytest.raises(AtlassianPaginationError, match="already returned"):
+        list(iter_v1_links_next(lambda _url: page))
+
+
+# -- Admin v2: links.next is an opaque cursor -------------------------------------------------------
+
+
+def test_v2_passes_cursor_tokens_back_and_stops_without_next() -> None:
+    pages = {
+        None: {"data": [1, 2], "links": {"self": "c1", "next": "c2"}},
+        "c2": {"data": [3, 4], "links": {"self": "c2", "prev": "c1", "next": "c3"}},
+        "c3": {"data": [], "links": {"self": "c3", "prev": "c2"}},
+    }
+    asked: list[str | None] = []
+
+    def fetch(cursor: str | None) -> dict[str, Any]:
+        asked.append(cursor)
+        return pages[cursor]
+
+    progress = Recorder()
+    assert list(iter_v2_cursor(fetch, on_page=progress)) == [1, 2, 3, 4]
+    assert asked == [None, "c2", "c3"]
+    assert progress.calls == [(1, 2), (2, 4), (3, 4)]
+
+
+def test_v2_repeated_cursor_raises_instead_of_looping() -> None:
+    pages = iter(
+        [
+            {"data": [1], "links": {"next": "A"}},
+            {"data": [2], "links": {"next": "B"}},
+            {"data": [3], "links": {"next": "A"}},
+        ]
+    )
+    seen: list[int] = []
+    with pytest.raises(AtlassianPaginationError, match=r"links\.next"):
+        seen.extend(iter_v2_cursor(lambda _cursor: next(pages)))
+    assert seen == [1, 2, 3]
+
+
+def test_v2_pages_work_for_object_data() -> None:
+    pages = iter(
+        [
+            {"data": {"product_access": [1]}, "links": {"next": "n"}},
+            {"data": {"product_access": [2]}, "links": {}},
+        ]
+    )
+    assert [page["data"]["product_access"] for page in pages_v2_cursor(lambda _c: next(pages))] == [[1], [2]]
+
+
+# -- Jira users/search: bare array, offset, stop at an empty page --------------------------------
+
+
+def test_jira_offset_array_advances_by_received_count_and_stops_at_empty_page() -> None:
+    users = [{"accountId": str(n)} for n in range(8)]
+    served = [users[0:3], users[3:5], users[5:8], []]  # a short page does not mean the end
+    asked: list[tuple[int, int]] = []
+
+    def fetch(start_at: int, max_results: int) -> list[dict[str, str]]:
+        asked.append((start_at, max_results))
+        return served[len(asked) - 1]
+
+    progress = Recorder()
+    result = list(iter_jira_offset_array(fetch, page_size=3, on_page=progress))
+
+    assert result == users
+    assert asked == [(0, 3), (3, 3), (5, 3), (8, 3)]
+    assert progress.calls == [(1, 3), (2, 5), (3, 8), (4, 8)]
+
+
+def test_jira_offset_array_detects_a_server_ignoring_start_at() -> None:
+    page = [{"accountId": "1"}, {"accountId": "2"}]
+    with pytest.raises(AtlassianPaginationError, match="startAt=2"):
+        list(iter_jira_offset_array(lambda _s, _m: page, page_size=2))
+
+
+@given(st.lists(st.integers(min_value=1, max_value=7), max_size=8))
+def test_jira_offset_array_yields_everything_in_order_for_any_page_split(sizes: list[int]) -> None:
+    items = list(range(sum(sizes)))
+    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    by_start = {bounds[i]: items[bounds[i] : bounds[i + 1]] for i in range(len(sizes))}
+    assert list(iter_jira_offset_array(lambda start, _m: by_start.get(start, []), page_size=7)) == items
+
+
+# -- Jira group/bulk, group/member: startAt + isLast ------------------------------------------------
+
+
+def test_jira_is_last_pages() -> None:
+    served = {
+        0: {"startAt": 0, "maxResults": 2, "isLast": False, "values": [{"name": "a"}, {"name": "b"}]},
+        2: {"startAt": 2, "maxResults": 2, "isLast": False, "values": [{"name": "c"}, {"name": "d"}]},
+        4: {"startAt": 4, "maxResults": 2, "isLast": True, "values": [{"name": "e"}]},
+    }
+    asked: list[tuple[int, int]] = []
+
+    def fetch(start_at: int, max_results: int) -> dict[str, Any]:
+        asked.append((start_at, max_results))
+        return served[start_at]
+
+    progress = Recorder()
+    assert [g["name"] for g in iter_jira_is_last(fetch, page_size=2, on_page=progress)] == list("abcde")
+    assert asked == [(0, 2), (2, 2), (4, 2)]
+    assert progress.calls == [(1, 2), (2, 4), (3, 5)]
+
+
+def test_jira_is_last_stops_on_empty_values_even_if_is_last_is_false() -> None:
+    served = [
+        {"isLast": False, "values": [1]},
+        {"isLast": False, "values": [2]},
+        {"isLast": False, "values": []},
+    ]
+    calls: list[int] = []
+
+    def fetch(start_at: int, _max: int) -> dict[str, Any]:
+        calls.append(start_at)
+        return served[len(calls) - 1]
+
+    assert list(iter_jira_is_last(fetch)) == [1, 2]
+    assert calls == [0, 1, 2]
+
+
+def test_jira_is_last_missing_falls_back_to_total() -> None:
+    served = {0: {"total": 3, "values": [1, 2]}, 2: {"total": 3, "values": [3]}}
+    assert list(iter_jira_is_last(lambda start, _m: served[start], page_size=2)) == [1, 2, 3]
+
+
+# -- JSM: start/limit + isLastPage ----------------------------------------------------------------
+
+
+def test_jsm_pages() -> None:
+    served = {
+        0: {"size": 2, "start": 0, "limit": 2, "isLastPage": False, "values": ["r1", "r2"]},
+        2: {"size": 2, "start": 2, "limit": 2, "isLastPage": False, "values": ["r3", "r4"]},
+        4: {"size": 0, "start": 4, "limit": 2, "isLastPage": True, "values": []},
+    }
+    asked: list[tuple[int, int]] = []
+
+    def fetch(start: int, limit: int) -> dict[str, Any]:
+        asked.append((start, limit))
+        return served[start]
+
+    progress = Recorder()
+    assert list(iter_jsm_pages(fetch, page_size=2, on_page=progress)) == ["r1", "r2", "r3", "r4"]
+    assert asked == [(0, 2), (2, 2), (4, 2)]
+    assert progress.calls == [(1, 2), (2, 4), (3, 4)]
+
+
+# -- Jira search/jql: nextPageToken ---------------------------------------------------------------
+
+
+def test_jql_token_pages() -> None:
+    served = {
+        None: {"issues": [{"key": "ITH-1"}], "nextPageToken": "t2", "isLast": False},
+        "t2": {"issues": [{"key": "ITH-2"}, {"key": "ITH-3"}], "nextPageToken": "t3", "isLast": False},
+        "t3": {"issues": [{"key": "ITH-4"}], "isLast": True},
+    }
+    asked: list[str | None] = []
+
+    def fetch(token: str | None) -> dict[str, Any]:
+        asked.append(token)
+        return served[token]
+
+    progress = Recorder()
+    assert [i["key"] for i in iter_jql_token(fetch, on_page=progress)] == ["ITH-1", "ITH-2", "ITH-3", "ITH-4"]
+    assert asked == [None, "t2", "t3"]
+    assert progress.calls == [(1, 1), (2, 3), (3, 4)]
+
+
+def test_jql_stops_when_is_last_even_with_a_token_and_on_empty_result() -> None:
+    assert list(iter_jql_token(lambda _t: {"issues": [], "nextPageToken": "x", "isLast": True})) == []
+    assert list(iter_jql_token(lambda _t: {"issues": []})) == []
+
+
+def test_jql_repeated_token_raises() -> None:
+    with pytest.raises(AtlassianPaginationError, match="nextPageToken"):
+        list(
+            iter_jql_token(lambda _t: {"issues": [{"key": "A-1"}], "nextPageToken": "same", "isLast": False})
+        )
+
+
+def test_unexpected_page_shape_is_a_clear_error() -> None:
+    with pytest.raises(AtlassianPaginationError, match="JSON array"):
+        list(iter_jira_offset_array(lambda _s, _m: {"values": []}))  # type: ignore[arg-type,return-value]
