@@ -53,15 +53,11 @@ POLICY_PATH = policy_path()
     },
 )
 def atlassian_user_cleanup() -> None:
-    extract = ExtractUsersOperator(
-        task_id="extract_users", policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
-    )
+    extract = ExtractUsersOperator(task_id="extract_users", policy_path=POLICY_PATH, pool=ATLASSIAN_POOL)
     compute = ComputeInactivityOperator(
         task_id="compute_inactivity", users=extract.output, policy_path=POLICY_PATH
     )
-    notify = NotifyWarningsOperator(
-        task_id="notify_warnings", plan=compute.output, policy_path=POLICY_PATH
-    )
+    notify = NotifyWarningsOperator(task_id="notify_warnings", plan=compute.output, policy_path=POLICY_PATH)
     apply = ApplyActionsOperator(
         task_id="apply_actions", plan=compute.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_parse_time_is_small(dagbag):
 def test_cleanup_tasks_run_in_the_documented_order(dagbag):
     dag = dagbag.get_dag("atlassian_user_cleanup")
     assert [task.task_id for task in dag.topological_sort()] == CLEANUP_TASKS
-    for upstream, downstream in zip(CLEANUP_TASKS, CLEANUP_TASKS[1:], strict=False):
+    for upstream, downstream in pairwise(CLEANUP_TASKS):
         assert downstream in dag.get_task(upstream).downstream_task_ids
 
 

@@ -99,24 +99,49 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with (
             background(
-                [python, "-m", "atlassian_sandbox", "--host", "127.0.0.1", "--port", "0",
-                 "--users", str(args.users), "--seed", str(args.seed), "--as-of", run_date.isoformat(),
-                 "--url-file", str(workdir / "sandbox.url")],
+                [
+                    python,
+                    "-m",
+                    "atlassian_sandbox",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--users",
+                    str(args.users),
+                    "--seed",
+                    str(args.seed),
+                    "--as-of",
+                    run_date.isoformat(),
+                    "--url-file",
+                    str(workdir / "sandbox.url"),
+                ],
                 logs / "sandbox.log",
                 base_env,
             ) as sandbox,
             background(
-                [python, "-m", "tools.smtp_sink", "--port", "0", "--maildir", str(workdir / "mail"),
-                 "--url-file", str(workdir / "smtp.url")],
+                [
+                    python,
+                    "-m",
+                    "tools.smtp_sink",
+                    "--port",
+                    "0",
+                    "--maildir",
+                    str(workdir / "mail"),
+                    "--url-file",
+                    str(workdir / "smtp.url"),
+                ],
                 logs / "smtp.log",
                 base_env,
             ) as smtp,
         ):
             sandbox_url = _wait_for_file(workdir / "sandbox.url", sandbox, "Atlassian sandbox")
             smtp_url = _wait_for_file(workdir / "smtp.url", smtp, "SMTP sink")
-            with urllib.request.urlopen(f"{sandbox_url}/_sim/info", timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{sandbox_url}/_sim/info", timeout=10) as response:
                 info = json.load(response)
-            print(f"Sandbox: {sandbox_url} ({info['users']} users, org {info['org_id']}); SMTP sink: {smtp_url}")
+            print(
+                f"Sandbox: {sandbox_url} ({info['users']} users, org {info['org_id']}); SMTP sink: {smtp_url}"
+            )
 
             env = {
                 **base_env,
@@ -140,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"airflow dags test {DAG_ID}",
             )
             _check_run_succeeded(output, logs / "dags-test.log")
-            with urllib.request.urlopen(f"{sandbox_url}/_sim/users", timeout=30) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{sandbox_url}/_sim/users", timeout=30) as response:
                 sandbox_users = json.load(response)
         _print_summary(output, audit_dir, sandbox_users)
     except DemoError as exc:
@@ -150,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_run_succeeded(output: str, log_path: Path) -> None:
-    failed = [line for line in output.splitlines() if "state=failed" in line or "Marking run" in line and "failed" in line]
+    failed = [
+        line
+        for line in output.splitlines()
+        if "state=failed" in line or ("Marking run" in line and "failed" in line)
+    ]
     if "DagRun Finished" in output and "state=success" in output:
         return
     if failed:
@@ -177,10 +206,18 @@ def _print_summary(output: str, audit_dir: Path, sandbox_users: object) -> None:
             if index >= 0 and ("planned" in line or "users" in line or "wrote" in line):
                 print("  " + line[index:].strip())
                 break
-    print(f"\nMode: {manifest['mode']} (nothing in Atlassian was changed)" if manifest["mode"] == "dry_run" else f"\nMode: {manifest['mode']}")
+    print(
+        f"\nMode: {manifest['mode']} (nothing in Atlassian was changed)"
+        if manifest["mode"] == "dry_run"
+        else f"\nMode: {manifest['mode']}"
+    )
     print(f"Users: {len(rows)}")
     print("Planned actions: " + ", ".join(f"{k} {v}" for k, v in sorted(actions.items())))
-    print(f"Protected: {sum(protected.values())} (" + ", ".join(f"{k} {v}" for k, v in sorted(protected.items())) + ")")
+    print(
+        f"Protected: {sum(protected.values())} ("
+        + ", ".join(f"{k} {v}" for k, v in sorted(protected.items()))
+        + ")"
+    )
     print(f"Audit CSV: {csv_path}")
     print(f"Manifest:  {manifests[-1]} (sha256 {manifest['sha256']})")
 

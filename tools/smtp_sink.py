@@ -33,7 +33,7 @@ class _MaildirHandler:
         self._lock = threading.Lock()
         self._count = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             self._count += 1
             number = self._count

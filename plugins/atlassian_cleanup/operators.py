@@ -44,11 +44,13 @@ def resolve_policy(policy_path: str, params: Mapping[str, Any] | None) -> Policy
             "ATLASSIAN_CLEANUP_POLICY to its path."
         ) from exc
     except PolicyError as exc:
-        raise AirflowFailException(f"Invalid policy ({policy_path}); nothing was called or changed:\n{exc}") from exc
+        raise AirflowFailException(
+            f"Invalid policy ({policy_path}); nothing was called or changed:\n{exc}"
+        ) from exc
 
 
 def run_as_of(context: Context) -> datetime:
-    """"Today" for this run: the logical date, or the run-after time for runs without one."""
+    """ "Today" for this run: the logical date, or the run-after time for runs without one."""
     moment = context.get("logical_date") or context["dag_run"].run_after
     return datetime.fromtimestamp(moment.timestamp(), tz=UTC)
 
@@ -101,7 +103,7 @@ class ExtractUsersOperator(BaseOperator):
         self.site_conn_id = site_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from atlassian_cleanup.hooks import AtlassianAdminHook, AtlassianSiteHook
+        from atlassian_cleanup.hooks import AtlassianAdminHook
         from atlassian_cleanup.records import user_record_from_v2
 
         policy = resolve_policy(self.policy_path, context["params"])
@@ -306,9 +308,7 @@ class DeleteDormantOperator(_DryRunStageOperator):
     ui_color = "#ff8f73"
 
     def describe(self, row: Mapping[str, Any]) -> str:
-        return (
-            f"delete {_who(row)} (Atlassian keeps it cancellable for 14 days) — {row.get('reason')}"
-        )
+        return f"delete {_who(row)} (Atlassian keeps it cancellable for 14 days) — {row.get('reason')}"
 
 
 class ExportAuditOperator(BaseOperator):
@@ -385,9 +385,7 @@ def _as_list(value: Any) -> list[Any]:
 
 def _plan_summary(plan: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     actions = Counter(row.get("proposed_action") or "none" for row in plan)
-    protected = Counter(
-        str(row["protected_by"]).split(":", 1)[0] for row in plan if row.get("protected_by")
-    )
+    protected = Counter(str(row["protected_by"]).split(":", 1)[0] for row in plan if row.get("protected_by"))
     return {
         "users": len(plan),
         "proposed_actions": dict(sorted(actions.items())),

@@ -14,8 +14,13 @@ def _row(account_id: str, **extra: object) -> dict[str, object]:
 
 
 def test_writes_one_row_per_user_with_fixed_columns_and_manifest(tmp_path):
-    rows = [_row("a1", name="Ada", days_inactive=12), _row("b2", name="Bob", inactive_products=["jira", "jsm"])]
-    manifest = write_audit(rows, tmp_path, run_id="scheduled__2026-11-26T00:00:00+00:00", as_of="2026-11-26", mode="dry_run")
+    rows = [
+        _row("a1", name="Ada", days_inactive=12),
+        _row("b2", name="Bob", inactive_products=["jira", "jsm"]),
+    ]
+    manifest = write_audit(
+        rows, tmp_path, run_id="scheduled__2026-11-26T00:00:00+00:00", as_of="2026-11-26", mode="dry_run"
+    )
 
     with open(manifest.csv_path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -37,7 +42,7 @@ def test_writes_one_row_per_user_with_fixed_columns_and_manifest(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
-@pytest.mark.parametrize("dangerous", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx"])
+@pytest.mark.parametrize("dangerous", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tx"])
 def test_formula_cells_are_neutralised(dangerous):
     assert neutralise_cell(dangerous) == "'" + dangerous
 
@@ -50,7 +55,9 @@ def test_numbers_and_plain_text_are_left_alone():
 
 
 def test_non_ascii_round_trips_as_utf8(tmp_path):
-    manifest = write_audit([_row("x", name="Zoë Ünal")], tmp_path, run_id="r", as_of="2026-11-26", mode="dry_run")
+    manifest = write_audit(
+        [_row("x", name="Zoë Ünal")], tmp_path, run_id="r", as_of="2026-11-26", mode="dry_run"
+    )
     with open(manifest.csv_path, encoding="utf-8", newline="") as handle:
         assert next(csv.DictReader(handle))["name"] == "Zoë Ünal"
 

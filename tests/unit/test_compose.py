@@ -31,7 +31,12 @@ def test_airflow_services_share_the_common_settings():
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false", name
         mounts = {volume.rsplit(":", 1)[1] for volume in service["volumes"]}
-        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include", "/opt/airflow/audit"} <= mounts
+        assert {
+            "/opt/airflow/dags",
+            "/opt/airflow/plugins",
+            "/opt/airflow/include",
+            "/opt/airflow/audit",
+        } <= mounts
         assert service["build"] == "."
 
 
@@ -53,6 +58,6 @@ def test_init_migrates_and_creates_the_pool_the_dag_uses():
 
 def test_dockerfile_installs_the_pinned_files():
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
-    assert dockerfile.startswith("# ") and "FROM apache/airflow:3.3.2-python3.11" in dockerfile
+    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
     assert "-r /opt/atlassian-cleanup/requirements.txt" in dockerfile
     assert "-c /opt/atlassian-cleanup/constraints.txt" in dockerfile
