@@ -1,0 +1,144 @@
+"""Sandbox configuration: the seed parameters plus every behavioural knob.
+
+Knobs exist for the parts of the Atlassian contract that are unconfirmed (marked ``[?]`` in
+``atlassian-api.md``) so tests can pin our client against each plausible behaviour, and for the
+failure modes (rate limits, chaos, latency) the hooks must survive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+#: Fields that define the generated org; changing them means regenerating (``/_sim/reset``).
+SEED_FIELDS = ("users", "seed", "as_of")
+#: Fields fixed for the server's lifetime.
+STARTUP_FIELDS = ("host", "port", "log_level")
+
+
+@dataclass
+class SandboxConfig:
+    # --- seed -------------------------------------------------------------------------------
+    users: int = 300
+    seed: int = 42
+    as_of: date = date(2026, 11, 26)
+
+    # --- server -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 0
+    log_level: str = "warning"
+
+    # --- credentials (fixed demo values; never real secrets) --------------------------------
+    admin_api_key: str = "sandbox-admin-key"
+    site_email: str = "automation@acme.example"
+    site_token: str = "sandbox-site-token"
+
+    # --- unconfirmed Atlassian behaviours ---------------------------------------------------
+    # v2 docs use ``jira``/``confluence``; v1 and Jira use ``jira-software``/``jira-servicedesk``.
+    product_key_style: str = "v2"  # "v2" | "v1"
+    # A product the user may use but never opened: entry with null timestamp, or no entry.
+    never_used_product_entry: str = "null"  # "null" | "absent"
+    # The v1 suspend endpoint moved from 204 to 200 + message in 2023; v2 is undocumented.
+    suspend_restore_success_code: int = 204  # 204 | 200
+    # Older lifecycle docs show ``200 {"message": "Success"}`` for delete.
+    lifecycle_delete_success_code: int = 204  # 204 | 200
+    # v2 ``accountType`` enum lists only ``atlassian``: bots may be missing from the directory.
+    apps_in_directory_search: bool = True
+    # Whether the v2 cursor page omits ``links.next`` or sends ``"next": null`` on the last page.
+    v2_last_page_next: str = "absent"  # "absent" | "null"
+    v1_page_size: int = 100
+    # Writes through the ``-`` (all directories) alias are undocumented; reject by default.
+    allow_dash_directory_writes: bool = False
+    # Product key (v1 style: jira-software, confluence, jira-servicedesk) -> seat cap override.
+    seat_caps: dict[str, int] = field(default_factory=dict)
+    deletion_grace_days: int = 14
+
+    # --- performance / failure injection ------------------------------------------------------
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    rate_limit_enabled: bool = False
+    rate_limit_per_second: float = 10.0
+    rate_limit_burst: int = 20
+    admin_retry_after: bool = True  # Admin 429s: send Retry-After besides X-RateLimit-Reset
+    admin_reset_format: str = "minute"  # "minute" (observed 2023-10-11T10:15Z) | "second"
+    chaos_seed: int = 0
+    chaos_429: float = 0.0
+    chaos_503: float = 0.0
+    chaos_500: float = 0.0
+    chaos_drop_before: float = 0.0
+    chaos_drop_after: float = 0.0
+    chaos_retry_after: int = 1
+    chaos_path_regex: str | None = None  # only inject where re.search(regex, path) matches
+    chaos_methods: list[str] | None = None  # only inject for these HTTP methods (e.g. ["POST"])
+    # Delay (ms) before a write becomes visible in user reads and JQL search.
+    eventual_consistency_ms: float = 0.0
+    call_log_max: int = 100_000
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+    def update(self, values: dict[str, Any], *, allow_seed: bool = False) -> list[str]:
+        """Apply knob values; returns the names changed. Raises ValueError on bad input."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        changed = []
+        for name, value in values.items():
+            if name not in known:
+                raise ValueError(f"unknown knob {name!r}")
+            if name in SEED_FIELDS and not allow_seed:
+                raise ValueError(f"{name!r} regenerates the org: use POST /_sim/reset")
+            setattr(self, name, _coerce(name, value, getattr(self, name)))
+            changed.append(name)
+        self.validate()
+        return changed
+
+    def validate(self) -> None:
+        if self.product_key_style not in ("v1", "v2"):
+            raise ValueError("product_key_style must be 'v1' or 'v2'")
+        if self.never_used_product_entry not in ("null", "absent"):
+            raise ValueError("never_used_product_entry must be 'null' or 'absent'")
+        if self.suspend_restore_success_code not in (200, 204):
+            raise ValueError("suspend_restore_success_code must be 200 or 204")
+        if self.lifecycle_delete_success_code not in (200, 204):
+            raise ValueError("lifecycle_delete_success_code must be 200 or 204")
+        if self.v2_last_page_next not in ("absent", "null"):
+            raise ValueError("v2_last_page_next must be 'absent' or 'null'")
+        if self.admin_reset_format not in ("minute", "second"):
+            raise ValueError("admin_reset_format must be 'minute' or 'second'")
+        for name in ("chaos_429", "chaos_503", "chaos_500", "chaos_drop_before", "chaos_drop_after"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1]")
+        if self.users < 0:
+            raise ValueError("users must be >= 0")
+        if self.v1_page_size < 1 or self.rate_limit_burst < 1 or self.rate_limit_per_second <= 0:
+            raise ValueError("page size, burst and rate must be positive")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> SandboxConfig:
+        config = cls()
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        config.update({**data, **overrides}, allow_seed=True)
+        return config
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    if name == "as_of":
+        return value if isinstance(value, date) else date.fromisoformat(str(value))
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if isinstance(current, int) and not isinstance(current, bool):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if name == "seat_caps":
+        return {str(k): int(v) for k, v in dict(value or {}).items()}
+    if name == "chaos_methods":
+        return [str(m).upper() for m in value] if value else None
+    return value
