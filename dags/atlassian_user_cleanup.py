@@ -43,7 +43,7 @@ POLICY_PATH = policy_path()
     dagrun_timeout=timedelta(hours=6),
     doc_md=__doc__,
     tags=["atlassian", "user-cleanup"],
-    params={name: Param(None, **schema) for name, schema in PARAM_SCHEMAS.items()},
+    params={name: Param(**schema) for name, schema in PARAM_SCHEMAS.items()},
     default_args={
         "owner": "platform",
         "retries": 2,

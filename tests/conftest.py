@@ -1,7 +1,8 @@
 """Test-wide set-up.
 
 Airflow reads its configuration when first imported, so the environment is pointed at a private,
-throw-away AIRFLOW_HOME here, before any test module imports airflow.
+throw-away AIRFLOW_HOME here, before any test module imports airflow. The settings are the ones
+`make demo` uses (tools.airflow_env), including the object-storage XCom backend.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import os
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tools.airflow_env import airflow_env
 
-_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="atlassian-cleanup-airflow-"))
-os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
-os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
-os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+_SCRATCH = Path(tempfile.mkdtemp(prefix="atlassian-cleanup-tests-"))
+for _name in ("airflow", "audit", "xcom"):
+    (_SCRATCH / _name).mkdir()
+os.environ.update(
+    airflow_env(_SCRATCH / "airflow", audit_dir=_SCRATCH / "audit", xcom_dir=_SCRATCH / "xcom")
+)
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+
+SCRATCH_DIR = _SCRATCH

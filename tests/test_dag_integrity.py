@@ -49,20 +49,20 @@ def test_parse_time_is_small(dagbag):
 
 
 def test_cleanup_tasks_run_in_the_documented_order(dagbag):
-    dag = dagbag.get_dag("atlassian_user_cleanup")
+    dag = dagbag.dags["atlassian_user_cleanup"]
     assert [task.task_id for task in dag.topological_sort()] == CLEANUP_TASKS
     for upstream, downstream in pairwise(CLEANUP_TASKS):
         assert downstream in dag.get_task(upstream).downstream_task_ids
 
 
 def test_api_tasks_use_the_atlassian_pool(dagbag):
-    dag = dagbag.get_dag("atlassian_user_cleanup")
+    dag = dagbag.dags["atlassian_user_cleanup"]
     for task_id in ("extract_users", "apply_actions", "delete_dormant"):
         assert dag.get_task(task_id).pool == ATLASSIAN_POOL
 
 
 def test_params_default_to_the_policy_file(dagbag):
-    dag = dagbag.get_dag("atlassian_user_cleanup")
+    dag = dagbag.dags["atlassian_user_cleanup"]
     assert "dry_run" in dag.params
     # None means "use include/policy.yaml"; a param default must never silently switch to live.
     assert all(dag.params[name] is None for name in dag.params)
@@ -73,5 +73,5 @@ def test_params_default_to_the_policy_file(dagbag):
 def test_audit_task_produces_the_asset(dagbag):
     from atlassian_cleanup.settings import AUDIT_ASSET
 
-    task = dagbag.get_dag("atlassian_user_cleanup").get_task("export_audit")
+    task = dagbag.dags["atlassian_user_cleanup"].get_task("export_audit")
     assert AUDIT_ASSET in task.outlets

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,8 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
+
+import yaml
 
 from tools.airflow_env import REPO, airflow_env, connection_env
 
@@ -72,9 +75,39 @@ def _run(cmd: list[str], env: Mapping[str, str], log_path: Path, what: str) -> s
     output = result.stdout + result.stderr
     log_path.write_text(output, encoding="utf-8")
     if result.returncode != 0:
-        tail = "\n".join(output.splitlines()[-40:])
-        raise DemoError(f"{what} failed (exit {result.returncode}); full log: {log_path}\n{tail}")
+        raise DemoError(
+            f"{what} failed (exit {result.returncode}); full log: {log_path}\n{_error_excerpt(output)}"
+        )
     return output
+
+
+def _error_excerpt(output: str) -> str:
+    """The first task exception and the lines that explain it, else the end of the log."""
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        if re.match(r"^[\w.]+(Exception|Error): ", line):
+            excerpt = [line]
+            for follow in lines[index + 1 : index + 15]:
+                if re.match(r"^\d{4}-\d\d-\d\dT", follow):
+                    break
+                excerpt.append(follow)
+            return "\n".join(excerpt)
+    return "\n".join(lines[-30:])
+
+
+def _demo_policy(workdir: Path) -> Path:
+    """The shipped policy plus a protected group, so the demo shows protection at work.
+
+    ``ATLASSIAN_CLEANUP_POLICY`` set by the caller wins, so a policy can be tried on the sandbox.
+    """
+    configured = os.environ.get("ATLASSIAN_CLEANUP_POLICY")
+    if configured:
+        return Path(configured)
+    data = yaml.safe_load((REPO / "include" / "policy.yaml").read_text(encoding="utf-8"))
+    data.setdefault("protected", {})["groups"] = ["vip-executives"]
+    path = workdir / "policy.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                 **base_env,
                 **airflow_env(home, audit_dir=audit_dir, xcom_dir=xcom_dir),
                 **connection_env(info, int(smtp_url.rsplit(":", 1)[1])),
+                "ATLASSIAN_CLEANUP_POLICY": str(_demo_policy(workdir)),
             }
+            print(f"Policy: {env['ATLASSIAN_CLEANUP_POLICY']}")
             airflow = [python, "-m", "airflow"]
             print("Preparing a fresh Airflow metadata database (SQLite)...")
             _run([*airflow, "db", "migrate"], env, logs / "db-migrate.log", "airflow db migrate")
@@ -175,49 +210,58 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_run_succeeded(output: str, log_path: Path) -> None:
-    failed = [
-        line
-        for line in output.splitlines()
-        if "state=failed" in line or ("Marking run" in line and "failed" in line)
-    ]
-    if "DagRun Finished" in output and "state=success" in output:
-        return
-    if failed:
-        raise DemoError(f"the DAG run failed; see {log_path}\n" + "\n".join(failed[-5:]))
+    finished = [line for line in output.splitlines() if "DagRun Finished" in line]
+    if not finished or "state=success" not in finished[-1]:
+        raise DemoError(f"the DAG run did not succeed; see {log_path}\n{_error_excerpt(output)}")
 
 
-def _print_summary(output: str, audit_dir: Path, sandbox_users: object) -> None:
+#: Sandbox populations that must never get an action, whatever the policy's thresholds.
+NEVER_ACTIONED = {
+    "api_user",
+    "org_admin",
+    "site_admin",
+    "product_admin",
+    "app_service",
+    "app_agent",
+    "customer",
+    "vip",
+}
+
+
+def _print_summary(output: str, audit_dir: Path, sandbox_users: Mapping[str, object]) -> None:
     manifests = sorted(audit_dir.glob("*.manifest.json"))
     if not manifests:
         raise DemoError(f"no audit manifest was written to {audit_dir}")
     manifest = json.loads(manifests[-1].read_text(encoding="utf-8"))
     csv_path = Path(manifest["csv_path"])
     with csv_path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    expected = len(sandbox_users) if isinstance(sandbox_users, list) else len(sandbox_users.get("users", []))  # type: ignore[union-attr]
-    if len(rows) != expected:
-        raise DemoError(f"audit CSV has {len(rows)} rows but the sandbox has {expected} users")
-    actions = Counter(row["proposed_action"] for row in rows)
-    protected = Counter(row["protected_by"].split(":", 1)[0] for row in rows if row["protected_by"])
+        rows = {row["account_id"]: row for row in csv.DictReader(handle)}
+    truth = {user["account_id"]: user for user in sandbox_users["users"]}  # type: ignore[attr-defined]
+    if set(rows) != set(truth):
+        raise DemoError(f"audit CSV has {len(rows)} accounts but the sandbox has {len(truth)}")
+    wrongly_planned = [
+        account_id
+        for account_id, user in truth.items()
+        if NEVER_ACTIONED & set(user["populations"]) and rows[account_id]["proposed_action"] != "none"
+    ]
+    if wrongly_planned:
+        raise DemoError(f"protected accounts were planned for an action: {wrongly_planned}")
+
+    actions = Counter(row["proposed_action"] for row in rows.values())
+    protected = Counter(row["protected_by"].split(":", 1)[0] for row in rows.values() if row["protected_by"])
     print("\nStage log lines:")
     for line in output.splitlines():
         for prefix in STAGE_PREFIXES:
             index = line.find(prefix)
             if index >= 0 and ("planned" in line or "users" in line or "wrote" in line):
-                print("  " + line[index:].strip())
+                print("  " + line[index:].split(" [airflow.", 1)[0].strip())
                 break
-    print(
-        f"\nMode: {manifest['mode']} (nothing in Atlassian was changed)"
-        if manifest["mode"] == "dry_run"
-        else f"\nMode: {manifest['mode']}"
-    )
+    changed = " (nothing in Atlassian was changed)" if manifest["mode"] == "dry_run" else ""
+    print(f"\nMode: {manifest['mode']}{changed}")
     print(f"Users: {len(rows)}")
     print("Planned actions: " + ", ".join(f"{k} {v}" for k, v in sorted(actions.items())))
-    print(
-        f"Protected: {sum(protected.values())} ("
-        + ", ".join(f"{k} {v}" for k, v in sorted(protected.items()))
-        + ")"
-    )
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(protected.items()))
+    print(f"Protected: {sum(protected.values())} ({kinds}); none of them has an action planned")
     print(f"Audit CSV: {csv_path}")
     print(f"Manifest:  {manifests[-1]} (sha256 {manifest['sha256']})")
 

@@ -104,7 +104,7 @@ class ExtractUsersOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from atlassian_cleanup.hooks import AtlassianAdminHook
-        from atlassian_cleanup.records import user_record_from_v2
+        from atlassian_cleanup.records import user_record_from_jira, user_record_from_v2
 
         policy = resolve_policy(self.policy_path, context["params"])
         require_dry_run(policy)
@@ -119,21 +119,26 @@ class ExtractUsersOperator(BaseOperator):
             directory_id = admin.directory_id
         progress.update(len(users), force=True)
 
-        retyped = 0
+        retyped = added = 0
         if self.site_conn_id:
-            site_types = self._site_account_types()
+            site_accounts = self._site_accounts()
+            in_directory = {user["account_id"] for user in users}
             for user in users:
-                site_type = site_types.get(user["account_id"])
+                site_type = site_accounts.get(user["account_id"], {}).get("accountType")
                 if site_type in ("app", "customer") and user["account_type"] != site_type:
                     user["account_type"] = site_type
                     retyped += 1
+            for account_id, site_user in site_accounts.items():
+                if account_id not in in_directory:
+                    users.append(dict(user_record_from_jira(site_user)))
+                    added += 1
 
         statuses = Counter(user["status"] for user in users)
         types = Counter(user["account_type"] for user in users)
         never = sum(1 for user in users if not user["last_active"])
         self.log.info(
             "extract_users: %d users from directory %s in %.1fs; status %s; account types %s; "
-            "%d never active; %d re-typed from Jira's user list",
+            "%d never active; %d re-typed and %d added (not in the directory) from Jira's user list",
             len(users),
             directory_id,
             time.monotonic() - started,
@@ -141,6 +146,7 @@ class ExtractUsersOperator(BaseOperator):
             dict(sorted(types.items())),
             never,
             retyped,
+            added,
         )
         if not users:
             raise AirflowFailException(
@@ -149,16 +155,16 @@ class ExtractUsersOperator(BaseOperator):
             )
         return users
 
-    def _site_account_types(self) -> dict[str, str]:
+    def _site_accounts(self) -> dict[str, dict[str, Any]]:
         from atlassian_cleanup.hooks import AtlassianSiteHook
 
-        progress = ProgressLog(self.log, "extract_users: Jira account types")
-        types: dict[str, str] = {}
+        progress = ProgressLog(self.log, "extract_users: Jira accounts")
+        accounts: dict[str, dict[str, Any]] = {}
         with AtlassianSiteHook(atlassian_site_conn_id=self.site_conn_id) as site:
             for user in site.iter_users(on_page=lambda _page, count: progress.update(count)):
-                types[str(user["accountId"])] = str(user.get("accountType") or "unknown")
-        progress.update(len(types), force=True)
-        return types
+                accounts[str(user["accountId"])] = user
+        progress.update(len(accounts), force=True)
+        return accounts
 
 
 class ComputeInactivityOperator(BaseOperator):

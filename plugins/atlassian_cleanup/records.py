@@ -90,3 +90,30 @@ def user_record_from_v2(user: Mapping[str, Any]) -> UserRecord:
         product_access=product_access,
         last_active=max(active_times) if active_times else None,
     )
+
+
+def user_record_from_jira(user: Mapping[str, Any]) -> UserRecord:
+    """Record for an account Jira knows but the org directory does not list.
+
+    Portal-only customers and many bots never appear in the Admin API's directory search; they are
+    still put in the plan (and the audit) so an auditor sees every account and why it was left
+    alone. ``status`` is ``not_invited``: the v2 value for "no directory membership".
+    """
+    email = user.get("emailAddress") or None
+    return UserRecord(
+        account_id=str(user["accountId"]),
+        account_type=str(user.get("accountType") or "unknown"),
+        name=user.get("displayName") or None,
+        email=email,
+        email_domain=email.rsplit("@", 1)[-1].lower() if email and "@" in email else None,
+        status="not_invited",
+        account_status="active" if user.get("active", True) else "inactive",
+        membership_status="no_membership",
+        claim_status=None,
+        added_to_org=None,
+        platform_roles=[],
+        groups=[],
+        group_ids=[],
+        product_access={},
+        last_active=None,
+    )
