@@ -37,6 +37,7 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "rule",
     "stage",
     "proposed_action",
+    "planned_action",
     "products_to_remove",
     "action_date",
     "days_until_action",
