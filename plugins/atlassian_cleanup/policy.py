@@ -1,0 +1,836 @@
+"""The cleanup policy: who counts as inactive, what happens to them, and who is never touched.
+
+The policy lives in ``include/policy.yaml`` and is loaded into a frozen :class:`Policy` by
+:func:`load_policy` (or :func:`policy_from_dict` for data that is already parsed). Loading is
+strict, because a typo in a policy file can suspend the wrong people:
+
+* the document is validated against a JSON Schema (draft 2020-12, :func:`policy_json_schema`),
+  then against cross-field rules the schema cannot express (warning lead days must be shorter than
+  every inactivity threshold, product keys must not collide after canonicalisation, ...);
+* unknown keys are errors, with a "did you mean ..." suggestion when a known key is close;
+* every problem is collected and :class:`PolicyError` reports them all at once, one per line, each
+  naming the key path, what is wrong, the value seen and how to fix it.
+
+Missing keys take the defaults documented in ``include/policy.yaml``; the defaults are the safe
+choice (``dry_run: true``, ``action: suspend``, no deletion).
+
+A DAG run may override a few keys through DAG Params. :data:`PARAM_SCHEMAS` describes them (JSON
+Schema fragments ready for ``airflow.sdk.Param(**schema)``) and :func:`apply_overrides` applies
+them: a param left at ``None`` keeps the policy file's value, and the merged policy is validated
+again, with errors naming the param.
+
+The API user (the account whose token runs the DAG) is deliberately *not* a policy key: it comes
+from the Airflow connections, and the planner receives it as ``api_user_emails`` /
+``api_user_account_ids``, so it cannot be forgotten when the policy file is edited.
+
+This module imports neither Airflow nor an HTTP client.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+
+from atlassian_cleanup.products import _ALIASES as _PRODUCT_ALIASES
+from atlassian_cleanup.products import KNOWN_PRODUCTS, canonical_product
+
+Action = Literal["suspend", "deactivate", "remove_product_access"]
+ACTIONS: tuple[str, ...] = ("suspend", "deactivate", "remove_product_access")
+ON_CAP_EXCEEDED: tuple[str, ...] = ("fail", "approve")
+
+DEFAULT_ADMIN_GROUPS: tuple[str, ...] = (
+    "site-admins",
+    "administrators",
+    "*-admins-*",
+    "*-administrators",
+    "org-admins",
+)
+
+# Deliberately loose: the policy only needs to catch obvious typos (missing "@", spaces, no dot
+# in the domain); Atlassian is the authority on what an address looks like.
+_EMAIL_PATTERN = r"^[^@\s]+@([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$"
+_DOMAIN_PATTERN = r"^([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$"
+_PRODUCT_KEY_PATTERN = r"^[a-z][a-z0-9-]*$"
+
+
+class PolicyError(ValueError):
+    """The policy (or a per-run override) is invalid.
+
+    ``problems`` holds one human-readable line per problem; ``str(error)`` joins them.
+    """
+
+    def __init__(self, problems: Iterable[str], *, source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        header = f"invalid policy{f' in {source}' if source else ''} ({len(self.problems)} problem"
+        header += "s):" if len(self.problems) != 1 else "):"
+        super().__init__("\n".join([header, *(f"- {problem}" for problem in self.problems)]))
+
+
+# --------------------------------------------------------------------------------------------------
+# The dataclass tree
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InactivityPolicy:
+    """When a user counts as inactive.
+
+    ``products`` maps canonical product keys (see :mod:`atlassian_cleanup.products`) to their own
+    threshold; a product without an entry uses ``default_days``.
+    """
+
+    default_days: int = 90
+    products: Mapping[str, int] = field(default_factory=dict)
+
+    def threshold_for(self, product: str) -> int:
+        """Inactivity threshold in days for ``product`` (any alias is accepted)."""
+        return int(self.products.get(canonical_product(product), self.default_days))
+
+    @property
+    def min_threshold(self) -> int:
+        """The smallest threshold of any product (warnings must fit below it)."""
+        return min([self.default_days, *self.products.values()])
+
+
+@dataclass(frozen=True)
+class WarningPolicy:
+    """Warning e-mails: send one this many days before the action date (descending, unique)."""
+
+    lead_days: tuple[int, ...] = (14, 7, 1)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.lead_days)
+
+
+@dataclass(frozen=True)
+class ProtectedPolicy:
+    """Users that are never warned or actioned. Emails and domains are stored lower case."""
+
+    groups: tuple[str, ...] = ()
+    account_ids: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SafetyPolicy:
+    """Caps and sanity gates that stop a run before its first write."""
+
+    max_actions_per_run: int = 50
+    max_action_share: float = 0.1
+    on_cap_exceeded: Literal["fail", "approve"] = "fail"
+    min_user_count_ratio: float = 0.5
+    max_missing_activity_share: float = 0.9
+
+
+@dataclass(frozen=True)
+class RestorePolicy:
+    """Who may get access back through a self-service restore request."""
+
+    allowed_domains: tuple[str, ...] = ()
+    allowed_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The whole cleanup policy. Build it with :func:`load_policy` or :func:`policy_from_dict`."""
+
+    dry_run: bool = True
+    inactivity: InactivityPolicy = field(default_factory=InactivityPolicy)
+    warning: WarningPolicy = field(default_factory=WarningPolicy)
+    action: Action = "suspend"
+    delete_after_days: int | None = None
+    new_user_grace_days: int = 30
+    restored_grace_days: int = 30
+    protected: ProtectedPolicy = field(default_factory=ProtectedPolicy)
+    admin_groups: tuple[str, ...] = DEFAULT_ADMIN_GROUPS
+    safety: SafetyPolicy = field(default_factory=SafetyPolicy)
+    restore: RestorePolicy = field(default_factory=RestorePolicy)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-native form; ``policy_from_dict(policy.to_dict()) == policy``."""
+        return {
+            "dry_run": self.dry_run,
+            "inactivity": {
+                "default_days": self.inactivity.default_days,
+                "products": dict(sorted(self.inactivity.products.items())),
+            },
+            "warning": {"lead_days": list(self.warning.lead_days)},
+            "action": self.action,
+            "delete_after_days": self.delete_after_days,
+            "new_user_grace_days": self.new_user_grace_days,
+            "restored_grace_days": self.restored_grace_days,
+            "protected": {
+                "groups": list(self.protected.groups),
+                "account_ids": list(self.protected.account_ids),
+                "emails": list(self.protected.emails),
+                "domains": list(self.protected.domains),
+            },
+            "admin_groups": list(self.admin_groups),
+            "safety": {
+                "max_actions_per_run": self.safety.max_actions_per_run,
+                "max_action_share": self.safety.max_action_share,
+                "on_cap_exceeded": self.safety.on_cap_exceeded,
+                "min_user_count_ratio": self.safety.min_user_count_ratio,
+                "max_missing_activity_share": self.safety.max_missing_activity_share,
+            },
+            "restore": {
+                "allowed_domains": list(self.restore.allowed_domains),
+                "allowed_groups": list(self.restore.allowed_groups),
+            },
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON Schema
+# --------------------------------------------------------------------------------------------------
+
+
+def _int(minimum: int, default: Any, description: str) -> dict[str, Any]:
+    return {"type": "integer", "minimum": minimum, "default": default, "description": description}
+
+
+def _strings(description: str, *, item: dict[str, Any] | None = None, nullable: bool = True) -> dict:
+    return {
+        "type": ["array", "null"] if nullable else "array",
+        "items": item or {"type": "string", "minLength": 1},
+        "default": [],
+        "description": description,
+    }
+
+
+def _section(properties: dict[str, Any], description: str) -> dict[str, Any]:
+    # A section left empty in YAML (``protected:``) parses as null; that means "all defaults".
+    return {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "properties": properties,
+        "description": description,
+    }
+
+
+_EMAIL_ITEM = {"type": "string", "pattern": _EMAIL_PATTERN}
+_DOMAIN_ITEM = {"type": "string", "pattern": _DOMAIN_PATTERN}
+
+_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://github.com/atlassian-cleanup/policy.schema.json",
+    "title": "Atlassian inactive-user cleanup policy",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "dry_run": {
+            "type": "boolean",
+            "default": True,
+            "description": "Plan and report only; no e-mails, no Atlassian writes. false goes live.",
+        },
+        "inactivity": _section(
+            {
+                "default_days": _int(1, 90, "Days without activity after which a user is inactive."),
+                "products": {
+                    "type": ["object", "null"],
+                    "propertyNames": {"pattern": _PRODUCT_KEY_PATTERN},
+                    "additionalProperties": {"type": "integer", "minimum": 1},
+                    "default": {},
+                    "description": "Per-product thresholds in days (jira, confluence, jsm, ...).",
+                },
+            },
+            "When a user counts as inactive.",
+        ),
+        "warning": _section(
+            {
+                "lead_days": {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1},
+                    "uniqueItems": True,
+                    "default": [14, 7, 1],
+                    "description": "Send a warning this many days before the action date; [] = none.",
+                }
+            },
+            "Warning e-mails before the action.",
+        ),
+        "action": {
+            "enum": list(ACTIONS),
+            "default": "suspend",
+            "description": "What happens to an inactive user.",
+        },
+        "delete_after_days": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "default": None,
+            "description": "Delete accounts this tool actioned at least this many days ago; null = never.",
+        },
+        "new_user_grace_days": _int(0, 30, "No action for users added to the org fewer days ago."),
+        "restored_grace_days": _int(0, 30, "No action for this many days after a restore."),
+        "protected": _section(
+            {
+                "groups": _strings("Group names whose members are never touched."),
+                "account_ids": _strings("Atlassian account ids that are never touched."),
+                "emails": _strings("E-mail addresses that are never touched.", item=_EMAIL_ITEM),
+                "domains": _strings("E-mail domains (and subdomains) never touched.", item=_DOMAIN_ITEM),
+            },
+            "Users that are never warned or actioned.",
+        ),
+        "admin_groups": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "default": list(DEFAULT_ADMIN_GROUPS),
+            "description": "Glob patterns of admin groups; their members are never touched.",
+        },
+        "safety": _section(
+            {
+                "max_actions_per_run": _int(0, 50, "Most suspend/deactivate/remove/delete per run."),
+                "max_action_share": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 1,
+                    "default": 0.1,
+                    "description": "Largest share of all users one run may action.",
+                },
+                "on_cap_exceeded": {
+                    "enum": list(ON_CAP_EXCEEDED),
+                    "default": "fail",
+                    "description": "fail = stop the run; approve = wait for a human approval.",
+                },
+                "min_user_count_ratio": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 1,
+                    "default": 0.5,
+                    "description": "Stop when the user count falls below this share of the last run.",
+                },
+                "max_missing_activity_share": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 1,
+                    "default": 0.9,
+                    "description": "Stop when more than this share of users have no activity data.",
+                },
+            },
+            "Caps and sanity gates.",
+        ),
+        "restore": _section(
+            {
+                "allowed_domains": _strings("Domains allowed to self-restore.", item=_DOMAIN_ITEM),
+                "allowed_groups": _strings("Groups whose members may self-restore."),
+            },
+            "Self-service restore rules.",
+        ),
+    },
+}
+
+# How to fix a bad value, by key path (list indexes removed). Shown after every schema problem.
+_FIXES: dict[str, str] = {
+    "dry_run": "use true (plan only, the safe default) or false (act for real)",
+    "inactivity": "make it a mapping with default_days and, optionally, products",
+    "inactivity.default_days": "use a whole number of days, at least 1, e.g. 90",
+    "inactivity.products": "map lower-case product keys to whole days, e.g. {confluence: 180}",
+    "warning": "make it a mapping with lead_days",
+    "warning.lead_days": "use a list of distinct whole days, each at least 1, e.g. [14, 7, 1]; [] = none",
+    "action": "use one of: suspend, deactivate, remove_product_access",
+    "delete_after_days": "use a whole number of days, at least 1, or null to never delete",
+    "new_user_grace_days": "use a whole number of days, 0 or more, e.g. 30",
+    "restored_grace_days": "use a whole number of days, 0 or more, e.g. 30",
+    "protected": "make it a mapping with groups, account_ids, emails and domains lists",
+    "protected.groups": "use a list of group names, e.g. [vip-executives]",
+    "protected.account_ids": "use a list of Atlassian account ids, e.g. ['712020:4f0c...']",
+    "protected.emails": "use a list of full addresses, e.g. [ceo@acme.example]",
+    "protected.domains": "use a list of bare domains without '@', e.g. [acme.example]",
+    "admin_groups": "use a list of group-name glob patterns, e.g. ['site-admins', '*-admins-*']; [] = none",
+    "safety": "make it a mapping of the safety keys",
+    "safety.max_actions_per_run": "use a whole number, 0 or more, e.g. 50",
+    "safety.max_action_share": "use a fraction above 0 and at most 1, e.g. 0.1 for 10 %",
+    "safety.on_cap_exceeded": "use fail or approve",
+    "safety.min_user_count_ratio": "use a fraction from 0 to 1, e.g. 0.5 (0 disables the gate)",
+    "safety.max_missing_activity_share": "use a fraction above 0 and at most 1, e.g. 0.9 (1 disables)",
+    "restore": "make it a mapping with allowed_domains and allowed_groups",
+    "restore.allowed_domains": "use a list of bare domains without '@', e.g. [acme.example]",
+    "restore.allowed_groups": "use a list of group names",
+}
+
+_TYPE_WORDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "string": "a string",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """The policy's JSON Schema (draft 2020-12). A deep copy: callers may modify it."""
+    return copy.deepcopy(_SCHEMA)
+
+
+def _all_key_paths(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key, sub in schema.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        paths.append(path)
+        paths.extend(_all_key_paths(sub, f"{path}."))
+    return paths
+
+
+_KNOWN_PATHS = _all_key_paths(_SCHEMA)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    paths: tuple[str, ...]  # key paths involved, the first is the one reported
+    text: str
+
+
+def _format_path(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _fix_for(path: str) -> str:
+    plain = re.sub(r"\[\d+\]", "", path)
+    while plain:
+        if plain in _FIXES:
+            return _FIXES[plain]
+        if plain.startswith("inactivity.products."):
+            return _FIXES["inactivity.products"]
+        plain = plain.rpartition(".")[0]
+    return "see the comments in include/policy.yaml"
+
+
+def _type_names(types: Any) -> str:
+    names = [types] if isinstance(types, str) else list(types)
+    return " or ".join(_TYPE_WORDS.get(name, name) for name in names if name != "null") or "null"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Say what is wrong with a value in words an admin understands (not jsonschema's)."""
+    kind, expected = error.validator, error.validator_value
+    if kind == "type":
+        return f"must be {_type_names(expected)}"
+    if kind == "minimum":
+        return f"must be at least {expected}"
+    if kind == "maximum":
+        return f"must be at most {expected}"
+    if kind == "exclusiveMinimum":
+        return f"must be greater than {expected}"
+    if kind == "enum":
+        return f"must be one of {', '.join(str(v) for v in expected if v is not None)}"
+    if kind == "uniqueItems":
+        return "must not contain duplicates"
+    if kind == "minLength":
+        return "must not be empty"
+    if kind == "pattern":
+        if expected == _EMAIL_PATTERN:
+            return "is not a valid e-mail address"
+        if expected == _DOMAIN_PATTERN:
+            return "is not a valid domain name"
+        if expected == _PRODUCT_KEY_PATTERN:
+            return "is not a lower-case product key"
+        return "has an invalid format"
+    return str(error.message)  # pragma: no cover - every keyword the schemas use is handled above
+
+
+def _suggest(key: str, siblings: Iterable[str], prefix: str) -> str:
+    # The right key in the wrong section (``default_days`` at the top level) is a common slip.
+    elsewhere = [path for path in _KNOWN_PATHS if path.rsplit(".", 1)[-1] == key]
+    if elsewhere:
+        return f"did you mean '{elsewhere[0]}'?"
+    close = difflib.get_close_matches(key, list(siblings), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{prefix}{close[0]}'?"
+    return f"remove it; known keys here: {', '.join(sorted(siblings))}"
+
+
+def _schema_problems(data: Any) -> list[_Problem]:
+    validator = jsonschema.Draft202012Validator(_SCHEMA)
+    problems: list[_Problem] = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        parts = list(error.absolute_path)
+        path = _format_path(parts)
+        prefix = f"{path}." if parts else ""
+        kind = error.validator
+        if kind == "additionalProperties" and isinstance(error.instance, Mapping):
+            known = error.schema.get("properties", {})
+            for key in sorted(set(error.instance) - set(known), key=str):
+                problems.append(
+                    _Problem(
+                        (f"{prefix}{key}",),
+                        f"{prefix}{key}: unknown key; {_suggest(str(key), known, prefix)}",
+                    )
+                )
+            continue
+        if "propertyNames" in error.schema_path:
+            key = error.instance
+            key_path = f"{prefix}{key}"
+            problems.append(
+                _Problem(
+                    (key_path,),
+                    f"{key_path}: product key {key!r} is not a lower-case product key. "
+                    f"Fix: write it in lower case with letters, digits and '-', e.g. "
+                    f"{str(key).strip().lower()!r} or one of {', '.join(KNOWN_PRODUCTS)}",
+                )
+            )
+            continue
+        value = error.instance
+        what = _describe(error)
+        problems.append(_Problem((path,), f"{path}: {what} (got {value!r}). Fix: {_fix_for(path)}"))
+    return problems
+
+
+def _section_of(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _canonical_products(raw: Mapping[str, Any]) -> tuple[dict[str, int], list[_Problem]]:
+    products: dict[str, int] = {}
+    origin: dict[str, str] = {}
+    problems: list[_Problem] = []
+    known = sorted(set(KNOWN_PRODUCTS) | set(_PRODUCT_ALIASES))
+    for key, days in raw.items():
+        path = f"inactivity.products.{key}"
+        canonical = canonical_product(str(key))
+        if canonical in origin:
+            problems.append(
+                _Problem(
+                    (path,),
+                    f"{path}: duplicates '{origin[canonical]}' (both mean product '{canonical}'; "
+                    f"got {days!r} and {raw[origin[canonical]]!r}). Fix: keep only one of them",
+                )
+            )
+            continue
+        if canonical not in KNOWN_PRODUCTS:
+            # Any product key is allowed (Bitbucket, Trello, ...), but a near miss of a known key
+            # would silently leave that product on the default threshold.
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
+            if close:
+                problems.append(
+                    _Problem(
+                        (path,),
+                        f"{path}: unknown product key {key!r}; did you mean '{close[0]}'? "
+                        f"Fix: use one of {', '.join(KNOWN_PRODUCTS)} or the exact key Atlassian reports",
+                    )
+                )
+                continue
+        origin[canonical] = str(key)
+        if isinstance(days, int) and not isinstance(days, bool):
+            products[canonical] = days
+    return products, problems
+
+
+def _cross_field_problems(data: Mapping[str, Any]) -> list[_Problem]:
+    inactivity = _section_of(data, "inactivity")
+    raw_products = inactivity.get("products") or {}
+    problems: list[_Problem] = []
+    products: dict[str, int] = {}
+    if isinstance(raw_products, Mapping):
+        products, problems = _canonical_products(raw_products)
+
+    default_days = inactivity.get("default_days", 90)
+    thresholds: dict[str, int] = {}
+    if isinstance(default_days, int) and not isinstance(default_days, bool) and default_days >= 1:
+        thresholds["inactivity.default_days"] = default_days
+    for product, days in products.items():
+        if days >= 1:
+            thresholds[f"inactivity.products.{product}"] = days
+
+    lead_days = _section_of(data, "warning").get("lead_days", [14, 7, 1])
+    if thresholds and isinstance(lead_days, list):
+        smallest_key = min(thresholds, key=lambda k: thresholds[k])
+        smallest = thresholds[smallest_key]
+        too_long = sorted(
+            {d for d in lead_days if isinstance(d, int) and not isinstance(d, bool) and d >= smallest},
+            reverse=True,
+        )
+        if too_long:
+            problems.append(
+                _Problem(
+                    ("warning.lead_days", smallest_key),
+                    f"warning.lead_days: {', '.join(map(str, too_long))} must be shorter than the smallest "
+                    f"inactivity threshold ({smallest_key} = {smallest} days), or the warning would "
+                    f"go out before the user is even inactive (got {lead_days!r}). Fix: use lead days "
+                    f"below {smallest}, or raise {smallest_key}",
+                )
+            )
+    return problems
+
+
+def _validate(data: Any) -> list[_Problem]:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        return [
+            _Problem(
+                ("(top level)",),
+                f"(top level): the policy must be a mapping of keys (got {type(data).__name__}). "
+                "Fix: start from include/policy.yaml",
+            )
+        ]
+    problems = _schema_problems(data)
+    problems.extend(_cross_field_problems(data))
+    return problems
+
+
+def _lower_unique(values: Iterable[str] | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(str(v).strip().lower() for v in values or ()))
+
+
+def _unique(values: Iterable[str] | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(str(v) for v in values or ()))
+
+
+def _build(data: Mapping[str, Any]) -> Policy:
+    inactivity = _section_of(data, "inactivity")
+    products, _ = _canonical_products(inactivity.get("products") or {})
+    warning = _section_of(data, "warning")
+    protected = _section_of(data, "protected")
+    safety = _section_of(data, "safety")
+    restore = _section_of(data, "restore")
+    defaults = SafetyPolicy()
+    return Policy(
+        dry_run=bool(data.get("dry_run", True)),
+        inactivity=InactivityPolicy(
+            default_days=int(inactivity.get("default_days", 90)),
+            products=dict(sorted(products.items())),
+        ),
+        # Stored descending: the order warnings go out.
+        warning=WarningPolicy(tuple(sorted(warning.get("lead_days", [14, 7, 1]), reverse=True))),
+        action=data.get("action", "suspend"),
+        delete_after_days=data.get("delete_after_days"),
+        new_user_grace_days=int(data.get("new_user_grace_days", 30)),
+        restored_grace_days=int(data.get("restored_grace_days", 30)),
+        protected=ProtectedPolicy(
+            groups=_unique(protected.get("groups")),
+            account_ids=_unique(str(v).strip() for v in protected.get("account_ids") or ()),
+            emails=_lower_unique(protected.get("emails")),
+            domains=_lower_unique(protected.get("domains")),
+        ),
+        admin_groups=_unique(data.get("admin_groups", DEFAULT_ADMIN_GROUPS)),
+        safety=SafetyPolicy(
+            max_actions_per_run=int(safety.get("max_actions_per_run", defaults.max_actions_per_run)),
+            max_action_share=float(safety.get("max_action_share", defaults.max_action_share)),
+            on_cap_exceeded=safety.get("on_cap_exceeded", defaults.on_cap_exceeded),
+            min_user_count_ratio=float(safety.get("min_user_count_ratio", defaults.min_user_count_ratio)),
+            max_missing_activity_share=float(
+                safety.get("max_missing_activity_share", defaults.max_missing_activity_share)
+            ),
+        ),
+        restore=RestorePolicy(
+            allowed_domains=_lower_unique(restore.get("allowed_domains")),
+            allowed_groups=_unique(restore.get("allowed_groups")),
+        ),
+    )
+
+
+def policy_from_dict(data: Mapping[str, Any] | None, *, source: str | None = None) -> Policy:
+    """Validate parsed policy data and build a :class:`Policy`; raise :class:`PolicyError`."""
+    problems = _validate(data)
+    if problems:
+        raise PolicyError([p.text for p in problems], source=source)
+    return _build(data or {})
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read, validate and build the policy in the YAML file at ``path``."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError([f"cannot read the policy file: {exc}"], source=source) from exc
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise PolicyError([f"not valid YAML: {exc}"], source=source) from exc
+    return policy_from_dict(data, source=source)
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-run overrides (DAG Params)
+# --------------------------------------------------------------------------------------------------
+
+#: DAG Params that may override the policy for one run. Each value is a JSON Schema fragment with
+#: ``default: None`` ("keep the policy file's value"), ``title`` and ``description``, usable as
+#: ``Param(**PARAM_SCHEMAS[name])``.
+PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "dry_run": {
+        "default": None,
+        "type": ["null", "boolean"],
+        "title": "Dry run",
+        "description": "true = plan only; false = send e-mails and act. Empty keeps the policy's dry_run.",
+    },
+    "inactivity_days": {
+        "default": None,
+        "type": ["null", "integer"],
+        "minimum": 1,
+        "title": "Inactivity threshold (days)",
+        "description": "Days without activity before a user is inactive (inactivity.default_days).",
+    },
+    "product_thresholds": {
+        "default": None,
+        "type": ["null", "object"],
+        "propertyNames": {"pattern": _PRODUCT_KEY_PATTERN},
+        "additionalProperties": {"type": "integer", "minimum": 1},
+        "title": "Per-product thresholds (days)",
+        "description": 'e.g. {"confluence": 180}. Merged over inactivity.products; other products keep '
+        "their policy value.",
+    },
+    "warning_lead_days": {
+        "default": None,
+        "type": ["null", "array"],
+        "items": {"type": "integer", "minimum": 1},
+        "uniqueItems": True,
+        "title": "Warning lead days",
+        "description": "Warn this many days before the action date, e.g. [14, 7, 1]; [] = no warnings.",
+    },
+    "action": {
+        "default": None,
+        "type": ["null", "string"],
+        "enum": [None, *ACTIONS],
+        "title": "Action",
+        "description": "suspend, deactivate (managed accounts only) or remove_product_access.",
+    },
+    "delete_after_days": {
+        "default": None,
+        "type": ["null", "integer"],
+        "minimum": 0,
+        "title": "Delete after (days)",
+        "description": "Delete accounts actioned at least this many days ago; 0 = never delete in this "
+        "run. Empty keeps the policy's value.",
+    },
+    "new_user_grace_days": {
+        "default": None,
+        "type": ["null", "integer"],
+        "minimum": 0,
+        "title": "New-user grace (days)",
+        "description": "No action for users added to the org fewer than this many days ago.",
+    },
+    "max_actions_per_run": {
+        "default": None,
+        "type": ["null", "integer"],
+        "minimum": 0,
+        "title": "Max actions per run",
+        "description": "Stop before the first write when the plan has more actions than this.",
+    },
+    "max_action_share": {
+        "default": None,
+        "type": ["null", "number"],
+        "exclusiveMinimum": 0,
+        "maximum": 1,
+        "title": "Max share of users actioned",
+        "description": "Stop before the first write when more than this fraction of users would be actioned.",
+    },
+}
+
+#: Which policy key each param overrides.
+PARAM_POLICY_KEYS: dict[str, str] = {
+    "dry_run": "dry_run",
+    "inactivity_days": "inactivity.default_days",
+    "product_thresholds": "inactivity.products",
+    "warning_lead_days": "warning.lead_days",
+    "action": "action",
+    "delete_after_days": "delete_after_days",
+    "new_user_grace_days": "new_user_grace_days",
+    "max_actions_per_run": "safety.max_actions_per_run",
+    "max_action_share": "safety.max_action_share",
+}
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def apply_overrides(policy: Policy, params: Mapping[str, Any] | None) -> Policy:
+    """Return ``policy`` with the per-run DAG Params in ``params`` applied.
+
+    Only the keys of :data:`PARAM_SCHEMAS` are read (a DAG's other params are ignored); ``None``
+    keeps the policy file's value. ``product_thresholds`` is merged over the file's per-product
+    thresholds; ``delete_after_days: 0`` turns deletion off for the run. The result is validated
+    again (for example lead days against a lowered threshold); every problem names the param.
+    """
+    problems: list[str] = []
+    data = policy.to_dict()
+    overridden: dict[str, str] = {}  # policy key -> param name
+    for name, schema in PARAM_SCHEMAS.items():
+        value = (params or {}).get(name)
+        if value is None:
+            continue
+        validator = jsonschema.Draft202012Validator(schema)
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))
+        if errors:
+            for error in errors:
+                inner = _format_path(error.absolute_path) if error.absolute_path else ""
+                where = f"{name}.{inner}" if inner else name
+                seen = error.instance
+                problems.append(
+                    f"param {where}: {_describe(error)} (got {seen!r}). Fix: {schema['description']}"
+                )
+            continue
+        key = PARAM_POLICY_KEYS[name]
+        overridden[key] = name
+        if name == "product_thresholds":
+            merged = dict(data["inactivity"]["products"])
+            merged.update({canonical_product(k): v for k, v in value.items()})
+            value = merged
+        elif name == "delete_after_days" and value == 0:
+            value = None
+        elif name == "warning_lead_days":
+            value = list(value)
+        _set_path(data, key, value)
+    if problems:
+        raise PolicyError(problems, source="DAG params")
+
+    def param_names(paths: Iterable[str]) -> list[str]:
+        names = []
+        for path in paths:
+            for key, name in overridden.items():
+                if (path == key or path.startswith(f"{key}.")) and name not in names:
+                    names.append(name)
+        return names
+
+    lines = []
+    for problem in _validate(data):
+        names = param_names(problem.paths)
+        label = f"param {', '.join(names)}" if names else "policy file"
+        lines.append(f"{label}: {problem.text}")
+    if lines:
+        raise PolicyError(lines, source="policy with DAG params applied")
+    return _build(data)

@@ -1,0 +1,366 @@
+"""The policy model: loading, validation messages, overrides and round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from atlassian_cleanup.policy import (
+    DEFAULT_ADMIN_GROUPS,
+    PARAM_POLICY_KEYS,
+    PARAM_SCHEMAS,
+    Policy,
+    PolicyError,
+    apply_overrides,
+    load_policy,
+    policy_from_dict,
+    policy_json_schema,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "include" / "policy.yaml"
+
+
+def problems_of(data: Any) -> list[str]:
+    with pytest.raises(PolicyError) as caught:
+        policy_from_dict(data)
+    return caught.value.problems
+
+
+def only_problem(data: Any) -> str:
+    problems = problems_of(data)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_shipped_policy_loads_with_safe_defaults():
+    policy = load_policy(SHIPPED)
+    assert policy.dry_run is True
+    assert policy.action == "suspend"
+    assert policy.delete_after_days is None
+    assert policy.warning.lead_days == (14, 7, 1)
+    assert policy.admin_groups == DEFAULT_ADMIN_GROUPS
+    # The shipped file spells out the defaults: it equals an empty policy.
+    assert policy == policy_from_dict({})
+
+
+def test_shipped_policy_validates_against_the_schema():
+    import yaml
+
+    data = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(policy_json_schema()).validate(data)
+
+
+def test_every_shipped_key_is_commented():
+    lines = SHIPPED.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("#", "-")) and ":" in stripped:
+            assert lines[number - 1].strip().startswith("#"), f"key without a comment: {line!r}"
+
+
+def test_schema_is_draft_2020_12_and_a_copy():
+    schema = policy_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"].endswith("2020-12/schema")
+    schema["properties"].clear()
+    assert policy_json_schema()["properties"]
+
+
+def test_empty_and_null_documents_give_defaults():
+    assert policy_from_dict(None) == Policy()
+    assert policy_from_dict({"protected": None, "restore": None}) == Policy()
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "fix_word"),
+    [
+        ({"dry_run": "yes please"}, "dry_run", "true"),
+        ({"inactivity": {"default_days": 0}}, "inactivity.default_days", "at least 1"),
+        ({"inactivity": {"default_days": 2.5}}, "inactivity.default_days", "whole number"),
+        ({"inactivity": {"products": {"confluence": 0}}}, "inactivity.products.confluence", "whole days"),
+        ({"inactivity": {"products": ["jira"]}}, "inactivity.products", "map"),
+        ({"warning": {"lead_days": [7, 0]}}, "warning.lead_days[1]", "at least 1"),
+        ({"warning": {"lead_days": 7}}, "warning.lead_days", "list"),
+        ({"action": "delete"}, "action", "suspend"),
+        ({"delete_after_days": 0}, "delete_after_days", "null"),
+        ({"new_user_grace_days": -1}, "new_user_grace_days", "0 or more"),
+        ({"restored_grace_days": "30"}, "restored_grace_days", "0 or more"),
+        ({"protected": {"groups": [""]}}, "protected.groups[0]", "group names"),
+        ({"protected": {"account_ids": "abc"}}, "protected.account_ids", "account ids"),
+        ({"protected": {"emails": ["not-an-email"]}}, "protected.emails[0]", "full addresses"),
+        ({"protected": {"domains": ["@acme.example"]}}, "protected.domains[0]", "without '@'"),
+        ({"admin_groups": None}, "admin_groups", "patterns"),
+        ({"safety": {"max_actions_per_run": -5}}, "safety.max_actions_per_run", "0 or more"),
+        ({"safety": {"max_action_share": 0}}, "safety.max_action_share", "above 0"),
+        ({"safety": {"max_action_share": 1.5}}, "safety.max_action_share", "at most 1"),
+        ({"safety": {"on_cap_exceeded": "ignore"}}, "safety.on_cap_exceeded", "fail or approve"),
+        ({"safety": {"min_user_count_ratio": 2}}, "safety.min_user_count_ratio", "from 0 to 1"),
+        ({"safety": {"max_missing_activity_share": 0}}, "safety.max_missing_activity_share", "above 0"),
+        ({"restore": {"allowed_domains": ["no spaces.example"]}}, "restore.allowed_domains[0]", "domains"),
+        ({"restore": {"allowed_groups": [3]}}, "restore.allowed_groups[0]", "group names"),
+    ],
+)
+def test_bad_value_names_key_value_and_fix(data, path, fix_word):
+    problem = only_problem(data)
+    assert problem.startswith(f"{path}: "), problem
+    assert "(got " in problem
+    assert "Fix:" in problem
+    assert fix_word in problem.split("Fix:", 1)[1]
+
+
+def test_booleans_are_not_numbers():
+    assert only_problem({"inactivity": {"default_days": True}}).startswith("inactivity.default_days:")
+
+
+def test_unknown_keys_suggest_the_close_one():
+    assert "did you mean 'dry_run'" in only_problem({"dryrun": True})
+    assert "did you mean 'safety.max_actions_per_run'" in only_problem({"safety": {"max_action_per_run": 3}})
+    # The right key in the wrong section.
+    assert "did you mean 'inactivity.default_days'" in only_problem({"default_days": 30})
+    # Nothing close: list what is allowed.
+    assert "known keys here" in only_problem({"warning": {"zzz": 1}})
+
+
+def test_product_keys_are_canonicalised_and_checked():
+    policy = policy_from_dict({"inactivity": {"products": {"jira-servicedesk": 60, "jira-software": 45}}})
+    assert dict(policy.inactivity.products) == {"jsm": 60, "jira": 45}
+    assert policy.inactivity.threshold_for("jira-service-management") == 60
+    assert policy.inactivity.threshold_for("confluence") == 90
+    assert policy.inactivity.threshold_for("bitbucket") == 90
+
+    duplicate = only_problem({"inactivity": {"products": {"jira-servicedesk": 60, "jsm": 30}}})
+    assert "duplicates 'jira-servicedesk'" in duplicate
+    assert "'jsm'" in duplicate
+
+    typo = only_problem({"inactivity": {"products": {"confluense": 60}}})
+    assert typo.startswith("inactivity.products.confluense:")
+    assert "did you mean 'confluence'" in typo
+
+    upper = only_problem({"inactivity": {"products": {"Confluence": 60}}})
+    assert upper.startswith("inactivity.products.Confluence:")
+    assert "'confluence'" in upper
+
+    # Other Atlassian products are fine.
+    assert policy_from_dict({"inactivity": {"products": {"bitbucket": 30}}}).inactivity.products == {
+        "bitbucket": 30
+    }
+
+
+def test_lead_days_must_be_shorter_than_every_threshold():
+    problem = only_problem({"inactivity": {"default_days": 90, "products": {"jsm": 14}}})
+    assert problem.startswith("warning.lead_days:")
+    assert "inactivity.products.jsm = 14" in problem
+    assert "14" in problem
+    assert "Fix:" in problem
+    problem = only_problem({"inactivity": {"default_days": 10}, "warning": {"lead_days": [3, 10]}})
+    assert "inactivity.default_days = 10" in problem
+    # Exactly one day shorter is fine; no warnings is fine.
+    assert policy_from_dict({"inactivity": {"default_days": 15}}).warning.lead_days == (14, 7, 1)
+    assert policy_from_dict({"inactivity": {"default_days": 1}, "warning": {"lead_days": []}})
+
+
+def test_lead_days_duplicates_rejected_and_order_normalised():
+    assert "duplicates" in only_problem({"warning": {"lead_days": [7, 7]}})
+    assert policy_from_dict({"warning": {"lead_days": [1, 14, 7]}}).warning.lead_days == (14, 7, 1)
+
+
+def test_all_problems_reported_together_one_per_line():
+    with pytest.raises(PolicyError) as caught:
+        policy_from_dict(
+            {
+                "dry_rn": False,
+                "action": "nuke",
+                "inactivity": {"default_days": 0},
+                "protected": {"emails": ["bad"]},
+                "safety": {"max_action_share": 3},
+            }
+        )
+    error = caught.value
+    assert len(error.problems) == 5
+    text = str(error)
+    assert text.splitlines()[0] == "invalid policy (5 problems):"
+    for key in (
+        "dry_rn",
+        "action",
+        "inactivity.default_days",
+        "protected.emails[0]",
+        "safety.max_action_share",
+    ):
+        assert any(line.startswith(f"- {key}:") for line in text.splitlines()), key
+    assert isinstance(error, ValueError)
+
+
+def test_emails_and_domains_are_lower_cased():
+    policy = policy_from_dict(
+        {"protected": {"emails": ["CEO@Acme.Example"], "domains": ["VIP.Acme.Example"]}}
+    )
+    assert policy.protected.emails == ("ceo@acme.example",)
+    assert policy.protected.domains == ("vip.acme.example",)
+
+
+def test_load_policy_reports_file_problems(tmp_path):
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(missing)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("dry_run: [\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        load_policy(broken)
+    duplicate = tmp_path / "duplicate.yaml"
+    duplicate.write_text("dry_run: true\ndry_run: false\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match="duplicate key 'dry_run'"):
+        load_policy(duplicate)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- dry_run\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match="must be a mapping") as caught:
+        load_policy(listed)
+    assert str(listed) in str(caught.value)
+
+
+FULL = {
+    "dry_run": False,
+    "inactivity": {"default_days": 120, "products": {"confluence": 60, "jira-servicedesk": 45}},
+    "warning": {"lead_days": [1, 21, 7]},
+    "action": "deactivate",
+    "delete_after_days": 180,
+    "new_user_grace_days": 14,
+    "restored_grace_days": 0,
+    "protected": {
+        "groups": ["vip-executives"],
+        "account_ids": ["712020:abc"],
+        "emails": ["Boss@Acme.example"],
+        "domains": ["partner.example"],
+    },
+    "admin_groups": ["site-admins"],
+    "safety": {
+        "max_actions_per_run": 0,
+        "max_action_share": 1,
+        "on_cap_exceeded": "approve",
+        "min_user_count_ratio": 0,
+        "max_missing_activity_share": 1,
+    },
+    "restore": {"allowed_domains": ["acme.example"], "allowed_groups": ["staff"]},
+}
+
+
+def test_to_dict_round_trips_and_is_json_native():
+    import json
+
+    policy = policy_from_dict(FULL)
+    data = policy.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert policy_from_dict(data) == policy
+    assert data["inactivity"]["products"] == {"confluence": 60, "jsm": 45}
+    assert data["warning"]["lead_days"] == [21, 7, 1]
+    assert data["protected"]["emails"] == ["boss@acme.example"]
+    jsonschema.Draft202012Validator(policy_json_schema()).validate(data)
+    assert policy_from_dict(Policy().to_dict()) == Policy()
+
+
+# --- overrides ---------------------------------------------------------------------------------------
+
+
+def test_param_schemas_are_valid_and_default_to_none():
+    assert set(PARAM_SCHEMAS) == set(PARAM_POLICY_KEYS)
+    assert set(PARAM_SCHEMAS) == {
+        "dry_run",
+        "inactivity_days",
+        "product_thresholds",
+        "warning_lead_days",
+        "action",
+        "delete_after_days",
+        "new_user_grace_days",
+        "max_actions_per_run",
+        "max_action_share",
+    }
+    for name, schema in PARAM_SCHEMAS.items():
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["default"] is None, name
+        assert schema["title"], name
+        assert schema["description"], name
+        jsonschema.validate(None, schema)  # None = keep the policy value
+
+
+def test_none_params_keep_the_file_values():
+    policy = policy_from_dict(FULL)
+    assert apply_overrides(policy, {}) == policy
+    assert apply_overrides(policy, None) == policy
+    assert apply_overrides(policy, dict.fromkeys(PARAM_SCHEMAS)) == policy
+    # A DAG's other params are ignored.
+    assert apply_overrides(policy, {"approve_plan": True}) == policy
+
+
+def test_overrides_are_applied():
+    policy = policy_from_dict(FULL)
+    result = apply_overrides(
+        policy,
+        {
+            "dry_run": True,
+            "inactivity_days": 200,
+            "product_thresholds": {"jira-software": 100, "confluence": 90},
+            "warning_lead_days": [3],
+            "action": "remove_product_access",
+            "delete_after_days": 0,
+            "new_user_grace_days": 0,
+            "max_actions_per_run": 7,
+            "max_action_share": 0.25,
+        },
+    )
+    assert result.dry_run is True
+    assert result.inactivity.default_days == 200
+    assert dict(result.inactivity.products) == {"confluence": 90, "jira": 100, "jsm": 45}
+    assert result.warning.lead_days == (3,)
+    assert result.action == "remove_product_access"
+    assert result.delete_after_days is None  # 0 = no deletion in this run
+    assert result.new_user_grace_days == 0
+    assert result.safety.max_actions_per_run == 7
+    assert result.safety.max_action_share == 0.25
+    # Untouched keys keep the file's values.
+    assert result.protected == policy.protected
+    assert result.restored_grace_days == policy.restored_grace_days
+    assert apply_overrides(policy, {"warning_lead_days": []}).warning.lead_days == ()
+    assert apply_overrides(Policy(), {"delete_after_days": 30}).delete_after_days == 30
+
+
+def test_bad_override_names_the_param():
+    with pytest.raises(PolicyError) as caught:
+        apply_overrides(
+            Policy(),
+            {
+                "action": "nuke",
+                "inactivity_days": 0,
+                "max_action_share": 2,
+                "product_thresholds": {"jira": 0},
+            },
+        )
+    problems = caught.value.problems
+    assert len(problems) == 4
+    assert any(p.startswith("param action:") and "'nuke'" in p and "Fix:" in p for p in problems)
+    assert any(p.startswith("param inactivity_days:") and "at least 1" in p for p in problems)
+    assert any(p.startswith("param max_action_share:") for p in problems)
+    assert any(p.startswith("param product_thresholds.jira:") for p in problems)
+
+
+def test_override_that_breaks_a_cross_field_rule_names_the_param():
+    with pytest.raises(PolicyError) as caught:
+        apply_overrides(Policy(), {"inactivity_days": 10})
+    (problem,) = caught.value.problems
+    assert problem.startswith("param inactivity_days: warning.lead_days:")
+    with pytest.raises(PolicyError) as caught:
+        apply_overrides(Policy(), {"warning_lead_days": [100]})
+    (problem,) = caught.value.problems
+    assert problem.startswith("param warning_lead_days: warning.lead_days:")
+    with pytest.raises(PolicyError) as caught:
+        apply_overrides(Policy(), {"product_thresholds": {"jsm": 5}})
+    assert caught.value.problems[0].startswith("param product_thresholds:")
+
+
+def test_overrides_do_not_change_the_original_policy():
+    policy = policy_from_dict(FULL)
+    before = policy.to_dict()
+    apply_overrides(policy, {"product_thresholds": {"jira": 99}, "inactivity_days": 99})
+    assert policy.to_dict() == before
