@@ -16,9 +16,7 @@ from tools.airflow_env import airflow_env
 _SCRATCH = Path(tempfile.mkdtemp(prefix="atlassian-cleanup-tests-"))
 for _name in ("airflow", "audit", "xcom"):
     (_SCRATCH / _name).mkdir()
-os.environ.update(
-    airflow_env(_SCRATCH / "airflow", audit_dir=_SCRATCH / "audit", xcom_dir=_SCRATCH / "xcom")
-)
+os.environ.update(airflow_env(_SCRATCH / "airflow", audit_dir=_SCRATCH / "audit", xcom_dir=_SCRATCH / "xcom"))
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 SCRATCH_DIR = _SCRATCH
