@@ -131,6 +131,19 @@ class SafetyPolicy:
     on_cap_exceeded: Literal["fail", "approve"] = "fail"
     min_user_count_ratio: float = 0.5
     max_missing_activity_share: float = 0.9
+    write_concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class StateStorePolicy:
+    """Where this tool keeps its own memory (warnings sent, actions taken, the journal).
+
+    ``conn_id`` names an Airflow connection whose URI is a SQLAlchemy URL (``sqlite:///...`` or
+    ``postgresql://...``). When the default id is not defined, an embedded SQLite file under
+    ``$AIRFLOW_HOME`` is used; a non-default id that is not defined is an error.
+    """
+
+    conn_id: str = "atlassian_cleanup_state"
 
 
 @dataclass(frozen=True)
@@ -156,6 +169,7 @@ class Policy:
     admin_groups: tuple[str, ...] = DEFAULT_ADMIN_GROUPS
     safety: SafetyPolicy = field(default_factory=SafetyPolicy)
     restore: RestorePolicy = field(default_factory=RestorePolicy)
+    state_store: StateStorePolicy = field(default_factory=StateStorePolicy)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-native form; ``policy_from_dict(policy.to_dict()) == policy``."""
@@ -183,11 +197,13 @@ class Policy:
                 "on_cap_exceeded": self.safety.on_cap_exceeded,
                 "min_user_count_ratio": self.safety.min_user_count_ratio,
                 "max_missing_activity_share": self.safety.max_missing_activity_share,
+                "write_concurrency": self.safety.write_concurrency,
             },
             "restore": {
                 "allowed_domains": list(self.restore.allowed_domains),
                 "allowed_groups": list(self.restore.allowed_groups),
             },
+            "state_store": {"conn_id": self.state_store.conn_id},
         }
 
 
@@ -316,6 +332,13 @@ _SCHEMA: dict[str, Any] = {
                     "default": 0.9,
                     "description": "Stop when more than this share of users have no activity data.",
                 },
+                "write_concurrency": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 16,
+                    "default": 4,
+                    "description": "Atlassian writes in flight at once within one task.",
+                },
             },
             "Caps and sanity gates.",
         ),
@@ -325,6 +348,18 @@ _SCHEMA: dict[str, Any] = {
                 "allowed_groups": _strings("Groups whose members may self-restore."),
             },
             "Self-service restore rules.",
+        ),
+        "state_store": _section(
+            {
+                "conn_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "pattern": r"^[A-Za-z0-9_.-]+$",
+                    "default": "atlassian_cleanup_state",
+                    "description": "Airflow connection id of the state database (SQLAlchemy URL).",
+                },
+            },
+            "Where this tool keeps its own state.",
         ),
     },
 }
@@ -356,6 +391,9 @@ _FIXES: dict[str, str] = {
     "restore": "make it a mapping with allowed_domains and allowed_groups",
     "restore.allowed_domains": "use a list of bare domains without '@', e.g. [acme.example]",
     "restore.allowed_groups": "use a list of group names",
+    "safety.write_concurrency": "use a whole number from 1 to 16, e.g. 4",
+    "state_store": "make it a mapping with conn_id",
+    "state_store.conn_id": "use an Airflow connection id (letters, digits, _ . -)",
 }
 
 _TYPE_WORDS = {
@@ -632,10 +670,14 @@ def _build(data: Mapping[str, Any]) -> Policy:
             max_missing_activity_share=float(
                 safety.get("max_missing_activity_share", defaults.max_missing_activity_share)
             ),
+            write_concurrency=int(safety.get("write_concurrency", defaults.write_concurrency)),
         ),
         restore=RestorePolicy(
             allowed_domains=_lower_unique(restore.get("allowed_domains")),
             allowed_groups=_unique(restore.get("allowed_groups")),
+        ),
+        state_store=StateStorePolicy(
+            conn_id=str(_section_of(data, "state_store").get("conn_id", StateStorePolicy.conn_id))
         ),
     )
 
