@@ -64,7 +64,9 @@ USER_AGENT = f"atlassian-cleanup-airflow/{__version__} (+https://airflow.apache.
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
 #: Connection extras the base hook understands; nothing in the extra is ever sent as a header.
-_HTTP_EXTRAS = frozenset({"timeout", "verify", "verify_ssl", "proxies"})
+_HTTP_EXTRAS = frozenset({"timeout", "verify", "verify_ssl", "proxies", "retry"})
+#: Keys of the optional ``retry`` extra: tuning of :class:`RetryPolicy` per connection.
+_RETRY_TUNING = ("max_attempts", "base_delay", "max_backoff", "max_wait")
 
 
 class BearerAuth(AuthBase):
@@ -129,8 +131,8 @@ class _AtlassianHttpHook(HttpHook):
     def __init__(self, conn_id: str, *, retry_policy: RetryPolicy | None = None) -> None:
         super().__init__(method="GET", http_conn_id=conn_id)
         setattr(self, self.conn_name_attr, conn_id)
-        policy = retry_policy if retry_policy is not None else RetryPolicy()
-        self.retry_policy = dataclasses.replace(policy, rate_limit=RateLimitTracker())
+        self._given_retry_policy = retry_policy
+        self._retry_policy: RetryPolicy | None = None
         self._connection: Connection | None = None
         self._session: requests.Session | None = None
         self._timeout: float | tuple[float, float] = _DEFAULT_TIMEOUT
@@ -153,6 +155,29 @@ class _AtlassianHttpHook(HttpHook):
     def extras(self) -> dict[str, Any]:
         """The connection's extra field as a dict."""
         return dict(self.connection.extra_dejson or {})
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy: the constructor's, else the defaults tuned by the ``retry`` extra.
+
+        ``{"retry": {"base_delay": 2, "max_attempts": 8}}`` lets an admin adapt backoff to their
+        org's limits without code changes; unknown keys are an error rather than silently ignored.
+        """
+        if self._retry_policy is None:
+            policy = self._given_retry_policy
+            if policy is None:
+                tuning = self.extras.get("retry") or {}
+                unknown = sorted(set(tuning) - set(_RETRY_TUNING)) if isinstance(tuning, Mapping) else []
+                if not isinstance(tuning, Mapping) or unknown:
+                    raise AtlassianConfigurationError(
+                        f"Connection '{self.conn_id}': extra 'retry' must be an object with keys "
+                        f"{', '.join(_RETRY_TUNING)} (got {tuning!r})"
+                    )
+                policy = RetryPolicy(**{key: float(value) for key, value in tuning.items()})
+                if "max_attempts" in tuning:
+                    policy = dataclasses.replace(policy, max_attempts=int(tuning["max_attempts"]))
+            self._retry_policy = dataclasses.replace(policy, rate_limit=RateLimitTracker())
+        return self._retry_policy
 
     @property
     def rate_limit(self) -> RateLimitTracker:

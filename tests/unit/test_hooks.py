@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from atlassian_cleanup.retry import (
     AtlassianConfigurationError,
     AtlassianConflictError,
     AtlassianNotFoundError,
+    AtlassianRetryExhausted,
     RetryPolicy,
 )
 
@@ -821,3 +823,44 @@ def test_site_401_points_at_id_atlassian_com(site: AtlassianSiteHook, requests_m
     assert "id.atlassian.com → Security → API tokens" in message
     assert TOKEN not in message
     assert requests_mock.call_count == 1
+
+
+def test_retry_extra_tunes_the_policy_without_becoming_a_header(monkeypatch, requests_mock):
+    set_conn(
+        monkeypatch,
+        "atlassian_site",
+        host="https://acme.atlassian.net",
+        login="bot@acme.example",
+        password="tok",
+        extra={"retry": {"base_delay": 0.5, "max_attempts": 2, "max_wait": 10}},
+    )
+    hook = AtlassianSiteHook()
+    assert hook.retry_policy.base_delay == 0.5
+    assert hook.retry_policy.max_attempts == 2
+    assert hook.retry_policy.max_wait == 10.0
+    sleeps: list[float] = []
+    hook._retry_policy = dataclasses.replace(hook.retry_policy, sleep=sleeps.append)
+    requests_mock.get(
+        "https://acme.atlassian.net/rest/api/3/user",
+        [{"status_code": 500, "json": {"errorMessages": ["boom"], "errors": {}}}] * 3,
+    )
+    with pytest.raises(AtlassianRetryExhausted):
+        hook.get_user("abc")
+    # Two attempts in total, one wait in between, from the tuned base delay.
+    assert len(requests_mock.request_history) == 2
+    assert len(sleeps) == 1
+    assert 0.5 <= sleeps[0] <= 0.5 * 1.3
+    assert "retry" not in {k.lower() for k in requests_mock.request_history[0].headers}
+
+
+def test_bad_retry_extra_is_a_clear_configuration_error(monkeypatch):
+    set_conn(
+        monkeypatch,
+        "atlassian_site",
+        host="https://acme.atlassian.net",
+        login="bot@acme.example",
+        password="tok",
+        extra={"retry": {"base_dealy": 1}},
+    )
+    with pytest.raises(AtlassianConfigurationError, match="extra 'retry'"):
+        _ = AtlassianSiteHook().retry_policy
