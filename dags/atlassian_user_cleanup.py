@@ -6,6 +6,9 @@ inactive under `include/policy.yaml` (overridable per run in the trigger form), 
 dormant accounts, and write an audit CSV with a SHA-256 manifest.
 
 **Dry run is the default**: the plan and the audit CSV are produced, nothing in Atlassian changes.
+Live, `approve_plan` stops the run before the first write when the plan exceeds the safety caps
+(fail, or wait for approval in the UI, as the policy says), and every write is journalled in the
+state store so retries never warn, suspend or delete anyone twice.
 Each task log has one summary line with counts; the audit CSV has one row per user with the rule
 that fired and a plain-language reason.
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, chain, dag
+from airflow.sdk import Param, TriggerRule, chain, dag
 
 from atlassian_cleanup.operators import (
     ApplyActionsOperator,
@@ -27,6 +30,7 @@ from atlassian_cleanup.operators import (
     ExportAuditOperator,
     ExtractUsersOperator,
     NotifyWarningsOperator,
+    PlanApprovalOperator,
 )
 from atlassian_cleanup.policy import PARAM_SCHEMAS
 from atlassian_cleanup.settings import ATLASSIAN_POOL, AUDIT_ASSET, audit_dir, policy_path
@@ -57,6 +61,7 @@ def atlassian_user_cleanup() -> None:
     compute = ComputeInactivityOperator(
         task_id="compute_inactivity", users=extract.output, policy_path=POLICY_PATH
     )
+    approve = PlanApprovalOperator(task_id="approve_plan", gate=compute.output["gate"])
     notify = NotifyWarningsOperator(task_id="notify_warnings", plan=compute.output, policy_path=POLICY_PATH)
     apply = ApplyActionsOperator(
         task_id="apply_actions", plan=compute.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
@@ -71,8 +76,11 @@ def atlassian_user_cleanup() -> None:
         audit_dir=audit_dir(),
         policy_path=POLICY_PATH,
         outlets=[AUDIT_ASSET],
+        # The audit is written whatever happened upstream: a failed or rejected run is exactly
+        # the one an auditor needs to see.
+        trigger_rule=TriggerRule.ALL_DONE,
     )
-    chain(extract, compute, notify, apply, delete, export)
+    chain(extract, compute, approve, notify, apply, delete, export)
 
 
 atlassian_user_cleanup()

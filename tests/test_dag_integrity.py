@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLEANUP_TASKS = [
     "extract_users",
     "compute_inactivity",
+    "approve_plan",
     "notify_warnings",
     "apply_actions",
     "delete_dormant",

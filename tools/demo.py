@@ -21,7 +21,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -96,8 +96,13 @@ def _error_excerpt(output: str) -> str:
 
 
 def _demo_policy(workdir: Path) -> Path:
-    """The shipped policy plus a protected group, so the demo shows protection at work.
+    """The shipped policy, adapted to show every stage on a 300-user sandbox org.
 
+    Changes: the group ``vip-executives`` is protected (to show protection at work), deletion is on
+    (7 days after the action, so the simulated days reach it), and the safety caps are raised
+    because the seeded org has far more long-inactive users than a real org's daily run would
+    (the shipped caps would stop day 1, which is their job). Dry run stays the default: the live
+    days switch it off through the run's ``dry_run`` param.
     ``ATLASSIAN_CLEANUP_POLICY`` set by the caller wins, so a policy can be tried on the sandbox.
     """
     configured = os.environ.get("ATLASSIAN_CLEANUP_POLICY")
@@ -105,17 +110,20 @@ def _demo_policy(workdir: Path) -> Path:
         return Path(configured)
     data = yaml.safe_load((REPO / "include" / "policy.yaml").read_text(encoding="utf-8"))
     data.setdefault("protected", {})["groups"] = ["vip-executives"]
+    data["delete_after_days"] = 7
+    data["safety"].update({"max_actions_per_run": 500, "max_action_share": 0.5})
     path = workdir / "policy.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the cleanup DAG once against the sandbox.")
+    parser = argparse.ArgumentParser(description="Run the cleanup DAG against the sandbox.")
     parser.add_argument("--users", type=int, default=300, help="sandbox org size (default 300)")
     parser.add_argument("--seed", type=int, default=42, help="sandbox seed (default 42)")
     parser.add_argument("--date", default=None, help="logical date YYYY-MM-DD (default: today, UTC)")
     parser.add_argument("--workdir", default=str(REPO / ".demo"), help="scratch directory")
+    parser.add_argument("--dry-run-only", action="store_true", help="skip the live days")
     args = parser.parse_args(argv)
 
     run_date = date.fromisoformat(args.date) if args.date else datetime.now(UTC).date()
@@ -129,53 +137,22 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     base_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO)])}
     logs = workdir / "logs"
+    sandbox_cmd = [python, "-m", "atlassian_sandbox", "--host", "127.0.0.1", "--port", "0"]
+    sandbox_cmd += ["--users", str(args.users), "--seed", str(args.seed), "--as-of", run_date.isoformat()]
+    sandbox_cmd += ["--url-file", str(workdir / "sandbox.url")]
+    smtp_cmd = [python, "-m", "tools.smtp_sink", "--port", "0", "--maildir", str(workdir / "mail")]
+    smtp_cmd += ["--url-file", str(workdir / "smtp.url")]
     try:
         with (
-            background(
-                [
-                    python,
-                    "-m",
-                    "atlassian_sandbox",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--users",
-                    str(args.users),
-                    "--seed",
-                    str(args.seed),
-                    "--as-of",
-                    run_date.isoformat(),
-                    "--url-file",
-                    str(workdir / "sandbox.url"),
-                ],
-                logs / "sandbox.log",
-                base_env,
-            ) as sandbox,
-            background(
-                [
-                    python,
-                    "-m",
-                    "tools.smtp_sink",
-                    "--port",
-                    "0",
-                    "--maildir",
-                    str(workdir / "mail"),
-                    "--url-file",
-                    str(workdir / "smtp.url"),
-                ],
-                logs / "smtp.log",
-                base_env,
-            ) as smtp,
+            background(sandbox_cmd, logs / "sandbox.log", base_env) as sandbox,
+            background(smtp_cmd, logs / "smtp.log", base_env) as smtp,
         ):
             sandbox_url = _wait_for_file(workdir / "sandbox.url", sandbox, "Atlassian sandbox")
             smtp_url = _wait_for_file(workdir / "smtp.url", smtp, "SMTP sink")
-            with urllib.request.urlopen(f"{sandbox_url}/_sim/info", timeout=10) as response:
-                info = json.load(response)
+            info = _get_json(f"{sandbox_url}/_sim/info")
             print(
                 f"Sandbox: {sandbox_url} ({info['users']} users, org {info['org_id']}); SMTP sink: {smtp_url}"
             )
-
             env = {
                 **base_env,
                 **airflow_env(home, audit_dir=audit_dir, xcom_dir=xcom_dir),
@@ -183,30 +160,116 @@ def main(argv: list[str] | None = None) -> int:
                 "ATLASSIAN_CLEANUP_POLICY": str(_demo_policy(workdir)),
             }
             print(f"Policy: {env['ATLASSIAN_CLEANUP_POLICY']}")
-            airflow = [python, "-m", "airflow"]
+            demo = _Demo(env, logs, audit_dir, workdir / "mail", sandbox_url)
             print("Preparing a fresh Airflow metadata database (SQLite)...")
-            _run([*airflow, "db", "migrate"], env, logs / "db-migrate.log", "airflow db migrate")
             _run(
-                [*airflow, "pools", "set", "atlassian_api", "4", "Atlassian REST API calls"],
+                [python, "-m", "airflow", "db", "migrate"], env, logs / "db-migrate.log", "airflow db migrate"
+            )
+            _run(
+                [python, "-m", "airflow", "pools", "set", "atlassian_api", "4", "Atlassian REST API calls"],
                 env,
                 logs / "pools.log",
                 "airflow pools set",
             )
-            print(f"Running {DAG_ID} for {run_date.isoformat()} with `airflow dags test`...")
-            output = _run(
-                [*airflow, "dags", "test", DAG_ID, run_date.isoformat()],
-                env,
-                logs / "dags-test.log",
-                f"airflow dags test {DAG_ID}",
-            )
-            _check_run_succeeded(output, logs / "dags-test.log")
-            with urllib.request.urlopen(f"{sandbox_url}/_sim/users", timeout=30) as response:
-                sandbox_users = json.load(response)
-        _print_summary(output, audit_dir, sandbox_users)
+
+            print(f"\n== Dry run for {run_date.isoformat()} (the default mode)")
+            output, manifest = demo.run_dag(run_date, live=False)
+            _print_summary(output, manifest, _get_json(f"{sandbox_url}/_sim/users"))
+
+            if not args.dry_run_only:
+                _live_days(demo, run_date)
     except DemoError as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _get_json(url: str, body: Mapping[str, object] | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"}, method="POST" if data else "GET"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+class _Demo:
+    """Runs ``airflow dags test`` and reads back what happened (audit, sandbox calls, mail)."""
+
+    def __init__(self, env: Mapping[str, str], logs: Path, audit_dir: Path, maildir: Path, sandbox_url: str):
+        self.env, self.logs, self.audit_dir, self.maildir = env, logs, audit_dir, maildir
+        self.sandbox_url = sandbox_url
+        self.runs = 0
+
+    def run_dag(self, day: date, *, live: bool) -> tuple[str, dict]:
+        self.runs += 1
+        log = self.logs / f"dags-test-{self.runs}-{day.isoformat()}{'-live' if live else ''}.log"
+        cmd = [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, day.isoformat()]
+        if live:
+            cmd += ["-c", json.dumps({"dry_run": False})]
+        output = _run(cmd, self.env, log, f"airflow dags test {DAG_ID} {day.isoformat()}")
+        _check_run_succeeded(output, log)
+        manifests = sorted(self.audit_dir.glob("*.manifest.json"), key=lambda path: path.stat().st_mtime)
+        if not manifests:
+            raise DemoError(f"no audit manifest was written to {self.audit_dir}")
+        return output, json.loads(manifests[-1].read_text(encoding="utf-8"))
+
+    def last_call(self) -> int:
+        calls = _get_json(f"{self.sandbox_url}/_sim/calls")["calls"]
+        return calls[-1]["seq"] if calls else 0
+
+    def writes_since(self, seq: int) -> Counter[str]:
+        writes: Counter[str] = Counter()
+        for call in _get_json(f"{self.sandbox_url}/_sim/calls?since={seq}")["calls"]:
+            is_write = call["method"] in ("POST", "DELETE") and not call["path_template"].endswith("/search")
+            ok = call["status"] is not None and 200 <= call["status"] < 300
+            if is_write and ok and call["family"] in ("admin", "usermgmt"):
+                writes[
+                    call["path_template"].rsplit("/", 1)[-1] if call["method"] == "POST" else "remove"
+                ] += 1
+        return writes
+
+    def mail_count(self) -> int:
+        return len(list(self.maildir.glob("*.eml")))
+
+    def advance_clock(self, days: int) -> None:
+        _get_json(f"{self.sandbox_url}/_sim/clock", {"advance_days": days})
+
+
+def _done_by_action(manifest: Mapping[str, object]) -> Counter[str]:
+    with Path(str(manifest["csv_path"])).open(encoding="utf-8", newline="") as handle:
+        return Counter(
+            row["proposed_action"] for row in csv.DictReader(handle) if row["outcome"].startswith("done")
+        )
+
+
+def _live_days(demo: _Demo, day0: date) -> None:
+    """Warn on day 0, act on day 1, run day 1 again (nothing twice), delete on day 8."""
+    print("\n== Live runs over simulated days (dry_run switched off with the run's dry_run param)")
+    print("   state store: embedded SQLite (connection atlassian_cleanup_state is not defined)")
+    schedule = [(0, 0, "warn"), (1, 1, "act"), (1, 0, "same day again"), (8, 7, "delete")]
+    for offset, advance, label in schedule:
+        day = day0 + timedelta(days=offset)
+        if advance:
+            demo.advance_clock(advance)
+        seq, mails = demo.last_call(), demo.mail_count()
+        _, manifest = demo.run_dag(day, live=True)
+        done = _done_by_action(manifest)
+        writes = demo.writes_since(seq)
+        sent = demo.mail_count() - mails
+        print(
+            f"  {day.isoformat()} ({label}): warned {done['warn']}, suspended {done['suspend']}, "
+            f"deactivated {done['deactivate']}, product access removed {done['remove_product_access']}, "
+            f"deleted {done['delete']}; Atlassian writes {sum(writes.values())} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(writes.items())) or 'none'}), e-mails {sent}"
+        )
+        if label == "same day again" and (sum(writes.values()) or sent):
+            raise DemoError("re-running the same day wrote to Atlassian or sent mail again")
+        if label == "act" and not done["suspend"]:
+            raise DemoError("day 1 suspended nobody: the warned users were not actioned")
+        if label == "delete" and not done["delete"]:
+            raise DemoError("day 8 deleted nobody: the actioned users were not deleted")
+    print(f"  audit CSVs: {demo.audit_dir}")
 
 
 def _check_run_succeeded(output: str, log_path: Path) -> None:
@@ -228,12 +291,8 @@ NEVER_ACTIONED = {
 }
 
 
-def _print_summary(output: str, audit_dir: Path, sandbox_users: Mapping[str, object]) -> None:
-    manifests = sorted(audit_dir.glob("*.manifest.json"))
-    if not manifests:
-        raise DemoError(f"no audit manifest was written to {audit_dir}")
-    manifest = json.loads(manifests[-1].read_text(encoding="utf-8"))
-    csv_path = Path(manifest["csv_path"])
+def _print_summary(output: str, manifest: Mapping[str, object], sandbox_users: Mapping[str, object]) -> None:
+    csv_path = Path(str(manifest["csv_path"]))
     with csv_path.open(encoding="utf-8", newline="") as handle:
         rows = {row["account_id"]: row for row in csv.DictReader(handle)}
     truth = {user["account_id"]: user for user in sandbox_users["users"]}  # type: ignore[attr-defined]
@@ -263,7 +322,7 @@ def _print_summary(output: str, audit_dir: Path, sandbox_users: Mapping[str, obj
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(protected.items()))
     print(f"Protected: {sum(protected.values())} ({kinds}); none of them has an action planned")
     print(f"Audit CSV: {csv_path}")
-    print(f"Manifest:  {manifests[-1]} (sha256 {manifest['sha256']})")
+    print(f"Manifest sha256: {manifest['sha256']}")
 
 
 if __name__ == "__main__":

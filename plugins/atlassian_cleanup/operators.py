@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseHook, BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from atlassian_cleanup.progress import ProgressLog
 
@@ -59,18 +60,66 @@ def mode_of(policy: Policy) -> str:
     return MODE_DRY_RUN if policy.dry_run else MODE_LIVE
 
 
-def require_dry_run(policy: Policy) -> None:
-    """Refuse live mode until the state store exists.
+DEFAULT_STATE_CONN_ID = "atlassian_cleanup_state"
 
-    Writes without a journal could warn or suspend someone twice after a retry; the enforcement
-    work (state store, journal, caps) has to land before ``dry_run: false`` is accepted.
+
+def state_store_url(conn_id: str) -> str:
+    """SQLAlchemy URL of the state database named by the policy's ``state_store.conn_id``.
+
+    A ``postgres`` connection becomes ``postgresql+psycopg://...`` (the driver this package pins);
+    a ``sqlite`` connection's host is the database file. When the *default* id is not defined, an
+    embedded SQLite file under ``$AIRFLOW_HOME`` is used, so a newcomer needs no database server;
+    any other id that is missing is a configuration error, because silently starting from an
+    empty memory could warn or action people twice.
     """
-    if not policy.dry_run:
-        raise AirflowFailException(
-            "dry_run is false, but this version only supports dry runs: live enforcement needs the "
-            "state store and safety gates, which are not installed yet. Set dry_run: true in the "
-            "policy (or the run's dry_run param) to plan and audit without changing anything."
-        )
+    import os
+
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        if conn_id != DEFAULT_STATE_CONN_ID:
+            raise AirflowFailException(
+                f"State store connection '{conn_id}' (policy state_store.conn_id) is not defined. "
+                "Create it (e.g. AIRFLOW_CONN_..._STATE='postgresql://user:pass@host:5432/db') or "
+                f"remove the key to use the embedded SQLite default."
+            ) from None
+        home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
+        return f"sqlite:///{Path(home) / 'atlassian_cleanup_state.db'}"
+    conn_type = (conn.conn_type or "").lower()
+    if conn_type in ("postgres", "postgresql"):
+        from sqlalchemy.engine import URL
+
+        return URL.create(
+            "postgresql+psycopg",
+            username=conn.login or None,
+            password=conn.password or None,
+            host=conn.host or None,
+            port=conn.port or None,
+            database=conn.schema or None,
+        ).render_as_string(hide_password=False)
+    if conn_type == "sqlite":
+        return f"sqlite:///{conn.host}"
+    raise AirflowFailException(
+        f"State store connection '{conn_id}' has type '{conn.conn_type}'; use a postgres or sqlite "
+        "connection."
+    )
+
+
+def open_state_store(policy: Policy, log: Any) -> Any:
+    from atlassian_cleanup.state import StateStore
+
+    url = state_store_url(policy.state_store.conn_id)
+    store = StateStore(url)
+    log.info("state store: %s", _safe_url(url))
+    return store
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class ExtractUsersOperator(BaseOperator):
@@ -106,8 +155,7 @@ class ExtractUsersOperator(BaseOperator):
         from atlassian_cleanup.hooks import AtlassianAdminHook
         from atlassian_cleanup.records import user_record_from_jira, user_record_from_v2
 
-        policy = resolve_policy(self.policy_path, context["params"])
-        require_dry_run(policy)
+        resolve_policy(self.policy_path, context["params"])
         started = time.monotonic()
         progress = ProgressLog(self.log, "extract_users: directory users")
         users: list[dict[str, Any]] = []
@@ -192,27 +240,94 @@ class ComputeInactivityOperator(BaseOperator):
         self.site_conn_id = site_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        from atlassian_cleanup.gates import check_caps, missing_activity_share, sanity_problems
         from atlassian_cleanup.planner import plan_actions, plan_to_records, summarise_plan
 
         policy = resolve_policy(self.policy_path, context["params"])
         as_of = run_as_of(context)
+        mode = mode_of(policy)
+        run_id = context["run_id"]
         api_user_emails = []
         if self.site_conn_id:
             login = BaseHook.get_connection(self.site_conn_id).login
             if login:
                 api_user_emails.append(login)
-        started = time.monotonic()
-        plan = plan_actions(self.users, policy, as_of, api_user_emails=api_user_emails)
-        summary = summarise_plan(plan)
+        users = list(self.users or [])
+        with open_state_store(policy, self.log) as store:
+            history = store.history([user["account_id"] for user in users])
+            previous = store.previous_run(run_id, as_of=as_of)
+            missing_share = missing_activity_share(users)
+            problems = sanity_problems(
+                user_count=len(users),
+                previous_user_count=previous.user_count if previous else None,
+                missing_activity_share=missing_share,
+                policy=policy,
+            )
+            if problems:
+                # Safety rule 4: a run whose input looks wrong stops before any write.
+                raise AirflowFailException(
+                    "compute_inactivity: the extracted data looks wrong, so nothing will be "
+                    "warned or changed in this run:\n- " + "\n- ".join(problems)
+                )
+            started = time.monotonic()
+            plan = plan_actions(users, policy, as_of, history=history, api_user_emails=api_user_emails)
+            summary = summarise_plan(plan)
+            records = plan_to_records(plan)
+            caps = check_caps(records, user_count=len(users), policy=policy)
+            store.start_run(
+                run_id,
+                as_of=as_of,
+                mode=mode,
+                user_count=len(users),
+                missing_activity_share=missing_share,
+                summary=summary,
+            )
+            if not policy.dry_run:
+                self._record_observations(store, records, history, run_id, as_of)
+        gate = {
+            "mode": mode,
+            "exceeded": caps.exceeded,
+            "on_cap_exceeded": policy.safety.on_cap_exceeded,
+            "lines": caps.lines,
+            "caps": caps.to_dict(),
+        }
+        context["ti"].xcom_push(key="gate", value=gate)
         self.log.info(
             "compute_inactivity: as of %s (%s) planned %d users in %.2fs: %s",
             as_of.date().isoformat(),
-            mode_of(policy),
+            mode,
             len(plan),
             time.monotonic() - started,
             _format_summary(summary),
         )
-        return plan_to_records(plan)
+        self.log.info(
+            "compute_inactivity: safety caps %s%s",
+            "EXCEEDED" if caps.exceeded else "respected",
+            "".join(f"; {line}" for line in caps.lines),
+        )
+        return records
+
+    def _record_observations(
+        self,
+        store: Any,
+        records: Sequence[Mapping[str, Any]],
+        history: Mapping[str, Any],
+        run_id: str,
+        as_of: datetime,
+    ) -> None:
+        """Move users the planner saw come back to ``active`` (a new inactivity cycle)."""
+        returned = [row for row in records if row.get("rule") == "activity_seen"]
+        for row in returned:
+            store.record_event(
+                row["account_id"],
+                "activity_seen",
+                at=as_of,
+                run_id=run_id,
+                reason=row.get("reason") or "",
+                evidence={"product_last_active": row.get("product_last_active")},
+            )
+        if returned:
+            self.log.info("compute_inactivity: %d users active again; their cycle restarts", len(returned))
 
 
 def _format_summary(summary: Mapping[str, Any]) -> str:
@@ -226,31 +341,142 @@ def _format_summary(summary: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
-class _DryRunStageOperator(BaseOperator):
-    """A stage that, in this version, logs exactly what it would do to each planned user.
+class PlanApprovalOperator(ApprovalOperator):
+    """Stop before the first write when the plan exceeds the safety caps.
 
-    :param plan: the plan records from ``compute_inactivity``.
-    :param max_user_lines: per-user lines to log before summarising the rest (the full list is in
-        the audit CSV; a 100k-user org must not turn a task log into a user dump).
+    Within the caps (or in a dry run) it returns at once and the run continues. Above them it
+    either fails the run (``safety.on_cap_exceeded: fail``) or waits for an admin to approve the
+    plan in the Airflow UI (``approve``; Required Actions page). A rejection or a timeout skips
+    every write.
+
+    :param gate: the ``gate`` XCom of ``compute_inactivity``.
     """
 
-    template_fields: Sequence[str] = ("plan", "policy_path")
+    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "gate")
+    ui_color = "#ffc400"
+
+    def __init__(self, *, gate: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("subject", "Approve the Atlassian user cleanup plan")
+        # A timeout must not act on its own: no answer counts as a rejection.
+        kwargs.setdefault("defaults", ApprovalOperator.REJECT)
+        kwargs.setdefault("response_timeout", timedelta(days=2))
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def execute(self, context: Context) -> Any:
+        gate = self.gate or {}
+        if gate.get("mode") != MODE_LIVE:
+            self.log.info("approve_plan: dry run, nothing will be written; no approval needed")
+            return None
+        if not gate.get("exceeded"):
+            self.log.info("approve_plan: the plan is within the safety caps; no approval needed")
+            return None
+        lines = list(gate.get("lines") or [])
+        if gate.get("on_cap_exceeded") != "approve":
+            raise AirflowFailException(
+                "approve_plan: the plan exceeds the safety caps, so nothing was written:\n- "
+                + "\n- ".join(lines)
+                + "\nCheck the plan (dry run), then raise safety.max_actions_per_run / "
+                "max_action_share for one run in the trigger form, or set "
+                "safety.on_cap_exceeded: approve to approve such runs in the UI."
+            )
+        self.body = (
+            "This run's plan exceeds the safety caps:\n\n"
+            + "\n".join(f"- {line}" for line in lines)
+            + "\n\n**Approve** to let the run warn and act as planned; **Reject** (or no answer "
+            "within the timeout) skips every write. The planned rows are in the "
+            "`compute_inactivity` XCom and, after the run, in the audit CSV."
+        )
+        self.log.info("approve_plan: waiting for an admin to approve (%s)", "; ".join(lines))
+        return super().execute(context)
+
+
+class _StageOperator(BaseOperator):
+    """One enforcement stage: the rows of the plan with this stage's actions.
+
+    In a dry run it logs exactly what it would do per user. Live, it hands the rows to the
+    enforcement engine, which journals intent before each write and the result after it, so a
+    retried or re-run task skips what is done. Returns ``{account_id: outcome sentence}`` for the
+    audit CSV; per-user failures fail the task after every other user was processed.
+
+    :param plan: the plan records from ``compute_inactivity``.
+    :param max_user_lines: per-user lines to log (the full list is in the audit CSV; a 100k-user
+        org must not turn a task log into a user dump).
+    """
+
+    template_fields: Sequence[str] = ("plan", "policy_path", "admin_conn_id")
     stage_actions: ClassVar[frozenset[str]] = frozenset()
     stage_name: ClassVar[str] = ""
 
-    def __init__(self, *, plan: Any, policy_path: str, max_user_lines: int = 200, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        plan: Any,
+        policy_path: str,
+        admin_conn_id: str = "atlassian_admin",
+        max_user_lines: int = 200,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.plan = plan
         self.policy_path = policy_path
+        self.admin_conn_id = admin_conn_id
         self.max_user_lines = max_user_lines
 
     def describe(self, row: Mapping[str, Any]) -> str:
         raise NotImplementedError
 
+    def enforce(
+        self, rows: list[Mapping[str, Any]], enforcer: Any, policy: Policy, context: Context
+    ) -> list[Any]:
+        raise NotImplementedError
+
     def execute(self, context: Context) -> dict[str, str]:
         policy = resolve_policy(self.policy_path, context["params"])
-        require_dry_run(policy)
-        selected = [row for row in self.plan if row.get("proposed_action") in self.stage_actions]
+        selected = [row for row in self.plan or [] if row.get("proposed_action") in self.stage_actions]
+        if policy.dry_run:
+            return self._dry_run(selected)
+        if not selected:
+            self.log.info("%s (live): nothing planned", self.stage_name)
+            return {}
+        from atlassian_cleanup.enforcement import Enforcer
+        from atlassian_cleanup.hooks import AtlassianAdminHook
+
+        with open_state_store(policy, self.log) as store:
+            enforcer = Enforcer(
+                hook_factory=lambda: AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id),
+                store=store,
+                run_id=context["run_id"],
+                at=run_as_of(context),
+                log=self.log,
+                concurrency=policy.safety.write_concurrency,
+            )
+            outcomes = self.enforce(selected, enforcer, policy, context)
+        return self._report(outcomes, context)
+
+    def _report(self, outcomes: Sequence[Any], context: Context) -> dict[str, str]:
+        results = Counter(outcome.result for outcome in outcomes)
+        failed = [outcome for outcome in outcomes if outcome.result == "failed"]
+        for outcome in failed[: self.max_user_lines]:
+            self.log.error("%s: %s failed: %s", self.stage_name, outcome.account_id, outcome.detail)
+        sentences = {outcome.account_id: f"{outcome.result}: {outcome.detail}" for outcome in outcomes}
+        self.log.info(
+            "%s (live): %d users: %s",
+            self.stage_name,
+            len(outcomes),
+            ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "none",
+        )
+        if failed:
+            # Keep what was done for the audit, then fail so the admin sees it and the retry
+            # picks up exactly the failed users (done ones are skipped by the journal).
+            context["ti"].xcom_push(key="return_value", value=sentences)
+            raise AirflowException(
+                f"{self.stage_name}: {len(failed)} of {len(outcomes)} users failed; see the lines "
+                "above. Done users are journalled and will not be written again on retry."
+            )
+        return sentences
+
+    def _dry_run(self, selected: list[Mapping[str, Any]]) -> dict[str, str]:
         outcomes: dict[str, str] = {}
         for index, row in enumerate(selected):
             line = self.describe(row)
@@ -277,12 +503,20 @@ def _who(row: Mapping[str, Any]) -> str:
     return f"{row['account_id']} ({row.get('name') or 'no name'})"
 
 
-class NotifyWarningsOperator(_DryRunStageOperator):
-    """Warn users who are about to lose access (dry run: log who and when)."""
+class NotifyWarningsOperator(_StageOperator):
+    """E-mail users who are about to lose access, once per warning bucket.
 
+    :param smtp_conn_id: the customer's own SMTP relay.
+    """
+
+    template_fields: Sequence[str] = (*_StageOperator.template_fields, "smtp_conn_id")
     stage_actions = frozenset({"warn"})
     stage_name = "notify_warnings"
     ui_color = "#fffae6"
+
+    def __init__(self, *, smtp_conn_id: str = "smtp_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.smtp_conn_id = smtp_conn_id
 
     def describe(self, row: Mapping[str, Any]) -> str:
         return (
@@ -290,9 +524,17 @@ class NotifyWarningsOperator(_DryRunStageOperator):
             f"({row.get('warning_lead_days')}-day warning) — {row.get('reason')}"
         )
 
+    def enforce(
+        self, rows: list[Mapping[str, Any]], enforcer: Any, policy: Policy, context: Context
+    ) -> list[Any]:
+        from atlassian_cleanup.notifications import WarningSender
 
-class ApplyActionsOperator(_DryRunStageOperator):
-    """Suspend, deactivate or remove product access (dry run: log the exact call per user)."""
+        with WarningSender(smtp_conn_id=self.smtp_conn_id) as sender:
+            return enforcer.warn(rows, sender)
+
+
+class ApplyActionsOperator(_StageOperator):
+    """Suspend, deactivate or remove product access for the planned users."""
 
     stage_actions = frozenset({"suspend", "deactivate", "remove_product_access"})
     stage_name = "apply_actions"
@@ -305,9 +547,14 @@ class ApplyActionsOperator(_DryRunStageOperator):
             return f"remove {products} access from {_who(row)} — {row.get('reason')}"
         return f"{action} {_who(row)} — {row.get('reason')}"
 
+    def enforce(
+        self, rows: list[Mapping[str, Any]], enforcer: Any, policy: Policy, context: Context
+    ) -> list[Any]:
+        return enforcer.apply(rows)
 
-class DeleteDormantOperator(_DryRunStageOperator):
-    """Delete accounts this tool actioned long enough ago (dry run: log who)."""
+
+class DeleteDormantOperator(_StageOperator):
+    """Delete accounts this tool actioned long enough ago (Atlassian's 14-day grace applies)."""
 
     stage_actions = frozenset({"delete"})
     stage_name = "delete_dormant"
@@ -315,6 +562,11 @@ class DeleteDormantOperator(_DryRunStageOperator):
 
     def describe(self, row: Mapping[str, Any]) -> str:
         return f"delete {_who(row)} (Atlassian keeps it cancellable for 14 days) — {row.get('reason')}"
+
+    def enforce(
+        self, rows: list[Mapping[str, Any]], enforcer: Any, policy: Policy, context: Context
+    ) -> list[Any]:
+        return enforcer.delete(rows)
 
 
 class ExportAuditOperator(BaseOperator):
@@ -347,10 +599,17 @@ class ExportAuditOperator(BaseOperator):
         from atlassian_cleanup.audit import write_audit
 
         policy = resolve_policy(self.policy_path, context["params"])
+        if self.plan is None:
+            # Runs with trigger rule all_done: an earlier failure before planning leaves nothing
+            # to audit, and that failure is already what the run shows.
+            raise AirflowSkipException("export_audit: no plan was produced; nothing to export")
         outcome_by_account: dict[str, str] = {}
         for stage_outcomes in _as_list(self.outcomes):
             outcome_by_account.update(stage_outcomes or {})
         summary = _plan_summary(self.plan)
+        failed_upstream = self._failed_upstream(context)
+        if failed_upstream:
+            summary["failed_tasks"] = failed_upstream
         rows = (
             {**row, "outcome": outcome_by_account.get(row["account_id"], "no action")} for row in self.plan
         )
@@ -369,6 +628,10 @@ class ExportAuditOperator(BaseOperator):
                 "sha256": manifest.sha256,
                 "mode": manifest.mode,
             }
+        if not policy.dry_run:
+            with open_state_store(policy, self.log) as store:
+                summary["writes"] = store.write_counts(context["run_id"])
+                store.finish_run(context["run_id"], at=run_as_of(context), summary=summary)
         self.log.info(
             "export_audit: wrote %d rows to %s (sha256 %s, %s)",
             manifest.rows,
@@ -376,7 +639,23 @@ class ExportAuditOperator(BaseOperator):
             manifest.sha256,
             manifest.mode,
         )
+        if failed_upstream:
+            # The audit is written for every run, but a run whose gate or writes failed must not
+            # look green: this task is the DAG's leaf, so it carries the failure to the run.
+            raise AirflowFailException(
+                f"export_audit: audit written to {manifest.csv_path}, but the run failed in "
+                f"{', '.join(failed_upstream)}; see those task logs."
+            )
         return manifest.to_dict()
+
+    def _failed_upstream(self, context: Context) -> list[str]:
+        states = context["ti"].get_task_states(
+            dag_id=self.dag_id,
+            task_ids=sorted(self.upstream_list and self.get_flat_relative_ids(upstream=True)),
+            run_ids=[context["run_id"]],
+        )
+        by_task = states.get(context["run_id"], {})
+        return sorted(task for task, state in by_task.items() if state in ("failed", "upstream_failed"))
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -1,0 +1,362 @@
+"""Live runs of the daily DAG over simulated days: warn → act → delete, exactly once.
+
+Each test gets its own sandbox org and state database, and moves the sandbox clock together with
+the runs' logical dates, so the Atlassian side and our memory agree on what "today" is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.integration.conftest import AS_OF
+from tools.airflow_env import connection_env
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DAY0 = datetime(AS_OF.year, AS_OF.month, AS_OF.day, tzinfo=UTC)
+WRITE_TEMPLATES = ("/suspend", "/restore", "/memberships", "/lifecycle/", "/users/{accountId}")
+HIGH_CAPS = {"max_actions_per_run": 10_000, "max_action_share": 1.0}
+
+
+class LiveOrg:
+    """A sandbox org, a state DB and a policy file wired into Airflow's connections."""
+
+    def __init__(self, sandbox, tmp_path: Path, monkeypatch, smtp_sink, state_conn: dict) -> None:
+        self.sandbox = sandbox
+        self.tmp_path = tmp_path
+        self.monkeypatch = monkeypatch
+        self.smtp_sink = smtp_sink
+        env = connection_env(sandbox.info, smtp_sink.port)
+        admin = json.loads(env["AIRFLOW_CONN_ATLASSIAN_ADMIN"])
+        # Fast backoff: the sandbox's chaos waits are short and the tests must stay quick.
+        admin["extra"]["retry"] = {"base_delay": 0.05, "max_backoff": 0.2, "max_attempts": 8}
+        env["AIRFLOW_CONN_ATLASSIAN_ADMIN"] = json.dumps(admin)
+        env["AIRFLOW_CONN_ATLASSIAN_CLEANUP_STATE"] = json.dumps(state_conn)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        self.policy_path = tmp_path / "policy.yaml"
+        self.write_policy()
+
+    def write_policy(self, **changes: object) -> None:
+        data = yaml.safe_load((REPO / "include" / "policy.yaml").read_text(encoding="utf-8"))
+        data["dry_run"] = False
+        data["protected"]["groups"] = ["vip-executives"]
+        data["warning"] = {"lead_days": [3, 1]}
+        data["delete_after_days"] = 7
+        data["safety"].update(HIGH_CAPS)
+        data.update(changes)
+        self.policy_path.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    def run(self, day: int, run_conf: dict | None = None):
+        from airflow.dag_processing.dagbag import DagBag
+
+        self.monkeypatch.setenv("ATLASSIAN_CLEANUP_POLICY", str(self.policy_path))
+        bag = DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool", "atlassian_api"})
+        assert bag.import_errors == {}
+        return bag.dags["atlassian_user_cleanup"].test(
+            logical_date=DAY0 + timedelta(days=day), run_conf=run_conf or {}
+        )
+
+    def restore(self, account_id: str, *, day: int) -> None:
+        from atlassian_cleanup.hooks import AtlassianAdminHook
+        from atlassian_cleanup.operators import state_store_url
+        from atlassian_cleanup.state import StateStore
+
+        with AtlassianAdminHook() as hook:
+            hook.restore_user(account_id)
+        with StateStore(state_store_url("atlassian_cleanup_state")) as store:
+            store.record_event(account_id, "restored", at=DAY0 + timedelta(days=day), run_id="admin-restore")
+
+    def audit_row(self, account_id: str) -> dict[str, str]:
+        import csv
+
+        audits = sorted(
+            Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]).glob("*.csv"), key=lambda p: p.stat().st_mtime
+        )
+        with audits[-1].open(encoding="utf-8", newline="") as handle:
+            return next(row for row in csv.DictReader(handle) if row["account_id"] == account_id)
+
+    def advance_clock(self, days: int) -> None:
+        requests.post(
+            f"{self.sandbox.url}/_sim/clock", json={"advance_days": days}, timeout=10
+        ).raise_for_status()
+
+    def users(self) -> dict[str, dict]:
+        response = requests.get(f"{self.sandbox.url}/_sim/users", timeout=30)
+        response.raise_for_status()
+        return {user["account_id"]: user for user in response.json()["users"]}
+
+    def write_calls(self, since: int = 0) -> list[dict]:
+        return [
+            call
+            for call in self.sandbox.calls(since=since)
+            if call["method"] in {"POST", "DELETE"}
+            and not call["path_template"].endswith("/search")
+            and call["family"] in {"admin", "usermgmt"}
+        ]
+
+    def last_seq(self) -> int:
+        calls = self.sandbox.calls()
+        return calls[-1]["seq"] if calls else 0
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def _successful(calls: list[dict]) -> list[dict]:
+    return [c for c in calls if (c["status"] and 200 <= c["status"] < 300) or c["injected"] == "drop_after"]
+
+
+@pytest.fixture
+def sqlite_state(tmp_path) -> dict:
+    return {"conn_type": "sqlite", "host": str(tmp_path / "state.db")}
+
+
+@pytest.fixture
+def postgres_state() -> Iterator[dict]:
+    """A throw-away database on the local PostgreSQL server (the production-like state store)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"acu_dag_{uuid.uuid4().hex[:12]}"
+    admin_url = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    try:
+        engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:  # pragma: no cover - depends on the machine
+        pytest.fail(
+            "PostgreSQL is not reachable on 127.0.0.1:5432; start it with "
+            f"`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` ({exc})"
+        )
+    yield {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": name}
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_conn(request) -> dict:
+    return request.getfixturevalue("sqlite_state" if request.param == "sqlite" else "postgres_state")
+
+
+@pytest.fixture
+def live_org(airflow_db, smtp_sink, tmp_path, monkeypatch, sqlite_state) -> Iterator[LiveOrg]:
+    from atlassian_sandbox import SandboxConfig, SandboxServer
+
+    with SandboxServer(SandboxConfig(users=80, seed=314, as_of=AS_OF)) as sandbox:
+        yield LiveOrg(sandbox, tmp_path, monkeypatch, smtp_sink, sqlite_state)
+
+
+@pytest.fixture
+def live_org_any_store(airflow_db, smtp_sink, tmp_path, monkeypatch, state_conn) -> Iterator[LiveOrg]:
+    from atlassian_sandbox import SandboxConfig, SandboxServer
+
+    with SandboxServer(SandboxConfig(users=80, seed=314, as_of=AS_OF)) as sandbox:
+        yield LiveOrg(sandbox, tmp_path, monkeypatch, smtp_sink, state_conn)
+
+
+def test_warn_then_act_then_delete_each_exactly_once(live_org_any_store):
+    org = live_org_any_store
+    mails_before = len(org.smtp_sink.messages())
+
+    # Day 0: nobody was ever warned, so due users get a final warning and nobody is suspended.
+    run = org.run(0)
+    assert str(run.state) == "success", _states(run)
+    assert not [c for c in org.write_calls() if "/suspend" in c["path"]]
+    warned_mails = org.smtp_sink.messages()[mails_before:]
+    assert warned_mails, "day 0 sent no warning"
+    warned_to = {m["To"] for m in warned_mails}
+
+    # Someone who got a warning comes back before the action date.
+    truth = org.users()
+    returning = next(
+        u
+        for u in truth.values()
+        if u["email"] in warned_to and u["status"] == "active" and u["claim_status"] == "managed"
+    )
+    requests.post(
+        f"{org.sandbox.url}/_sim/activity",
+        json={"accountId": returning["account_id"], "product": "jira-software", "at": "2026-11-26T18:00:00Z"},
+        timeout=10,
+    ).raise_for_status()
+
+    # Day 1: the final warnings have run their notice; those users are suspended, once each.
+    org.advance_clock(1)
+    seq = org.last_seq()
+    run = org.run(1)
+    assert str(run.state) == "success", _states(run)
+    suspends = [c for c in _successful(org.write_calls(seq)) if c["path"].endswith("/suspend")]
+    assert suspends, "day 1 suspended nobody"
+    per_account = Counter(c["account_id"] for c in suspends)
+    assert max(per_account.values()) == 1, per_account
+    after_day1 = org.users()
+    for account_id in per_account:
+        assert after_day1[account_id]["status"] == "suspended"
+        assert after_day1[account_id]["email"] in warned_to, "suspended without a prior warning"
+    assert returning["account_id"] not in per_account
+    assert after_day1[returning["account_id"]]["status"] == "active"
+
+    # The same day again: everything is journalled, so nothing is written or e-mailed twice.
+    seq = org.last_seq()
+    mails = len(org.smtp_sink.messages())
+    run = org.run(1)
+    assert str(run.state) == "success", _states(run)
+    assert _successful(org.write_calls(seq)) == []
+    assert len(org.smtp_sink.messages()) == mails
+
+    # An admin gives one suspended user their access back (what the restore DAG will do): the
+    # restore is recorded, so the user gets the restored grace instead of being deleted.
+    restored_id = next(a for a in sorted(per_account) if after_day1[a]["claim_status"] == "managed")
+    org.restore(restored_id, day=1)
+
+    # Day 8: seven days after the suspensions, the still-dormant accounts are deleted (managed:
+    # lifecycle delete with Atlassian's 14-day grace; unmanaged: removed from the directory).
+    org.advance_clock(7)
+    seq = org.last_seq()
+    run = org.run(8)
+    assert str(run.state) == "success", _states(run)
+    deletes = [
+        c
+        for c in _successful(org.write_calls(seq))
+        if c["path"].endswith("/lifecycle/delete") or c["method"] == "DELETE"
+    ]
+    assert {c["account_id"] for c in deletes} == set(per_account) - {restored_id}
+    assert max(Counter(c["account_id"] for c in deletes).values()) == 1
+    final = org.users()
+    assert final[restored_id]["status"] == "active"
+    assert org.audit_row(restored_id)["rule"] == "restored_grace"
+    for account_id in set(per_account) - {restored_id}:
+        user = final.get(account_id)
+        if after_day1[account_id]["claim_status"] == "managed":
+            assert user is not None, account_id
+            assert user["status"] == "for_deletion", user
+        else:
+            assert user is None or user["status"] in {"not_invited", "for_deletion"}, user
+
+
+def test_cap_stops_the_run_before_any_write(live_org):
+    org = live_org
+    org.write_policy(
+        safety={"max_actions_per_run": 1, "max_action_share": 0.01, "on_cap_exceeded": "fail"},
+        warning={"lead_days": []},
+    )
+    seq = org.last_seq()
+
+    run = org.run(0)
+
+    assert str(run.state) == "failed"
+    states = _states(run)
+    assert states["approve_plan"] == "failed", states
+    assert states["apply_actions"] in {"upstream_failed", "skipped"}, states
+    assert org.write_calls(seq) == []
+    # The audit is still written (the run failed, and the export says so by failing last).
+    assert states["export_audit"] == "failed", states
+    audits = sorted(
+        Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]).glob("*.manifest.json"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    manifest = json.loads(audits[-1].read_text(encoding="utf-8"))
+    assert manifest["mode"] == "live"
+    assert manifest["summary"]["failed_tasks"] == [
+        "approve_plan",
+        "apply_actions",
+        "delete_dormant",
+        "notify_warnings",
+    ]
+
+
+def test_sanity_gate_stops_when_the_org_seems_to_shrink(live_org):
+    org = live_org
+    org.write_policy(warning={"lead_days": []})
+    run = org.run(0, run_conf={"dry_run": True})
+    assert str(run.state) == "success", _states(run)
+
+    # Most of the org vanishes from the API (say, a permission change on the key).
+    requests.post(
+        f"{org.sandbox.url}/_sim/reset",
+        json={"users": 20, "seed": 314, "as_of": AS_OF.isoformat()},
+        timeout=30,
+    ).raise_for_status()
+    seq = org.last_seq()
+    run = org.run(1)
+
+    assert str(run.state) == "failed"
+    assert _states(run)["compute_inactivity"] == "failed"
+    assert org.write_calls(seq) == []
+
+
+class _Approver:
+    """Answers the run's approval request the way the Airflow UI does: on the HITL detail row."""
+
+    def __init__(self, choice: str) -> None:
+        import threading
+
+        self.choice = choice
+        self.subject: str | None = None
+        self.body: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._answer, daemon=True)
+
+    def __enter__(self) -> _Approver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _answer(self) -> None:
+        from airflow.models.hitl import HITLDetail
+        from airflow.utils import timezone
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        while not self._stop.wait(0.2):
+            with create_session() as session:
+                detail = session.scalars(select(HITLDetail).where(HITLDetail.responded_at.is_(None))).first()
+                if detail is None:
+                    continue
+                self.subject, self.body = detail.subject, detail.body
+                detail.chosen_options = [self.choice]
+                detail.responded_by = {"id": "admin", "name": "admin"}
+                detail.responded_at = timezone.utcnow()
+                return
+
+
+@pytest.mark.parametrize(("choice", "expect_writes"), [("Approve", True), ("Reject", False)])
+def test_capped_run_waits_for_an_admin(live_org, choice, expect_writes):
+    org = live_org
+    org.write_policy(
+        safety={"max_actions_per_run": 1, "max_action_share": 0.01, "on_cap_exceeded": "approve"},
+        warning={"lead_days": []},
+    )
+    seq = org.last_seq()
+
+    with _Approver(choice) as approver:
+        run = org.run(0)
+
+    states = _states(run)
+    assert approver.subject, "the run never asked for approval"
+    assert "exceeds the safety caps" in (approver.body or "")
+    assert states["approve_plan"] == "success", states
+    suspends = [c for c in _successful(org.write_calls(seq)) if c["path"].endswith("/suspend")]
+    if expect_writes:
+        assert str(run.state) == "success", states
+        assert len(suspends) > 1  # more than the cap, because a human said so
+    else:
+        assert states["apply_actions"] == "skipped", states
+        assert suspends == []
+    assert states["export_audit"] == "success", states
