@@ -61,3 +61,14 @@ def test_dockerfile_installs_the_pinned_files():
     assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
     assert "-r /opt/atlassian-cleanup/requirements.txt" in dockerfile
     assert "-c /opt/atlassian-cleanup/constraints.txt" in dockerfile
+
+
+def test_state_store_uses_the_compose_postgres():
+    import json
+
+    env = COMPOSE["services"]["airflow-worker"]["environment"]
+    raw = env["AIRFLOW_CONN_ATLASSIAN_CLEANUP_STATE"]
+    default = raw[raw.index(":-") + 2 : -1]
+    conn = json.loads(default)
+    assert conn["conn_type"] == "postgres"
+    assert conn["host"] == "postgres"
