@@ -128,8 +128,20 @@ class _AtlassianHttpHook(HttpHook):
     #: Extras a subclass reads itself (they are still never sent as headers).
     _own_extras: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, conn_id: str, *, retry_policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        conn_id: str,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        replay_ambiguous_writes: bool = True,
+    ) -> None:
         super().__init__(method="GET", http_conn_id=conn_id)
+        #: Whether state-changing calls that are idempotent in effect (suspend, restore, group
+        #: membership, disable/enable) are re-sent after an ambiguous failure (connection dropped,
+        #: 5xx). True suits one-off calls; the enforcement engine turns it off because it re-reads
+        #: the account instead, so Atlassian's audit log (and the sandbox's call log) shows one
+        #: write per action.
+        self.replay_ambiguous_writes = replay_ambiguous_writes
         setattr(self, self.conn_name_attr, conn_id)
         self._given_retry_policy = retry_policy
         self._retry_policy: RetryPolicy | None = None
@@ -389,6 +401,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
     :param org_id: overrides the connection's ``org_id`` extra.
     :param directory_id: overrides the connection's ``directory_id`` extra.
     :param retry_policy: how calls are retried.
+    :param replay_ambiguous_writes: re-send effect-idempotent writes after an ambiguous failure.
     """
 
     conn_name_attr = "atlassian_admin_conn_id"
@@ -405,8 +418,13 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         org_id: str | None = None,
         directory_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        replay_ambiguous_writes: bool = True,
     ) -> None:
-        super().__init__(atlassian_admin_conn_id, retry_policy=retry_policy)
+        super().__init__(
+            atlassian_admin_conn_id,
+            retry_policy=retry_policy,
+            replay_ambiguous_writes=replay_ambiguous_writes,
+        )
         self._org_id = org_id
         self._directory_id = directory_id
 
@@ -613,7 +631,9 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         :return: the response body if any (200 or 204 both mean success).
         """
         path = f"{self._dir()}/users/{_segment(account_id, 'account_id')}/suspend"
-        return cast("dict[str, Any] | None", self._request("POST", path, idempotent=True))
+        return cast(
+            "dict[str, Any] | None", self._request("POST", path, idempotent=self.replay_ambiguous_writes)
+        )
 
     def restore_user(self, account_id: str) -> dict[str, Any] | None:
         """
@@ -623,7 +643,9 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         :return: the response body if any.
         """
         path = f"{self._dir()}/users/{_segment(account_id, 'account_id')}/restore"
-        return cast("dict[str, Any] | None", self._request("POST", path, idempotent=True))
+        return cast(
+            "dict[str, Any] | None", self._request("POST", path, idempotent=self.replay_ambiguous_writes)
+        )
 
     def remove_user(self, account_id: str) -> dict[str, Any] | None:
         """
@@ -633,7 +655,9 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         :return: the response body if any.
         """
         path = f"{self._dir()}/users/{_segment(account_id, 'account_id')}"
-        return cast("dict[str, Any] | None", self._request("DELETE", path, idempotent=True))
+        return cast(
+            "dict[str, Any] | None", self._request("DELETE", path, idempotent=self.replay_ambiguous_writes)
+        )
 
     # -- groups -----------------------------------------------------------------------------------
 
@@ -699,7 +723,10 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         """
         path = f"{self._dir()}/groups/{_segment(group_id, 'group_id')}/memberships"
         body = {"accountId": account_id}
-        return cast("dict[str, Any] | None", self._request("POST", path, json=body, idempotent=True))
+        return cast(
+            "dict[str, Any] | None",
+            self._request("POST", path, json=body, idempotent=self.replay_ambiguous_writes),
+        )
 
     def remove_group_member(self, group_id: str, account_id: str) -> dict[str, Any] | None:
         """
@@ -713,7 +740,10 @@ class AtlassianAdminHook(_AtlassianHttpHook):
             f"{self._dir()}/groups/{_segment(group_id, 'group_id')}"
             f"/memberships/{_segment(account_id, 'account_id')}"
         )
-        return cast("dict[str, Any] | None", self._request("DELETE", path))
+        return cast(
+            "dict[str, Any] | None",
+            self._request("DELETE", path, idempotent=self.replay_ambiguous_writes),
+        )
 
     # -- user management (managed accounts only) ------------------------------------------------
 
@@ -749,7 +779,12 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         :param message: shown to the user when they try to log in.
         """
         body = {"message": message} if message else None
-        self._request("POST", f"{self._manage(account_id)}/lifecycle/disable", json=body, idempotent=True)
+        self._request(
+            "POST",
+            f"{self._manage(account_id)}/lifecycle/disable",
+            json=body,
+            idempotent=self.replay_ambiguous_writes,
+        )
 
     def enable_user(self, account_id: str) -> None:
         """
@@ -757,7 +792,9 @@ class AtlassianAdminHook(_AtlassianHttpHook):
 
         :param account_id: Atlassian account id.
         """
-        self._request("POST", f"{self._manage(account_id)}/lifecycle/enable", idempotent=True)
+        self._request(
+            "POST", f"{self._manage(account_id)}/lifecycle/enable", idempotent=self.replay_ambiguous_writes
+        )
 
     def delete_user(self, account_id: str) -> dict[str, Any] | None:
         """
@@ -791,6 +828,7 @@ class AtlassianSiteHook(_AtlassianHttpHook):
     :param atlassian_site_conn_id: connection with host ``https://<site>.atlassian.net``, the API
         user's e-mail as login and an API token as password (HTTP Basic).
     :param retry_policy: how calls are retried.
+    :param replay_ambiguous_writes: re-send effect-idempotent writes after an ambiguous failure.
     """
 
     conn_name_attr = "atlassian_site_conn_id"
@@ -806,8 +844,11 @@ class AtlassianSiteHook(_AtlassianHttpHook):
         atlassian_site_conn_id: str = default_conn_name,
         *,
         retry_policy: RetryPolicy | None = None,
+        replay_ambiguous_writes: bool = True,
     ) -> None:
-        super().__init__(atlassian_site_conn_id, retry_policy=retry_policy)
+        super().__init__(
+            atlassian_site_conn_id, retry_policy=retry_policy, replay_ambiguous_writes=replay_ambiguous_writes
+        )
 
     def _host_hint(self) -> str:
         return "set it to https://<your-site>.atlassian.net"

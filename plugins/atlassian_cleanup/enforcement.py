@@ -1,0 +1,1045 @@
+"""The enforcement engine: carry out the planner's rows against Atlassian, once each, crash-safely.
+
+Every write follows the journal protocol of the state store (DESIGN.md §3):
+
+1. **Re-read** the users (v2 ``users/search``, 10 account ids per call) right before acting. A user
+   whose status changed, or who was active again after the plan's evidence, is skipped
+   (``skipped_changed``): the plan is minutes old, the person may just have logged in.
+2. **Claim**: the intent (with the re-read groups/status as ``before``) is committed before the
+   API call. A claim already ``done`` in this cycle is skipped without a call. A claim left
+   ``uncertain`` by a crash is resolved from Atlassian's live state (the re-read of step 1): the
+   effect is there → resolved as succeeded without writing again; it is not → the write is made.
+3. **Write**, then **complete** the journal entry with the result and the state-machine event, in
+   one transaction.
+
+Writes are never replayed blindly. The hooks replay a state-changing call after an ambiguous failure
+(a dropped connection, a 5xx) when the call is idempotent *in effect*, which is harmless for the
+state but still sends a second successful write. Here every write hook gets a retry policy that
+replays writes only when the server certainly did not process them (429, 503 with ``Retry-After``,
+a connection never established); after any other failure the engine re-reads the account and
+writes again only if the first call clearly did not happen. The lifecycle delete, which is not
+idempotent at all, is never re-sent before such a re-read.
+
+Users are processed by a bounded thread pool (``policy.safety.write_concurrency``), one hook (one
+HTTP session) per worker thread. One user's failure is recorded and the others go on; an expired
+credential (401) stops the batch at once, because every further call would fail the same way.
+
+What each action calls:
+
+* ``suspend``: ``suspend_user``.
+* ``deactivate``: ``get_manage_privileges``; with ``lifecycle.enablement`` allowed ``disable_user``,
+  else (unmanaged or IdP-managed accounts) ``suspend_user`` instead, said in the outcome.
+* ``remove_product_access``: the user is removed from every group that grants the product's role
+  on its resource, found once per run from ``iter_groups`` + ``get_group_role_assignments`` (never
+  from group names). Groups synced from an identity provider are read-only in Atlassian: they are
+  reported, with what the admin must do in the identity provider.
+* ``delete``: ``get_manage_privileges``; with ``lifecycle.delete`` allowed ``delete_user``
+  (Atlassian's 14-day grace applies, ``cancel-delete`` undoes it), else ``remove_user`` from the
+  directory.
+* ``warn``: one e-mail through the caller's sender.
+
+No Airflow import here: hooks come from the caller's factory.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
+from atlassian_cleanup.progress import ProgressLog
+from atlassian_cleanup.records import parse_timestamp, user_record_from_v2
+from atlassian_cleanup.retry import (
+    AtlassianApiError,
+    AtlassianAuthError,
+    AtlassianNotFoundError,
+    AtlassianPermissionError,
+)
+from atlassian_cleanup.transitions import can_apply
+
+if TYPE_CHECKING:
+    from atlassian_cleanup.hooks import AtlassianAdminHook
+    from atlassian_cleanup.state import StateStore
+
+# -- results ---------------------------------------------------------------------------------------
+
+DONE = "done"
+SKIPPED_ALREADY_DONE = "skipped_already_done"
+SKIPPED_CHANGED = "skipped_changed"
+FAILED = "failed"
+REPORTED = "reported"
+#: Every value of :attr:`ActionOutcome.result`.
+RESULTS: tuple[str, ...] = (DONE, SKIPPED_ALREADY_DONE, SKIPPED_CHANGED, FAILED, REPORTED)
+
+APPLY_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access"})
+#: Atlassian keeps a deleted managed account for this many days; ``cancel-delete`` works meanwhile.
+DELETE_GRACE_DAYS = 14
+#: Shown by Atlassian to a deactivated user who tries to log in.
+DEFAULT_DEACTIVATE_MESSAGE = (
+    "Your Atlassian account was deactivated after a long period without activity. "
+    "Contact your administrator if you need access again."
+)
+#: The v2 user search takes at most this many account ids per call.
+READ_BATCH = 10
+_USER_EXPAND = ("productAccess", "groups")
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """
+    What happened to one plan row.
+
+    :param account_id: the user.
+    :param action: the planned action (``suspend``, ``deactivate``, ``remove_product_access``,
+        ``delete``, ``warn``).
+    :param performed: what was really done: the planned action, ``suspend`` when a deactivation
+        fell back to suspending, ``remove_from_directory`` when a deletion fell back to removing,
+        ``none`` when nothing was written.
+    :param result: one of :data:`RESULTS`.
+    :param api_status: HTTP status of the last write (200 with a body, 204 without), or of the
+        error; ``None`` when no write was made or its effect was confirmed by re-reading.
+    :param detail: one sentence for the audit CSV.
+    :param groups_removed: names of the groups the user was removed from.
+    :param groups_not_removable: names of the groups Atlassian would not let us change (IdP-synced).
+    """
+
+    account_id: str
+    action: str
+    performed: str
+    result: str
+    api_status: int | None = None
+    detail: str = ""
+    groups_removed: tuple[str, ...] = ()
+    groups_not_removable: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-native form."""
+        return {
+            "account_id": self.account_id,
+            "action": self.action,
+            "performed": self.performed,
+            "result": self.result,
+            "api_status": self.api_status,
+            "detail": self.detail,
+            "groups_removed": list(self.groups_removed),
+            "groups_not_removable": list(self.groups_not_removable),
+        }
+
+
+# -- write-replay guard ----------------------------------------------------------------------------
+
+
+def guard_write_replays(hook: Any) -> Any:
+    """
+    Make ``hook`` leave ambiguous write failures to the engine.
+
+    The hooks may re-send suspend / disable / membership writes after a dropped connection or a
+    5xx (correct for the *state*, since they are idempotent in effect), which would show as a
+    second successful write for one action. The engine instead re-reads the account and decides
+    itself, so it switches that replay off; searches keep being retried.
+    """
+    hook.replay_ambiguous_writes = False
+    return hook
+
+
+def _ambiguous(exc: AtlassianApiError) -> bool:
+    # No response, or a server error: the write may or may not have been applied. A 4xx is a
+    # definite "no", and a 429 that outlasted the retry policy is left to the Airflow task retry.
+    return exc.status is None or exc.status >= 500
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Group:
+    id: str
+    name: str
+    external_synced: bool
+
+
+@dataclass
+class _Result:
+    """What a handler decided; turned into the journal completion and the outcome."""
+
+    outcome: str  # succeeded | failed | skipped (the journal's vocabulary)
+    result: str  # one of RESULTS
+    performed: str
+    detail: str
+    api_status: int | None = None
+    event: str | None = None
+    event_data: dict[str, Any] | None = None
+    groups_removed: tuple[str, ...] = ()
+    groups_not_removable: tuple[str, ...] = ()
+    also_deleted: bool = False  # a removal from the directory ends the lifecycle at once
+
+
+def _as_datetime(value: datetime | date) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("at must be timezone-aware (UTC)")
+        return value.astimezone(UTC)
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+def _planned_activity(row: Mapping[str, Any]) -> dict[str, datetime | None]:
+    raw = row.get("product_last_active")
+    if isinstance(raw, str):
+        raw = json.loads(raw) if raw.strip() else {}
+    return {
+        canonical_product(str(product)): parse_timestamp(seen) if seen else None
+        for product, seen in (raw or {}).items()
+    }
+
+
+def _live_activity(live: Mapping[str, Any]) -> dict[str, datetime | None]:
+    record = user_record_from_v2(live)
+    return {product: parse_timestamp(seen) for product, seen in record["product_access"].items()}
+
+
+def _newer_activity(
+    row: Mapping[str, Any], live: Mapping[str, Any], products: Iterable[str] | None = None
+) -> str | None:
+    """The first product used after the plan's evidence, as a sentence fragment, or None."""
+    planned = _planned_activity(row)
+    wanted = {canonical_product(p) for p in products} if products is not None else None
+    for product, seen in sorted(_live_activity(live).items()):
+        if seen is None or (wanted is not None and product not in wanted):
+            continue
+        before = planned.get(product)
+        if before is None or seen > before:
+            return f"{_label(product)} was used on {seen:%Y-%m-%d %H:%M} UTC, after the plan's evidence"
+    return None
+
+
+def _label(product: str) -> str:
+    return PRODUCT_LABELS.get(product, product)
+
+
+def _group_refs(live: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"id": str(group.get("id")), "name": str(group.get("name"))}
+        for group in live.get("groups") or []
+        if group.get("id")
+    ]
+
+
+def _snapshot(live: Mapping[str, Any]) -> dict[str, Any]:
+    """The account as it was before our write, for the journal (what a restore must give back)."""
+    record = user_record_from_v2(live)
+    return {
+        "status": record["status"],
+        "account_status": record["account_status"],
+        "membership_status": record["membership_status"],
+        "claim_status": record["claim_status"],
+        "groups": _group_refs(live),
+        "product_access": record["product_access"],
+    }
+
+
+def _evidence(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "product_last_active": {
+            product: (seen.strftime("%Y-%m-%dT%H:%M:%SZ") if seen else None)
+            for product, seen in sorted(_planned_activity(row).items())
+        },
+        "days_inactive": _int_or_none(row.get("days_inactive")),
+        "rule": row.get("rule"),
+        "action_date": row.get("action_date"),
+    }
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and value == value else None  # NaN != NaN
+    except (TypeError, ValueError):
+        return None
+
+
+def _body_status(body: Any) -> int:
+    # The hooks return None for 204 / an empty body and the decoded body for 200.
+    return 200 if body else 204
+
+
+def _privilege(privileges: Mapping[str, Any], name: str) -> tuple[bool, str | None]:
+    entry = privileges.get(name) or {}
+    reason = entry.get("reason") or {}
+    return bool(entry.get("allowed")), (reason.get("key") if isinstance(reason, Mapping) else str(reason))
+
+
+def _ari_product(resource_id: str, owner: str | None) -> str | None:
+    # ari:cloud:<product>::site/<cloudId>; fall back to the resource owner when the id is opaque.
+    parts = resource_id.split(":")
+    if len(parts) >= 3 and parts[0] == "ari" and parts[2]:
+        return canonical_product(parts[2])
+    return canonical_product(owner) if owner else None
+
+
+# -- the engine ------------------------------------------------------------------------------------
+
+
+class Enforcer:
+    """
+    Execute plan rows against Atlassian through the journal of a :class:`StateStore`.
+
+    :param hook_factory: returns a new :class:`AtlassianAdminHook`; called once per worker thread
+        (a hook holds one ``requests.Session``, which is not shared between threads).
+    :param store: the state store (journal + per-user state).
+    :param run_id: the Airflow run id, recorded with every journal entry.
+    :param at: the action time (the run's logical date), recorded as the time of every write.
+    :param log: where progress and summary lines go.
+    :param concurrency: worker threads for writes (``policy.safety.write_concurrency``).
+    :param deactivate_message: shown by Atlassian to a deactivated user at login.
+    :param write_attempts: attempts per write after ambiguous failures (each one after a re-read).
+    :param progress_interval: seconds between progress lines.
+    """
+
+    def __init__(
+        self,
+        hook_factory: Callable[[], AtlassianAdminHook],
+        store: StateStore,
+        *,
+        run_id: str,
+        at: datetime | date,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+        concurrency: int = 4,
+        deactivate_message: str | None = DEFAULT_DEACTIVATE_MESSAGE,
+        write_attempts: int = 3,
+        progress_interval: float = 10.0,
+    ) -> None:
+        self.hook_factory = hook_factory
+        self.store = store
+        self.run_id = run_id
+        self.at = _as_datetime(at)
+        self.log = log or logging.getLogger(__name__)
+        self.concurrency = max(1, int(concurrency))
+        self.deactivate_message = deactivate_message
+        self.write_attempts = max(1, int(write_attempts))
+        self.progress_interval = progress_interval
+        self._local = threading.local()
+        self._hooks: list[Any] = []
+        self._hooks_lock = threading.Lock()
+        # The store's thread-safety is its own business; one lock keeps the engine correct with any.
+        self._store_lock = threading.Lock()
+        self._groups_lock = threading.Lock()
+        self._product_groups: dict[str, list[_Group]] | None = None
+
+    # -- public API --------------------------------------------------------------------------------
+
+    def apply(self, rows: Sequence[Mapping[str, Any]]) -> list[ActionOutcome]:
+        """
+        Suspend, deactivate or remove product access for ``rows`` (other actions are rejected).
+
+        :param rows: plan rows with ``proposed_action`` in ``suspend|deactivate|remove_product_access``.
+        :return: one outcome per row, in input order.
+        :raises AtlassianAuthError: the credential was rejected; outcomes so far are journalled.
+        """
+        rows = list(rows)
+        self._check_actions(rows, APPLY_ACTIONS, "apply")
+        try:
+            with self._pool("apply_actions") as pool:
+                if any(row["proposed_action"] == "remove_product_access" for row in rows):
+                    pool.submit(self._granting_groups).result()  # once per run, before any write
+                live = self._read_users([str(row["account_id"]) for row in rows], pool)
+                history = self._history(rows)
+                handler = functools.partial(self._apply_one, live_by_id=live, history=history)
+                return self._run("apply_actions", rows, handler, pool)
+        finally:
+            self._close_hooks()
+
+    def delete(self, rows: Sequence[Mapping[str, Any]]) -> list[ActionOutcome]:
+        """
+        Delete (or, when Atlassian does not allow it, remove from the directory) dormant accounts.
+
+        :param rows: plan rows with ``proposed_action == "delete"``.
+        :return: one outcome per row, in input order.
+        :raises AtlassianAuthError: the credential was rejected; outcomes so far are journalled.
+        """
+        rows = list(rows)
+        self._check_actions(rows, frozenset({"delete"}), "delete")
+        try:
+            with self._pool("delete_dormant") as pool:
+                live = self._read_users([str(row["account_id"]) for row in rows], pool)
+                history = self._history(rows)
+                handler = functools.partial(self._delete_one, live_by_id=live, history=history)
+                return self._run("delete_dormant", rows, handler, pool)
+        finally:
+            self._close_hooks()
+
+    def warn(
+        self, rows: Sequence[Mapping[str, Any]], sender: Callable[[Mapping[str, Any]], Any]
+    ) -> list[ActionOutcome]:
+        """
+        Send one warning e-mail per row through ``sender`` and record the ``warned`` event.
+
+        Sequential: the sender holds one SMTP session, which is not shared between threads.
+
+        :param rows: plan rows with ``proposed_action == "warn"`` and ``warning_lead_days``.
+        :param sender: sends the e-mail for one row; raises on failure.
+        :return: one outcome per row, in input order.
+        """
+        rows = list(rows)
+        self._check_actions(rows, frozenset({"warn"}), "warn")
+        history = self._history(rows)
+        handler = functools.partial(self._warn_one, sender=sender, history=history)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify_warnings") as pool:
+            return self._run("notify_warnings", rows, handler, pool)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_actions(rows: list[Mapping[str, Any]], allowed: frozenset[str], method: str) -> None:
+        wrong = sorted({str(row.get("proposed_action")) for row in rows} - allowed)
+        if wrong:
+            raise ValueError(f"Enforcer.{method} handles {sorted(allowed)}, not {wrong}")
+
+    def _pool(self, label: str) -> ThreadPoolExecutor:
+        """One bounded pool per batch: the same worker threads (and hooks) read and then write."""
+        return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=label)
+
+    def _hook(self) -> AtlassianAdminHook:
+        hook = getattr(self._local, "hook", None)
+        if hook is None:
+            hook = guard_write_replays(self.hook_factory())
+            self._local.hook = hook
+            with self._hooks_lock:
+                self._hooks.append(hook)
+        return hook
+
+    def _close_hooks(self) -> None:
+        with self._hooks_lock:
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            try:
+                hook.close()
+            except Exception:  # closing a session must never hide the run's real outcome
+                self.log.debug("closing a hook failed", exc_info=True)
+        self._local = threading.local()
+
+    def _history(self, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+        if not rows:
+            return {}
+        with self._store_lock:
+            return dict(self.store.history([str(row["account_id"]) for row in rows]))
+
+    def _read_users(self, account_ids: list[str], pool: ThreadPoolExecutor) -> dict[str, dict[str, Any]]:
+        """Re-read users in batches of :data:`READ_BATCH` (concurrently); absent ids are missing."""
+        unique = list(dict.fromkeys(account_ids))
+        batches = [unique[i : i + READ_BATCH] for i in range(0, len(unique), READ_BATCH)]
+        found: dict[str, dict[str, Any]] = {}
+
+        def read(batch: list[str]) -> list[dict[str, Any]]:
+            wanted = set(batch)
+            users = self._hook().iter_directory_users(filters={"accountIds": batch}, expand=_USER_EXPAND)
+            return [user for user in users if user.get("accountId") in wanted]
+
+        for users in pool.map(read, batches):
+            for user in users:
+                found[str(user["accountId"])] = user
+        self.log.info("Re-read %d of %d planned users from Atlassian before writing", len(found), len(unique))
+        return found
+
+    def _read_one(self, account_id: str) -> dict[str, Any] | None:
+        return self._read_users_quiet([account_id]).get(account_id)
+
+    def _read_users_quiet(self, account_ids: list[str]) -> dict[str, dict[str, Any]]:
+        users = self._hook().iter_directory_users(filters={"accountIds": account_ids}, expand=_USER_EXPAND)
+        return {str(user["accountId"]): user for user in users if user.get("accountId") in account_ids}
+
+    def _run(
+        self,
+        label: str,
+        rows: list[Mapping[str, Any]],
+        handler: Callable[[Mapping[str, Any]], ActionOutcome],
+        pool: ThreadPoolExecutor,
+    ) -> list[ActionOutcome]:
+        started = time.monotonic()
+        outcomes: list[ActionOutcome | None] = [None] * len(rows)
+        progress = ProgressLog(self.log, label, total=len(rows), interval=self.progress_interval)
+        abort = threading.Event()
+        auth_errors: list[AtlassianAuthError] = []
+        counter_lock = threading.Lock()
+        finished = 0
+
+        def work(index: int) -> None:
+            nonlocal finished
+            if abort.is_set():
+                return
+            row = rows[index]
+            try:
+                outcome = handler(row)
+            except AtlassianAuthError as exc:
+                abort.set()
+                auth_errors.append(exc)
+                outcome = self._outcome(row, FAILED, "none", str(exc), exc.status)
+            except Exception as exc:  # one user's failure must not stop the others
+                self.log.warning("%s: %s failed: %s", label, row.get("account_id"), exc)
+                status = exc.status if isinstance(exc, AtlassianApiError) else None
+                outcome = self._outcome(row, FAILED, "none", str(exc) or type(exc).__name__, status)
+            outcomes[index] = outcome
+            with counter_lock:
+                finished += 1
+                progress.update(finished)
+
+        list(pool.map(work, range(len(rows))))
+
+        done = [outcome for outcome in outcomes if outcome is not None]
+        counts = Counter(outcome.result for outcome in done)
+        self.log.info(
+            "%s: %d of %d users processed in %.1fs (%s)",
+            label,
+            len(done),
+            len(rows),
+            time.monotonic() - started,
+            ", ".join(f"{result} {counts[result]}" for result in RESULTS if counts[result])
+            or "nothing to do",
+        )
+        if auth_errors:
+            raise auth_errors[0]
+        return done
+
+    @staticmethod
+    def _outcome(
+        row: Mapping[str, Any], result: str, performed: str, detail: str, api_status: int | None = None
+    ) -> ActionOutcome:
+        return ActionOutcome(
+            account_id=str(row["account_id"]),
+            action=str(row.get("proposed_action")),
+            performed=performed,
+            result=result,
+            api_status=api_status,
+            detail=detail,
+        )
+
+    def _claim(
+        self,
+        row: Mapping[str, Any],
+        action: str,
+        *,
+        before: Any = None,
+        lead_days: int | None = None,
+    ) -> Any:
+        # Product-by-product removal (and its warnings) may happen more than once per cycle, one
+        # product set at a time: the products join the idempotency key so each set is claimed once.
+        products = [canonical_product(str(p)) for p in row.get("products_to_remove") or []]
+        with self._store_lock:
+            return self.store.claim(
+                run_id=self.run_id,
+                account_id=str(row["account_id"]),
+                action=action,
+                at=self.at,
+                lead_days=lead_days,
+                reason=str(row.get("reason") or ""),
+                evidence=_evidence(row),
+                before=before,
+                products=products if action in ("remove_product_access", "warn") and products else None,
+            )
+
+    def _finish(self, row: Mapping[str, Any], claim: Any, result: _Result) -> ActionOutcome:
+        """Record the result in the journal (complete a new claim, resolve an uncertain one)."""
+        record = self.store.complete if claim.status == "new" else self.store.resolve
+        try:
+            with self._store_lock:
+                record(
+                    claim.entry_id,
+                    outcome=result.outcome,
+                    at=self.at,
+                    api_status=result.api_status,
+                    detail=result.detail,
+                    event=result.event,
+                    event_data=result.event_data,
+                )
+                if result.also_deleted:
+                    self.store.record_event(
+                        str(row["account_id"]),
+                        "deleted",
+                        at=self.at,
+                        run_id=self.run_id,
+                        reason="removed from the directory: there is no grace period to wait for",
+                    )
+        except Exception as exc:
+            # The write is done but unrecorded: the entry stays open, so the next run re-checks
+            # Atlassian and resolves it instead of writing again.
+            raise RuntimeError(
+                f"{result.detail} The journal could not record it ({exc}); the next run will "
+                "re-check the account before doing anything."
+            ) from exc
+        return ActionOutcome(
+            account_id=str(row["account_id"]),
+            action=str(row.get("proposed_action")),
+            performed=result.performed,
+            result=result.result,
+            api_status=result.api_status,
+            detail=result.detail,
+            groups_removed=result.groups_removed,
+            groups_not_removable=result.groups_not_removable,
+        )
+
+    def _write(self, write: Callable[[], Any], happened: Callable[[], bool]) -> int | None:
+        """
+        Make one write; after an ambiguous failure re-read, and write again only if it did not happen.
+
+        :return: the write's HTTP status, or ``None`` when its effect was confirmed by re-reading.
+        """
+        last: AtlassianApiError | None = None
+        for _attempt in range(self.write_attempts):
+            try:
+                return _body_status(write())
+            except AtlassianAuthError:
+                raise
+            except AtlassianApiError as exc:
+                if not _ambiguous(exc):
+                    raise
+                last = exc
+            # Whether the failed call reached Atlassian is unknown: look before writing again. A
+            # failing re-read propagates, and nothing is re-sent without knowing.
+            if happened():
+                return None
+        assert last is not None
+        raise last
+
+    def _skip(self, row: Mapping[str, Any], claim: Any, detail: str) -> ActionOutcome:
+        return self._finish(row, claim, _Result("skipped", SKIPPED_CHANGED, "none", detail))
+
+    def _guarded(self, row: Mapping[str, Any], claim: Any, body: Callable[[], _Result]) -> ActionOutcome:
+        """Run ``body``; on an API error journal the failure (then re-raise a 401)."""
+        try:
+            result = body()
+        except AtlassianApiError as exc:
+            self._finish(row, claim, _Result("failed", FAILED, "none", str(exc), api_status=exc.status))
+            if isinstance(exc, AtlassianAuthError):
+                raise
+            return self._outcome(row, FAILED, "none", str(exc), exc.status)
+        return self._finish(row, claim, result)
+
+    @staticmethod
+    def _already_done(row: Mapping[str, Any]) -> ActionOutcome:
+        return ActionOutcome(
+            account_id=str(row["account_id"]),
+            action=str(row.get("proposed_action")),
+            performed="none",
+            result=SKIPPED_ALREADY_DONE,
+            detail="Already done earlier in this cycle (journal); nothing was written again.",
+        )
+
+    # -- apply -------------------------------------------------------------------------------------
+
+    def _apply_one(
+        self, row: Mapping[str, Any], live_by_id: Mapping[str, dict[str, Any]], history: Mapping[str, Any]
+    ) -> ActionOutcome:
+        account_id = str(row["account_id"])
+        action = str(row["proposed_action"])
+        live = live_by_id.get(account_id)
+        claim = self._claim(row, action, before=_snapshot(live) if live else None)
+        if claim.status == "done":
+            return self._already_done(row)
+
+        if claim.status == "uncertain" and live is not None:
+            recovered = self._recover_apply(row, action, live)
+            if recovered is not None:
+                return self._finish(row, claim, recovered)
+
+        # -- preconditions: the plan still holds for this user --------------------------------------
+        if live is None:
+            return self._skip(row, claim, "The user is no longer in the directory; nothing was changed.")
+        status = str(live.get("status") or "active")
+        if status != "active":
+            return self._skip(row, claim, f"Atlassian now shows the user as {status}; nothing was changed.")
+        products = row.get("products_to_remove") if action == "remove_product_access" else None
+        newer = _newer_activity(row, live, products)
+        if newer:
+            return self._skip(row, claim, f"{newer}; nothing was changed.")
+        event_action = "suspend" if action == "deactivate" else action  # checked again after the fact
+        if not can_apply(history.get(account_id), "actioned", action=event_action):
+            stage = getattr(history.get(account_id), "stage", "unknown")
+            return self._skip(
+                row, claim, f"The state store has the user at stage {stage}, where {action} is not allowed."
+            )
+
+        if action == "suspend":
+            return self._guarded(row, claim, lambda: self._suspend(account_id))
+        if action == "deactivate":
+            return self._guarded(row, claim, lambda: self._deactivate(row))
+        return self._guarded(row, claim, lambda: self._remove_access(row, live))
+
+    def _recover_apply(self, row: Mapping[str, Any], action: str, live: Mapping[str, Any]) -> _Result | None:
+        """For an interrupted earlier attempt: the result if Atlassian shows it happened, else None."""
+        status = live.get("status")
+        note = "Confirmed from Atlassian after an interrupted earlier attempt"
+        if action in ("suspend", "deactivate") and status == "suspended":
+            detail = f"{note}: the user is suspended."
+            if action == "deactivate":
+                detail += " Atlassian did not allow deactivating this account, so it was suspended instead."
+            return _Result(
+                "succeeded", DONE, "suspend", detail, event="actioned", event_data={"action": "suspend"}
+            )
+        if action == "deactivate" and status == "deactivated":
+            return _Result(
+                "succeeded", DONE, "deactivate", f"{note}: the account is deactivated.",
+                event="actioned", event_data={"action": "deactivate"},
+            )  # fmt: skip
+        if action == "remove_product_access" and status == "active":
+            products, groups, by_product = self._removal_targets(row, live)
+            if not [group for group in groups if not group.external_synced]:
+                synced = [group for group in groups if group.external_synced]
+                blocked = {p for p in products if any(g in synced for g in by_product.get(p, []))}
+                return self._removal_result(row, products, [], synced, None, blocked=blocked, recovered=True)
+        return None
+
+    def _suspend(self, account_id: str, detail: str = "Suspended in the directory") -> _Result:
+        hook = self._hook()
+        status = self._write(
+            lambda: hook.suspend_user(account_id),
+            lambda: (self._read_one(account_id) or {}).get("status") == "suspended",
+        )
+        return _Result(
+            "succeeded",
+            DONE,
+            "suspend",
+            f"{detail}; groups and roles are kept, so a restore gives the same access back.",
+            api_status=status,
+            event="actioned",
+            event_data={"action": "suspend"},
+        )
+
+    def _deactivate(self, row: Mapping[str, Any]) -> _Result:
+        account_id = str(row["account_id"])
+        hook = self._hook()
+        allowed, reason = _privilege(hook.get_manage_privileges(account_id), "lifecycle.enablement")
+        if not allowed:
+            return self._suspend(account_id, _fallback_sentence(reason, "deactivated"))
+        try:
+            status = self._write(
+                lambda: hook.disable_user(account_id, message=self.deactivate_message),
+                lambda: (self._read_one(account_id) or {}).get("status") == "deactivated",
+            )
+        except AtlassianPermissionError as exc:
+            # The privilege check said yes, the call said no (e.g. the account became SCIM-managed).
+            return self._suspend(account_id, _fallback_sentence(exc.code or "forbidden", "deactivated"))
+        return _Result(
+            "succeeded",
+            DONE,
+            "deactivate",
+            "Deactivated: the account can no longer log in to any Atlassian site; "
+            "re-enable it (lifecycle/enable) to undo.",
+            api_status=status,
+            event="actioned",
+            event_data={"action": "deactivate"},
+        )
+
+    # -- remove product access ---------------------------------------------------------------------
+
+    def _granting_groups(self) -> dict[str, list[_Group]]:
+        """Canonical product -> groups granting any role on that product (discovered once per run)."""
+        with self._groups_lock:
+            if self._product_groups is not None:
+                return self._product_groups
+            hook = self._hook()
+            mapping: dict[str, list[_Group]] = {}
+            groups = list(hook.iter_groups())
+            for group in groups:
+                info = _Group(
+                    str(group["id"]), str(group.get("name") or group["id"]), bool(group.get("externalSynced"))
+                )
+                granted: set[str] = set()
+                for assignment in hook.get_group_role_assignments(info.id):
+                    if not assignment.get("roleAssignments"):
+                        continue
+                    product = _ari_product(
+                        str(assignment.get("resourceId") or ""), assignment.get("resourceOwner")
+                    )
+                    if product:
+                        granted.add(product)
+                for product in granted:
+                    mapping.setdefault(product, []).append(info)
+            self._product_groups = mapping
+            self.log.info(
+                "Product access groups (from %d groups): %s",
+                len(groups),
+                "; ".join(f"{_label(p)}: {len(g)}" for p, g in sorted(mapping.items())) or "none",
+            )
+            return mapping
+
+    def _removal_targets(
+        self, row: Mapping[str, Any], live: Mapping[str, Any]
+    ) -> tuple[list[str], list[_Group], dict[str, list[_Group]]]:
+        """The row's products, the granting groups the user is in, and the product -> groups map."""
+        products = [canonical_product(str(p)) for p in row.get("products_to_remove") or []]
+        by_product = self._granting_groups()
+        member_of = {group["id"] for group in _group_refs(live)}
+        groups: dict[str, _Group] = {}
+        for product in products:
+            for group in by_product.get(product, []):
+                if group.id in member_of:
+                    groups[group.id] = group
+        return products, sorted(groups.values(), key=lambda g: g.name), by_product
+
+    def _remove_access(self, row: Mapping[str, Any], live: Mapping[str, Any]) -> _Result:
+        """Remove the user from every group granting the row's products (IdP-synced ones are reported)."""
+        account_id = str(row["account_id"])
+        products, to_leave, by_product = self._removal_targets(row, live)
+        if not to_leave:
+            names = ", ".join(_label(p) for p in products) or "the planned products"
+            return _Result(
+                "skipped", SKIPPED_CHANGED, "none",
+                f"The user is no longer in any group granting {names}; nothing was changed.",
+            )  # fmt: skip
+
+        hook = self._hook()
+        removed: list[_Group] = []
+        not_removable: list[_Group] = []
+        last_status: int | None = None
+        for group in to_leave:
+            if group.external_synced:
+                not_removable.append(group)
+                continue
+            try:
+                last_status = self._write(
+                    lambda group=group: hook.remove_group_member(group.id, account_id),
+                    lambda group=group: (
+                        group.id not in {g["id"] for g in _group_refs(self._read_one(account_id) or {})}
+                    ),
+                )
+            except AtlassianPermissionError:
+                not_removable.append(group)  # synced or otherwise read-only: not fought
+                continue
+            except AtlassianNotFoundError:
+                pass  # the membership is already gone
+            removed.append(group)
+        blocked = {p for p in products if any(g in not_removable for g in by_product.get(p, []))}
+        return self._removal_result(row, products, removed, not_removable, last_status, blocked=blocked)
+
+    def _removal_result(
+        self,
+        row: Mapping[str, Any],
+        products: list[str],
+        removed: list[_Group],
+        not_removable: list[_Group],
+        api_status: int | None,
+        *,
+        blocked: set[str] | None = None,
+        recovered: bool = False,
+    ) -> _Result:
+        blocked = blocked or set()
+        gone = [p for p in products if p not in blocked]
+        removed_names = tuple(g.name for g in removed)
+        blocked_names = tuple(g.name for g in not_removable)
+        parts = []
+        if recovered:
+            parts.append(
+                "Confirmed from Atlassian after an interrupted earlier attempt: the user is in no group "
+                f"granting {', '.join(_label(p) for p in products)} any more."
+            )
+        if removed_names:
+            parts.append(
+                f"Removed from {', '.join(removed_names)}: no more access to "
+                f"{', '.join(_label(p) for p in gone) or 'the products concerned'} through these groups."
+            )
+        if blocked_names:
+            parts.append(
+                f"Still in {', '.join(blocked_names)}, synced from the identity provider and read-only in "
+                f"Atlassian, so {', '.join(_label(p) for p in sorted(blocked))} access remains: remove the "
+                "user from that group in the identity provider (Okta, Entra ID, Google, ...)."
+            )
+        detail = " ".join(parts)
+        if removed or recovered:
+            return _Result(
+                "succeeded", DONE, "remove_product_access", detail, api_status=api_status,
+                event="actioned", event_data={"action": "remove_product_access", "products": sorted(gone)},
+                groups_removed=removed_names, groups_not_removable=blocked_names,
+            )  # fmt: skip
+        # Nothing could be done through the API: a report for the admin, no state change.
+        return _Result(
+            "skipped", REPORTED, "none", detail, api_status=None, groups_not_removable=blocked_names
+        )
+
+    # -- delete ------------------------------------------------------------------------------------
+
+    def _delete_one(
+        self, row: Mapping[str, Any], live_by_id: Mapping[str, dict[str, Any]], history: Mapping[str, Any]
+    ) -> ActionOutcome:
+        account_id = str(row["account_id"])
+        live = live_by_id.get(account_id)
+        hook = self._hook()
+        before: dict[str, Any] | None = _snapshot(live) if live else None
+        if before is not None:
+            # Removal from the directory drops groups and roles: keep what a re-invite must re-add.
+            try:
+                before["role_assignments"] = hook.get_user_role_assignments(account_id)
+            except AtlassianAuthError:
+                raise
+            except AtlassianApiError as exc:
+                before["role_assignments_error"] = str(exc)
+        claim = self._claim(row, "delete", before=before)
+        if claim.status == "done":
+            return self._already_done(row)
+
+        status = str((live or {}).get("status") or "gone")
+        if claim.status == "uncertain":
+            # delete is not idempotent: never re-POST before looking at what the last attempt did.
+            if status == "for_deletion":
+                return self._finish(row, claim, self._deleted_result(account_id, None, recovered=True))
+            if live is None or status == "not_invited":
+                return self._finish(row, claim, self._removed_result(None, "", recovered=True))
+
+        if live is None:
+            return self._skip(row, claim, "The user is no longer in the directory; nothing was changed.")
+        if status == "for_deletion":
+            return self._skip(row, claim, "Atlassian already shows the account as scheduled for deletion.")
+        user_history = history.get(account_id)
+        left_as = _left_as_we_did(live, getattr(user_history, "actioned_action", None))
+        if left_as:
+            return self._skip(row, claim, f"{left_as}; not deleted.")
+        newer = _newer_activity(row, live)
+        if newer:
+            return self._skip(row, claim, f"{newer}; not deleted.")
+        if not can_apply(user_history, "delete_requested"):
+            stage = getattr(user_history, "stage", "active")
+            return self._skip(
+                row, claim, f"The state store has the user at stage {stage}; only actioned users are deleted."
+            )
+        return self._guarded(row, claim, lambda: self._delete(account_id))
+
+    def _delete(self, account_id: str) -> _Result:
+        hook = self._hook()
+        allowed, reason = _privilege(hook.get_manage_privileges(account_id), "lifecycle.delete")
+        if allowed:
+            status = self._write(
+                lambda: hook.delete_user(account_id),
+                lambda: (self._read_one(account_id) or {}).get("status") == "for_deletion",
+            )
+            return self._deleted_result(account_id, status)
+
+        def gone() -> bool:
+            user = self._read_one(account_id)
+            return user is None or user.get("status") == "not_invited"
+
+        status = self._write(lambda: hook.remove_user(account_id), gone)
+        return self._removed_result(status, reason or "not allowed")
+
+    def _deleted_result(self, account_id: str, status: int | None, *, recovered: bool = False) -> _Result:
+        grace_end = (self.at + timedelta(days=DELETE_GRACE_DAYS)).date().isoformat()
+        prefix = (
+            "Confirmed from Atlassian after an interrupted earlier attempt: deletion"
+            if recovered
+            else "Deletion"
+        )
+        return _Result(
+            "succeeded",
+            DONE,
+            "delete",
+            f"{prefix} requested. Atlassian's {DELETE_GRACE_DAYS}-day grace period applies: the account "
+            f"is deactivated now and permanently deleted after {grace_end}; until then cancel-delete "
+            f"(POST /users/{account_id}/manage/lifecycle/cancel-delete) undoes it. Content the user "
+            "created is kept.",
+            api_status=status,
+            event="delete_requested",
+        )
+
+    @staticmethod
+    def _removed_result(status: int | None, reason: str, *, recovered: bool = False) -> _Result:
+        why = _REASONS.get(reason, f"Atlassian does not allow deleting this account ({reason})")
+        if recovered:
+            detail = (
+                "Confirmed from Atlassian after an interrupted earlier attempt: the user is no longer in "
+                "the directory."
+            )
+        else:
+            detail = (
+                f"{why}: removed the user from the directory instead, with immediate effect and no grace "
+                "period. Their groups and roles are saved in the journal; to undo, re-invite the user "
+                "and re-add them."
+            )
+            if reason == "externalDirectory.scim":
+                detail += " Also remove the user in the identity provider, or it will provision them again."
+        return _Result(
+            "succeeded", DONE, "remove_from_directory", detail, api_status=status,
+            event="delete_requested", also_deleted=True,
+        )  # fmt: skip
+
+    # -- warn --------------------------------------------------------------------------------------
+
+    def _warn_one(
+        self, row: Mapping[str, Any], sender: Callable[[Mapping[str, Any]], Any], history: Mapping[str, Any]
+    ) -> ActionOutcome:
+        account_id = str(row["account_id"])
+        lead_days = _int_or_none(row.get("warning_lead_days"))
+        claim = self._claim(row, "warn", lead_days=lead_days)
+        if claim.status == "done":
+            return self._already_done(row)
+        if lead_days is None or lead_days < 1:
+            return self._finish(
+                row, claim,
+                _Result("failed", FAILED, "none", "The plan row has no warning bucket (warning_lead_days)."),
+            )  # fmt: skip
+        products = [canonical_product(str(p)) for p in row.get("products_to_remove") or []]
+        data: dict[str, Any] = {"lead_days": lead_days}
+        if products:
+            data["products"] = products
+        if not can_apply(history.get(account_id), "warned", **data):
+            stage = getattr(history.get(account_id), "stage", "unknown")
+            return self._skip(row, claim, f"The state store has the user at stage {stage}; no warning sent.")
+        try:
+            sender(row)
+        except Exception as exc:  # SMTP errors, a missing address: this user only
+            detail = f"Warning e-mail not sent: {exc}"
+            return self._finish(row, claim, _Result("failed", FAILED, "none", detail))
+        # An interrupted earlier attempt may or may not have mailed: a second notice is better than
+        # acting on someone who was never told.
+        again = (
+            " (an earlier attempt was interrupted, so it may be the second copy)"
+            if claim.status != "new"
+            else ""
+        )
+        detail = (
+            f"{lead_days}-day warning e-mailed{again}; the planned {row.get('planned_action')} "
+            f"is due on {row.get('action_date') or 'the action date'}."
+        )
+        return self._finish(
+            row, claim, _Result("succeeded", DONE, "warn", detail, event="warned", event_data=data)
+        )
+
+
+_REASONS = {
+    "accountNotManaged": "Unmanaged account (not on a verified domain of the organization), "
+    "which Atlassian does not let us delete",
+    "externalDirectory.scim": "Account managed by the identity provider (SCIM), "
+    "which Atlassian does not let us delete",
+}
+
+
+def _fallback_sentence(reason: str | None, verb: str) -> str:
+    if reason == "accountNotManaged":
+        return f"Unmanaged account: suspended instead of {verb}"
+    if reason == "externalDirectory.scim":
+        return f"Account managed by the identity provider (SCIM): suspended instead of {verb}"
+    why = reason or "no reason given"
+    return f"Atlassian does not allow this account to be {verb} ({why}): suspended instead"
+
+
+def _left_as_we_did(live: Mapping[str, Any], actioned_action: str | None) -> str | None:
+    """Why the account no longer looks the way our action left it, or None when it still does."""
+    status = str(live.get("status") or "active")
+    has_access = bool(live.get("productAccess"))
+    if actioned_action == "suspend":
+        ok = status in ("suspended", "deactivated")
+    elif actioned_action == "deactivate":
+        ok = status == "deactivated"
+    elif actioned_action == "remove_product_access":
+        ok = not has_access
+    else:
+        ok = status in ("suspended", "deactivated") or not has_access
+    if ok:
+        return None
+    if actioned_action == "remove_product_access":
+        return "The user has product access again (someone restored it)"
+    return f"Atlassian shows the user as {status}, not as this tool left them (someone restored them)"

@@ -1,0 +1,198 @@
+"""Safety gates: caps per action kind and in total, and the input sanity checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from atlassian_cleanup.gates import CAP_KINDS, check_caps, missing_activity_share, sanity_problems
+from atlassian_cleanup.policy import Policy, policy_from_dict
+
+
+def policy(**safety: Any) -> Policy:
+    return policy_from_dict({"safety": safety})
+
+
+def rows(**counts: int) -> list[dict[str, Any]]:
+    out = []
+    for action, count in counts.items():
+        out += [{"account_id": f"{action}-{i}", "proposed_action": action} for i in range(count)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Caps
+# --------------------------------------------------------------------------------------------------
+
+
+def test_counts_every_write_kind_and_ignores_warnings() -> None:
+    decision = check_caps(
+        rows(suspend=3, delete=2, warn=40, none=100), user_count=1000, policy=policy(max_actions_per_run=50)
+    )
+    assert decision.counts == {"suspend": 3, "deactivate": 0, "remove_product_access": 0, "delete": 2}
+    assert tuple(decision.counts) == CAP_KINDS
+    assert decision.total == 5
+    assert not decision.exceeded
+    assert decision.over == []
+
+
+def test_count_cap_per_kind() -> None:
+    decision = check_caps(
+        rows(suspend=11, delete=1),
+        user_count=10_000,
+        policy=policy(max_actions_per_run=10, max_action_share=0.5),
+    )
+    assert decision.exceeded
+    assert decision.over == ["suspend", "total"]
+    assert any(line.startswith("suspend: 11 planned, more than the cap of 10") for line in decision.lines)
+    assert "approve" in decision.lines[-1]
+
+
+def test_total_cap_applies_when_every_kind_is_within() -> None:
+    decision = check_caps(
+        rows(suspend=6, deactivate=6),
+        user_count=10_000,
+        policy=policy(max_actions_per_run=10, max_action_share=0.5),
+    )
+    assert decision.exceeded
+    assert decision.over == ["total"]
+    assert any(line.startswith("all writes together: 12 planned") for line in decision.lines)
+
+
+def test_share_cap_can_be_tighter_than_the_count_cap() -> None:
+    decision = check_caps(
+        rows(remove_product_access=11),
+        user_count=100,
+        policy=policy(max_actions_per_run=50, max_action_share=0.1),
+    )
+    assert decision.exceeded
+    assert decision.over == ["remove_product_access", "total"]
+    assert decision.limits["share_limit"] == pytest.approx(10.0)
+    assert decision.limits["effective"] == 10
+    assert "10% of the 100 users" in decision.lines[0]
+
+
+@pytest.mark.parametrize(
+    ("count", "max_count", "share", "users"),
+    [
+        (10, 10, 1.0, 1000),  # exactly at the count cap
+        (10, 50, 0.1, 100),  # exactly at the share cap
+    ],
+)
+def test_exactly_at_the_limit_is_not_exceeded(count: int, max_count: int, share: float, users: int) -> None:
+    decision = check_caps(
+        rows(suspend=count),
+        user_count=users,
+        policy=policy(max_actions_per_run=max_count, max_action_share=share),
+    )
+    assert not decision.exceeded
+    over = check_caps(
+        rows(suspend=count + 1),
+        user_count=users,
+        policy=policy(max_actions_per_run=max_count, max_action_share=share),
+    )
+    assert over.exceeded
+
+
+def test_accepts_a_plan_dataframe_and_serialises_to_json() -> None:
+    frame = pd.DataFrame(rows(suspend=2, warn=1))
+    decision = check_caps(frame, user_count=100, policy=policy())
+    assert decision.counts["suspend"] == 2
+    assert decision.total == 2
+    assert json.loads(json.dumps(decision.to_dict())) == decision.to_dict()
+    assert decision.to_dict()["limits"]["max_actions_per_run"] == 50
+
+
+def test_no_writes() -> None:
+    decision = check_caps(rows(warn=3), user_count=0, policy=policy())
+    assert not decision.exceeded
+    assert decision.total == 0
+    assert decision.lines == ["No writes planned."]
+
+
+# --------------------------------------------------------------------------------------------------
+# Sanity
+# --------------------------------------------------------------------------------------------------
+
+
+def test_collapsed_user_count_is_a_problem() -> None:
+    problems = sanity_problems(
+        user_count=400, previous_user_count=1000, missing_activity_share=0.1, policy=policy()
+    )
+    assert len(problems) == 1
+    assert "400 users" in problems[0]
+    assert "1000" in problems[0]
+    assert "50%" in problems[0]
+    assert "org_id" in problems[0]
+
+
+def test_user_count_at_the_ratio_is_fine() -> None:
+    assert (
+        sanity_problems(user_count=500, previous_user_count=1000, missing_activity_share=0.0, policy=policy())
+        == []
+    )
+
+
+def test_first_run_and_disabled_ratio_skip_the_collapse_check() -> None:
+    assert (
+        sanity_problems(user_count=1, previous_user_count=None, missing_activity_share=0, policy=policy())
+        == []
+    )
+    disabled = policy(min_user_count_ratio=0)
+    assert (
+        sanity_problems(user_count=1, previous_user_count=1000, missing_activity_share=0, policy=disabled)
+        == []
+    )
+
+
+def test_missing_activity_data_is_a_problem() -> None:
+    problems = sanity_problems(
+        user_count=1000,
+        previous_user_count=1000,
+        missing_activity_share=0.95,
+        policy=policy(max_missing_activity_share=0.9),
+    )
+    assert len(problems) == 1
+    assert "95%" in problems[0]
+    assert "productAccess" in problems[0]
+    both = sanity_problems(
+        user_count=10, previous_user_count=1000, missing_activity_share=0.95, policy=policy()
+    )
+    assert len(both) == 2
+
+
+def test_missing_activity_check_disabled_at_one() -> None:
+    assert (
+        sanity_problems(
+            user_count=10,
+            previous_user_count=None,
+            missing_activity_share=1.0,
+            policy=policy(max_missing_activity_share=1.0),
+        )
+        == []
+    )
+
+
+def test_missing_activity_share_counts_active_atlassian_accounts_only() -> None:
+    users = [
+        {"account_type": "atlassian", "status": "active", "last_active": "2026-01-01T00:00:00Z"},
+        {
+            "account_type": "atlassian",
+            "status": "active",
+            "last_active": None,
+            "product_access": {"jira": None},
+        },
+        {"account_type": "atlassian", "status": "active", "last_active": None, "product_access": {}},
+        {
+            "account_type": "atlassian",
+            "status": "active",
+            "product_access": {"confluence": "2026-01-01T00:00:00Z"},
+        },
+        {"account_type": "app", "status": "active", "last_active": None},
+        {"account_type": "atlassian", "status": "suspended", "last_active": None},
+    ]
+    assert missing_activity_share(users) == pytest.approx(0.5)
+    assert missing_activity_share([]) == 0.0
