@@ -599,15 +599,20 @@ class ExportAuditOperator(BaseOperator):
         from atlassian_cleanup.audit import write_audit
 
         policy = resolve_policy(self.policy_path, context["params"])
+        failed_upstream = self._failed_upstream(context)
         if self.plan is None:
-            # Runs with trigger rule all_done: an earlier failure before planning leaves nothing
-            # to audit, and that failure is already what the run shows.
+            # Runs with trigger rule all_done. Without a plan there is nothing to audit; the run
+            # must still end failed (a skipped leaf would make it look green).
+            if failed_upstream:
+                raise AirflowFailException(
+                    f"export_audit: no plan was produced because {', '.join(failed_upstream)} "
+                    "failed; nothing was written to Atlassian. See those task logs."
+                )
             raise AirflowSkipException("export_audit: no plan was produced; nothing to export")
         outcome_by_account: dict[str, str] = {}
         for stage_outcomes in _as_list(self.outcomes):
             outcome_by_account.update(stage_outcomes or {})
         summary = _plan_summary(self.plan)
-        failed_upstream = self._failed_upstream(context)
         if failed_upstream:
             summary["failed_tasks"] = failed_upstream
         rows = (
