@@ -224,9 +224,9 @@ class _Demo:
             is_write = call["method"] in ("POST", "DELETE") and not call["path_template"].endswith("/search")
             ok = call["status"] is not None and 200 <= call["status"] < 300
             if is_write and ok and call["family"] in ("admin", "usermgmt"):
-                writes[
-                    call["path_template"].rsplit("/", 1)[-1] if call["method"] == "POST" else "remove"
-                ] += 1
+                # The path's last segment names the write (suspend, delete, ...); a DELETE removes
+                # a user from the directory or from a group.
+                writes[call["path"].rsplit("/", 1)[-1] if call["method"] == "POST" else "remove"] += 1
         return writes
 
     def mail_count(self) -> int:
