@@ -152,6 +152,23 @@ class RestorePolicy:
 
     allowed_domains: tuple[str, ...] = ()
     allowed_groups: tuple[str, ...] = ()
+    schedule: str = "*/10 * * * *"
+    service_desk: str | None = None
+    request_type: str = "Restore my access"
+    max_restores_per_run: int = 20
+    unmatched: Literal["comment", "approve"] = "comment"
+
+
+@dataclass(frozen=True)
+class NotificationsPolicy:
+    """Warning e-mails to users and the per-run digest to admins (sent through your SMTP relay)."""
+
+    smtp_conn_id: str = "smtp_default"
+    from_email: str | None = None
+    templates_dir: str | None = None
+    request_access_url: str | None = None
+    admin_emails: tuple[str, ...] = ()
+    audit_page_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +186,7 @@ class Policy:
     admin_groups: tuple[str, ...] = DEFAULT_ADMIN_GROUPS
     safety: SafetyPolicy = field(default_factory=SafetyPolicy)
     restore: RestorePolicy = field(default_factory=RestorePolicy)
+    notifications: NotificationsPolicy = field(default_factory=NotificationsPolicy)
     state_store: StateStorePolicy = field(default_factory=StateStorePolicy)
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +220,19 @@ class Policy:
             "restore": {
                 "allowed_domains": list(self.restore.allowed_domains),
                 "allowed_groups": list(self.restore.allowed_groups),
+                "schedule": self.restore.schedule,
+                "service_desk": self.restore.service_desk,
+                "request_type": self.restore.request_type,
+                "max_restores_per_run": self.restore.max_restores_per_run,
+                "unmatched": self.restore.unmatched,
+            },
+            "notifications": {
+                "smtp_conn_id": self.notifications.smtp_conn_id,
+                "from_email": self.notifications.from_email,
+                "templates_dir": self.notifications.templates_dir,
+                "request_access_url": self.notifications.request_access_url,
+                "admin_emails": list(self.notifications.admin_emails),
+                "audit_page_url": self.notifications.audit_page_url,
             },
             "state_store": {"conn_id": self.state_store.conn_id},
         }
@@ -346,8 +377,71 @@ _SCHEMA: dict[str, Any] = {
             {
                 "allowed_domains": _strings("Domains allowed to self-restore.", item=_DOMAIN_ITEM),
                 "allowed_groups": _strings("Groups whose members may self-restore."),
+                "schedule": {
+                    "type": "string",
+                    "minLength": 1,
+                    "default": "*/10 * * * *",
+                    "description": "Cron schedule of the restore DAG.",
+                },
+                "service_desk": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "default": None,
+                    "description": "JSM service desk (id or project key) whose requests are read.",
+                },
+                "request_type": {
+                    "type": "string",
+                    "minLength": 1,
+                    "default": "Restore my access",
+                    "description": "Request type (name or id) that asks for access back.",
+                },
+                "max_restores_per_run": _int(0, 20, "Most restores one restore run may perform."),
+                "unmatched": {
+                    "enum": ["comment", "approve"],
+                    "default": "comment",
+                    "description": "Requests no rule allows: comment and leave open, or ask for approval.",
+                },
             },
             "Self-service restore rules.",
+        ),
+        "notifications": _section(
+            {
+                "smtp_conn_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "pattern": r"^[A-Za-z0-9_.-]+$",
+                    "default": "smtp_default",
+                    "description": "Airflow connection of your SMTP relay.",
+                },
+                "from_email": {
+                    "type": ["string", "null"],
+                    "pattern": _EMAIL_PATTERN,
+                    "default": None,
+                    "description": "Sender address (default: the SMTP connection's from_email).",
+                },
+                "templates_dir": {
+                    "type": ["string", "null"],
+                    "minLength": 1,
+                    "default": None,
+                    "description": "Directory with your own e-mail templates (default: include/templates).",
+                },
+                "request_access_url": {
+                    "type": ["string", "null"],
+                    "pattern": r"^https?://",
+                    "default": None,
+                    "description": "Link in warnings to request access back (your JSM portal request type).",
+                },
+                "admin_emails": _strings(
+                    "Admins who get the run digest and failure alerts.", item=_EMAIL_ITEM
+                ),
+                "audit_page_url": {
+                    "type": ["string", "null"],
+                    "pattern": r"^https?://",
+                    "default": None,
+                    "description": "Link to the audit page, shown in the digest.",
+                },
+            },
+            "Warning e-mails and the admin digest.",
         ),
         "state_store": _section(
             {
@@ -391,6 +485,18 @@ _FIXES: dict[str, str] = {
     "restore": "make it a mapping with allowed_domains and allowed_groups",
     "restore.allowed_domains": "use a list of bare domains without '@', e.g. [acme.example]",
     "restore.allowed_groups": "use a list of group names",
+    "restore.schedule": "use a cron expression, e.g. '*/10 * * * *'",
+    "restore.service_desk": "use the service desk id or project key, e.g. ITH, or null",
+    "restore.request_type": "use the request type's name or id, e.g. Restore my access",
+    "restore.max_restores_per_run": "use a whole number, 0 or more, e.g. 20",
+    "restore.unmatched": "use comment or approve",
+    "notifications": "make it a mapping of the notification keys",
+    "notifications.smtp_conn_id": "use an Airflow connection id, e.g. smtp_default",
+    "notifications.from_email": "use an e-mail address, e.g. it-cleanup@acme.example, or null",
+    "notifications.templates_dir": "use a directory path, or null for the shipped templates",
+    "notifications.request_access_url": "use an http(s) URL, or null",
+    "notifications.admin_emails": "use a list of e-mail addresses",
+    "notifications.audit_page_url": "use an http(s) URL, or null",
     "safety.write_concurrency": "use a whole number from 1 to 16, e.g. 4",
     "state_store": "make it a mapping with conn_id",
     "state_store.conn_id": "use an Airflow connection id (letters, digits, _ . -)",
@@ -675,10 +781,28 @@ def _build(data: Mapping[str, Any]) -> Policy:
         restore=RestorePolicy(
             allowed_domains=_lower_unique(restore.get("allowed_domains")),
             allowed_groups=_unique(restore.get("allowed_groups")),
+            schedule=str(restore.get("schedule") or RestorePolicy.schedule),
+            service_desk=restore.get("service_desk"),
+            request_type=str(restore.get("request_type") or RestorePolicy.request_type),
+            max_restores_per_run=int(restore.get("max_restores_per_run", RestorePolicy.max_restores_per_run)),
+            unmatched=restore.get("unmatched", RestorePolicy.unmatched),
         ),
+        notifications=_notifications(_section_of(data, "notifications")),
         state_store=StateStorePolicy(
             conn_id=str(_section_of(data, "state_store").get("conn_id", StateStorePolicy.conn_id))
         ),
+    )
+
+
+def _notifications(section: Mapping[str, Any]) -> NotificationsPolicy:
+    defaults = NotificationsPolicy()
+    return NotificationsPolicy(
+        smtp_conn_id=str(section.get("smtp_conn_id") or defaults.smtp_conn_id),
+        from_email=section.get("from_email"),
+        templates_dir=section.get("templates_dir"),
+        request_access_url=section.get("request_access_url"),
+        admin_emails=_lower_unique(section.get("admin_emails")),
+        audit_page_url=section.get("audit_page_url"),
     )
 
 
