@@ -12,21 +12,13 @@ import pytest
 import yaml
 
 from tests.integration.conftest import AS_OF, sandbox_users
+from tools.demo import NEVER_ACTIONED
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "atlassian_user_cleanup"
 LOGICAL_DATE = datetime(AS_OF.year, AS_OF.month, AS_OF.day, tzinfo=UTC)
-ALWAYS_PROTECTED = {
-    "api_user",
-    "org_admin",
-    "site_admin",
-    "product_admin",
-    "app_service",
-    "app_agent",
-    "customer",
-}
 WRITE_PATH_MARKERS = ("/suspend", "/restore", "/memberships", "/lifecycle/", "/group/user")
 
 
@@ -91,7 +83,7 @@ def test_dry_run_plans_every_user_and_changes_nothing(
         row = rows[account_id]
         assert row["account_type"] == truth["account_type"], account_id
         populations = set(truth["populations"])
-        if populations & ALWAYS_PROTECTED or "vip" in populations:
+        if populations & NEVER_ACTIONED:
             assert row["proposed_action"] == "none", (populations, row)
             assert row["protected_by"], (populations, row)
         if truth["status"] != "active":
