@@ -76,3 +76,23 @@ def test_audit_task_produces_the_asset(dagbag):
 
     task = dagbag.dags["atlassian_user_cleanup"].get_task("export_audit")
     assert AUDIT_ASSET in task.outlets
+
+
+def test_restoration_dag_shape_and_pools(dagbag):
+    restore_tasks = [
+        "fetch_requests",
+        "evaluate_rules",
+        "restore_access",
+        "comment_and_resolve",
+        "export_audit",
+    ]
+    assert "atlassian_access_restoration" in dagbag.dag_ids
+    dag = dagbag.dags["atlassian_access_restoration"]
+    assert [task.task_id for task in dag.topological_sort()] == restore_tasks
+    for upstream, downstream in pairwise(restore_tasks):
+        assert downstream in dag.get_task(upstream).downstream_task_ids
+    for task_id in restore_tasks[:-1]:
+        assert dag.get_task(task_id).pool == ATLASSIAN_POOL
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert dag.schedule == "*/10 * * * *"

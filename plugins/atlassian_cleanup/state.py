@@ -475,6 +475,15 @@ def idempotency_key(
     return json.dumps([account_id, cycle, action, lead_days, sorted(set(products or ()))], ensure_ascii=False)
 
 
+def scoped_idempotency_key(
+    account_id: str, scope: str, action: str, lead_days: int | None, products: Iterable[str] | None
+) -> str:
+    """The claim key of a scoped claim: ``"scope"`` in the cycle's place cannot collide with a cycle."""
+    return json.dumps(
+        [account_id, "scope", scope, action, lead_days, sorted(set(products or ()))], ensure_ascii=False
+    )
+
+
 def normalise_url(url: str | URL) -> URL:
     """A SQLAlchemy URL; ``postgres://`` / ``postgresql://`` use psycopg 3, a bare path is SQLite."""
     if isinstance(url, str) and "://" not in url:
@@ -815,6 +824,7 @@ class StateStore:
         evidence: Any = None,
         before: Any = None,
         products: Iterable[str] | None = None,
+        scope: str | None = None,
     ) -> Claim:
         """Claim one write before making it (see the module docstring, "Idempotency").
 
@@ -826,6 +836,11 @@ class StateStore:
         ``new`` is returned only after the intent row is committed, so a crash during the API call
         leaves an ``uncertain`` row behind rather than no trace. ``products`` (optional) joins the
         key for product-by-product removal and its warnings.
+
+        ``scope`` (optional) replaces the user's cycle in the key with a caller-chosen subject, for
+        writes that belong to something outside the user's lifecycle and must happen once for it
+        whatever the cycle: the restore DAG handles each service request once (``"jsm:ITH-12"``),
+        although the restore itself starts a new cycle.
         """
         at = _utc(at)
         if not action:
@@ -835,7 +850,11 @@ class StateStore:
         product_list = sorted(set(products)) if products is not None else None
         with self._write() as conn:
             cycle = self._cycle(conn, account_id)
-            key = idempotency_key(account_id, cycle, action, lead_days, product_list)
+            key = (
+                idempotency_key(account_id, cycle, action, lead_days, product_list)
+                if scope is None
+                else scoped_idempotency_key(account_id, scope, action, lead_days, product_list)
+            )
             if self.dialect == "postgresql":
                 # The primary key makes exactly one concurrent insert win; everyone then queues on
                 # the row lock and sees the winner's committed intent.

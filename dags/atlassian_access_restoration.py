@@ -1,0 +1,89 @@
+"""
+### Atlassian self-service access restoration
+
+Every few minutes (policy `restore.schedule`, default every 10 minutes): read the open "Restore my
+access" requests of the configured JSM service desk, decide per request with the policy's rules
+(`restore.allowed_domains`, `restore.allowed_groups`, judged on the groups the user had *before*
+the cleanup acted), restore the reporter's own account the way it was actioned (directory restore,
+lifecycle enable, groups re-added, deletion cancelled within Atlassian's 14-day window), answer the
+request with a public comment and resolve it. Requests no rule allows are answered and left open
+for an admin. Each request is handled once (journalled in the state store); at most
+`restore.max_restores_per_run` restores per run. Dry run (the policy's `dry_run`) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import TriggerRule, chain, dag
+
+from atlassian_cleanup.restore_operators import (
+    CommentAndResolveOperator,
+    EvaluateRestoreRulesOperator,
+    ExportRestoreAuditOperator,
+    FetchRestoreRequestsOperator,
+    RestoreAccessOperator,
+)
+from atlassian_cleanup.settings import ATLASSIAN_POOL, audit_dir, policy_path
+
+POLICY_PATH = policy_path()
+DEFAULT_SCHEDULE = "*/10 * * * *"
+
+
+def _schedule() -> str:
+    """The policy's `restore.schedule`, read at parse time.
+
+    Guarded: a missing or broken policy must never break DAG parsing (the run's first task then
+    reports the policy error with the fix); the default schedule is used instead.
+    """
+    try:
+        from atlassian_cleanup.policy import load_policy
+
+        return load_policy(POLICY_PATH).restore.schedule or DEFAULT_SCHEDULE
+    except Exception as exc:  # any policy problem: parse with the default, fail loudly at run time
+        logging.getLogger(__name__).warning("restore schedule: using %s (%s)", DEFAULT_SCHEDULE, exc)
+        return DEFAULT_SCHEDULE
+
+
+@dag(
+    dag_id="atlassian_access_restoration",
+    schedule=_schedule(),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=30),
+    doc_md=__doc__,
+    tags=["atlassian", "user-cleanup", "restore"],
+    default_args={
+        "owner": "platform",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=1),
+    },
+)
+def atlassian_access_restoration() -> None:
+    fetch = FetchRestoreRequestsOperator(
+        task_id="fetch_requests", policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+    )
+    evaluate = EvaluateRestoreRulesOperator(
+        task_id="evaluate_rules", requests=fetch.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+    )
+    restore = RestoreAccessOperator(
+        task_id="restore_access", decisions=evaluate.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+    )
+    answer = CommentAndResolveOperator(
+        task_id="comment_and_resolve", decisions=restore.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+    )
+    export = ExportRestoreAuditOperator(
+        task_id="export_audit",
+        stages=[evaluate.output, restore.output, answer.output],
+        audit_dir=audit_dir(),
+        policy_path=POLICY_PATH,
+        # The audit is written whatever happened upstream, and fails the run last if a task failed.
+        trigger_rule=TriggerRule.ALL_DONE,
+    )
+    chain(fetch, evaluate, restore, answer, export)
+
+
+atlassian_access_restoration()

@@ -1,0 +1,596 @@
+"""Operators of the self-service restore DAG (``atlassian_access_restoration``).
+
+``fetch_requests (JSM) ─► evaluate_rules (domain / group) ─► restore_access ─► comment_and_resolve
+─► export_audit``. The decisions are pure (:mod:`atlassian_cleanup.restore_rules`); these operators
+read Atlassian and the state store, carry the decisions out and journal them.
+
+Exactly once per request: the restore write and the answer (comment, then resolve) are claimed in
+the state store with a *scoped* key (``jsm:<request key>``), not the user's cycle, because the
+restore itself starts a new cycle. A re-run, a retry or the next scheduled run therefore neither
+restores nor comments twice; a failed step is claimed and tried again by the next run.
+
+Logs carry counts and request keys, never tokens, request texts or whole user lists.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from atlassian_cleanup.operators import mode_of, open_state_store, resolve_policy, run_as_of
+from atlassian_cleanup.restore_rules import (
+    DEFERRED,
+    RESTORE,
+    Decision,
+    RestoreRequest,
+    decide,
+    decision_from_dict,
+    request_from_issue,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from atlassian_cleanup.policy import Policy
+
+#: The v2 user search takes at most this many account ids per call.
+_READ_BATCH = 10
+_MAX_LINES = 200
+
+
+def request_scope(key: str) -> str:
+    """The journal scope of one service request (see the module docstring)."""
+    return f"jsm:{key}"
+
+
+def _jql_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class FetchRestoreRequestsOperator(BaseOperator):
+    """Find the open restore requests through ``POST /rest/api/3/search/jql`` (nextPageToken paging).
+
+    The service desk (id or project key) and the request type (name or id) come from the policy;
+    a numeric id is turned into the project key / type name JQL needs. Returns one small dict per
+    request (key, reporter, summary, created, status); the description is never read, because only
+    the reporter's own account may be restored.
+    """
+
+    template_fields: Sequence[str] = ("policy_path", "site_conn_id")
+    ui_color = "#deebff"
+
+    def __init__(self, *, policy_path: str, site_conn_id: str = "atlassian_site", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.policy_path = policy_path
+        self.site_conn_id = site_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from atlassian_cleanup.hooks import AtlassianSiteHook
+
+        policy = resolve_policy(self.policy_path, context["params"])
+        with AtlassianSiteHook(atlassian_site_conn_id=self.site_conn_id) as site:
+            jql = self.build_jql(site, policy)
+            self.log.info("fetch_requests: JQL %s", jql)
+            requests = [
+                request_from_issue(issue).to_dict()
+                for issue in site.iter_jql(jql, fields=("summary", "status", "reporter", "created"))
+            ]
+        self.log.info("fetch_requests: %d open restore requests", len(requests))
+        return requests
+
+    @staticmethod
+    def build_jql(site: Any, policy: Policy) -> str:
+        desk = policy.restore.service_desk
+        request_type = policy.restore.request_type
+        clauses = []
+        desk_id = None
+        if desk:
+            project = str(desk)
+            if project.isdigit():
+                found = next((d for d in site.iter_service_desks() if str(d.get("id")) == project), None)
+                if found is None:
+                    raise AirflowFailException(
+                        f"restore.service_desk {project} is not a service desk of this site; use the "
+                        "desk's id or project key."
+                    )
+                desk_id, project = project, str(found["projectKey"])
+            else:
+                desk_id = project
+            clauses.append(f"project = {_jql_quote(project)}")
+        if request_type.isdigit() and desk_id:
+            # JQL matches request types by name: look the configured id up.
+            found_type = next(
+                (t for t in site.iter_request_types(desk_id) if str(t.get("id")) == request_type), None
+            )
+            if found_type is not None:
+                request_type = str(found_type["name"])
+        clauses.append(f'"Request Type" = {_jql_quote(request_type)}')
+        clauses.append("statusCategory != Done")
+        return " AND ".join(clauses) + " ORDER BY created ASC"
+
+
+class EvaluateRestoreRulesOperator(BaseOperator):
+    """Decide per request (pure rules) from the reporter's live account and the state store."""
+
+    template_fields: Sequence[str] = ("requests", "policy_path", "admin_conn_id")
+    ui_color = "#eae6ff"
+
+    def __init__(
+        self, *, requests: Any, policy_path: str, admin_conn_id: str = "atlassian_admin", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.requests = requests
+        self.policy_path = policy_path
+        self.admin_conn_id = admin_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from atlassian_cleanup.hooks import AtlassianAdminHook
+
+        policy = resolve_policy(self.policy_path, context["params"])
+        requests = [RestoreRequest.from_dict(r) for r in self.requests or []]
+        if not requests:
+            self.log.info("evaluate_rules: no open restore requests")
+            return []
+        as_of = run_as_of(context)
+        reporters = sorted({r.reporter_account_id for r in requests if r.reporter_account_id})
+        with AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin:
+            accounts = read_accounts(admin, reporters)
+        with open_state_store(policy, self.log) as store:
+            history = store.history(reporters)
+            journals = {account_id: store.journal(account_id=account_id) for account_id in reporters}
+        decisions = []
+        for request in requests:
+            account_id = request.reporter_account_id or ""
+            decision = decide(
+                request,
+                account=accounts.get(account_id),
+                history=history.get(account_id),
+                journal=journals.get(account_id, []),
+                restore_policy=policy.restore,
+                as_of=as_of,
+                restored_grace_days=policy.restored_grace_days,
+            )
+            row = decision.to_dict()
+            row["reporter_name"] = request.reporter_name
+            decisions.append(row)
+        for row in decisions[:_MAX_LINES]:
+            self.log.info("evaluate_rules: %s -> %s (%s)", row["request_key"], row["verdict"], row["rule"])
+        counts = Counter(row["verdict"] for row in decisions)
+        self.log.info(
+            "evaluate_rules: %d requests: %s",
+            len(decisions),
+            ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+        )
+        return decisions
+
+
+def read_accounts(admin: Any, account_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Directory users by id (with groups), 10 ids per v2 search call; absent ids are missing."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(account_ids), _READ_BATCH):
+        batch = list(account_ids[start : start + _READ_BATCH])
+        wanted = set(batch)
+        for user in admin.iter_directory_users(filters={"accountIds": batch}, expand=("groups",)):
+            if user.get("accountId") in wanted:
+                found[str(user["accountId"])] = user
+    return found
+
+
+def _group_ids(account: Mapping[str, Any] | None) -> set[str]:
+    return {str(g.get("id")) for g in (account or {}).get("groups") or [] if g.get("id")}
+
+
+def _snapshot(account: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if account is None:
+        return None
+    return {
+        "status": account.get("status"),
+        "groups": [{"id": str(g.get("id")), "name": str(g.get("name"))} for g in account.get("groups") or []],
+    }
+
+
+class RestoreAccessOperator(BaseOperator):
+    """Carry out the ``restore`` decisions, at most ``restore.max_restores_per_run`` per run.
+
+    Each restore is claimed (intent journalled) before the first call and completed with the
+    ``restored`` transition afterwards, in one transaction, so the daily DAG then gives the user
+    ``restored_grace_days``. Every step re-reads the account first and is skipped when its effect is
+    already there (an interrupted earlier attempt, or an admin who was quicker).
+    """
+
+    template_fields: Sequence[str] = ("decisions", "policy_path", "admin_conn_id")
+    ui_color = "#e3fcef"
+
+    def __init__(
+        self, *, decisions: Any, policy_path: str, admin_conn_id: str = "atlassian_admin", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.decisions = decisions
+        self.policy_path = policy_path
+        self.admin_conn_id = admin_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from atlassian_cleanup.hooks import AtlassianAdminHook
+
+        policy = resolve_policy(self.policy_path, context["params"])
+        rows = [dict(row) for row in self.decisions or []]
+        cap = policy.restore.max_restores_per_run
+        attempted = 0
+        failed = 0
+        if not policy.dry_run and any(r["verdict"] == RESTORE and not r.get("done_earlier") for r in rows):
+            store_cm = open_state_store(policy, self.log)
+        else:
+            store_cm = None
+        with AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin:
+            for row in rows:
+                if row["verdict"] != RESTORE:
+                    continue
+                if row.get("done_earlier"):
+                    row["restore_outcome"] = "done earlier"
+                    continue
+                if attempted >= cap:
+                    # Over the cap: not claimed and not answered, so the next run takes it up.
+                    row["verdict"] = DEFERRED
+                    row["restore_outcome"] = f"deferred: max_restores_per_run ({cap}) reached in this run"
+                    continue
+                attempted += 1
+                if policy.dry_run:
+                    row["restore_outcome"] = (
+                        f"dry run: would {', '.join(row['steps']) or 'record the restore'}"
+                    )
+                    self.log.info("restore_access (dry run): %s would %s", row["request_key"], row["steps"])
+                    continue
+                assert store_cm is not None
+                outcome = self._restore_one(admin, store_cm, decision_from_dict(row), context)
+                row.update(outcome)
+                if outcome["restore_outcome"].startswith("failed"):
+                    failed += 1
+        if store_cm is not None:
+            store_cm.close()
+        counts = Counter(
+            r.get("restore_outcome", "").split(":")[0] for r in rows if r["verdict"] in (RESTORE, DEFERRED)
+        )
+        self.log.info(
+            "restore_access (%s): %d restores attempted (cap %d): %s",
+            mode_of(policy),
+            attempted,
+            cap,
+            ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none",
+        )
+        if failed:
+            context["ti"].xcom_push(key="return_value", value=rows)
+            raise AirflowException(
+                f"restore_access: {failed} restores failed; see the lines above. They are journalled as "
+                "failed and tried again by the next run; done ones are not repeated."
+            )
+        return rows
+
+    def _restore_one(self, admin: Any, store: Any, decision: Decision, context: Context) -> dict[str, Any]:
+        from atlassian_cleanup.retry import AtlassianApiError, AtlassianAuthError
+        from atlassian_cleanup.transitions import can_apply
+
+        at = run_as_of(context)
+        run_id = context["run_id"]
+        account_id = str(decision.account_id)
+        account = read_accounts(admin, [account_id]).get(account_id)
+        claim = store.claim(
+            run_id=run_id,
+            account_id=account_id,
+            action="restore",
+            at=at,
+            reason=decision.reason,
+            evidence={
+                "request_key": decision.request_key,
+                "rule": decision.rule,
+                "steps": list(decision.steps),
+            },
+            before=_snapshot(account),
+            scope=request_scope(decision.request_key),
+        )
+        if claim.status == "done":
+            return {"restore_outcome": "done earlier (journal); nothing was written again"}
+        finish = store.complete if claim.status == "new" else store.resolve
+        # The stage may have changed since evaluate_rules (e.g. the daily DAG ran in between).
+        if not can_apply(store.history([account_id]).get(account_id), "restored"):
+            detail = "The state store no longer has the user at a restorable stage; nothing was changed."
+            finish(claim.entry_id, outcome="skipped", at=at, detail=detail)
+            return {"restore_outcome": f"skipped: {detail}"}
+        done: list[str] = []
+        api_status: int | None = None
+        try:
+            for step in decision.steps:
+                status = self._step(admin, step, account_id, decision)
+                if status is not None:
+                    api_status = status
+                    done.append(step)
+        except AtlassianApiError as exc:
+            detail = f"Restore failed at {step} ({exc}); steps done: {', '.join(done) or 'none'}."
+            finish(claim.entry_id, outcome="failed", at=at, api_status=exc.status, detail=detail)
+            self.log.error("restore_access: %s failed: %s", decision.request_key, detail)
+            if isinstance(exc, AtlassianAuthError):
+                raise
+            return {"restore_outcome": f"failed: {detail}"}
+        detail = (
+            f"Restored ({', '.join(done)})."
+            if done
+            else "Atlassian already showed the access restored; recorded."
+        )
+        if decision.groups_to_add:
+            detail += f" Groups: {', '.join(g['name'] for g in decision.groups_to_add)}."
+        finish(
+            claim.entry_id, outcome="succeeded", at=at, api_status=api_status, detail=detail, event="restored"
+        )
+        self.log.info("restore_access: %s: %s", decision.request_key, detail)
+        return {"restore_outcome": f"restored: {detail}", "restore_steps_done": done}
+
+    @staticmethod
+    def _step(admin: Any, step: str, account_id: str, decision: Decision) -> int | None:
+        """Make one restore call unless its effect is already there; the HTTP status or None."""
+        from atlassian_cleanup.retry import AtlassianNotFoundError
+
+        account = read_accounts(admin, [account_id]).get(account_id) or {}
+        status = str(account.get("status") or "")
+        if step == "cancel_delete":
+            if status != "for_deletion":
+                return None
+            admin.cancel_delete(account_id)
+            return 200
+        if step == "restore_user":
+            if status != "suspended":
+                return None
+            admin.restore_user(account_id)
+            return 200
+        if step == "enable_user":
+            if status != "deactivated":
+                return None
+            admin.enable_user(account_id)
+            return 204
+        if step == "add_group_member":
+            current = _group_ids(account)
+            added = None
+            for group in decision.groups_to_add:
+                if group["id"] in current:
+                    continue
+                try:
+                    admin.add_group_member(group["id"], account_id)
+                except AtlassianNotFoundError:
+                    continue  # the group was deleted since: nothing to give back
+                added = 200
+            return added
+        raise ValueError(f"unknown restore step {step!r}")
+
+
+class CommentAndResolveOperator(BaseOperator):
+    """Answer each decided request once (public comment), and resolve it when the decision says so.
+
+    The comment and the resolve are claimed separately (actions ``answer:<verdict>`` and
+    ``resolve``), so a failed transition is retried by the next run without a second comment. A
+    request whose restore failed or was deferred by the cap is not answered (the next run is).
+    """
+
+    template_fields: Sequence[str] = ("decisions", "policy_path", "site_conn_id")
+    ui_color = "#fffae6"
+
+    def __init__(
+        self, *, decisions: Any, policy_path: str, site_conn_id: str = "atlassian_site", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.decisions = decisions
+        self.policy_path = policy_path
+        self.site_conn_id = site_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from atlassian_cleanup.hooks import AtlassianSiteHook
+
+        policy = resolve_policy(self.policy_path, context["params"])
+        rows = [dict(row) for row in self.decisions or []]
+        todo = [r for r in rows if _answerable(r)]
+        for row in rows:
+            if not _answerable(row):
+                row["answer_outcome"] = "not answered in this run"
+        if policy.dry_run:
+            for row in todo:
+                row["answer_outcome"] = "dry run: would comment" + (" and resolve" if row["resolve"] else "")
+                self.log.info("comment_and_resolve (dry run): %s would be answered", row["request_key"])
+            return rows
+        failed = 0
+        if todo:
+            with (
+                open_state_store(policy, self.log) as store,
+                AtlassianSiteHook(atlassian_site_conn_id=self.site_conn_id) as site,
+            ):
+                for row in todo:
+                    row["answer_outcome"] = self._answer(site, store, row, context)
+                    if "failed" in row["answer_outcome"]:
+                        failed += 1
+        counts = Counter(r["answer_outcome"].split(":")[0] for r in rows)
+        self.log.info(
+            "comment_and_resolve: %d requests: %s",
+            len(rows),
+            ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none",
+        )
+        if failed:
+            context["ti"].xcom_push(key="return_value", value=rows)
+            raise AirflowException(
+                f"comment_and_resolve: {failed} requests could not be answered; see above."
+            )
+        return rows
+
+    def _answer(self, site: Any, store: Any, row: dict[str, Any], context: Context) -> str:
+        from atlassian_cleanup.retry import AtlassianApiError, AtlassianAuthError
+
+        at = run_as_of(context)
+        key = row["request_key"]
+        account_id = row.get("account_id") or f"unknown-reporter:{key}"
+        comment = str(row["comment"])
+        common = {
+            "run_id": context["run_id"],
+            "account_id": account_id,
+            "at": at,
+            "scope": request_scope(key),
+        }
+        parts = []
+        answer = store.claim(
+            action=f"answer:{row['verdict']}",
+            reason=row["reason"],
+            evidence={"request_key": key, "verdict": row["verdict"], "rule": row["rule"]},
+            **common,
+        )
+        if answer.status == "done":
+            parts.append("answered earlier")
+        else:
+            try:
+                site.add_request_comment(key, comment, public=True)
+            except AtlassianApiError as exc:
+                store.complete(
+                    answer.entry_id, outcome="failed", at=at, api_status=exc.status, detail=str(exc)
+                )
+                if isinstance(exc, AtlassianAuthError):
+                    raise
+                self.log.error("comment_and_resolve: %s: comment failed: %s", key, exc)
+                return f"failed: comment not posted ({exc})"
+            finish = store.complete if answer.status == "new" else store.resolve
+            finish(
+                answer.entry_id, outcome="succeeded", at=at, api_status=201, detail=f"Commented: {comment}"
+            )
+            parts.append("commented")
+        if not row["resolve"]:
+            return "answered: " + ", ".join(parts) + "; left open for an admin"
+        resolve = store.claim(action="resolve", reason=row["reason"], evidence={"request_key": key}, **common)
+        if resolve.status == "done":
+            return "answered: " + ", ".join([*parts, "resolved earlier"])
+        try:
+            how = resolve_request(site, key)
+        except AtlassianApiError as exc:
+            store.complete(resolve.entry_id, outcome="failed", at=at, api_status=exc.status, detail=str(exc))
+            if isinstance(exc, AtlassianAuthError):
+                raise
+            self.log.error("comment_and_resolve: %s: resolve failed: %s", key, exc)
+            return "failed: " + ", ".join(parts) + f"; not resolved ({exc})"
+        finish = store.complete if resolve.status == "new" else store.resolve
+        outcome = "succeeded" if how else "failed"
+        finish(resolve.entry_id, outcome=outcome, at=at, detail=how or "No resolving transition is offered.")
+        if not how:
+            return "failed: " + ", ".join(parts) + "; no resolving transition offered"
+        return "answered: " + ", ".join([*parts, how])
+
+
+def _answerable(row: Mapping[str, Any]) -> bool:
+    if row["verdict"] == DEFERRED:
+        return False
+    if row["verdict"] == RESTORE:
+        outcome = str(row.get("restore_outcome") or "")
+        return outcome.startswith(("restored", "done earlier", "dry run"))
+    return True
+
+
+def resolve_request(site: Any, key: str) -> str | None:
+    """Resolve through the customer transition, else the Jira workflow; what was done, or None."""
+    for transition in site.get_request_transitions(key):
+        if "resolve" in str(transition.get("name") or "").lower():
+            site.transition_request(key, str(transition["id"]))
+            return f"resolved ({transition.get('name')})"
+    for transition in site.get_issue_transitions(key):
+        target = (transition.get("to") or {}).get("statusCategory") or {}
+        if target.get("key") == "done" and "cancel" not in str(transition.get("name") or "").lower():
+            site.transition_issue(key, str(transition["id"]))
+            return f"resolved through the Jira workflow ({transition.get('name')})"
+    return None
+
+
+class ExportRestoreAuditOperator(BaseOperator):
+    """Write the restore run's audit CSV (one row per request) and fail last if a task failed.
+
+    Reuses :func:`atlassian_cleanup.audit.write_audit` into ``<audit dir>/restore/``: the decision
+    is in ``rule`` / ``reason`` / ``proposed_action`` (the verdict) / ``planned_action`` (the
+    restore steps) / ``outcome``, and ``stage`` is the store's stage when the rules ran.
+    """
+
+    template_fields: Sequence[str] = ("stages", "audit_dir", "policy_path")
+    ui_color = "#e3fcef"
+
+    def __init__(self, *, stages: Any, audit_dir: str, policy_path: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stages = stages
+        self.audit_dir = audit_dir
+        self.policy_path = policy_path
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from atlassian_cleanup.audit import write_audit
+
+        policy = resolve_policy(self.policy_path, context["params"])
+        merged: dict[str, dict[str, Any]] = {}
+        for stage in _as_list(self.stages):
+            for row in stage or []:
+                merged.setdefault(row["request_key"], {}).update(row)
+        failed_upstream = self._failed_upstream(context)
+        if not merged and failed_upstream:
+            raise AirflowFailException(
+                f"export_audit: no decisions because {', '.join(failed_upstream)} failed."
+            )
+        if not merged:
+            raise AirflowSkipException("export_audit: no open restore requests; nothing to export")
+        rows = [audit_row(row) for row in merged.values()]
+        verdicts = Counter(row["proposed_action"] for row in rows)
+        manifest = write_audit(
+            rows,
+            Path(self.audit_dir) / "restore",
+            run_id=context["run_id"],
+            as_of=run_as_of(context).date().isoformat(),
+            mode=mode_of(policy),
+            summary={
+                "requests": len(rows),
+                "verdicts": dict(sorted(verdicts.items())),
+                "failed_tasks": failed_upstream,
+            },
+        )
+        self.log.info(
+            "export_audit: wrote %d rows to %s (sha256 %s)", manifest.rows, manifest.csv_path, manifest.sha256
+        )
+        if failed_upstream:
+            raise AirflowFailException(
+                f"export_audit: audit written to {manifest.csv_path}, "
+                f"but {', '.join(failed_upstream)} failed."
+            )
+        return manifest.to_dict()
+
+    def _failed_upstream(self, context: Context) -> list[str]:
+        states = context["ti"].get_task_states(
+            dag_id=self.dag_id,
+            task_ids=sorted(self.get_flat_relative_ids(upstream=True)),
+            run_ids=[context["run_id"]],
+        )
+        by_task = states.get(context["run_id"], {})
+        return sorted(task for task, state in by_task.items() if state in ("failed", "upstream_failed"))
+
+
+def audit_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One audit CSV row per request (a subset of :data:`~atlassian_cleanup.audit.AUDIT_COLUMNS`)."""
+    outcome = [f"{row['request_key']}"]
+    for key in ("restore_outcome", "answer_outcome"):
+        if row.get(key):
+            outcome.append(str(row[key]))
+    return {
+        "account_id": row.get("account_id") or "",
+        "email": row.get("email") or "",
+        "name": row.get("reporter_name") or "",
+        "stage": row.get("stage") or "",
+        "rule": row.get("rule"),
+        "reason": row.get("reason"),
+        "proposed_action": row.get("verdict"),
+        "planned_action": ";".join(row.get("steps") or []),
+        "outcome": " | ".join(outcome),
+    }
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, Iterable) and not isinstance(value, (str, Mapping)):
+        return list(value)
+    return [value]

@@ -1,0 +1,383 @@
+"""Pure decisions of the self-service restore DAG: one open request in, one decision out.
+
+No Airflow, no HTTP, no clock: the caller passes the request, the requester's directory account
+(as re-read right now, or ``None``), what the state store knows (history and journal), the policy
+and the run's logical date. The operators (:mod:`atlassian_cleanup.restore_operators`) carry the
+decision out.
+
+Rules, in order
+---------------
+1. **Only the reporter counts.** The account judged and restored is the request's reporter,
+   whatever the summary or description says: a request cannot be used to restore someone else.
+2. **This request was already handled** (the journal has a succeeded ``restore`` for it): the
+   decision is ``restore`` again, so that an interrupted run only finishes the answer.
+3. **Deleted for good** (stage ``deleted``, the account gone from the directory, or a pending
+   deletion older than Atlassian's 14-day grace): a clear answer, nothing to restore; left open
+   for an admin (a re-invite is a human decision).
+4. **Never actioned by this tool** (unknown to the store, or at a stage where we removed nothing):
+   answered, not acted on; left open for an admin.
+5. **Already restored** (stage ``restored``, or active again after a restore): answered, resolved.
+6. **Allowed?** The requester's e-mail domain is in ``restore.allowed_domains`` (subdomains
+   included), or one of the groups they had *before we acted* is in ``restore.allowed_groups``.
+   Groups are read from the journal's ``before`` snapshot of the action entries, because a
+   suspended or removed user may no longer show them. No rule configured means nobody is allowed.
+   Not allowed: a comment that an admin will review, left open.
+7. **Restore the way the user was actioned**: ``suspend`` → directory restore, ``deactivate`` →
+   lifecycle enable, ``remove_product_access`` → re-add the groups the user had before and lacks
+   now, pending deletion → ``cancel-delete`` first (then the above for the original action).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from atlassian_cleanup.transitions import can_apply
+
+#: Atlassian keeps a deleted managed account this many days; cancel-delete works meanwhile.
+DELETE_GRACE_DAYS = 14
+
+RESTORE = "restore"
+ALREADY_RESTORED = "already_restored"
+REFUSED = "refused"
+NOT_ACTIONED = "not_actioned"
+DELETED = "deleted"
+#: Set by the operator, not by :func:`decide`: over ``max_restores_per_run``, left for the next run.
+DEFERRED = "deferred"
+VERDICTS: tuple[str, ...] = (RESTORE, ALREADY_RESTORED, REFUSED, NOT_ACTIONED, DELETED, DEFERRED)
+
+#: Restore steps, in the order they are carried out.
+STEPS: tuple[str, ...] = ("cancel_delete", "restore_user", "enable_user", "add_group_member")
+_STEP_FOR_ACTION = {
+    "suspend": "restore_user",
+    "deactivate": "enable_user",
+    "remove_product_access": "add_group_member",
+}
+_ACTION_WORDS = {
+    "suspend": "suspended",
+    "deactivate": "deactivated",
+    "remove_product_access": "removed from some products",
+}
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """One open request, reduced to what the decision needs (no description: it is never trusted)."""
+
+    key: str
+    reporter_account_id: str | None
+    reporter_email: str | None = None
+    reporter_name: str | None = None
+    summary: str = ""
+    created: str | None = None
+    status: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RestoreRequest:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+def request_from_issue(issue: Mapping[str, Any]) -> RestoreRequest:
+    """A :class:`RestoreRequest` from a ``/rest/api/3/search/jql`` issue (``reporter`` field)."""
+    fields = issue.get("fields") or {}
+    reporter = fields.get("reporter") or {}
+    status = fields.get("status") or {}
+    return RestoreRequest(
+        key=str(issue.get("key")),
+        reporter_account_id=reporter.get("accountId") or None,
+        reporter_email=reporter.get("emailAddress") or None,
+        reporter_name=reporter.get("displayName") or None,
+        summary=str(fields.get("summary") or ""),
+        created=fields.get("created"),
+        status=status.get("name") if isinstance(status, Mapping) else None,
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one request; JSON-native through :meth:`to_dict` (it travels by XCom).
+
+    :param verdict: one of :data:`VERDICTS`.
+    :param steps: restore calls in order (subset of :data:`STEPS`), empty unless ``restore``.
+    :param groups_to_add: ``[{"id", "name"}]`` for ``add_group_member``.
+    :param rule: short machine-readable rule for the audit, e.g. ``domain:acme.example``.
+    :param reason: one sentence an admin can check.
+    :param comment: the public answer to the requester (the operator may append the outcome).
+    :param resolve: resolve the request after answering (else it stays open for an admin).
+    :param done_earlier: the journal shows this request's restore already succeeded.
+    """
+
+    request_key: str
+    account_id: str | None
+    verdict: str
+    rule: str
+    reason: str
+    comment: str
+    resolve: bool
+    email: str | None = None
+    stage: str | None = None
+    actioned_action: str | None = None
+    steps: tuple[str, ...] = ()
+    groups_to_add: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    done_earlier: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["steps"] = list(self.steps)
+        data["groups_to_add"] = [dict(g) for g in self.groups_to_add]
+        return data
+
+
+def _entry_get(entry: Any, name: str) -> Any:
+    return entry.get(name) if isinstance(entry, Mapping) else getattr(entry, name, None)
+
+
+def _history_get(history: Any, name: str) -> Any:
+    if history is None:
+        return None
+    return history.get(name) if isinstance(history, Mapping) else getattr(history, name, None)
+
+
+def _groups_of(snapshot: Any) -> list[dict[str, str]]:
+    if not isinstance(snapshot, Mapping):
+        return []
+    groups = []
+    for group in snapshot.get("groups") or []:
+        if isinstance(group, Mapping) and group.get("id"):
+            groups.append({"id": str(group["id"]), "name": str(group.get("name") or group["id"])})
+    return groups
+
+
+def action_entries(journal: Sequence[Any]) -> list[Any]:
+    """Succeeded action entries of the user's latest actioned cycle (oldest first)."""
+    done = [
+        e for e in journal if _entry_get(e, "outcome") == "succeeded" and _entry_get(e, "event") == "actioned"
+    ]
+    if not done:
+        return []
+    cycle = _entry_get(done[-1], "cycle")
+    return [e for e in done if _entry_get(e, "cycle") == cycle]
+
+
+def groups_before_action(journal: Sequence[Any]) -> list[dict[str, str]]:
+    """Groups the user had before this tool acted: the ``before`` snapshots of the action entries.
+
+    The first action entry of the cycle has the fullest picture (later product removals start
+    from what the first one left); the union keeps every group any of them saw. Falls back to the
+    delete entry's snapshot when no action entry is journalled.
+    """
+    entries = action_entries(journal)
+    if not entries:
+        entries = [
+            e
+            for e in journal
+            if _entry_get(e, "outcome") == "succeeded" and _entry_get(e, "event") == "delete_requested"
+        ][-1:]
+    seen: dict[str, dict[str, str]] = {}
+    for entry in entries:
+        for group in _groups_of(_entry_get(entry, "before")):
+            seen.setdefault(group["id"], group)
+    return sorted(seen.values(), key=lambda g: (g["name"].lower(), g["id"]))
+
+
+def delete_requested_at(journal: Sequence[Any]) -> datetime | None:
+    """When this tool's latest lifecycle delete was accepted (the start of Atlassian's grace)."""
+    for entry in reversed(journal):
+        if _entry_get(entry, "outcome") == "succeeded" and _entry_get(entry, "event") == "delete_requested":
+            return _entry_get(entry, "result_at") or _entry_get(entry, "intent_at")
+    return None
+
+
+def restore_done_for(journal: Sequence[Any], request_key: str) -> bool:
+    """Whether the journal has a succeeded restore made for this very request."""
+    for entry in journal:
+        evidence = _entry_get(entry, "evidence")
+        if (
+            _entry_get(entry, "action") == "restore"
+            and _entry_get(entry, "outcome") == "succeeded"
+            and isinstance(evidence, Mapping)
+            and evidence.get("request_key") == request_key
+        ):
+            return True
+    return False
+
+
+def domain_allowed(email: str | None, domains: Iterable[str]) -> str | None:
+    """The allowed domain the address belongs to (subdomains included), or ``None``."""
+    if not email or "@" not in email:
+        return None
+    domain = email.rsplit("@", 1)[1].strip().lower()
+    for allowed in domains:
+        allowed = allowed.strip().lower()
+        if allowed and (domain == allowed or domain.endswith("." + allowed)):
+            return allowed
+    return None
+
+
+def group_allowed(groups: Iterable[Mapping[str, str]], allowed_groups: Iterable[str]) -> str | None:
+    """The first allowed group (case ignored) among ``groups``, or ``None``."""
+    wanted = {g.strip().lower(): g for g in allowed_groups if g.strip()}
+    for group in groups:
+        name = str(group.get("name") or "").lower()
+        if name in wanted:
+            return wanted[name]
+    return None
+
+
+def _date(value: datetime | None) -> str:
+    return value.date().isoformat() if value else "an earlier date"
+
+
+def decide(
+    request: RestoreRequest,
+    *,
+    account: Mapping[str, Any] | None,
+    history: Any,
+    journal: Sequence[Any],
+    restore_policy: Any,
+    as_of: datetime,
+    restored_grace_days: int = 30,
+) -> Decision:
+    """Decide what to do with one request (see the module docstring for the rules).
+
+    :param account: the reporter's directory user (v2 shape, with ``groups``) read now, or ``None``
+        when the directory does not list them.
+    :param history: the store's :class:`~atlassian_cleanup.planner.UserHistory` (or its dict), or
+        ``None`` for a user the store never recorded.
+    :param journal: the reporter's journal entries, oldest first.
+    :param restore_policy: ``policy.restore`` (``allowed_domains``, ``allowed_groups``).
+    :param as_of: the run's logical date (timezone-aware): decides whether the delete grace is over.
+    """
+    key = request.key
+    account_id = request.reporter_account_id
+    email = (account or {}).get("email") or request.reporter_email
+    stage = _history_get(history, "stage")
+    actioned_action = _history_get(history, "actioned_action")
+    actioned_at = _history_get(history, "actioned_at")
+    base = {"request_key": key, "account_id": account_id, "email": email, "stage": stage,
+            "actioned_action": actioned_action}  # fmt: skip
+    admin_review = "An administrator will review your request."
+
+    if not account_id:
+        return Decision(
+            **base, verdict=NOT_ACTIONED, rule="no_reporter", resolve=False,
+            reason="The request has no reporter account; nothing can be restored automatically.",
+            comment=f"We could not tell which account this request is for. {admin_review}",
+        )  # fmt: skip
+
+    if restore_done_for(journal, key):
+        return Decision(
+            **base, verdict=RESTORE, rule="done_earlier", resolve=True, done_earlier=True,
+            reason="This request's restore was already made by an earlier run (journal).",
+            comment="Your access has been restored.",
+        )  # fmt: skip
+
+    delete_at = delete_requested_at(journal)
+    grace_over = (
+        stage == "pending_delete"
+        and delete_at is not None
+        and as_of >= delete_at + timedelta(days=DELETE_GRACE_DAYS)
+    )
+    if stage == "deleted" or grace_over or (stage == "pending_delete" and account is None):
+        when = f" (deletion requested on {_date(delete_at)})" if delete_at else ""
+        return Decision(
+            **base, verdict=DELETED, rule="deleted", resolve=False,
+            reason=f"The account was deleted for good{when}; it cannot be restored, only re-invited.",
+            comment=(
+                "Your account was deleted after a long period without activity and Atlassian's "
+                f"{DELETE_GRACE_DAYS}-day window to undo the deletion is over, so it cannot be restored "
+                f"automatically. {admin_review} If access is approved, you will be invited again."
+            ),
+        )  # fmt: skip
+
+    if stage == "restored" or (
+        stage in ("active", "warned")
+        and _history_get(history, "restored_at") is not None
+        and actioned_at is not None
+        and _history_get(history, "restored_at") >= actioned_at
+    ):
+        return Decision(
+            **base, verdict=ALREADY_RESTORED, rule="already_restored", resolve=True,
+            reason=f"Access was already restored on {_date(_history_get(history, 'restored_at'))}.",
+            comment="Your access was already restored; nothing else was needed. Please try logging in again.",
+        )  # fmt: skip
+
+    if not can_apply(history, "restored"):
+        why = (
+            "This tool has no record of this account."
+            if history is None
+            else f"This tool did not remove this account's access (its state is {stage})."
+        )
+        return Decision(
+            **base, verdict=NOT_ACTIONED, rule="not_actioned", resolve=False,
+            reason=f"{why} Nothing was restored automatically.",
+            comment=(
+                "We have no record of the inactive-user cleanup removing your access, so nothing was "
+                f"changed automatically. {admin_review}"
+            ),
+        )  # fmt: skip
+
+    groups_before = groups_before_action(journal)
+    rule = None
+    by_domain = domain_allowed(email, restore_policy.allowed_domains)
+    if by_domain:
+        rule = f"domain:{by_domain}"
+    else:
+        by_group = group_allowed(groups_before, restore_policy.allowed_groups)
+        if by_group:
+            rule = f"group:{by_group}"
+    if rule is None:
+        return Decision(
+            **base, verdict=REFUSED, rule="no_rule", resolve=False,
+            reason=(
+                "No restore rule allows this account (neither its e-mail domain nor the groups it had "
+                "before the action are listed in restore.allowed_domains / restore.allowed_groups)."
+            ),
+            comment=f"Your request cannot be granted automatically. {admin_review}",
+        )  # fmt: skip
+
+    steps: list[str] = []
+    if stage == "pending_delete":
+        steps.append("cancel_delete")
+    step = _STEP_FOR_ACTION.get(str(actioned_action))
+    if step:
+        steps.append(step)
+    groups_to_add: list[dict[str, str]] = []
+    if step == "add_group_member":
+        current = {str(g.get("id")) for g in (account or {}).get("groups") or [] if g.get("id")}
+        groups_to_add = [g for g in groups_before if g["id"] not in current]
+    what = _ACTION_WORDS.get(str(actioned_action), "actioned")
+    if stage == "pending_delete":
+        what = f"{what} and then scheduled for deletion"
+    grace = (
+        f" The inactive-user cleanup will leave your account alone for {restored_grace_days} days."
+        if restored_grace_days
+        else ""
+    )
+    return Decision(
+        **base, verdict=RESTORE, rule=rule, resolve=True, steps=tuple(steps),
+        groups_to_add=tuple(groups_to_add),
+        reason=(
+            f"Allowed by {rule}: the account was {what} by this tool on {_date(actioned_at)}; "
+            f"restore with {', '.join(steps) or 'no call'}."
+        ),
+        comment=(
+            f"Your access has been restored (your account had been {what} on {_date(actioned_at)} "
+            f"after a long period without activity).{grace}"
+        ),
+    )  # fmt: skip
+
+
+def decision_from_dict(data: Mapping[str, Any]) -> Decision:
+    """Inverse of :meth:`Decision.to_dict` (XCom round trip)."""
+    values = {k: data.get(k) for k in Decision.__dataclass_fields__ if k in data}
+    values["steps"] = tuple(data.get("steps") or ())
+    values["groups_to_add"] = tuple(dict(g) for g in data.get("groups_to_add") or ())
+    values["done_earlier"] = bool(data.get("done_earlier"))
+    values["resolve"] = bool(data.get("resolve"))
+    return Decision(**values)

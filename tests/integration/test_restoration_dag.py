@@ -1,0 +1,271 @@
+"""Whole runs of the restore DAG (``dag.test()``) against the sandbox and a SQLite state store.
+
+Users are first actioned through the real enforcement engine (suspend, deactivate, product
+removal, suspend + delete), then ask for their access back through JSM (raised on their behalf,
+so they are the reporter). Counted in the sandbox's call log: restore writes, comments and
+transitions per request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from atlassian_cleanup.enforcement import Enforcer
+from atlassian_cleanup.hooks import AtlassianAdminHook, AtlassianSiteHook
+from atlassian_cleanup.retry import RetryPolicy
+from atlassian_cleanup.state import StateStore
+from tests.integration.test_enforcement import _NO_CHAOS, pick, plan_rows
+from tools.airflow_env import REPO, connection_env
+
+pytestmark = pytest.mark.integration
+
+AS_OF = date(2026, 11, 26)
+ACTIONED = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+RESTORE_DAY = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+RESTORE_WRITES = ("/restore", "/lifecycle/enable", "/lifecycle/cancel-delete", "/memberships")
+
+
+class RestoreOrg:
+    """A fresh sandbox org, a state DB and a live policy, wired into Airflow's connections."""
+
+    def __init__(self, sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sandbox = sandbox
+        self.monkeypatch = monkeypatch
+        self.state_path = tmp_path / "state.db"
+        env = connection_env(sandbox.info, None)
+        env["AIRFLOW_CONN_ATLASSIAN_CLEANUP_STATE"] = json.dumps(
+            {"conn_type": "sqlite", "host": str(self.state_path)}
+        )
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        self.policy_path = tmp_path / "policy.yaml"
+        self.write_policy()
+
+    def write_policy(self, **restore: Any) -> None:
+        data = yaml.safe_load((REPO / "include" / "policy.yaml").read_text(encoding="utf-8"))
+        data["dry_run"] = False
+        data.setdefault("restore", {})
+        data["restore"].update({"allowed_domains": ["acme.example"], "service_desk": "ITH", **restore})
+        self.policy_path.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    def store(self) -> StateStore:
+        return StateStore(f"sqlite:///{self.state_path}")
+
+    def action(self, ids: list[str], action: str, products: list[str] | None = None) -> None:
+        with self.store() as store:
+            enforcer = Enforcer(
+                lambda: AtlassianAdminHook(retry_policy=RetryPolicy.without_sleep()),
+                store,
+                run_id="daily",
+                at=ACTIONED,
+            )
+            if action == "delete":
+                outcomes = enforcer.delete(plan_rows(ids, "delete"))
+            else:
+                outcomes = enforcer.apply(plan_rows(ids, action, products))
+        assert {o.result for o in outcomes} == {"done"}, [o.detail for o in outcomes]
+
+    def ask(self, account_id: str, description: str = "I need Jira again.") -> str:
+        with AtlassianSiteHook() as site:
+            created = site.create_request(
+                "1", "25", "Please restore my access", description, raise_on_behalf_of=account_id
+            )
+        return str(created["issueKey"])
+
+    def run(self, at: datetime = RESTORE_DAY) -> Any:
+        from airflow.dag_processing.dagbag import DagBag
+
+        self.monkeypatch.setenv("ATLASSIAN_CLEANUP_POLICY", str(self.policy_path))
+        bag = DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool", "atlassian_api"})
+        assert bag.import_errors == {}
+        return bag.dags["atlassian_access_restoration"].test(logical_date=at)
+
+    def users(self) -> dict[str, dict]:
+        response = requests.get(f"{self.sandbox.url}/_sim/users", timeout=30)
+        response.raise_for_status()
+        return {user["account_id"]: user for user in response.json()["users"]}
+
+    def request_status(self, key: str) -> str:
+        with AtlassianSiteHook() as site:
+            return str(site.get_request(key)["currentStatus"]["status"])
+
+    def comments(self, key: str) -> list[str]:
+        auth = (self.sandbox.info["site_email"], self.sandbox.info["site_token"])
+        response = requests.get(
+            f"{self.sandbox.url}/rest/servicedeskapi/request/{key}/comment", auth=auth, timeout=30
+        )
+        response.raise_for_status()
+        return [c["body"] for c in response.json()["values"]]
+
+    def calls(self, since: int = 0) -> list[dict]:
+        return [c for c in self.sandbox.calls(since) if c["status"] and 200 <= c["status"] < 300]
+
+    def restore_writes(self, since: int = 0) -> list[dict]:
+        return [c for c in self.calls(since) if c["method"] == "POST" and c["path"].endswith(RESTORE_WRITES)]
+
+    def comment_calls(self, since: int = 0) -> Counter:
+        return Counter(
+            c["path"].split("/")[-2]
+            for c in self.calls(since)
+            if c["method"] == "POST" and c["path"].endswith("/comment")
+        )
+
+    def last_seq(self) -> int:
+        calls = self.sandbox.calls()
+        return calls[-1]["seq"] if calls else 0
+
+
+def _states(run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Any]:
+    from atlassian_sandbox import SandboxConfig, SandboxServer
+
+    with SandboxServer(SandboxConfig(users=120, seed=1, as_of=AS_OF)) as sb:
+        yield sb
+
+
+@pytest.fixture
+def org(airflow_db, server, tmp_path, monkeypatch) -> RestoreOrg:
+    server.configure(**_NO_CHAOS)
+    server.reset(users=120, seed=1, as_of=AS_OF)
+    server.clear_calls()
+    return RestoreOrg(server, tmp_path, monkeypatch)
+
+
+def test_each_action_kind_is_restored_once_and_the_rest_is_answered(org: RestoreOrg) -> None:
+    suspended, deleted, asked_about = pick(org.sandbox, "inactive_180", 3)
+    deactivated = pick(org.sandbox, "inactive_400", 1)[0]
+    removed = pick(org.sandbox, "jira_active_confluence_dormant", 1)[0]
+    contractor = pick(org.sandbox, "unmanaged_contractor", 1)[0]
+    bystander = pick(org.sandbox, "active", 1)[0]
+    org.action([suspended, deleted, asked_about, contractor], "suspend")
+    org.action([deactivated], "deactivate")
+    org.action([removed], "remove_product_access", ["confluence"])
+    org.action([deleted], "delete")
+    before = org.users()
+    assert before[removed]["groups"] != []
+    assert "confluence-users-acme" not in before[removed]["groups"]
+    assert before[deleted]["status"] == "for_deletion"
+
+    keys = {
+        "suspend": org.ask(suspended),
+        "deactivate": org.ask(deactivated),
+        "remove": org.ask(removed),
+        "delete": org.ask(deleted),
+        # A contractor on a domain no rule allows: answered, left open for an admin.
+        "refused": org.ask(contractor),
+        # Someone never actioned asks for another (actioned) account: only the reporter counts.
+        "other": org.ask(bystander, f"Please restore {asked_about} and {before[asked_about]['email']}"),
+    }
+    seeded_open = ["ITH-1", "ITH-2"]  # seeded by the sandbox: suspended by someone else, never by us
+    seq = org.last_seq()
+
+    run = org.run()
+    assert str(run.state) == "success", _states(run)
+
+    after = org.users()
+    assert after[suspended]["status"] == "active"
+    assert after[deactivated]["status"] == "active"
+    assert "confluence-users-acme" in after[removed]["groups"]
+    assert after[deleted]["status"] == "active"
+    assert after[deleted]["for_deletion"] is False
+    assert after[asked_about]["status"] == "suspended"  # named in someone else's request: untouched
+    assert after[contractor]["status"] == "suspended"
+
+    writes = org.restore_writes(seq)
+    # A membership POST names the user in its body, not its path: counted apart.
+    memberships = [c for c in writes if c["path"].endswith("/memberships")]
+    assert len(memberships) == 1
+    assert org.sandbox.info["groups"]["confluence-users-acme"] in memberships[0]["path"]
+    by_account = Counter(c["account_id"] for c in writes if c not in memberships)
+    assert set(by_account) == {suspended, deactivated, deleted}
+    assert by_account[suspended] == 1  # one directory restore
+    assert by_account[deactivated] == 1  # one lifecycle enable
+    assert by_account[deleted] == 2  # cancel-delete, then the directory restore of the suspension
+
+    comments = org.comment_calls(seq)
+    for key in [*keys.values(), *seeded_open]:
+        assert comments[key] == 1, (key, comments)
+    for kind in ("suspend", "deactivate", "remove", "delete"):
+        assert org.request_status(keys[kind]) == "Resolved", kind
+        assert "restored" in org.comments(keys[kind])[-1]
+    for key in (keys["refused"], keys["other"], *seeded_open):
+        assert org.request_status(key) != "Resolved", key
+        assert "administrator will review" in org.comments(key)[-1]
+
+    with org.store() as store:
+        history = store.history([suspended, deactivated, removed, deleted, asked_about, bystander])
+        for account_id in (suspended, deactivated, removed, deleted):
+            assert history[account_id].stage == "restored"
+            assert history[account_id].restored_at == RESTORE_DAY
+        assert history[asked_about].stage == "actioned"
+        assert bystander not in history or history[bystander].stage == "active"
+        # Every decision is journalled: the refusal too.
+        refusal = [e for e in store.journal(account_id=contractor) if e.action == "answer:refused"]
+        assert len(refusal) == 1
+        assert refusal[0].outcome == "succeeded"
+
+    audit = sorted((Path(__import__("os").environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]) / "restore").glob("*.csv"))[
+        -1
+    ]
+    text = audit.read_text(encoding="utf-8")
+    for key in keys.values():
+        assert key in text
+    assert "domain:acme.example" in text
+    assert "no_rule" in text
+
+    # A re-run (and the next scheduled run) does nothing twice.
+    for at in (RESTORE_DAY, RESTORE_DAY + timedelta(minutes=10)):
+        seq = org.last_seq()
+        again = org.run(at)
+        assert str(again.state) == "success", _states(again)
+        assert org.restore_writes(seq) == []
+        assert org.comment_calls(seq) == Counter()
+
+
+def test_the_cap_defers_the_rest_to_the_next_run(org: RestoreOrg) -> None:
+    first, second = pick(org.sandbox, "inactive_180", 2)
+    org.action([first, second], "suspend")
+    keys = [org.ask(first), org.ask(second)]
+    org.write_policy(max_restores_per_run=1)
+    seq = org.last_seq()
+
+    run = org.run()
+
+    assert str(run.state) == "success", _states(run)
+    assert len(org.restore_writes(seq)) == 1
+    comments = org.comment_calls(seq)
+    assert comments[keys[0]] == 1
+    assert comments[keys[1]] == 0  # deferred: not answered, still open
+    assert org.request_status(keys[1]) != "Resolved"
+    assert org.users()[second]["status"] == "suspended"
+
+    seq = org.last_seq()
+    run = org.run(RESTORE_DAY + timedelta(minutes=10))
+    assert str(run.state) == "success", _states(run)
+    assert [c["account_id"] for c in org.restore_writes(seq)] == [second]
+    assert org.comment_calls(seq) == Counter({keys[1]: 1})
+    assert org.request_status(keys[1]) == "Resolved"
+
+
+def test_a_broken_policy_never_breaks_parsing(tmp_path, monkeypatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    broken = tmp_path / "policy.yaml"
+    broken.write_text("restore: [not, a, mapping\n", encoding="utf-8")
+    monkeypatch.setenv("ATLASSIAN_CLEANUP_POLICY", str(broken))
+    bag = DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool", "atlassian_api"})
+    assert "atlassian_access_restoration" not in bag.import_errors
+    assert bag.dags["atlassian_access_restoration"].schedule == "*/10 * * * *"
