@@ -13,12 +13,16 @@ Each task log has one summary line with counts; the audit CSV has one row per us
 that fired and a plain-language reason.
 
 Connections: `atlassian_admin` (org Admin API key, `org_id` extra), `atlassian_site` (Jira site,
-email + API token). See the README for the policy keys and how to point this at a real org.
+email + API token), `smtp_default` (your relay: warning e-mails, the admin digest and failure
+alerts to the policy's `notifications.admin_emails`). See the README for the policy keys and how
+to point this at a real org.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import Param, TriggerRule, chain, dag
@@ -37,6 +41,44 @@ from atlassian_cleanup.settings import ATLASSIAN_POOL, AUDIT_ASSET, audit_dir, p
 
 POLICY_PATH = policy_path()
 
+#: Failure alert: no exception text (it may quote Atlassian data such as display names), only what
+#: an admin needs to open the right log.
+FAILURE_SUBJECT = "Atlassian user cleanup: task {{ ti.task_id }} failed ({{ ds }})"
+FAILURE_HTML = (
+    "<p>Task <b>{{ ti.task_id }}</b> of DAG <b>{{ ti.dag_id }}</b> failed in run "
+    "<code>{{ run_id }}</code> (logical date {{ ds }}, try {{ ti.try_number }}).</p>"
+    "<p>Open the run in the Airflow UI for the task log. The audit CSV of the run says what was "
+    "done; every write is journalled, so a re-run repeats nothing that succeeded.</p>"
+)
+
+
+def failure_callbacks(path: str) -> list[Any]:
+    """An ``SmtpNotifier`` to the policy's ``notifications.admin_emails``, or nothing.
+
+    Read at parse time, so it must never break parsing: a missing or invalid policy gives no
+    alert here, and ``extract_users`` fails the run with the policy error anyway.
+    """
+    try:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        from atlassian_cleanup.policy import load_policy
+
+        settings = load_policy(path).notifications
+    except Exception as exc:  # a broken policy must not become a DAG import error
+        logging.getLogger(__name__).warning("no failure alerts: policy %s not usable (%s)", path, exc)
+        return []
+    if not settings.admin_emails:
+        return []
+    return [
+        SmtpNotifier(
+            to=list(settings.admin_emails),
+            from_email=settings.from_email,
+            smtp_conn_id=settings.smtp_conn_id,
+            subject=FAILURE_SUBJECT,
+            html_content=FAILURE_HTML,
+        )
+    ]
+
 
 @dag(
     dag_id="atlassian_user_cleanup",
@@ -54,6 +96,7 @@ POLICY_PATH = policy_path()
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=15),
+        "on_failure_callback": failure_callbacks(POLICY_PATH),
     },
 )
 def atlassian_user_cleanup() -> None:

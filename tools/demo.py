@@ -112,6 +112,8 @@ def _demo_policy(workdir: Path) -> Path:
     data.setdefault("protected", {})["groups"] = ["vip-executives"]
     data["delete_after_days"] = 7
     data["safety"].update({"max_actions_per_run": 500, "max_action_share": 0.5})
+    # The admin digest (one per run) and failure alerts go to the sink too.
+    data["notifications"]["admin_emails"] = ["atlassian-admins@acme.example"]
     path = workdir / "policy.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -178,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if not args.dry_run_only:
                 _live_days(demo, run_date)
+            print(
+                f"\nE-mails sent (one .eml file each): {demo.maildir} "
+                f"({demo.mail_count('warning')} warnings, {demo.mail_count('digest')} admin digests)"
+            )
     except DemoError as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
@@ -229,8 +235,15 @@ class _Demo:
                 writes[call["path"].rsplit("/", 1)[-1] if call["method"] == "POST" else "remove"] += 1
         return writes
 
-    def mail_count(self) -> int:
-        return len(list(self.maildir.glob("*.eml")))
+    def mail_count(self, kind: str = "warning") -> int:
+        """E-mails of one kind in the sink (``warning`` to users, ``digest`` to admins)."""
+        count = 0
+        for path in self.maildir.glob("*.eml"):
+            # Only the header block: the kind header is set by atlassian_cleanup.notifications.
+            head = path.read_bytes().split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+            if f"X-Atlassian-Cleanup-Kind: {kind}".encode() in head:
+                count += 1
+        return count
 
     def advance_clock(self, days: int) -> None:
         _get_json(f"{self.sandbox_url}/_sim/clock", {"advance_days": days})
@@ -252,16 +265,18 @@ def _live_days(demo: _Demo, day0: date) -> None:
         day = day0 + timedelta(days=offset)
         if advance:
             demo.advance_clock(advance)
-        seq, mails = demo.last_call(), demo.mail_count()
+        seq, mails, digests = demo.last_call(), demo.mail_count(), demo.mail_count("digest")
         _, manifest = demo.run_dag(day, live=True)
         done = _done_by_action(manifest)
         writes = demo.writes_since(seq)
         sent = demo.mail_count() - mails
+        if demo.mail_count("digest") - digests != 1:
+            raise DemoError(f"the {day.isoformat()} run did not send exactly one admin digest")
         print(
             f"  {day.isoformat()} ({label}): warned {done['warn']}, suspended {done['suspend']}, "
             f"deactivated {done['deactivate']}, product access removed {done['remove_product_access']}, "
             f"deleted {done['delete']}; Atlassian writes {sum(writes.values())} "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(writes.items())) or 'none'}), e-mails {sent}"
+            f"({', '.join(f'{k} {v}' for k, v in sorted(writes.items())) or 'none'}), warning e-mails {sent}"
         )
         if label == "same day again" and (sum(writes.values()) or sent):
             raise DemoError("re-running the same day wrote to Atlassian or sent mail again")

@@ -32,6 +32,14 @@ class _MaildirHandler:
         self.maildir = maildir
         self._lock = threading.Lock()
         self._count = 0
+        #: Recipients refused with a permanent error (tests of a relay that fails some sends).
+        self.refused: set[str] = set()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.lower() in self.refused:
+            return "550 5.1.1 Mailbox unavailable (refused by the test sink)"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
@@ -50,7 +58,12 @@ class SmtpSink:
         self.maildir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = port or free_port(host)
-        self._controller = Controller(_MaildirHandler(self.maildir), hostname=host, port=self.port)
+        self._handler = _MaildirHandler(self.maildir)
+        self._controller = Controller(self._handler, hostname=host, port=self.port)
+
+    def refuse(self, *addresses: str) -> None:
+        """Refuse these recipients from now on (``refuse()`` with no address accepts all again)."""
+        self._handler.refused = {address.lower() for address in addresses}
 
     def __enter__(self) -> SmtpSink:
         self._controller.start()

@@ -135,6 +135,16 @@ class ActionOutcome:
         }
 
 
+class RecipientNotAddressable(Exception):
+    """A sender's way to say "this user cannot be reached, an admin must act" (not a failure).
+
+    A warning for a user without a visible e-mail address is *reported*: retrying cannot make an
+    address appear, so failing the task (and its retries) every day would only bury real errors.
+    The journal records it as skipped, so the next run reports it again until someone acts; the
+    planner keeps such a user at the final warning, so nobody is actioned without notice.
+    """
+
+
 # -- write-replay guard ----------------------------------------------------------------------------
 
 
@@ -990,7 +1000,10 @@ class Enforcer:
             return self._skip(row, claim, f"The state store has the user at stage {stage}; no warning sent.")
         try:
             sender(row)
-        except Exception as exc:  # SMTP errors, a missing address: this user only
+        except RecipientNotAddressable as exc:
+            detail = f"Warning e-mail not sent: {exc}"
+            return self._finish(row, claim, _Result("skipped", REPORTED, "none", detail))
+        except Exception as exc:  # SMTP errors: this user only; the claim is retried next run
             detail = f"Warning e-mail not sent: {exc}"
             return self._finish(row, claim, _Result("failed", FAILED, "none", detail))
         # An interrupted earlier attempt may or may not have mailed: a second notice is better than

@@ -1,38 +1,69 @@
-"""Warning e-mails: render one per plan row, send them through one SMTP session.
+"""Warning e-mails to users and the per-run digest to admins, through the customer's own SMTP relay.
 
 Rendering uses an autoescaping Jinja2 environment (Airflow's ``EmailOperator`` does not escape
 HTML, and user names come from Atlassian profiles anyone can edit: ``Siobhán O'Brien <script>``
-must arrive as text) with ``StrictUndefined``, so a template that names a missing value fails at
-render time instead of mailing "Dear ,". Templates live in ``include/templates/`` next to the DAGs
-so an admin can reword them without touching code.
+must arrive as text) with ``StrictUndefined``, so a template that names a missing value fails
+instead of mailing "Dear ,". Templates live in ``include/templates/``; a customer may point
+``notifications.templates_dir`` at a copy. :func:`check_templates` validates a template set
+(every file present, every placeholder known, a sample render) before anything is sent.
 
-Sending goes through Airflow's ``SmtpHook`` (the customer's own relay, configured as an Airflow
-connection). One :class:`WarningSender` opens one SMTP session for the whole batch: a relay that
+Every message is ``multipart/alternative`` (plain text first, HTML second, as RFC 2046 wants the
+preferred part last). ``SmtpHook.send_email_smtp`` only sends HTML, so the MIME message is built
+here with the stdlib and sent on the hook's own SMTP client: the connection, TLS and login stay
+the provider's. One :class:`MailSession` is one SMTP session for a whole batch: a relay that
 throttles new connections must not see one login per warned user.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Mapping
-from datetime import date, datetime
+import smtplib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, tzinfo
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateSyntaxError,
+    UndefinedError,
+    meta,
+    select_autoescape,
+)
 
+from atlassian_cleanup.enforcement import RecipientNotAddressable
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
 from atlassian_cleanup.records import parse_timestamp
 
 log = logging.getLogger(__name__)
 
-#: Where the e-mail templates live: ``<repo>/include/templates``.
+#: Where the shipped e-mail templates live: ``<repo>/include/templates``.
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "include" / "templates"
 HTML_TEMPLATE = "warning_email.html"
 TEXT_TEMPLATE = "warning_email.txt"
+DIGEST_HTML_TEMPLATE = "admin_digest.html"
+DIGEST_TEXT_TEMPLATE = "admin_digest.txt"
+WARNING_TEMPLATES: tuple[str, ...] = (HTML_TEMPLATE, TEXT_TEMPLATE)
+DIGEST_TEMPLATES: tuple[str, ...] = (DIGEST_HTML_TEMPLATE, DIGEST_TEXT_TEMPLATE)
+#: The files a customer's ``templates_dir`` must hold (copy ``include/templates`` and edit).
+TEMPLATE_FILES: tuple[str, ...] = WARNING_TEMPLATES + DIGEST_TEMPLATES
 DEFAULT_SENDER_NAME = "Your Atlassian administrators"
+
+#: Headers on every message. Auto-Submitted keeps out-of-office replies from flooding the sender
+#: (RFC 3834); the X- headers let a mail filter (and the tests) tell the stages apart.
+_AUTO_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
+HEADER_ACCOUNT = "X-Atlassian-Cleanup-Account"
+HEADER_WARNING = "X-Atlassian-Cleanup-Warning-Lead-Days"
+HEADER_KIND = "X-Atlassian-Cleanup-Kind"
 
 #: What happens on the action date, as a phrase completing "your Atlassian account will be ...".
 _OUTCOME_PHRASES = {
@@ -43,24 +74,134 @@ _OUTCOME_PHRASES = {
 }
 
 
-class MissingEmailError(ValueError):
+class MissingEmailError(RecipientNotAddressable, ValueError):
     """The plan row has no e-mail address (Atlassian hides it, or the account has none)."""
 
 
-_environment: Environment | None = None
+class SmtpUnavailableError(RuntimeError):
+    """The SMTP relay could not be reached; every send of this session fails fast with it."""
 
 
-def template_environment() -> Environment:
-    """The shared Jinja2 environment (HTML autoescaped, undefined names are errors)."""
-    global _environment
-    if _environment is None:
-        _environment = Environment(
-            loader=FileSystemLoader(str(TEMPLATE_DIR)),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            keep_trailing_newline=True,
+class TemplateError(ValueError):
+    """A template set is unusable: a file is missing, does not parse, or names unknown values."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Templates
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_templates_dir(templates_dir: str | Path | None, policy_path: str | Path | None = None) -> Path:
+    """The template directory: the shipped one, or the policy's (relative to the policy file)."""
+    if not templates_dir:
+        return TEMPLATE_DIR
+    path = Path(templates_dir).expanduser()
+    if not path.is_absolute() and policy_path:
+        # Relative to the policy file, so a policy and its templates can be moved together.
+        path = Path(policy_path).resolve().parent / path
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(directory: str) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(directory),
+        # Only .html is escaped: a text/plain part escaped as HTML would mail "O&#39;Brien".
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def template_environment(templates_dir: str | Path | None = None) -> Environment:
+    """The Jinja2 environment of a template directory (HTML autoescaped, undefined names are errors)."""
+    return _environment(str(resolve_templates_dir(templates_dir)))
+
+
+def check_templates(templates_dir: str | Path | None = None, names: Sequence[str] = TEMPLATE_FILES) -> None:
+    """
+    Validate a template set before anything is sent.
+
+    Each file must exist, parse, use only the placeholders its e-mail provides, and render against a
+    sample context (so ``{{ product.nmae }}`` inside a loop is caught too).
+
+    :param templates_dir: the directory (None: the shipped templates).
+    :param names: the files to check.
+    :raises TemplateError: naming every problem: the file and the placeholder.
+    """
+    directory = resolve_templates_dir(templates_dir)
+    env = _environment(str(directory))
+    problems: list[str] = []
+    if not directory.is_dir():
+        raise TemplateError(
+            f"E-mail template directory {directory} (policy notifications.templates_dir) does not "
+            "exist; nothing was sent. Copy include/templates there, or set templates_dir: null."
         )
-    return _environment
+    for name in names:
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{path}: missing. Copy include/templates/{name} there and edit it.")
+            continue
+        context = _sample_context(name)
+        try:
+            parsed = env.parse(path.read_text(encoding="utf-8"))
+        except TemplateSyntaxError as exc:
+            problems.append(f"{path}, line {exc.lineno}: {exc.message}")
+            continue
+        unknown = sorted(meta.find_undeclared_variables(parsed) - set(context))
+        for placeholder in unknown:
+            problems.append(
+                f"{path}: unknown placeholder '{placeholder}'. Known: {', '.join(sorted(context))}."
+            )
+        if unknown:
+            continue
+        try:
+            env.get_template(name).render(**context)
+        except (UndefinedError, TypeError, ValueError) as exc:
+            problems.append(f"{path}: {exc}")
+    if problems:
+        raise TemplateError(
+            f"E-mail templates in {directory} are not usable; nothing was sent:\n- " + "\n- ".join(problems)
+        )
+
+
+_SAMPLE_ROW: dict[str, Any] = {
+    "account_id": "557058:sample",
+    "email": "sample.user@example.com",
+    "name": "Sample User",
+    "proposed_action": "warn",
+    "planned_action": "suspend",
+    "products_to_remove": ["confluence"],
+    "action_date": "2026-12-10",
+    "days_inactive": 120,
+    "product_last_active": json.dumps({"confluence": None, "jira": "2026-07-18T09:30:00Z"}),
+    "warning_lead_days": 7,
+    "time_zone": "Europe/Paris",
+}
+
+
+def _sample_context(name: str) -> dict[str, Any]:
+    if name in DIGEST_TEMPLATES:
+        plan = [
+            {**_SAMPLE_ROW, "protected_by": ""},
+            {**_SAMPLE_ROW, "account_id": "557058:p", "proposed_action": "none", "protected_by": "api_user"},
+        ]
+        return digest_context(
+            plan=plan,
+            outcomes={"557058:sample": "failed: sample"},
+            run_id="scheduled__2026-11-26",
+            as_of="2026-11-26",
+            mode="live",
+            audit_file="atlassian-user-audit_2026-11-26.csv",
+            audit_page_url="https://airflow.example.com/audit",
+            failed_tasks=["notify_warnings"],
+        )
+    return warning_context(_SAMPLE_ROW, org_name="Sample", restore_url="https://help.example.com/restore")
+
+
+# --------------------------------------------------------------------------------------------------
+# The warning e-mail
+# --------------------------------------------------------------------------------------------------
 
 
 def _label(product: str) -> str:
@@ -82,6 +223,16 @@ def _as_date(value: Any) -> date | None:
         return value
     parsed = parse_timestamp(str(value))
     return parsed.date() if parsed else None
+
+
+def _zone(name: Any) -> tuple[tzinfo, str]:
+    """The user's time zone and its label; UTC when Atlassian gives none or an unknown one."""
+    if name and isinstance(name, str):
+        try:
+            return ZoneInfo(name), name
+        except (ZoneInfoNotFoundError, ValueError):
+            log.debug("unknown time zone %r; dates are shown in UTC", name)
+    return UTC, "UTC"
 
 
 def _product_activity(row: Mapping[str, Any]) -> dict[str, datetime | None]:
@@ -115,18 +266,32 @@ def warning_context(
     sender_name: str = DEFAULT_SENDER_NAME,
 ) -> dict[str, Any]:
     """
-    The values the templates see, derived from one plan row.
+    The values the warning templates see, derived from one plan row.
+
+    Dates are worded in the user's time zone (``time_zone`` of the row, from Atlassian's profile;
+    UTC when unknown). The action happens on the run of ``action_date`` (00:00 UTC), so for a user
+    west of UTC the local date is the day before; saying so avoids a "but it's still the 9th here".
 
     :param row: a ``warn`` plan row (``name``, ``email``, ``planned_action``, ``products_to_remove``,
-        ``action_date``, ``days_inactive``, ``product_last_active``, ``warning_lead_days``).
+        ``action_date``, ``days_inactive``, ``product_last_active``, ``warning_lead_days``,
+        ``time_zone``).
     :param org_name: the organization's name for the greeting and subject.
-    :param restore_url: the service desk page where access can be requested back.
+    :param restore_url: where access can be requested back (policy ``request_access_url``).
     :param sender_name: who signs the message.
     :return: a dict for :meth:`jinja2.Template.render`.
     """
     planned = str(row.get("planned_action") or row.get("proposed_action") or "suspend")
-    action_date = _as_date(row.get("action_date"))
-    activity = _product_activity(row)
+    zone, zone_label = _zone(row.get("time_zone"))
+    action_day = _as_date(row.get("action_date"))
+    action_at = (
+        datetime(action_day.year, action_day.month, action_day.day, tzinfo=UTC).astimezone(zone)
+        if action_day
+        else None
+    )
+    activity = {
+        product: (value.astimezone(zone) if value else None)
+        for product, value in _product_activity(row).items()
+    }
     seen = [value for value in activity.values() if value is not None]
     last_active = max(seen) if seen else None
     removed = [_label(p) for p in (row.get("products_to_remove") or [])]
@@ -169,13 +334,15 @@ def warning_context(
         "what_happens": what,
         "products_to_remove": removed,
         "keep_products": _join(keep),
-        "action_date": _long_date(action_date) if action_date else "soon",
-        "action_date_iso": action_date.isoformat() if action_date else "",
+        "action_date": _long_date(action_at.date()) if action_at else "soon",
+        "action_date_iso": action_day.isoformat() if action_day else "",
+        "action_time": f"{action_at:%H:%M}" if action_at else "",
+        "time_zone": zone_label,
         "days_inactive": days_inactive,
         "why": why,
         "last_active": _long_date(last_active.date()) if last_active else None,
         "products": products,
-        "lead_days": row.get("warning_lead_days"),
+        "lead_days": _int_or_none(row.get("warning_lead_days")),
         "restore_url": restore_url or "",
         "sender_name": sender_name,
     }
@@ -187,18 +354,20 @@ def render_warning(
     org_name: str | None = None,
     restore_url: str | None = None,
     sender_name: str = DEFAULT_SENDER_NAME,
+    templates_dir: str | Path | None = None,
 ) -> tuple[str, str, str]:
     """
     Render the warning e-mail for one plan row.
 
     :param row: a ``warn`` plan row.
     :param org_name: the organization's name (subject prefix and greeting).
-    :param restore_url: the service desk page where access can be requested back; omitted when None.
+    :param restore_url: where access can be requested back; omitted when None.
     :param sender_name: who signs the message.
+    :param templates_dir: the customer's template directory (None: the shipped templates).
     :return: ``(subject, html, text)``.
     """
     context = warning_context(row, org_name=org_name, restore_url=restore_url, sender_name=sender_name)
-    env = template_environment()
+    env = template_environment(templates_dir)
     html = env.get_template(HTML_TEMPLATE).render(**context)
     text = env.get_template(TEXT_TEMPLATE).render(**context)
     prefix = f"[{org_name}] " if org_name else ""
@@ -212,25 +381,74 @@ def render_warning(
     else:
         verb = {"suspend": "suspended"}.get(planned, planned.replace("_", " "))
         subject = f"{prefix}Action needed: your Atlassian access will be {verb} on {when}"
-    # A subject is one header line: a newline from a product label must not inject headers.
-    subject = " ".join(subject.split())
-    return subject, html, text
+    return _one_line(subject), html, text
 
 
-class WarningSender:
+def _one_line(value: str) -> str:
+    # A header is one line: a newline from a product label or a name must not inject headers.
+    return " ".join(str(value).split())
+
+
+# --------------------------------------------------------------------------------------------------
+# MIME and SMTP
+# --------------------------------------------------------------------------------------------------
+
+
+def build_message(
+    *,
+    to: Sequence[str],
+    subject: str,
+    text: str,
+    html: str,
+    from_email: str,
+    from_name: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> EmailMessage:
     """
-    Send warning e-mails through one ``SmtpHook`` session.
+    A ``multipart/alternative`` message: text/plain first, text/html second (the preferred part).
 
-    Use as a context manager; inside, call the sender with a plan row::
+    :param to: recipients (shown in ``To``).
+    :param subject: one line.
+    :param text: the plain-text body.
+    :param html: the HTML body.
+    :param from_email: the envelope and header sender.
+    :param from_name: display name for ``From``.
+    :param headers: extra headers (single-line values).
+    :return: the message, ready for ``smtplib.SMTP.send_message``.
+    """
+    message = EmailMessage()
+    message["Subject"] = _one_line(subject)
+    message["From"] = formataddr((from_name, from_email)) if from_name else from_email
+    message["To"] = ", ".join(to)
+    # The Date header is transport metadata, not a decision: the wall clock is right here.
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    domain = from_email.rsplit("@", 1)[-1] if "@" in from_email else None
+    message["Message-ID"] = make_msgid(domain=domain)
+    for key, value in {**_AUTO_HEADERS, **(headers or {})}.items():
+        message[key] = _one_line(value)
+    message.set_content(text, subtype="plain", charset="utf-8")
+    message.add_alternative(html, subtype="html", charset="utf-8")
+    return message
 
-        with WarningSender(smtp_conn_id="smtp_default") as send:
-            send(row)
+
+def _valid_address(value: Any) -> str | None:
+    address = str(value or "").strip()
+    if not address or "@" not in address or any(ch.isspace() or ch in "<>,;" for ch in address):
+        return None
+    return address
+
+
+class MailSession:
+    """
+    One SMTP session on an Airflow SMTP connection, through the provider's ``SmtpHook``.
+
+    A relay that cannot be reached does not raise on entry: :meth:`send_message` then fails fast for every
+    message with :class:`SmtpUnavailableError`, so each warning is recorded as failed (and retried
+    next run) instead of the batch dying before anything is journalled.
 
     :param smtp_conn_id: Airflow SMTP connection (the customer's relay).
     :param from_email: sender address; default: the connection's ``from_email`` extra.
-    :param org_name: passed to :func:`render_warning`.
-    :param restore_url: passed to :func:`render_warning`.
-    :param sender_name: passed to :func:`render_warning`.
+    :param from_name: display name of the sender.
     """
 
     def __init__(
@@ -238,25 +456,31 @@ class WarningSender:
         smtp_conn_id: str = "smtp_default",
         *,
         from_email: str | None = None,
-        org_name: str | None = None,
-        restore_url: str | None = None,
-        sender_name: str = DEFAULT_SENDER_NAME,
+        from_name: str | None = None,
     ) -> None:
         self.smtp_conn_id = smtp_conn_id
         self.from_email = from_email
-        self.org_name = org_name
-        self.restore_url = restore_url
-        self.sender_name = sender_name
+        self.from_name = from_name
         self.sent = 0
         self._hook: Any = None
+        self._unavailable: str | None = None
 
     def __enter__(self) -> Self:
         # Imported here so the pure modules and unit tests never need the SMTP provider.
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
         hook = SmtpHook(smtp_conn_id=self.smtp_conn_id)
-        hook.__enter__()
         self._hook = hook
+        try:
+            hook.get_conn()
+        except Exception as exc:  # refused, DNS, TLS, login: the relay cannot take mail now
+            self._unavailable = (
+                f"SMTP relay of connection '{self.smtp_conn_id}' unavailable "
+                f"({type(exc).__name__}: {exc or 'no detail'})"
+            )
+            log.error("%s; every e-mail of this batch is recorded as failed", self._unavailable)
+        if not self.from_email:
+            self.from_email = hook.from_email
         return self
 
     def __exit__(
@@ -267,7 +491,94 @@ class WarningSender:
     ) -> None:
         hook, self._hook = self._hook, None
         if hook is not None:
-            hook.__exit__(exc_type, exc, tb)
+            try:
+                hook.__exit__(exc_type, exc, tb)
+            except Exception:  # closing a dead session must not hide the batch's outcome
+                log.debug("closing the SMTP session failed", exc_info=True)
+
+    def send_message(self, message: EmailMessage, recipients: Sequence[str]) -> None:
+        """
+        Send one message; on a dropped session reconnect once and send again.
+
+        :raises SmtpUnavailableError: the relay could not be reached.
+        :raises RuntimeError: used outside its ``with`` block.
+        """
+        if self._hook is None:
+            raise RuntimeError(f"{type(self).__name__} must be used inside a 'with' block (one SMTP session)")
+        if self._unavailable:
+            raise SmtpUnavailableError(self._unavailable)
+        if not self.from_email:
+            raise SmtpUnavailableError(
+                f"no sender address: set notifications.from_email in the policy or the from_email extra "
+                f"of connection '{self.smtp_conn_id}'"
+            )
+        try:
+            self._client().send_message(message, from_addr=self.from_email, to_addrs=list(recipients))
+        except smtplib.SMTPServerDisconnected:
+            # Relays close idle sessions; the message was not accepted, so one resend is safe.
+            self._hook._smtp_client = None
+            try:
+                self._hook.get_conn()
+            except Exception as exc:
+                self._unavailable = (
+                    f"SMTP relay of connection '{self.smtp_conn_id}' dropped the session ({exc})"
+                )
+                raise SmtpUnavailableError(self._unavailable) from exc
+            self._client().send_message(message, from_addr=self.from_email, to_addrs=list(recipients))
+        self.sent += 1
+
+    def _client(self) -> smtplib.SMTP:
+        # The provider keeps the logged-in smtplib client here (get_conn returns the hook itself).
+        return self._hook._smtp_client
+
+
+class WarningSender(MailSession):
+    """
+    Send warning e-mails through one SMTP session.
+
+    Use as a context manager; inside, call the sender with a plan row::
+
+        with WarningSender(smtp_conn_id="smtp_default") as send:
+            send(row)
+
+    :param smtp_conn_id: Airflow SMTP connection (the customer's relay).
+    :param from_email: sender address; default: the connection's ``from_email`` extra.
+    :param org_name: passed to :func:`render_warning`.
+    :param restore_url: passed to :func:`render_warning` (policy ``request_access_url``).
+    :param sender_name: passed to :func:`render_warning` (signs the message).
+    :param templates_dir: the customer's template directory (validated on entry).
+    """
+
+    def __init__(
+        self,
+        smtp_conn_id: str = "smtp_default",
+        *,
+        from_email: str | None = None,
+        org_name: str | None = None,
+        restore_url: str | None = None,
+        sender_name: str = DEFAULT_SENDER_NAME,
+        templates_dir: str | Path | None = None,
+    ) -> None:
+        # The bare address in From: the sender name signs the body; relays that rewrite or check
+        # From (DMARC) are least surprised by the address the connection is configured with.
+        super().__init__(smtp_conn_id, from_email=from_email)
+        self.org_name = org_name
+        self.restore_url = restore_url
+        self.sender_name = sender_name
+        self.templates_dir = templates_dir
+
+    def __enter__(self) -> Self:
+        # Before the session opens: a broken template must stop the batch before any e-mail.
+        check_templates(self.templates_dir, WARNING_TEMPLATES)
+        return super().__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc, tb)
         log.info("Warning e-mails: %d sent through connection '%s'", self.sent, self.smtp_conn_id)
 
     def __call__(self, row: Mapping[str, Any]) -> str:
@@ -279,28 +590,181 @@ class WarningSender:
 
         :param row: a ``warn`` plan row with an ``email``.
         :return: the recipient address.
-        :raises MissingEmailError: the row has no e-mail address.
+        :raises MissingEmailError: the row has no usable e-mail address (reported, never guessed).
+        :raises SmtpUnavailableError: the relay could not be reached.
         :raises RuntimeError: the sender is used outside its ``with`` block.
         """
         if self._hook is None:
             raise RuntimeError("WarningSender must be used inside a 'with' block (one SMTP session)")
-        email = str(row.get("email") or "").strip()
-        if not email or "@" not in email:
+        email = _valid_address(row.get("email"))
+        if email is None:
             raise MissingEmailError(
                 f"no e-mail address for account {row.get('account_id')}: Atlassian hides it or the "
                 "account has none, so no warning was sent; warn this user another way or make the "
                 "e-mail visible to the organization admin"
             )
-        subject, html, _text = render_warning(
-            row, org_name=self.org_name, restore_url=self.restore_url, sender_name=self.sender_name
+        subject, html, text = render_warning(
+            row,
+            org_name=self.org_name,
+            restore_url=self.restore_url,
+            sender_name=self.sender_name,
+            templates_dir=self.templates_dir,
         )
-        self._hook.send_email_smtp(
-            to=email,
+        headers = {HEADER_KIND: "warning", HEADER_ACCOUNT: str(row.get("account_id") or "")}
+        lead_days = _int_or_none(row.get("warning_lead_days"))
+        if lead_days is not None:
+            headers[HEADER_WARNING] = str(lead_days)
+        message = build_message(
+            to=[email],
             subject=subject,
-            html_content=html,
-            from_email=self.from_email,
-            # Auto-Submitted keeps out-of-office replies from flooding the sender (RFC 3834).
-            custom_headers={"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"},
+            text=text,
+            html=html,
+            from_email=self.from_email or "",
+            from_name=self.from_name,
+            headers=headers,
         )
-        self.sent += 1
+        self.send_message(message, [email])
         return email
+
+
+# --------------------------------------------------------------------------------------------------
+# The admin digest
+# --------------------------------------------------------------------------------------------------
+
+#: Order of the outcome columns in the digest (the stages' result words, then the fallbacks).
+OUTCOME_ORDER: tuple[str, ...] = (
+    "done",
+    "dry run",
+    "skipped_already_done",
+    "skipped_changed",
+    "reported",
+    "failed",
+    "not run",
+)
+
+
+def outcome_kind(sentence: str | None) -> str:
+    """The result word of an outcome sentence (``"failed: ..."`` → ``failed``); ``not run`` when absent."""
+    if not sentence:
+        return "not run"
+    if sentence.startswith("dry run"):
+        return "dry run"
+    return sentence.split(":", 1)[0].strip() or "not run"
+
+
+def digest_context(
+    *,
+    plan: Iterable[Mapping[str, Any]],
+    outcomes: Mapping[str, str],
+    run_id: str,
+    as_of: str,
+    mode: str,
+    audit_file: str | None,
+    audit_page_url: str | None = None,
+    failed_tasks: Sequence[str] = (),
+) -> dict[str, Any]:
+    """
+    The figures of one run for the admin digest (counts only: the names are in the audit CSV).
+
+    :param plan: the plan rows of the run.
+    :param outcomes: ``{account_id: outcome sentence}`` from the stages.
+    :param run_id: the Airflow run id.
+    :param as_of: the run's date (ISO).
+    :param mode: ``dry_run`` or ``live``.
+    :param audit_file: the audit CSV's file name.
+    :param audit_page_url: link to the audit page (policy ``audit_page_url``).
+    :param failed_tasks: tasks of the run that failed.
+    :return: a dict for the digest templates.
+    """
+    rows = list(plan)
+    actions: Counter[str] = Counter()
+    by_action: dict[str, Counter[str]] = {}
+    protected = no_email = 0
+    for row in rows:
+        action = str(row.get("proposed_action") or "none")
+        actions[action] += 1
+        if row.get("protected_by"):
+            protected += 1
+        if action == "none":
+            continue
+        if action == "warn" and _valid_address(row.get("email")) is None:
+            no_email += 1
+        by_action.setdefault(action, Counter())[outcome_kind(outcomes.get(str(row.get("account_id"))))] += 1
+    outcome_rows = [
+        {"action": action, "outcomes": [{"kind": k, "count": counts[k]} for k in _ordered(counts)]}
+        for action, counts in sorted(by_action.items())
+    ]
+    failed_users = sum(counts["failed"] for counts in by_action.values())
+    return {
+        "run_id": run_id,
+        "as_of": as_of,
+        "mode": mode,
+        "dry_run": mode != "live",
+        "users": len(rows),
+        "actions": [{"action": a, "count": actions[a]} for a in sorted(actions)],
+        "outcomes": outcome_rows,
+        "protected": protected,
+        "no_email": no_email,
+        "failed_users": failed_users,
+        "failed_tasks": list(failed_tasks),
+        "errors": failed_users + len(failed_tasks),
+        "audit_file": audit_file or "",
+        "audit_page_url": audit_page_url or "",
+    }
+
+
+def _ordered(counts: Mapping[str, int]) -> list[str]:
+    known = [k for k in OUTCOME_ORDER if counts.get(k)]
+    return known + sorted(k for k in counts if k not in OUTCOME_ORDER and counts[k])
+
+
+def render_digest(
+    context: Mapping[str, Any], templates_dir: str | Path | None = None
+) -> tuple[str, str, str]:
+    """
+    Render the admin digest.
+
+    :return: ``(subject, html, text)``.
+    """
+    env = template_environment(templates_dir)
+    html = env.get_template(DIGEST_HTML_TEMPLATE).render(**context)
+    text = env.get_template(DIGEST_TEXT_TEMPLATE).render(**context)
+    mode = "DRY RUN" if context["dry_run"] else "live"
+    planned = sum(a["count"] for a in context["actions"] if a["action"] != "none")
+    subject = (
+        f"Atlassian user cleanup {context['as_of']} ({mode}): {planned} planned, "
+        f"{context['errors']} error{'s' if context['errors'] != 1 else ''}"
+    )
+    return _one_line(subject), html, text
+
+
+def send_digest(
+    context: Mapping[str, Any],
+    *,
+    to: Sequence[str],
+    smtp_conn_id: str = "smtp_default",
+    from_email: str | None = None,
+    templates_dir: str | Path | None = None,
+) -> str:
+    """
+    Validate the digest templates, render and send the digest in one SMTP session.
+
+    :return: the subject sent.
+    :raises TemplateError: the templates are unusable (nothing sent).
+    :raises SmtpUnavailableError: the relay could not be reached.
+    """
+    check_templates(templates_dir, DIGEST_TEMPLATES)
+    subject, html, text = render_digest(context, templates_dir)
+    recipients = [address for address in (_valid_address(a) for a in to) if address]
+    with MailSession(smtp_conn_id, from_email=from_email, from_name="Atlassian user cleanup") as session:
+        message = build_message(
+            to=recipients,
+            subject=subject,
+            text=text,
+            html=html,
+            from_email=session.from_email or "",
+            from_name=session.from_name,
+            headers={HEADER_KIND: "digest"},
+        )
+        session.send_message(message, recipients)
+    return subject

@@ -506,7 +506,13 @@ def _who(row: Mapping[str, Any]) -> str:
 class NotifyWarningsOperator(_StageOperator):
     """E-mail users who are about to lose access, once per warning bucket.
 
-    :param smtp_conn_id: the customer's own SMTP relay.
+    The templates (shipped, or the policy's ``notifications.templates_dir``) are validated first,
+    in a dry run too, so a broken template is found before the first live run, never halfway
+    through a batch. A user without a visible e-mail address is *reported* (audit outcome and admin
+    digest), never guessed.
+
+    :param smtp_conn_id: the customer's own SMTP relay; default: the policy's
+        ``notifications.smtp_conn_id``.
     """
 
     template_fields: Sequence[str] = (*_StageOperator.template_fields, "smtp_conn_id")
@@ -514,11 +520,22 @@ class NotifyWarningsOperator(_StageOperator):
     stage_name = "notify_warnings"
     ui_color = "#fffae6"
 
-    def __init__(self, *, smtp_conn_id: str = "smtp_default", **kwargs: Any) -> None:
+    def __init__(self, *, smtp_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.smtp_conn_id = smtp_conn_id
 
+    def execute(self, context: Context) -> dict[str, str]:
+        check_policy_templates(
+            resolve_policy(self.policy_path, context["params"]), self.policy_path, WARNING_TEMPLATE_SET
+        )
+        return super().execute(context)
+
     def describe(self, row: Mapping[str, Any]) -> str:
+        if not _has_address(row):
+            return (
+                f"report {_who(row)}: no visible e-mail address, so no warning can be sent "
+                f"(access ends on {row.get('action_date')})"
+            )
         return (
             f"email {_who(row)}: access ends on {row.get('action_date')} "
             f"({row.get('warning_lead_days')}-day warning) — {row.get('reason')}"
@@ -527,10 +544,43 @@ class NotifyWarningsOperator(_StageOperator):
     def enforce(
         self, rows: list[Mapping[str, Any]], enforcer: Any, policy: Policy, context: Context
     ) -> list[Any]:
-        from atlassian_cleanup.notifications import WarningSender
+        from atlassian_cleanup.notifications import WarningSender, resolve_templates_dir
 
-        with WarningSender(smtp_conn_id=self.smtp_conn_id) as sender:
+        settings = policy.notifications
+        with WarningSender(
+            smtp_conn_id=self.smtp_conn_id or settings.smtp_conn_id,
+            from_email=settings.from_email,
+            restore_url=settings.request_access_url,
+            templates_dir=resolve_templates_dir(settings.templates_dir, self.policy_path),
+        ) as sender:
             return enforcer.warn(rows, sender)
+
+
+WARNING_TEMPLATE_SET = "warning"
+DIGEST_TEMPLATE_SET = "digest"
+
+
+def check_policy_templates(policy: Policy, policy_path: str, which: str) -> None:
+    """Validate the policy's e-mail templates; a broken set fails the task without retries."""
+    from atlassian_cleanup.notifications import (
+        DIGEST_TEMPLATES,
+        WARNING_TEMPLATES,
+        TemplateError,
+        check_templates,
+        resolve_templates_dir,
+    )
+
+    names = WARNING_TEMPLATES if which == WARNING_TEMPLATE_SET else DIGEST_TEMPLATES
+    try:
+        check_templates(resolve_templates_dir(policy.notifications.templates_dir, policy_path), names)
+    except TemplateError as exc:
+        # A retry cannot fix a template: fail at once with the file and the placeholder.
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _has_address(row: Mapping[str, Any]) -> bool:
+    email = str(row.get("email") or "").strip()
+    return bool(email) and "@" in email
 
 
 class ApplyActionsOperator(_StageOperator):
@@ -644,6 +694,7 @@ class ExportAuditOperator(BaseOperator):
             manifest.sha256,
             manifest.mode,
         )
+        digest = self._send_digest(policy, context, outcome_by_account, failed_upstream, manifest.csv_path)
         if failed_upstream:
             # The audit is written for every run, but a run whose gate or writes failed must not
             # look green: this task is the DAG's leaf, so it carries the failure to the run.
@@ -651,7 +702,59 @@ class ExportAuditOperator(BaseOperator):
                 f"export_audit: audit written to {manifest.csv_path}, but the run failed in "
                 f"{', '.join(failed_upstream)}; see those task logs."
             )
-        return manifest.to_dict()
+        return {**manifest.to_dict(), "digest": digest}
+
+    def _send_digest(
+        self,
+        policy: Policy,
+        context: Context,
+        outcomes: Mapping[str, str],
+        failed_tasks: Sequence[str],
+        csv_path: str,
+    ) -> str:
+        """E-mail the run's figures to ``notifications.admin_emails`` (dry runs too, saying so).
+
+        After the audit is written: the digest points at it. A digest that cannot be sent is
+        logged as an error but does not fail the task; the audit, the journal and the run state
+        stay the record, and failing here would hide the run's own outcome.
+        """
+        from atlassian_cleanup.notifications import (
+            SmtpUnavailableError,
+            TemplateError,
+            digest_context,
+            resolve_templates_dir,
+            send_digest,
+        )
+
+        settings = policy.notifications
+        if not settings.admin_emails:
+            self.log.info("export_audit: no notifications.admin_emails in the policy; no digest sent")
+            return "not configured"
+        digest = digest_context(
+            plan=self.plan,
+            outcomes=outcomes,
+            run_id=context["run_id"],
+            as_of=run_as_of(context).date().isoformat(),
+            mode=mode_of(policy),
+            audit_file=Path(csv_path).name,
+            audit_page_url=settings.audit_page_url,
+            failed_tasks=failed_tasks,
+        )
+        try:
+            subject = send_digest(
+                digest,
+                to=settings.admin_emails,
+                smtp_conn_id=settings.smtp_conn_id,
+                from_email=settings.from_email,
+                templates_dir=resolve_templates_dir(settings.templates_dir, self.policy_path),
+            )
+        except (TemplateError, SmtpUnavailableError, OSError) as exc:
+            self.log.error("export_audit: the admin digest was not sent: %s", exc)
+            return f"not sent: {exc}"
+        self.log.info(
+            "export_audit: admin digest sent to %d address(es): %s", len(settings.admin_emails), subject
+        )
+        return f"sent: {subject}"
 
     def _failed_upstream(self, context: Context) -> list[str]:
         states = context["ti"].get_task_states(

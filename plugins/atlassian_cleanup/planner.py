@@ -121,7 +121,8 @@ from atlassian_cleanup.records import UserRecord, format_timestamp, parse_timest
 #: (a sentence for admins); ``protected_by`` str (``""`` or e.g. ``group:vip``, ``role:...``,
 #: ``account_type:app``, ``api_user``, ``domain:acme.example``); ``planned_action`` str (the action
 #: that follows at ``action_date``: equal to ``proposed_action`` on action rows, the coming action
-#: on warning rows, ``none`` when nothing is planned).
+#: on warning rows, ``none`` when nothing is planned); ``time_zone`` str or None (the user's IANA
+#: zone from Atlassian, carried only to word dates in warning e-mails; decisions are in UTC).
 PLAN_COLUMNS: tuple[str, ...] = (
     "account_id",
     "email",
@@ -142,6 +143,7 @@ PLAN_COLUMNS: tuple[str, ...] = (
     "reason",
     "protected_by",
     "planned_action",
+    "time_zone",
 )
 
 PROPOSED_ACTIONS: tuple[str, ...] = (
@@ -174,6 +176,7 @@ _USER_FIELDS = (
     "platform_roles",
     "groups",
     "product_access",
+    "time_zone",
 )
 _ACTION_VERBS = {
     "suspend": "Suspended",
@@ -701,6 +704,7 @@ def _plan_actions(
             "reason": pd.Series(reasons, dtype=object),
             "protected_by": pd.Series(protected_by, dtype=object),
             "planned_action": pd.Series(planned, dtype=object),
+            "time_zone": pd.Series(cols["time_zone"], dtype=object),
         },
         columns=list(PLAN_COLUMNS),
     )

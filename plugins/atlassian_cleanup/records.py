@@ -31,6 +31,9 @@ class UserRecord(TypedDict):
     # canonical product -> ISO-8601 UTC last activity; None = has access but never used it.
     product_access: dict[str, str | None]
     last_active: str | None  # latest activity over all products, None when never active
+    # IANA zone from the profile (e.g. "Europe/Paris"); None when Atlassian does not say. Only used
+    # to word dates in warning e-mails: every decision stays in UTC.
+    time_zone: str | None
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
@@ -89,6 +92,7 @@ def user_record_from_v2(user: Mapping[str, Any]) -> UserRecord:
         group_ids=sorted(str(group.get("id")) for group in groups if group.get("id")),
         product_access=product_access,
         last_active=max(active_times) if active_times else None,
+        time_zone=user.get("timeZone") or None,
     )
 
 
@@ -116,4 +120,5 @@ def user_record_from_jira(user: Mapping[str, Any]) -> UserRecord:
         group_ids=[],
         product_access={},
         last_active=None,
+        time_zone=user.get("timeZone") or None,
     )

@@ -9,10 +9,22 @@ from typing import Any
 import pytest
 
 from atlassian_cleanup.notifications import (
+    HEADER_ACCOUNT,
+    HEADER_KIND,
+    HEADER_WARNING,
     TEMPLATE_DIR,
+    TEMPLATE_FILES,
     MissingEmailError,
+    SmtpUnavailableError,
+    TemplateError,
     WarningSender,
+    check_templates,
+    digest_context,
+    render_digest,
     render_warning,
+    resolve_templates_dir,
+    send_digest,
+    warning_context,
 )
 from tools.airflow_env import connection_env
 from tools.smtp_sink import SmtpSink
@@ -143,3 +155,280 @@ def test_missing_email_fails_only_that_row(sink: Any) -> None:
 def test_sender_outside_with_block_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="with"):
         WarningSender().send(warn_row())
+
+
+# --------------------------------------------------------------------------------------------------
+# MIME, headers, time zones, request link (through a real local SMTP server)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_multipart_alternative_text_then_html_with_headers(sink: Any) -> None:
+    with WarningSender(restore_url="https://help.acme.example/restore") as send:
+        send(warn_row())
+    (message,) = sink.messages()
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    # RFC 2046: the preferred alternative comes last.
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert all(part.get_content_charset() == "utf-8" for part in parts)
+    assert message["To"] == "siobhan@acme.example"
+    assert message["From"] == "atlassian-cleanup@acme.example"
+    assert message["Date"]
+    assert message["Message-ID"].endswith("@acme.example>")
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message[HEADER_ACCOUNT] == "557058:aaaa"
+    assert message[HEADER_WARNING] == "14"
+    text = parts[0].get_content()
+    html = parts[1].get_content()
+    # The hostile display name: inert in HTML, verbatim in text/plain (which is not HTML).
+    assert "Siobhán O&#39;Brien &lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>" not in html
+    assert "Hello Siobhán O'Brien <script>alert(1)</script>," in text
+    assert 'href="https://help.acme.example/restore"' in html
+    assert "request it here: https://help.acme.example/restore" in text
+
+
+def test_hostile_name_cannot_inject_headers(sink: Any) -> None:
+    row = warn_row(name="Eve\r\nBcc: victim@evil.example", email="eve@acme.example")
+    with WarningSender(org_name="Acme\nBcc: x@evil.example") as send:
+        send(row)
+    (message,) = sink.messages()
+    assert message["Bcc"] is None
+    assert "\n" not in message["Subject"]
+
+
+def test_dates_in_the_users_time_zone() -> None:
+    west = warning_context(warn_row(time_zone="America/New_York"))
+    # The action runs at 00:00 UTC on 10 December: still the 9th in New York.
+    assert west["action_date"] == "Wednesday 9 December 2026"
+    assert (west["action_time"], west["time_zone"]) == ("19:00", "America/New_York")
+    assert west["action_date_iso"] == "2026-12-10"
+    _subject, _html, text = render_warning(warn_row(time_zone="Asia/Tokyo"))
+    assert "On Thursday 10 December 2026 (from 09:00 Asia/Tokyo time; action date 2026-12-10)" in text
+    assert "Dates are in Asia/Tokyo time." in text
+    # Last activity at 23:30 UTC is the next day in Tokyo.
+    late = warn_row(time_zone="Asia/Tokyo", product_last_active=json.dumps({"jira": "2026-07-18T23:30:00Z"}))
+    assert "last used Sunday 19 July 2026" in render_warning(late)[2]
+    # Unknown or missing zone: UTC, said so.
+    assert warning_context(warn_row(time_zone="Mars/Olympus"))["time_zone"] == "UTC"
+    assert warning_context(warn_row())["action_time"] == "00:00"
+
+
+def test_without_request_link_no_link_is_shown() -> None:
+    _subject, html, text = render_warning(warn_row())
+    assert "href" not in html
+    assert "request it here" not in text
+
+
+def test_missing_email_is_reported_not_failed() -> None:
+    from atlassian_cleanup.enforcement import RecipientNotAddressable
+
+    assert issubclass(MissingEmailError, RecipientNotAddressable)
+
+
+def test_unreachable_relay_fails_each_send_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tools.smtp_sink import free_port
+
+    closed = json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": free_port(),  # nothing listens here
+            "extra": {"from_email": "a@acme.example", "disable_ssl": True, "disable_tls": True},
+        }
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", closed)
+    with WarningSender() as send:
+        for _ in range(2):
+            with pytest.raises(SmtpUnavailableError, match="unavailable"):
+                send(warn_row())
+        assert send.sent == 0
+
+
+def test_refused_recipient_fails_only_that_message(sink: Any) -> None:
+    import smtplib
+
+    sink.refuse("siobhan@acme.example")
+    try:
+        with WarningSender() as send:
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                send(warn_row())
+            send(warn_row(account_id="557058:dddd", email="ok@acme.example"))
+    finally:
+        sink.refuse()
+    assert [m["To"] for m in sink.messages()] == ["ok@acme.example"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Template override and start-up validation
+# --------------------------------------------------------------------------------------------------
+
+
+def _copy_templates(target: Path) -> Path:
+    target.mkdir()
+    for name in TEMPLATE_FILES:
+        (target / name).write_text((TEMPLATE_DIR / name).read_text(encoding="utf-8"), encoding="utf-8")
+    return target
+
+
+def test_shipped_templates_are_valid() -> None:
+    check_templates()
+
+
+def test_override_directory_is_used(tmp_path: Path) -> None:
+    custom = _copy_templates(tmp_path / "mine")
+    (custom / "warning_email.txt").write_text(
+        "Hi {{ name }}, see you on {{ action_date }}.\n", encoding="utf-8"
+    )
+    check_templates(custom)
+    assert render_warning(warn_row(), templates_dir=custom)[2] == (
+        "Hi Siobhán O'Brien <script>alert(1)</script>, see you on Thursday 10 December 2026.\n"
+    )
+
+
+def test_missing_template_is_named(tmp_path: Path) -> None:
+    custom = _copy_templates(tmp_path / "mine")
+    (custom / "warning_email.html").unlink()
+    with pytest.raises(TemplateError, match=r"warning_email\.html: missing"):
+        check_templates(custom)
+    check_templates(custom, ("admin_digest.txt",))  # the digest alone is still fine
+
+
+def test_unknown_placeholder_names_file_and_placeholder(tmp_path: Path) -> None:
+    custom = _copy_templates(tmp_path / "mine")
+    (custom / "warning_email.txt").write_text("Dear {{ first_name }}\n", encoding="utf-8")
+    (custom / "admin_digest.html").write_text(
+        "{% for row in actions %}{{ row.nmae }}{% endfor %}", encoding="utf-8"
+    )
+    with pytest.raises(TemplateError) as excinfo:
+        check_templates(custom)
+    message = str(excinfo.value)
+    assert "warning_email.txt: unknown placeholder 'first_name'" in message
+    assert "admin_digest.html" in message
+    assert "nmae" in message
+    assert "nothing was sent" in message
+
+
+def test_syntax_error_and_missing_directory(tmp_path: Path) -> None:
+    custom = _copy_templates(tmp_path / "mine")
+    (custom / "warning_email.txt").write_text("{% if name %}unclosed\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"warning_email\.txt, line \d+"):
+        check_templates(custom)
+    with pytest.raises(TemplateError, match="does not exist"):
+        check_templates(tmp_path / "nowhere")
+
+
+def test_sender_validates_templates_before_connecting(tmp_path: Path) -> None:
+    custom = _copy_templates(tmp_path / "mine")
+    (custom / "warning_email.html").write_text("{{ nope }}", encoding="utf-8")
+    # No SMTP connection is configured in this test: the template error comes first.
+    with pytest.raises(TemplateError, match="nope"), WarningSender(templates_dir=custom):
+        pass
+
+
+def test_relative_templates_dir_is_relative_to_the_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "conf" / "policy.yaml"
+    assert resolve_templates_dir("mail", policy) == tmp_path / "conf" / "mail"
+    assert resolve_templates_dir(None, policy) == TEMPLATE_DIR
+
+
+# --------------------------------------------------------------------------------------------------
+# Admin digest
+# --------------------------------------------------------------------------------------------------
+
+
+def _digest_plan() -> list[dict[str, Any]]:
+    return [
+        warn_row(account_id="a1"),
+        warn_row(account_id="a2", email=None),
+        {"account_id": "s1", "proposed_action": "suspend", "protected_by": "", "email": "s@x.example"},
+        {"account_id": "p1", "proposed_action": "none", "protected_by": "group:vip"},
+        {"account_id": "p2", "proposed_action": "none", "protected_by": "api_user"},
+        {"account_id": "n1", "proposed_action": "none", "protected_by": ""},
+    ]
+
+
+def test_digest_figures() -> None:
+    context = digest_context(
+        plan=_digest_plan(),
+        outcomes={"a1": "done: 14-day warning e-mailed", "a2": "reported: no e-mail", "s1": "failed: 500"},
+        run_id="scheduled__2026-11-26T00:00:00+00:00",
+        as_of="2026-11-26",
+        mode="live",
+        audit_file="atlassian-user-audit_2026-11-26.csv",
+        audit_page_url="https://airflow.acme.example/audit",
+        failed_tasks=["apply_actions"],
+    )
+    assert {row["action"]: row["count"] for row in context["actions"]} == {"none": 3, "suspend": 1, "warn": 2}
+    outcomes = {
+        row["action"]: {o["kind"]: o["count"] for o in row["outcomes"]} for row in context["outcomes"]
+    }
+    assert outcomes == {"suspend": {"failed": 1}, "warn": {"done": 1, "reported": 1}}
+    assert (context["protected"], context["no_email"]) == (2, 1)
+    assert (context["failed_users"], context["errors"]) == (1, 2)
+    subject, html, text = render_digest(context)
+    assert subject == "Atlassian user cleanup 2026-11-26 (live): 3 planned, 2 errors"
+    assert "  - warn: 2" in text
+    assert "  - warn: done 1, reported 1" in text
+    assert "Protected accounts: 2" in text
+    assert "failed tasks: apply_actions" in text
+    assert "Audit CSV: atlassian-user-audit_2026-11-26.csv" in text
+    assert 'href="https://airflow.acme.example/audit"' in html
+    assert "Users without a visible e-mail address (not warned, reported in the audit): 1" in text
+
+
+def test_digest_dry_run_says_so_and_escapes(sink: Any) -> None:
+    context = digest_context(
+        plan=_digest_plan(),
+        outcomes={"a1": "dry run: would email a1"},
+        run_id="manual__<b>x</b>",
+        as_of="2026-11-26",
+        mode="dry_run",
+        audit_file="audit.csv",
+    )
+    subject = send_digest(context, to=["admin@acme.example", "ops@acme.example"])
+    assert "(DRY RUN)" in subject
+    (message,) = sink.messages()
+    assert message["To"] == "admin@acme.example, ops@acme.example"
+    assert message[HEADER_KIND] == "digest"
+    html = message.get_body(preferencelist=("html",)).get_content()
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert "DRY RUN (nothing was changed in Atlassian and no user was e-mailed)" in text
+    assert "manual__&lt;b&gt;x&lt;/b&gt;" in html
+    assert "Audit page" not in text  # no audit_page_url configured
+
+
+# --------------------------------------------------------------------------------------------------
+# Failure alerts (the DAG's default_args)
+# --------------------------------------------------------------------------------------------------
+
+
+def _dag_module() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "dags" / "atlassian_user_cleanup.py"
+    spec = importlib.util.spec_from_file_location("_cleanup_dag_for_tests", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_failure_alert_goes_to_the_policy_admins(tmp_path: Path) -> None:
+    import yaml
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    module = _dag_module()
+    data = yaml.safe_load((TEMPLATE_DIR.parent / "policy.yaml").read_text(encoding="utf-8"))
+    data["notifications"]["admin_emails"] = ["it-admins@acme.example"]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(data), encoding="utf-8")
+    (notifier,) = module.failure_callbacks(str(policy))
+    assert isinstance(notifier, SmtpNotifier)
+    assert notifier.to == ["it-admins@acme.example"]
+    # No admins, a broken or a missing policy: no alert, and never an import error.
+    assert module.failure_callbacks(str(TEMPLATE_DIR.parent / "policy.yaml")) == []
+    policy.write_text("dry_run: [", encoding="utf-8")
+    assert module.failure_callbacks(str(policy)) == []
+    assert module.failure_callbacks(str(tmp_path / "missing.yaml")) == []
