@@ -156,7 +156,6 @@ class RestorePolicy:
     service_desk: str | None = None
     request_type: str = "Restore my access"
     max_restores_per_run: int = 20
-    unmatched: Literal["comment", "approve"] = "comment"
 
 
 @dataclass(frozen=True)
@@ -224,7 +223,6 @@ class Policy:
                 "service_desk": self.restore.service_desk,
                 "request_type": self.restore.request_type,
                 "max_restores_per_run": self.restore.max_restores_per_run,
-                "unmatched": self.restore.unmatched,
             },
             "notifications": {
                 "smtp_conn_id": self.notifications.smtp_conn_id,
@@ -396,11 +394,6 @@ _SCHEMA: dict[str, Any] = {
                     "description": "Request type (name or id) that asks for access back.",
                 },
                 "max_restores_per_run": _int(0, 20, "Most restores one restore run may perform."),
-                "unmatched": {
-                    "enum": ["comment", "approve"],
-                    "default": "comment",
-                    "description": "Requests no rule allows: comment and leave open, or ask for approval.",
-                },
             },
             "Self-service restore rules.",
         ),
@@ -489,7 +482,6 @@ _FIXES: dict[str, str] = {
     "restore.service_desk": "use the service desk id or project key, e.g. ITH, or null",
     "restore.request_type": "use the request type's name or id, e.g. Restore my access",
     "restore.max_restores_per_run": "use a whole number, 0 or more, e.g. 20",
-    "restore.unmatched": "use comment or approve",
     "notifications": "make it a mapping of the notification keys",
     "notifications.smtp_conn_id": "use an Airflow connection id, e.g. smtp_default",
     "notifications.from_email": "use an e-mail address, e.g. it-cleanup@acme.example, or null",
@@ -785,7 +777,6 @@ def _build(data: Mapping[str, Any]) -> Policy:
             service_desk=restore.get("service_desk"),
             request_type=str(restore.get("request_type") or RestorePolicy.request_type),
             max_restores_per_run=int(restore.get("max_restores_per_run", RestorePolicy.max_restores_per_run)),
-            unmatched=restore.get("unmatched", RestorePolicy.unmatched),
         ),
         notifications=_notifications(_section_of(data, "notifications")),
         state_store=StateStorePolicy(
