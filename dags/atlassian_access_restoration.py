@@ -17,8 +17,9 @@ import logging
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import TriggerRule, chain, dag
+from airflow.sdk import Param, TriggerRule, chain, dag
 
+from atlassian_cleanup.policy import PARAM_SCHEMAS
 from atlassian_cleanup.restore_operators import (
     CommentAndResolveOperator,
     EvaluateRestoreRulesOperator,
@@ -56,6 +57,8 @@ def _schedule() -> str:
     dagrun_timeout=timedelta(minutes=30),
     doc_md=__doc__,
     tags=["atlassian", "user-cleanup", "restore"],
+    # Like the daily DAG, a run may switch dry run on or off; empty keeps the policy's value.
+    params={"dry_run": Param(**PARAM_SCHEMAS["dry_run"])},
     default_args={
         "owner": "platform",
         "retries": 1,
