@@ -8,6 +8,7 @@ and the audit CSV path, stops everything it started, and exits non-zero on any f
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import csv
 import json
@@ -29,6 +30,7 @@ import yaml
 from tools.airflow_env import REPO, airflow_env, connection_env
 
 DAG_ID = "atlassian_user_cleanup"
+RESTORE_DAG_ID = "atlassian_access_restoration"
 STAGE_PREFIXES = (
     "extract_users:",
     "compute_inactivity:",
@@ -114,6 +116,8 @@ def _demo_policy(workdir: Path) -> Path:
     data["safety"].update({"max_actions_per_run": 500, "max_action_share": 0.5})
     # The admin digest (one per run) and failure alerts go to the sink too.
     data["notifications"]["admin_emails"] = ["atlassian-admins@acme.example"]
+    # Self-service restore from the sandbox's "IT Help Desk" for anyone on the company domain.
+    data["restore"].update({"service_desk": "ITH", "allowed_domains": ["acme.example"]})
     path = workdir / "policy.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -207,15 +211,16 @@ class _Demo:
         self.sandbox_url = sandbox_url
         self.runs = 0
 
-    def run_dag(self, day: date, *, live: bool) -> tuple[str, dict]:
+    def run_dag(self, day: date, *, live: bool, dag_id: str = DAG_ID) -> tuple[str, dict]:
         self.runs += 1
-        log = self.logs / f"dags-test-{self.runs}-{day.isoformat()}{'-live' if live else ''}.log"
-        cmd = [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, day.isoformat()]
+        log = self.logs / f"dags-test-{self.runs}-{dag_id}-{day.isoformat()}{'-live' if live else ''}.log"
+        cmd = [sys.executable, "-m", "airflow", "dags", "test", dag_id, day.isoformat()]
         if live:
             cmd += ["-c", json.dumps({"dry_run": False})]
-        output = _run(cmd, self.env, log, f"airflow dags test {DAG_ID} {day.isoformat()}")
+        output = _run(cmd, self.env, log, f"airflow dags test {dag_id} {day.isoformat()}")
         _check_run_succeeded(output, log)
-        manifests = sorted(self.audit_dir.glob("*.manifest.json"), key=lambda path: path.stat().st_mtime)
+        audit_dir = self.audit_dir / "restore" if dag_id == RESTORE_DAG_ID else self.audit_dir
+        manifests = sorted(audit_dir.glob("*.manifest.json"), key=lambda path: path.stat().st_mtime)
         if not manifests:
             raise DemoError(f"no audit manifest was written to {self.audit_dir}")
         return output, json.loads(manifests[-1].read_text(encoding="utf-8"))
@@ -284,7 +289,55 @@ def _live_days(demo: _Demo, day0: date) -> None:
             raise DemoError("day 1 suspended nobody: the warned users were not actioned")
         if label == "delete" and not done["delete"]:
             raise DemoError("day 8 deleted nobody: the actioned users were not deleted")
+        if label == "delete":
+            _restore_request(demo, day, manifest)
     print(f"  audit CSVs: {demo.audit_dir}")
+
+
+def _restore_request(demo: _Demo, day: date, delete_manifest: Mapping[str, object]) -> None:
+    """One user whose account was just deleted asks for it back through the service desk."""
+    with Path(str(delete_manifest["csv_path"])).open(encoding="utf-8", newline="") as handle:
+        deleted = [
+            row
+            for row in csv.DictReader(handle)
+            if row["proposed_action"] == "delete"
+            and row["outcome"].startswith("done")
+            and "14-day" in row["outcome"]
+        ]
+    if not deleted:
+        raise DemoError("no account pending deletion to restore")
+    requester = deleted[0]
+    info = _get_json(f"{demo.sandbox_url}/_sim/info")
+    token = base64.b64encode(f"{info['site_email']}:{info['site_token']}".encode()).decode()
+    body = {
+        "serviceDeskId": str(info["service_desk_id"]),
+        "requestTypeId": str(info["restore_request_type_id"]),
+        "requestFieldValues": {"summary": "Please restore my Atlassian access"},
+        "raiseOnBehalfOf": requester["account_id"],
+    }
+    request = urllib.request.Request(
+        f"{demo.sandbox_url}/rest/servicedeskapi/request",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        key = json.load(response)["issueKey"]
+    seq = demo.last_call()
+    _, manifest = demo.run_dag(day, live=True, dag_id=RESTORE_DAG_ID)
+    with Path(str(manifest["csv_path"])).open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    status = _get_json(f"{demo.sandbox_url}/_sim/users?accountId={requester['account_id']}")["users"][0][
+        "status"
+    ]
+    writes = demo.writes_since(seq)
+    print(
+        f"  {day.isoformat()} (restore request {key} from {requester['name']}, deleted that day): "
+        f"account now {status}; Atlassian writes {', '.join(f'{k} {v}' for k, v in sorted(writes.items()))}; "
+        f"{len(rows)} open restore requests answered (see {demo.audit_dir / 'restore'})"
+    )
+    if status != "active":
+        raise DemoError(f"restore request {key} did not restore {requester['account_id']} (status {status})")
 
 
 def _check_run_succeeded(output: str, log_path: Path) -> None:
