@@ -20,32 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-#: Column order of the audit CSV (documented in the README; append only, never reorder).
-AUDIT_COLUMNS: tuple[str, ...] = (
-    "run_id",
-    "as_of",
-    "mode",
-    "account_id",
-    "email",
-    "name",
-    "account_type",
-    "claim_status",
-    "status",
-    "product_last_active",
-    "days_inactive",
-    "inactive_products",
-    "rule",
-    "stage",
-    "proposed_action",
-    "planned_action",
-    "products_to_remove",
-    "action_date",
-    "days_until_action",
-    "warning_lead_days",
-    "reason",
-    "protected_by",
-    "outcome",
-)
+from atlassian_cleanup.records import PLAN_COLUMNS
+
+#: Column order of the audit CSV: the run, then every plan column, then what the run did.
+AUDIT_COLUMNS: tuple[str, ...] = ("run_id", "as_of", "mode", *PLAN_COLUMNS, "outcome")
 
 # Spreadsheet programs evaluate cells that start with these characters (OWASP CSV injection).
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

@@ -105,9 +105,9 @@ import pandas as pd
 
 from atlassian_cleanup.policy import Policy
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
-from atlassian_cleanup.records import UserRecord, format_timestamp, parse_timestamp
+from atlassian_cleanup.records import PLAN_COLUMNS, UserRecord, format_timestamp, parse_timestamp
 
-#: Plan columns, in order, with their types:
+#: The plan's columns (:data:`atlassian_cleanup.records.PLAN_COLUMNS`), in order, with their types:
 #:
 #: ``account_id`` str; ``email``, ``name`` str or None; ``account_type`` str; ``claim_status`` str or
 #: None; ``status`` str (Atlassian's composite status); ``product_last_active`` str (JSON object,
@@ -123,28 +123,6 @@ from atlassian_cleanup.records import UserRecord, format_timestamp, parse_timest
 #: that follows at ``action_date``: equal to ``proposed_action`` on action rows, the coming action
 #: on warning rows, ``none`` when nothing is planned); ``time_zone`` str or None (the user's IANA
 #: zone from Atlassian, carried only to word dates in warning e-mails; decisions are in UTC).
-PLAN_COLUMNS: tuple[str, ...] = (
-    "account_id",
-    "email",
-    "name",
-    "account_type",
-    "claim_status",
-    "status",
-    "product_last_active",
-    "days_inactive",
-    "inactive_products",
-    "action_date",
-    "days_until_action",
-    "rule",
-    "stage",
-    "proposed_action",
-    "products_to_remove",
-    "warning_lead_days",
-    "reason",
-    "protected_by",
-    "planned_action",
-    "time_zone",
-)
 
 PROPOSED_ACTIONS: tuple[str, ...] = (
     "none",

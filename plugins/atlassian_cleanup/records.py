@@ -36,6 +36,32 @@ class UserRecord(TypedDict):
     time_zone: str | None
 
 
+#: Columns of a plan row, in order (types and meaning: see :mod:`atlassian_cleanup.planner`). Kept
+#: here, beside the user record, so the audit writer can use them without importing pandas.
+PLAN_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "email",
+    "name",
+    "account_type",
+    "claim_status",
+    "status",
+    "product_last_active",
+    "days_inactive",
+    "inactive_products",
+    "action_date",
+    "days_until_action",
+    "rule",
+    "stage",
+    "proposed_action",
+    "products_to_remove",
+    "warning_lead_days",
+    "reason",
+    "protected_by",
+    "planned_action",
+    "time_zone",
+)
+
+
 def parse_timestamp(value: str | None) -> datetime | None:
     """Parse an Atlassian ISO-8601 timestamp or date (``2026-09-14T08:12:00Z``, ``2026-09-14``)."""
     if not value:
