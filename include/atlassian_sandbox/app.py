@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from email.utils import parseaddr
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -1215,7 +1216,7 @@ def create_app(runtime: Runtime) -> SimMiddleware:
                 reporter = found
             created = state.create_request(
                 str(body["serviceDeskId"]), str(body["requestTypeId"]), reporter.account_id, summary,
-                str(fields.get("description") or ""),
+                str(fields.get("description") or ""), channel="api",
             )  # fmt: skip
             created.participants = [str(p) for p in body.get("requestParticipants") or []]
             return J(views.jsm_request(state, created, base_url(request), set()), 201)
@@ -1442,6 +1443,40 @@ def create_app(runtime: Runtime) -> SimMiddleware:
             except (KeyError, ValueError, SandboxError) as exc:
                 return J({"error": str(exc)}, 400)
             return J(state.ground_truth(user))
+
+    @sim.post("/jsm/email")
+    async def sim_jsm_email(request: Request) -> Response:
+        """An e-mail to the service desk's address, processed as JSM's e-mail channel does."""
+        body = await json_body(request, "sim")
+        if not isinstance(body, dict) or not body.get("from"):
+            return J({"error": "'from' (the sender's address) is required"}, 400)
+        name, address = parseaddr(str(body["from"]))
+        if "@" not in address:
+            return J({"error": f"not an e-mail address: {body['from']!r}"}, 400)
+        desk_id, type_id = body.get("serviceDeskId"), body.get("requestTypeId")
+        with st().lock:
+            state = st()
+            try:
+                created, new_customer = state.email_request(
+                    address,
+                    name,
+                    str(body.get("subject") or ""),
+                    str(body.get("body") or ""),
+                    str(desk_id) if desk_id else None,
+                    str(type_id) if type_id else None,
+                )
+            except SandboxError as exc:
+                if exc.kind == "rejected":
+                    return J({"processed": False, "reason": exc.message})
+                return J({"error": exc.message}, 404 if exc.kind == "not_found" else 400)
+            return J(
+                {
+                    "processed": True,
+                    "customerCreated": new_customer,
+                    "request": views.jsm_request(state, created, rt.base_url or base_url(request), set()),
+                },
+                201,
+            )
 
     for router in (admin, usermgmt, site, sim):
         app.include_router(router)

@@ -56,6 +56,13 @@ class SandboxConfig:
     # Product key (v1 style: jira-software, confluence, jira-servicedesk) -> seat cap override.
     seat_caps: dict[str, int] = field(default_factory=dict)
     deletion_grace_days: int = 14
+    # JSM e-mail channel (``POST /_sim/jsm/email``): what happens to mail from an address no
+    # Atlassian account has. Atlassian: "anyone can email" projects turn the sender into a new
+    # portal-only customer; projects whose customers are added by an agent do not process it.
+    jsm_email_unknown_sender: str = "reject"  # "reject" | "create_customer"
+    # The request channel (portal | email | api) is not in the documented CustomerRequest shape;
+    # when on, JSM request objects carry it as ``"channel"``.
+    jsm_request_channel: bool = False
 
     # --- performance / failure injection ------------------------------------------------------
     latency_ms: float = 0.0
@@ -108,6 +115,8 @@ class SandboxConfig:
             raise ValueError("lifecycle_delete_success_code must be 200 or 204")
         if self.v2_last_page_next not in ("absent", "null"):
             raise ValueError("v2_last_page_next must be 'absent' or 'null'")
+        if self.jsm_email_unknown_sender not in ("reject", "create_customer"):
+            raise ValueError("jsm_email_unknown_sender must be 'reject' or 'create_customer'")
         if self.admin_reset_format not in ("minute", "second"):
             raise ValueError("admin_reset_format must be 'minute' or 'second'")
         for name in ("chaos_429", "chaos_503", "chaos_500", "chaos_drop_before", "chaos_drop_after"):

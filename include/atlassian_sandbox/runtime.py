@@ -150,6 +150,8 @@ class Runtime:
         state.seat_overrides = dict(self.config.seat_caps)
         state.consistency_delay_s = self.config.eventual_consistency_ms / 1000.0
         state.deletion_grace_days = self.config.deletion_grace_days
+        state.email_unknown_sender = self.config.jsm_email_unknown_sender
+        state.expose_request_channel = self.config.jsm_request_channel
 
     def reset(
         self, users: int | None = None, seed: int | None = None, as_of: date | str | None = None

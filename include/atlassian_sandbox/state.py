@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -208,6 +209,7 @@ class Comment:
 
 class CustomerRequest:
     __slots__ = (
+        "channel",
         "comments",
         "created",
         "description",
@@ -231,6 +233,7 @@ class CustomerRequest:
         self.service_desk_id = service_desk_id
         self.request_type_id = request_type_id
         self.reporter = reporter
+        self.channel = "portal"  # portal | email | api: how the request reached JSM
         self.summary = ""
         self.description = ""
         self.status = "Waiting for support"
@@ -272,6 +275,8 @@ class OrgState:
         self.seat_overrides: dict[str, int] = {}
         self.consistency_delay_s = 0.0
         self.deletion_grace_days = 14
+        self.email_unknown_sender = "reject"  # JSM e-mail channel, mail from an unknown address
+        self.expose_request_channel = False
         self._stale: dict[str, tuple[float, User]] = {}
         self.pending_deletion: set[str] = set()
         self._version = 0  # bumped by every write; lets caches notice changes
@@ -592,7 +597,14 @@ class OrgState:
 
     # ------------------------------------------------------------------ JSM (§6)
     def create_request(
-        self, service_desk_id: str, request_type_id: str, reporter: str, summary: str, description: str
+        self,
+        service_desk_id: str,
+        request_type_id: str,
+        reporter: str,
+        summary: str,
+        description: str,
+        *,
+        channel: str = "portal",
     ) -> CustomerRequest:
         desk = next((d for d in self.service_desks if service_desk_id in (d["id"], d["projectKey"])), None)
         if desk is None:
@@ -614,6 +626,7 @@ class OrgState:
         request = CustomerRequest(
             str(10000 + number), f"{desk['projectKey']}-{number}", desk["id"], rtype["id"], reporter
         )
+        request.channel = channel
         request.summary = summary
         request.description = description
         request.created = self.now()
@@ -623,6 +636,55 @@ class OrgState:
         self.request_order.append(request.key)
         self._version += 1
         return request
+
+    def email_request(
+        self,
+        sender: str,
+        sender_name: str,
+        subject: str,
+        body: str,
+        service_desk_id: str | None = None,
+        request_type_id: str | None = None,
+    ) -> tuple[CustomerRequest, bool]:
+        """An inbound e-mail to the desk, turned into a request the way JSM's e-mail channel does.
+
+        The reporter is the account whose e-mail is the sender's (the body is only the
+        description: an address named in it is nobody's request). A sender no account has is
+        rejected (``kind == "rejected"``) or becomes a new portal-only customer, as
+        ``email_unknown_sender`` says. Returns the request and whether a customer was created.
+        """
+        if not self.service_desks:
+            raise SandboxError("not_found", "No service desk receives e-mail")
+        desk_id = service_desk_id or self.service_desks[0]["id"]
+        desk = next((d for d in self.service_desks if desk_id in (d["id"], d["projectKey"])), None)
+        if desk is None:
+            raise SandboxError("not_found", f"Service desk {desk_id} does not exist")
+        type_id = request_type_id or next(
+            (t["id"] for t in self.request_types if t["serviceDeskId"] == desk["id"]), ""
+        )
+        reporter = self.user_by_email(sender)
+        created = False
+        if reporter is None:
+            if self.email_unknown_sender != "create_customer":
+                message = f"{sender} is not a customer of {desk['projectKey']}: the e-mail was not processed"
+                raise SandboxError("rejected", message)
+            reporter = self.create_customer(sender, sender_name)
+            created = True
+        request = self.create_request(
+            desk["id"], type_id, reporter.account_id, subject.strip() or "(no subject)", body, channel="email"
+        )
+        return request, created
+
+    def create_customer(self, email: str, name: str = "") -> User:
+        """A portal-only customer account (``qm:`` id, no groups, not in the directory)."""
+        account_id = f"qm:{uuid.uuid5(uuid.NAMESPACE_URL, 'mailto:' + email.lower())}"
+        user = User(account_id, "customer", name or email.split("@", 1)[0], email)
+        user.populations = ("customer",)
+        user.added_to_org = self.now()
+        self.users[account_id] = user
+        self.user_order.append(account_id)
+        self._version += 1
+        return user
 
     def request(self, key: str) -> CustomerRequest:
         request = self.requests.get(key) or next(

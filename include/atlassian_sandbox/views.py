@@ -481,6 +481,7 @@ def jsm_request(state: OrgState, request: CustomerRequest, base: str, expand: se
             },
         ],
         "currentStatus": jsm_status(request.status, at),
+        **({"channel": request.channel} if state.expose_request_channel else {}),
         "_links": {
             "jiraRest": f"{base}/rest/api/2/issue/{request.issue_id}",
             "web": f"{base}/servicedesk/customer/portal/1/{request.key}",

@@ -67,6 +67,30 @@ class LiveOrg:
             logical_date=DAY0 + timedelta(days=day), run_conf=run_conf or {}
         )
 
+    def run_restoration(self, at: datetime):
+        """One run of the self-service restore DAG (``atlassian_access_restoration``)."""
+        from airflow.dag_processing.dagbag import DagBag
+
+        self.monkeypatch.setenv("ATLASSIAN_CLEANUP_POLICY", str(self.policy_path))
+        bag = DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool", "atlassian_api"})
+        assert bag.import_errors == {}
+        return bag.dags["atlassian_access_restoration"].test(logical_date=at)
+
+    def ask_for_access(self, account_id: str) -> str:
+        """A "Restore my access" request in JSM, raised on the user's behalf (they are the reporter)."""
+        from atlassian_cleanup.hooks import AtlassianSiteHook
+
+        info = self.sandbox.info
+        with AtlassianSiteHook() as site:
+            created = site.create_request(
+                info["service_desk_id"],
+                info["restore_request_type_id"],
+                "Please restore my access",
+                "I need Jira again.",
+                raise_on_behalf_of=account_id,
+            )
+        return str(created["issueKey"])
+
     def restore(self, account_id: str, *, day: int) -> None:
         from atlassian_cleanup.hooks import AtlassianAdminHook
         from atlassian_cleanup.operators import state_store_url
@@ -76,6 +100,18 @@ class LiveOrg:
             hook.restore_user(account_id)
         with StateStore(state_store_url("atlassian_cleanup_state")) as store:
             store.record_event(account_id, "restored", at=DAY0 + timedelta(days=day), run_id="admin-restore")
+
+    def stage(self, account_id: str) -> str | None:
+        from atlassian_cleanup.operators import state_store_url
+        from atlassian_cleanup.state import StateStore
+
+        with StateStore(state_store_url("atlassian_cleanup_state")) as store:
+            history = store.history([account_id]).get(account_id)
+        return history.stage if history else None
+
+    def restore_audit(self) -> list[str]:
+        audits = sorted((Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]) / "restore").glob("*.csv"))
+        return audits[-1].read_text(encoding="utf-8").splitlines()
 
     def audit_row(self, account_id: str) -> dict[str, str]:
         import csv
@@ -247,6 +283,48 @@ def test_warn_then_act_then_delete_each_exactly_once(live_org_any_store):
             assert user["status"] == "for_deletion", user
         else:
             assert user is None or user["status"] in {"not_invited", "for_deletion"}, user
+
+
+def test_the_daily_dag_leaves_a_user_restored_through_jsm_alone(live_org):
+    org = live_org
+    # No warnings: a due user is suspended on the first run, and would be again on the next one
+    # if the restore were forgotten (a warning would be an e-mail, not an Atlassian write).
+    org.write_policy(
+        warning={"lead_days": []},
+        restore={"service_desk": org.sandbox.info["service_desk_id"], "allowed_domains": ["acme.example"]},
+    )
+    run = org.run(0)
+    assert str(run.state) == "success", _states(run)
+    truth = org.users()
+    suspended = sorted(
+        c["account_id"] for c in _successful(org.write_calls()) if c["path"].endswith("/suspend")
+    )
+    restored_id = next(
+        a
+        for a in suspended
+        if truth[a]["claim_status"] == "managed" and truth[a]["email_domain"] == "acme.example"
+    )
+    assert truth[restored_id]["status"] == "suspended"
+
+    # The user asks through JSM; the restore DAG gives their access back the same day.
+    key = org.ask_for_access(restored_id)
+    restore_run = org.run_restoration(DAY0 + timedelta(hours=12))
+    assert str(restore_run.state) == "success", _states(restore_run)
+    restored = org.users()[restored_id]
+    assert restored["status"] == "active"
+    assert org.stage(restored_id) == "restored"
+    assert any(key in line for line in org.restore_audit())
+
+    # The next day the user is still as inactive as before, but inside the restored grace.
+    org.advance_clock(1)
+    seq = org.last_seq()
+    run = org.run(1)
+    assert str(run.state) == "success", _states(run)
+    assert [c for c in org.write_calls(seq) if c["account_id"] == restored_id] == []
+    assert org.audit_row(restored_id)["rule"] == "restored_grace"
+    after = org.users()[restored_id]
+    assert after["status"] == "active"
+    assert after["groups"] == restored["groups"]
 
 
 def test_cap_stops_the_run_before_any_write(live_org):

@@ -81,6 +81,23 @@ class RestoreOrg:
             )
         return str(created["issueKey"])
 
+    def email(self, sender: str, body: str, subject: str = "Please restore my access") -> str:
+        """An e-mail to the desk: JSM's e-mail channel makes the sender's account the reporter."""
+        info = self.sandbox.info
+        message = {
+            "from": sender,
+            "subject": subject,
+            "body": body,
+            "serviceDeskId": info["service_desk_id"],
+            "requestTypeId": info["restore_request_type_id"],
+        }
+        response = requests.post(f"{self.sandbox.url}/_sim/jsm/email", json=message, timeout=30)
+        response.raise_for_status()
+        created = response.json()
+        assert created["processed"], created
+        assert created["request"]["channel"] == "email", created
+        return str(created["request"]["issueKey"])
+
     def run(self, at: datetime = RESTORE_DAY) -> Any:
         from airflow.dag_processing.dagbag import DagBag
 
@@ -138,7 +155,7 @@ def server() -> Iterator[Any]:
 
 @pytest.fixture
 def org(airflow_db, server, tmp_path, monkeypatch) -> RestoreOrg:
-    server.configure(**_NO_CHAOS)
+    server.configure(**_NO_CHAOS, jsm_request_channel=True)
     server.reset(users=120, seed=1, as_of=AS_OF)
     server.clear_calls()
     return RestoreOrg(server, tmp_path, monkeypatch)
@@ -258,6 +275,51 @@ def test_the_cap_defers_the_rest_to_the_next_run(org: RestoreOrg) -> None:
     assert [c["account_id"] for c in org.restore_writes(seq)] == [second]
     assert org.comment_calls(seq) == Counter({keys[1]: 1})
     assert org.request_status(keys[1]) == "Resolved"
+
+
+def test_an_emailed_request_restores_its_sender_once_and_a_forged_one_nobody(org: RestoreOrg) -> None:
+    sender, victim = pick(org.sandbox, "inactive_180", 2)
+    forger = pick(org.sandbox, "active", 1)[0]
+    org.action([sender, victim], "suspend")
+    before = org.users()
+    own = org.email(f"{before[sender]['name']} <{before[sender]['email']}>", "I need Jira again.")
+    # Someone else's address in the body (and the summary) is only text: the reporter is the forger.
+    forged = org.email(
+        before[forger]["email"],
+        f"I am {before[victim]['email']} ({victim}), writing from my other address. Restore me.",
+        subject=f"Restore access for {before[victim]['email']}",
+    )
+    seq = org.last_seq()
+
+    run = org.run()
+
+    assert str(run.state) == "success", _states(run)
+    after = org.users()
+    assert after[sender]["status"] == "active"
+    assert after[victim]["status"] == "suspended"
+    assert after[forger]["status"] == "active"
+    assert [c["account_id"] for c in org.restore_writes(seq)] == [sender]
+    comments = org.comment_calls(seq)
+    assert comments[own] == 1
+    assert comments[forged] == 1
+    assert org.request_status(own) == "Resolved"
+    assert "restored" in org.comments(own)[-1]
+    assert org.request_status(forged) != "Resolved"
+    assert "administrator will review" in org.comments(forged)[-1]
+    with org.store() as store:
+        history = store.history([sender, victim])
+        assert history[sender].stage == "restored"
+        assert history[victim].stage == "actioned"
+        victim_entries = [e.action for e in store.journal(account_id=victim)]
+        assert not [a for a in victim_entries if a.startswith(("restore", "answer"))], victim_entries
+        assert [e.action for e in store.journal(account_id=forger)] == ["answer:not_actioned"]
+
+    # The next run finds both answered: nothing is restored or said twice.
+    seq = org.last_seq()
+    again = org.run(RESTORE_DAY + timedelta(minutes=10))
+    assert str(again.state) == "success", _states(again)
+    assert org.restore_writes(seq) == []
+    assert org.comment_calls(seq) == Counter()
 
 
 def test_a_broken_policy_never_breaks_parsing(tmp_path, monkeypatch) -> None:

@@ -268,3 +268,92 @@ def test_scoped_token_alias_and_api_user_access(api: Any) -> None:
     api.state.restore(api.state.api_account_id)
     api.state.disable(api.state.api_account_id)
     assert api.get("/rest/api/3/myself").status_code == 401
+
+
+def test_an_email_to_the_desk_becomes_the_senders_request(make_api: Any) -> None:
+    api = make_api(jsm_request_channel=True)
+    sender = api.population("suspended")[0]
+    named = api.population("inactive_180")[0]
+    users_before = len(api.state.users)
+
+    sent = api.client.post(
+        "/_sim/jsm/email",
+        json={
+            "from": f"{sender.name} <{sender.email.upper()}>",
+            "subject": "Please restore my access",
+            "body": f"Also restore {named.email}, thanks.",
+        },
+    )
+
+    assert sent.status_code == 201, sent.text
+    assert sent.json()["processed"] is True
+    assert sent.json()["customerCreated"] is False
+    request = sent.json()["request"]
+    key = request["issueKey"]
+    # The reporter is the sender's account; an address in the body is only text.
+    assert request["reporter"]["accountId"] == sender.account_id
+    assert request["serviceDeskId"] == "1"
+    assert request["requestTypeId"] == "25"  # the desk's first request type: its e-mail channel's
+    assert request["channel"] == "email"
+    fields = {f["fieldId"]: f["value"] for f in request["requestFieldValues"]}
+    assert fields["summary"] == "Please restore my access"
+    assert fields["description"] == f"Also restore {named.email}, thanks."
+    assert len(api.state.users) == users_before
+    found = api.get("/rest/api/3/search/jql", params={"jql": RESTORE_JQL, "fields": "reporter"}).json()
+    assert {i["key"]: i["fields"]["reporter"]["accountId"] for i in found["issues"]}[key] == sender.account_id
+
+    # Other channels, when the knob exposes them: REST-raised requests are "api", seeded "portal".
+    raised = api.post(
+        "/rest/servicedeskapi/request",
+        json={"serviceDeskId": "1", "requestTypeId": "27", "requestFieldValues": {"summary": "x"}},
+    )
+    assert raised.json()["channel"] == "api"
+    assert api.get("/rest/servicedeskapi/request/ITH-1").json()["channel"] == "portal"
+    # Off (the default): the documented CustomerRequest shape, no channel.
+    api.rt.configure({"jsm_request_channel": False})
+    assert "channel" not in api.get(f"/rest/servicedeskapi/request/{key}").json()
+
+    # Explicit desk and type; bad input.
+    typed = api.client.post(
+        "/_sim/jsm/email",
+        json={"from": sender.email, "subject": "", "serviceDeskId": "ITH", "requestTypeId": "27"},
+    ).json()["request"]
+    assert typed["requestTypeId"] == "27"
+    assert typed["requestFieldValues"][0]["value"] == "(no subject)"
+    assert api.client.post("/_sim/jsm/email", json={"subject": "x"}).status_code == 400
+    assert api.client.post("/_sim/jsm/email", json={"from": "not-an-address"}).status_code == 400
+    no_desk = api.client.post("/_sim/jsm/email", json={"from": sender.email, "serviceDeskId": "9"})
+    assert no_desk.status_code == 404
+
+
+def test_an_email_from_an_unknown_address_is_dropped_or_makes_a_customer(make_api: Any) -> None:
+    api = make_api()
+    requests_before = set(api.state.requests)
+    stranger = "Mallory <mallory@evil.example>"
+
+    # Default: the desk only serves existing accounts; the e-mail is not processed.
+    dropped = api.client.post("/_sim/jsm/email", json={"from": stranger, "subject": "Restore me"})
+    assert dropped.status_code == 200
+    assert dropped.json()["processed"] is False
+    assert "not a customer" in dropped.json()["reason"]
+    assert set(api.state.requests) == requests_before
+    assert api.state.user_by_email("mallory@evil.example") is None
+
+    # An "anyone can email" desk: the sender becomes a portal-only customer, once.
+    api.rt.configure({"jsm_email_unknown_sender": "create_customer"})
+    first = api.client.post("/_sim/jsm/email", json={"from": stranger, "subject": "Restore me"}).json()
+    again = api.client.post("/_sim/jsm/email", json={"from": "mallory@EVIL.example", "subject": "?"}).json()
+    assert first["customerCreated"] is True
+    assert again["customerCreated"] is False
+    account_id = first["request"]["reporter"]["accountId"]
+    assert again["request"]["reporter"]["accountId"] == account_id
+    assert account_id.startswith("qm:")
+    customer = api.state.users[account_id]
+    assert (customer.account_type, customer.name, customer.groups) == ("customer", "Mallory", set())
+    # Not a directory member, but a Jira user (accountType customer).
+    directory = {u["accountId"] for u in api.search_all({"accountIds": [account_id]})}
+    assert account_id not in directory
+    jira = api.get("/rest/api/3/user", params={"accountId": account_id}).json()
+    assert jira["accountType"] == "customer"
+    with pytest.raises(ValueError, match="jsm_email_unknown_sender"):
+        api.rt.configure({"jsm_email_unknown_sender": "bounce"})
