@@ -662,7 +662,9 @@ class ExportAuditOperator(BaseOperator):
         outcome_by_account: dict[str, str] = {}
         for stage_outcomes in _as_list(self.outcomes):
             outcome_by_account.update(stage_outcomes or {})
-        summary = _plan_summary(self.plan)
+        from atlassian_cleanup.planner import summarise_plan
+
+        summary = summarise_plan(self.plan)
         if failed_upstream:
             summary["failed_tasks"] = failed_upstream
         rows = (
@@ -774,14 +776,3 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, Iterable) and not isinstance(value, str):
         return list(value)
     return [value]
-
-
-def _plan_summary(plan: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    actions = Counter(row.get("proposed_action") or "none" for row in plan)
-    protected = Counter(str(row["protected_by"]).split(":", 1)[0] for row in plan if row.get("protected_by"))
-    return {
-        "users": len(plan),
-        "proposed_actions": dict(sorted(actions.items())),
-        "protected": sum(protected.values()),
-        "protected_by_kind": dict(sorted(protected.items())),
-    }

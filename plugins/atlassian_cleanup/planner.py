@@ -1003,19 +1003,25 @@ def plan_to_records(plan: pd.DataFrame) -> list[dict[str, Any]]:
             gc.enable()
 
 
-def summarise_plan(plan: pd.DataFrame) -> dict[str, Any]:
-    """Counts for logs and run summaries.
+def summarise_plan(plan: pd.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Counts for logs and run summaries, from a plan frame or its records (the XCom form).
 
     ``{"total", "by_action": {action: n}, "by_rule": {rule: n}, "writes": n, "protected": n,
     "protected_by_kind": {kind: n}}``; ``by_action`` lists every action (zeros included) and a
     protection kind is the part of ``protected_by`` before ``:`` (``group``, ``role``, ``api_user``).
     """
-    actions = Counter(plan["proposed_action"].tolist())
-    kinds = Counter(str(p).split(":", 1)[0] for p in plan["protected_by"].tolist() if p)
+
+    def column(name: str) -> list[Any]:
+        if isinstance(plan, pd.DataFrame):
+            return plan[name].tolist()
+        return [row.get(name) for row in plan]
+
+    actions = Counter(action or "none" for action in column("proposed_action"))
+    kinds = Counter(str(p).split(":", 1)[0] for p in column("protected_by") if p)
     return {
         "total": len(plan),
         "by_action": {action: int(actions.get(action, 0)) for action in PROPOSED_ACTIONS},
-        "by_rule": dict(sorted(Counter(plan["rule"].tolist()).items())),
+        "by_rule": dict(sorted(Counter(column("rule")).items())),
         "writes": int(sum(actions.get(a, 0) for a in WRITE_ACTIONS)),
         "protected": int(sum(kinds.values())),
         "protected_by_kind": dict(sorted(kinds.items())),
