@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from atlassian_cleanup.planner import WRITE_ACTIONS
 from atlassian_cleanup.policy import Policy
+from atlassian_cleanup.records import WRITE_ACTIONS
 
 #: Write action kinds in the order they are reported.
 CAP_KINDS: tuple[str, ...] = tuple(

@@ -96,7 +96,6 @@ import math
 import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -105,7 +104,13 @@ import pandas as pd
 
 from atlassian_cleanup.policy import Policy
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
-from atlassian_cleanup.records import PLAN_COLUMNS, UserRecord, format_timestamp, parse_timestamp
+from atlassian_cleanup.records import (
+    PLAN_COLUMNS,
+    PROPOSED_ACTIONS,
+    WRITE_ACTIONS,
+    UserHistory,
+    UserRecord,
+)
 
 #: The plan's columns (:data:`atlassian_cleanup.records.PLAN_COLUMNS`), in order, with their types:
 #:
@@ -124,18 +129,6 @@ from atlassian_cleanup.records import PLAN_COLUMNS, UserRecord, format_timestamp
 #: on warning rows, ``none`` when nothing is planned); ``time_zone`` str or None (the user's IANA
 #: zone from Atlassian, carried only to word dates in warning e-mails; decisions are in UTC).
 
-PROPOSED_ACTIONS: tuple[str, ...] = (
-    "none",
-    "warn",
-    "suspend",
-    "deactivate",
-    "remove_product_access",
-    "delete",
-)
-#: Proposed actions that write to Atlassian (what the safety caps count).
-WRITE_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access", "delete"})
-
-STAGES: tuple[str, ...] = ("active", "warned", "actioned", "pending_delete", "deleted", "restored")
 ADMIN_ROLES: tuple[str, ...] = ("atlassian/org-admin", "atlassian/site-admin", "atlassian/user-access-admin")
 
 _DAY = 86_400.0
@@ -161,62 +154,6 @@ _ACTION_VERBS = {
     "deactivate": "Deactivated",
     "remove_product_access": "Product access removed",
 }
-
-
-@dataclass(frozen=True)
-class UserHistory:
-    """What the state store knows about one user (all times UTC-aware, ISO strings accepted).
-
-    ``stage`` is one of :data:`STAGES`; ``last_warned_lead_days`` is the smallest lead-day bucket
-    already sent in the current warning cycle and ``warned_at`` when the latest warning went out;
-    ``actioned_at`` / ``actioned_action`` record this tool's last action, ``restored_at`` its last
-    restore.
-    """
-
-    stage: str = "active"
-    actioned_at: datetime | None = None
-    actioned_action: str | None = None
-    restored_at: datetime | None = None
-    last_warned_lead_days: int | None = None
-    warned_at: datetime | None = None
-
-    def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ValueError(f"UserHistory.stage must be one of {', '.join(STAGES)} (got {self.stage!r})")
-        for name in ("actioned_at", "restored_at", "warned_at"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = parse_timestamp(value)
-            elif isinstance(value, datetime):
-                if value.tzinfo is None:
-                    raise ValueError(f"UserHistory.{name} must be timezone-aware (got {value!r})")
-            elif value is not None:
-                raise TypeError(f"UserHistory.{name} must be a datetime, ISO string or None")
-            object.__setattr__(self, name, value)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> UserHistory:
-        """Build from a mapping with the field names (unknown keys are ignored)."""
-        names = (
-            "stage",
-            "actioned_at",
-            "actioned_action",
-            "restored_at",
-            "last_warned_lead_days",
-            "warned_at",
-        )
-        return cls(**{name: data[name] for name in names if name in data and data[name] is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-native form (timestamps as ISO-8601 UTC strings)."""
-        return {
-            "stage": self.stage,
-            "actioned_at": format_timestamp(self.actioned_at),
-            "actioned_action": self.actioned_action,
-            "restored_at": format_timestamp(self.restored_at),
-            "last_warned_lead_days": self.last_warned_lead_days,
-            "warned_at": format_timestamp(self.warned_at),
-        }
 
 
 # --------------------------------------------------------------------------------------------------

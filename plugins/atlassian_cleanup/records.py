@@ -8,6 +8,7 @@ so XCom carries plain data and the planner never sees an API shape.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -148,3 +149,75 @@ def user_record_from_jira(user: Mapping[str, Any]) -> UserRecord:
         last_active=None,
         time_zone=user.get("timeZone") or None,
     )
+
+
+#: What the planner may propose for a user.
+PROPOSED_ACTIONS: tuple[str, ...] = (
+    "none",
+    "warn",
+    "suspend",
+    "deactivate",
+    "remove_product_access",
+    "delete",
+)
+#: Proposed actions that write to Atlassian (what the safety caps count).
+WRITE_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access", "delete"})
+
+#: Stages of the per-user state machine (see :mod:`atlassian_cleanup.transitions`).
+STAGES: tuple[str, ...] = ("active", "warned", "actioned", "pending_delete", "deleted", "restored")
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """What the state store knows about one user (all times UTC-aware, ISO strings accepted).
+
+    ``stage`` is one of :data:`STAGES`; ``last_warned_lead_days`` is the smallest lead-day bucket
+    already sent in the current warning cycle and ``warned_at`` when the latest warning went out;
+    ``actioned_at`` / ``actioned_action`` record this tool's last action, ``restored_at`` its last
+    restore.
+    """
+
+    stage: str = "active"
+    actioned_at: datetime | None = None
+    actioned_action: str | None = None
+    restored_at: datetime | None = None
+    last_warned_lead_days: int | None = None
+    warned_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"UserHistory.stage must be one of {', '.join(STAGES)} (got {self.stage!r})")
+        for name in ("actioned_at", "restored_at", "warned_at"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = parse_timestamp(value)
+            elif isinstance(value, datetime):
+                if value.tzinfo is None:
+                    raise ValueError(f"UserHistory.{name} must be timezone-aware (got {value!r})")
+            elif value is not None:
+                raise TypeError(f"UserHistory.{name} must be a datetime, ISO string or None")
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UserHistory:
+        """Build from a mapping with the field names (unknown keys are ignored)."""
+        names = (
+            "stage",
+            "actioned_at",
+            "actioned_action",
+            "restored_at",
+            "last_warned_lead_days",
+            "warned_at",
+        )
+        return cls(**{name: data[name] for name in names if name in data and data[name] is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-native form (timestamps as ISO-8601 UTC strings)."""
+        return {
+            "stage": self.stage,
+            "actioned_at": format_timestamp(self.actioned_at),
+            "actioned_action": self.actioned_action,
+            "restored_at": format_timestamp(self.restored_at),
+            "last_warned_lead_days": self.last_warned_lead_days,
+            "warned_at": format_timestamp(self.warned_at),
+        }

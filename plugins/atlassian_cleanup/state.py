@@ -70,8 +70,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from atlassian_cleanup.planner import UserHistory
-from atlassian_cleanup.records import format_timestamp
+from atlassian_cleanup.records import UserHistory, format_timestamp
 from atlassian_cleanup.transitions import apply_event, starts_new_cycle
 
 __all__ = [

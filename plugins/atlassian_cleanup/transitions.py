@@ -67,7 +67,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from atlassian_cleanup.planner import STAGES, UserHistory
+from atlassian_cleanup.records import STAGES, UserHistory
 
 #: Every event the machine knows, in lifecycle order.
 EVENTS: tuple[str, ...] = (

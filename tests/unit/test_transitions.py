@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atlassian_cleanup.planner import STAGES, UserHistory, plan_actions, plan_to_records
+from atlassian_cleanup.planner import plan_actions, plan_to_records
 from atlassian_cleanup.policy import Policy
-from atlassian_cleanup.records import UserRecord, format_timestamp
+from atlassian_cleanup.records import STAGES, UserHistory, UserRecord, format_timestamp
 from atlassian_cleanup.transitions import (
     EVENTS,
     InvalidTransition,
