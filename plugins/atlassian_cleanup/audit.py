@@ -41,6 +41,9 @@ class AuditManifest:
     mode: str
     columns: list[str]
     summary: dict[str, Any]
+    #: SHA-256 of the effective policy (file plus the run's overrides), so an auditor can tell
+    #: which rules produced this file; None when the writer was not given one.
+    policy_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +66,12 @@ def neutralise_cell(value: Any) -> str:
     if text.startswith(_FORMULA_PREFIXES):
         return "'" + text
     return text
+
+
+def policy_fingerprint(policy: Mapping[str, Any]) -> str:
+    """SHA-256 of a policy's canonical JSON form (key order and whitespace do not matter)."""
+    canonical = json.dumps(policy, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def audit_file_stem(as_of: str, run_id: str) -> str:
@@ -92,6 +101,7 @@ def write_audit(
     as_of: str,
     mode: str,
     summary: Mapping[str, Any] | None = None,
+    policy: Mapping[str, Any] | None = None,
 ) -> AuditManifest:
     """Write ``<stem>.csv`` and ``<stem>.manifest.json`` into ``directory`` and return the manifest.
 
@@ -134,6 +144,7 @@ def write_audit(
         mode=mode,
         columns=list(AUDIT_COLUMNS),
         summary=dict(summary or {}),
+        policy_sha256=policy_fingerprint(policy) if policy is not None else None,
     )
     manifest_path = csv_path.with_name(f"{stem}.manifest.json")
     _atomic_write(

@@ -677,6 +677,7 @@ class ExportAuditOperator(BaseOperator):
             as_of=run_as_of(context).date().isoformat(),
             mode=mode_of(policy),
             summary=summary,
+            policy=policy.to_dict(),
         )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {

@@ -79,3 +79,17 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_audit(broken_rows(), tmp_path, run_id="r", as_of="2026-11-26", mode="dry_run")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_manifest_records_which_policy_produced_the_file(tmp_path):
+    from atlassian_cleanup.audit import policy_fingerprint
+
+    policy = {"dry_run": True, "inactivity": {"default_days": 90}}
+    manifest = write_audit(
+        [_row("x")], tmp_path, run_id="r", as_of="2026-11-26", mode="dry_run", policy=policy
+    )
+    assert manifest.policy_sha256 == policy_fingerprint({"inactivity": {"default_days": 90}, "dry_run": True})
+    assert manifest.policy_sha256 != policy_fingerprint({**policy, "dry_run": False})
+    on_disk = json.loads((tmp_path / (manifest.csv_file.removesuffix(".csv") + ".manifest.json")).read_text())
+    assert on_disk["policy_sha256"] == manifest.policy_sha256
+    assert verify_audit(manifest.csv_path).policy_sha256 == manifest.policy_sha256
