@@ -88,7 +88,8 @@ DEFAULT_DEACTIVATE_MESSAGE = (
     "Your Atlassian account was deactivated after a long period without activity. "
     "Contact your administrator if you need access again."
 )
-#: The v2 user search takes at most this many account ids per call.
+#: Users per concurrent re-read: one v2 search call each (the API's accountIds limit, which the hook
+#: also enforces in ``get_users``).
 READ_BATCH = 10
 _USER_EXPAND = ("productAccess", "groups")
 
@@ -447,14 +448,11 @@ class Enforcer:
         batches = [unique[i : i + READ_BATCH] for i in range(0, len(unique), READ_BATCH)]
         found: dict[str, dict[str, Any]] = {}
 
-        def read(batch: list[str]) -> list[dict[str, Any]]:
-            wanted = set(batch)
-            users = self._hook().iter_directory_users(filters={"accountIds": batch}, expand=_USER_EXPAND)
-            return [user for user in users if user.get("accountId") in wanted]
+        def read(batch: list[str]) -> dict[str, dict[str, Any]]:
+            return self._hook().get_users(batch, expand=_USER_EXPAND)
 
         for users in pool.map(read, batches):
-            for user in users:
-                found[str(user["accountId"])] = user
+            found.update(users)
         self.log.info("Re-read %d of %d planned users from Atlassian before writing", len(found), len(unique))
         return found
 
@@ -462,8 +460,7 @@ class Enforcer:
         return self._read_users_quiet([account_id]).get(account_id)
 
     def _read_users_quiet(self, account_ids: list[str]) -> dict[str, dict[str, Any]]:
-        users = self._hook().iter_directory_users(filters={"accountIds": account_ids}, expand=_USER_EXPAND)
-        return {str(user["accountId"]): user for user in users if user.get("accountId") in account_ids}
+        return self._hook().get_users(account_ids, expand=_USER_EXPAND)
 
     def _run(
         self,

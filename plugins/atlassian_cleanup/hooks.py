@@ -568,6 +568,30 @@ class AtlassianAdminHook(_AtlassianHttpHook):
 
         yield from iter_v2_cursor(fetch, on_page=on_page)
 
+    #: Most ids the v2 search accepts in one ``accountIds`` filter.
+    MAX_ACCOUNT_IDS_PER_SEARCH = 10
+
+    def get_users(
+        self, account_ids: Sequence[str], *, expand: Sequence[str] = ("productAccess", "groups")
+    ) -> dict[str, dict[str, Any]]:
+        """
+        Read users by id with the v2 search, :attr:`MAX_ACCOUNT_IDS_PER_SEARCH` ids per call.
+
+        :param account_ids: Atlassian account ids (duplicates are read once).
+        :param expand: v2 search expansions.
+        :return: ``{account_id: user}``; ids the directory does not list are absent.
+        """
+        unique = list(dict.fromkeys(str(account_id) for account_id in account_ids))
+        found: dict[str, dict[str, Any]] = {}
+        step = self.MAX_ACCOUNT_IDS_PER_SEARCH
+        for start in range(0, len(unique), step):
+            batch = unique[start : start + step]
+            wanted = set(batch)
+            for user in self.iter_directory_users(filters={"accountIds": batch}, expand=tuple(expand)):
+                if user.get("accountId") in wanted:
+                    found[str(user["accountId"])] = user
+        return found
+
     def iter_managed_accounts(self, *, on_page: OnPage | None = None) -> Iterator[dict[str, Any]]:
         """
         Yield the organization's managed accounts (``GET /admin/v1/orgs/{orgId}/users``, snake_case).

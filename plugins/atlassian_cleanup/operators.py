@@ -649,7 +649,7 @@ class ExportAuditOperator(BaseOperator):
         from atlassian_cleanup.audit import write_audit
 
         policy = resolve_policy(self.policy_path, context["params"])
-        failed_upstream = self._failed_upstream(context)
+        failed_upstream = failed_upstream_tasks(self, context)
         if self.plan is None:
             # Runs with trigger rule all_done. Without a plan there is nothing to audit; the run
             # must still end failed (a skipped leaf would make it look green).
@@ -660,7 +660,7 @@ class ExportAuditOperator(BaseOperator):
                 )
             raise AirflowSkipException("export_audit: no plan was produced; nothing to export")
         outcome_by_account: dict[str, str] = {}
-        for stage_outcomes in _as_list(self.outcomes):
+        for stage_outcomes in as_list(self.outcomes):
             outcome_by_account.update(stage_outcomes or {})
         from atlassian_cleanup.planner import summarise_plan
 
@@ -759,21 +759,22 @@ class ExportAuditOperator(BaseOperator):
         )
         return f"sent: {subject}"
 
-    def _failed_upstream(self, context: Context) -> list[str]:
-        states = context["ti"].get_task_states(
-            dag_id=self.dag_id,
-            task_ids=sorted(self.upstream_list and self.get_flat_relative_ids(upstream=True)),
-            run_ids=[context["run_id"]],
-        )
-        by_task = states.get(context["run_id"], {})
-        return sorted(task for task, state in by_task.items() if state in ("failed", "upstream_failed"))
 
-
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """A templated field that may hold one XCom value or a list of them, as a list."""
     if value is None:
         return []
-    if isinstance(value, Mapping):
-        return [value]
-    if isinstance(value, Iterable) and not isinstance(value, str):
+    if isinstance(value, Iterable) and not isinstance(value, (str, Mapping)):
         return list(value)
     return [value]
+
+
+def failed_upstream_tasks(task: BaseOperator, context: Context) -> list[str]:
+    """Upstream tasks of ``task`` that failed in this run (for an ``all_done`` audit task)."""
+    states = context["ti"].get_task_states(
+        dag_id=task.dag_id,
+        task_ids=sorted(task.get_flat_relative_ids(upstream=True)),
+        run_ids=[context["run_id"]],
+    )
+    by_task = states.get(context["run_id"], {})
+    return sorted(name for name, state in by_task.items() if state in ("failed", "upstream_failed"))

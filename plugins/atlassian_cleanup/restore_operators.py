@@ -15,14 +15,21 @@ Logs carry counts and request keys, never tokens, request texts or whole user li
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from atlassian_cleanup.operators import mode_of, open_state_store, resolve_policy, run_as_of
+from atlassian_cleanup.operators import (
+    as_list,
+    failed_upstream_tasks,
+    mode_of,
+    open_state_store,
+    resolve_policy,
+    run_as_of,
+)
 from atlassian_cleanup.restore_rules import (
     DEFERRED,
     RESTORE,
@@ -39,7 +46,6 @@ if TYPE_CHECKING:
     from atlassian_cleanup.policy import Policy
 
 #: The v2 user search takes at most this many account ids per call.
-_READ_BATCH = 10
 _MAX_LINES = 200
 
 
@@ -170,15 +176,8 @@ class EvaluateRestoreRulesOperator(BaseOperator):
 
 
 def read_accounts(admin: Any, account_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Directory users by id (with groups), 10 ids per v2 search call; absent ids are missing."""
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(account_ids), _READ_BATCH):
-        batch = list(account_ids[start : start + _READ_BATCH])
-        wanted = set(batch)
-        for user in admin.iter_directory_users(filters={"accountIds": batch}, expand=("groups",)):
-            if user.get("accountId") in wanted:
-                found[str(user["accountId"])] = user
-    return found
+    """Directory users by id (with groups); absent ids are missing."""
+    return admin.get_users(account_ids, expand=("groups",))
 
 
 def _group_ids(account: Mapping[str, Any] | None) -> set[str]:
@@ -525,10 +524,10 @@ class ExportRestoreAuditOperator(BaseOperator):
 
         policy = resolve_policy(self.policy_path, context["params"])
         merged: dict[str, dict[str, Any]] = {}
-        for stage in _as_list(self.stages):
+        for stage in as_list(self.stages):
             for row in stage or []:
                 merged.setdefault(row["request_key"], {}).update(row)
-        failed_upstream = self._failed_upstream(context)
+        failed_upstream = failed_upstream_tasks(self, context)
         if not merged and failed_upstream:
             raise AirflowFailException(
                 f"export_audit: no decisions because {', '.join(failed_upstream)} failed."
@@ -559,15 +558,6 @@ class ExportRestoreAuditOperator(BaseOperator):
             )
         return manifest.to_dict()
 
-    def _failed_upstream(self, context: Context) -> list[str]:
-        states = context["ti"].get_task_states(
-            dag_id=self.dag_id,
-            task_ids=sorted(self.get_flat_relative_ids(upstream=True)),
-            run_ids=[context["run_id"]],
-        )
-        by_task = states.get(context["run_id"], {})
-        return sorted(task for task, state in by_task.items() if state in ("failed", "upstream_failed"))
-
 
 def audit_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """One audit CSV row per request (a subset of :data:`~atlassian_cleanup.audit.AUDIT_COLUMNS`)."""
@@ -586,11 +576,3 @@ def audit_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "planned_action": ";".join(row.get("steps") or []),
         "outcome": " | ".join(outcome),
     }
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, Iterable) and not isinstance(value, (str, Mapping)):
-        return list(value)
-    return [value]

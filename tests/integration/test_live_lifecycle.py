@@ -110,7 +110,10 @@ class LiveOrg:
         return history.stage if history else None
 
     def restore_audit(self) -> list[str]:
-        audits = sorted((Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]) / "restore").glob("*.csv"))
+        audits = sorted(
+            (Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]) / "restore").glob("*.csv"),
+            key=lambda p: p.stat().st_mtime,
+        )
         return audits[-1].read_text(encoding="utf-8").splitlines()
 
     def audit_row(self, account_id: str) -> dict[str, str]:
