@@ -27,7 +27,7 @@ from atlassian_cleanup.restore_operators import (
     FetchRestoreRequestsOperator,
     RestoreAccessOperator,
 )
-from atlassian_cleanup.settings import ATLASSIAN_POOL, audit_dir, policy_path
+from atlassian_cleanup.settings import ATLASSIAN_POOL, RESTORE_DAG_ID, audit_dir, policy_path
 
 POLICY_PATH = policy_path()
 DEFAULT_SCHEDULE = "*/10 * * * *"
@@ -49,7 +49,7 @@ def _schedule() -> str:
 
 
 @dag(
-    dag_id="atlassian_access_restoration",
+    dag_id=RESTORE_DAG_ID,
     schedule=_schedule(),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

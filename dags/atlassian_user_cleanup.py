@@ -37,7 +37,13 @@ from atlassian_cleanup.operators import (
     PlanApprovalOperator,
 )
 from atlassian_cleanup.policy import PARAM_SCHEMAS
-from atlassian_cleanup.settings import ATLASSIAN_POOL, AUDIT_ASSET, audit_dir, policy_path
+from atlassian_cleanup.settings import (
+    ATLASSIAN_POOL,
+    AUDIT_ASSET,
+    CLEANUP_DAG_ID,
+    audit_dir,
+    policy_path,
+)
 
 POLICY_PATH = policy_path()
 
@@ -81,7 +87,7 @@ def failure_callbacks(path: str) -> list[Any]:
 
 
 @dag(
-    dag_id="atlassian_user_cleanup",
+    dag_id=CLEANUP_DAG_ID,
     schedule="@daily",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

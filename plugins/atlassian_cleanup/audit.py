@@ -22,8 +22,34 @@ from typing import Any
 
 from atlassian_cleanup.records import PLAN_COLUMNS
 
-#: Column order of the audit CSV: the run, then every plan column, then what the run did.
-AUDIT_COLUMNS: tuple[str, ...] = ("run_id", "as_of", "mode", *PLAN_COLUMNS, "outcome")
+#: Column order of the audit CSV: the run, then every plan column, then what the run did (the
+#: README's "Audit CSV columns" table documents each one).
+AUDIT_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "logical_date",
+    "as_of",
+    "mode",
+    *PLAN_COLUMNS,
+    "result",
+    "outcome",
+    "api_status",
+    "intent_at",
+    "result_at",
+)
+
+#: Values of the ``result`` column. ``done`` .. ``reported`` are the enforcement results of a live
+#: run; ``planned`` is a dry run's write or warning; ``not_run`` means the stage that would have
+#: acted never reported (a gate stopped the run, or the task failed first).
+AUDIT_RESULTS: tuple[str, ...] = (
+    "done",
+    "skipped_already_done",
+    "skipped_changed",
+    "failed",
+    "reported",
+    "planned",
+    "not_run",
+    "no_action",
+)
 
 # Spreadsheet programs evaluate cells that start with these characters (OWASP CSV injection).
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -44,6 +70,8 @@ class AuditManifest:
     #: SHA-256 of the effective policy (file plus the run's overrides), so an auditor can tell
     #: which rules produced this file; None when the writer was not given one.
     policy_sha256: str | None = None
+    #: The DAG run's logical date (ISO-8601 UTC); None in manifests written before it was recorded.
+    logical_date: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +94,48 @@ def neutralise_cell(value: Any) -> str:
     if text.startswith(_FORMULA_PREFIXES):
         return "'" + text
     return text
+
+
+def result_of(proposed_action: str | None, outcome: str | None) -> str:
+    """The ``result`` column for one row, from its proposed action and its stage's outcome line.
+
+    Outcome lines are ``"<result>: <detail>"`` for live runs and ``"dry run: would ..."`` for dry
+    runs (see the stage operators).
+    """
+    if not proposed_action or proposed_action == "none":
+        return "no_action"
+    if not outcome:
+        return "not_run"
+    if outcome.startswith("dry run:"):
+        return "planned"
+    head = outcome.split(":", 1)[0].strip()
+    return head if head in AUDIT_RESULTS else "failed"
+
+
+def audit_rows(
+    plan: Iterable[Mapping[str, Any]],
+    outcomes: Mapping[str, str],
+    journal: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Iterable[dict[str, Any]]:
+    """Join plan rows with what the run did: outcome line, result, API status and timestamps.
+
+    :param outcomes: account id -> outcome line from the stage operators.
+    :param journal: account id -> this run's latest journal entry (``api_status``, ``intent_at``,
+        ``result_at``); empty for a dry run, which writes no journal.
+    """
+    journal = journal or {}
+    for row in plan:
+        account_id = row["account_id"]
+        outcome = outcomes.get(account_id)
+        entry = journal.get(account_id) or {}
+        yield {
+            **row,
+            "result": result_of(row.get("proposed_action"), outcome),
+            "outcome": outcome or "no action",
+            "api_status": entry.get("api_status"),
+            "intent_at": entry.get("intent_at"),
+            "result_at": entry.get("result_at"),
+        }
 
 
 def policy_fingerprint(policy: Mapping[str, Any]) -> str:
@@ -100,6 +170,7 @@ def write_audit(
     run_id: str,
     as_of: str,
     mode: str,
+    logical_date: str | None = None,
     summary: Mapping[str, Any] | None = None,
     policy: Mapping[str, Any] | None = None,
 ) -> AuditManifest:
@@ -109,6 +180,8 @@ def write_audit(
         written empty). ``run_id``, ``as_of`` and ``mode`` columns are filled from the arguments.
     :param mode: ``dry_run`` or ``live``; stated on every row so a file read out of context cannot
         be mistaken for a record of real changes.
+    :param logical_date: the DAG run's logical date (ISO-8601 UTC); ``as_of`` is the date the
+        decisions were made for (the end of the data interval).
     """
     stem = audit_file_stem(as_of, run_id)
     csv_path = Path(directory) / f"{stem}.csv"
@@ -127,7 +200,7 @@ def write_audit(
         nonlocal count
         writer = csv.writer(_HashingWriter(handle), lineterminator="\r\n")
         writer.writerow(AUDIT_COLUMNS)
-        fixed = {"run_id": run_id, "as_of": as_of, "mode": mode}
+        fixed = {"run_id": run_id, "logical_date": logical_date, "as_of": as_of, "mode": mode}
         for row in rows:
             values = {**row, **fixed}
             writer.writerow([neutralise_cell(values.get(column)) for column in AUDIT_COLUMNS])
@@ -145,6 +218,7 @@ def write_audit(
         columns=list(AUDIT_COLUMNS),
         summary=dict(summary or {}),
         policy_sha256=policy_fingerprint(policy) if policy is not None else None,
+        logical_date=logical_date,
     )
     manifest_path = csv_path.with_name(f"{stem}.manifest.json")
     _atomic_write(
@@ -166,3 +240,54 @@ def verify_audit(csv_path: str | os.PathLike[str]) -> AuditManifest:
     if rows != data["rows"]:
         raise ValueError(f"{path.name}: {rows} rows but the manifest says {data['rows']}")
     return AuditManifest(**data)
+
+
+#: What an audit file name may look like: the writer's own stems, nothing with a path in it.
+AUDIT_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,240}\.(csv|manifest\.json)$")
+
+
+def read_manifests(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every run's manifest in ``directory`` (not recursive), newest run first.
+
+    A manifest that cannot be read is returned as ``{"manifest_file", "error"}`` rather than
+    skipped, so a damaged file shows up on the audit page instead of silently disappearing. The
+    manifests are small (counts only); nothing here reads the CSVs.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    entries: list[dict[str, Any]] = []
+    for path in folder.glob("*.manifest.json"):
+        if not AUDIT_FILE_NAME.match(path.name):
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or "csv_file" not in data:
+                raise ValueError("not an audit manifest")
+        except (OSError, ValueError) as exc:
+            entries.append({"manifest_file": path.name, "error": str(exc), "_mtime": path.stat().st_mtime})
+            continue
+        data["manifest_file"] = path.name
+        data["csv_present"] = (folder / str(data["csv_file"])).is_file()
+        data["_mtime"] = path.stat().st_mtime
+        entries.append(data)
+    entries.sort(key=lambda e: (str(e.get("as_of") or ""), e["_mtime"]), reverse=True)
+    for entry in entries:
+        entry.pop("_mtime", None)
+    return entries
+
+
+def resolve_audit_file(directory: str | os.PathLike[str], name: str) -> Path | None:
+    """The audit file ``name`` inside ``directory``, or None when the name is not one we serve.
+
+    Only plain names of the writer's shape are accepted, and the resolved path (symlinks followed)
+    must sit directly in ``directory``: ``../``, absolute paths, encoded separators and links
+    pointing elsewhere all come back None.
+    """
+    if not AUDIT_FILE_NAME.match(name):
+        return None
+    folder = Path(directory).resolve()
+    candidate = (folder / name).resolve()
+    if candidate.parent != folder or not candidate.is_file():
+        return None
+    return candidate

@@ -195,6 +195,18 @@ def _sample_context(name: str) -> dict[str, Any]:
             audit_file="atlassian-user-audit_2026-11-26.csv",
             audit_page_url="https://airflow.example.com/audit",
             failed_tasks=["notify_warnings"],
+            seats={
+                "projected": False,
+                "total_before": 120,
+                "total_after": 100,
+                "total_reclaimed": 20,
+                "priced": True,
+                "currency": "USD",
+                "estimated_saving_per_month": 172.0,
+                "estimated_saving_per_year": 2064.0,
+                "billing": "monthly",
+                "saving_realised": "next monthly bill",
+            },
         )
     return warning_context(_SAMPLE_ROW, org_name="Sample", restore_url="https://help.example.com/restore")
 
@@ -662,6 +674,7 @@ def digest_context(
     audit_file: str | None,
     audit_page_url: str | None = None,
     failed_tasks: Sequence[str] = (),
+    seats: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """
     The figures of one run for the admin digest (counts only: the names are in the audit CSV).
@@ -674,6 +687,7 @@ def digest_context(
     :param audit_file: the audit CSV's file name.
     :param audit_page_url: link to the audit page (policy ``audit_page_url``).
     :param failed_tasks: tasks of the run that failed.
+    :param seats: the run's billable-seat figures (:func:`atlassian_cleanup.seats.seat_figures`).
     :return: a dict for the digest templates.
     """
     rows = list(plan)
@@ -710,6 +724,7 @@ def digest_context(
         "errors": failed_users + len(failed_tasks),
         "audit_file": audit_file or "",
         "audit_page_url": audit_page_url or "",
+        "seats": dict(seats or {}),
     }
 
 

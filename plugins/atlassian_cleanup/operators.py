@@ -18,6 +18,7 @@ from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from atlassian_cleanup.progress import ProgressLog
+from atlassian_cleanup.records import format_timestamp
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -662,26 +663,39 @@ class ExportAuditOperator(BaseOperator):
         outcome_by_account: dict[str, str] = {}
         for stage_outcomes in as_list(self.outcomes):
             outcome_by_account.update(stage_outcomes or {})
+        from atlassian_cleanup.audit import audit_rows
         from atlassian_cleanup.planner import summarise_plan
+        from atlassian_cleanup.seats import seat_figures
 
         summary = summarise_plan(self.plan)
         if failed_upstream:
             summary["failed_tasks"] = failed_upstream
-        rows = (
-            {**row, "outcome": outcome_by_account.get(row["account_id"], "no action")} for row in self.plan
+        journal: dict[str, dict[str, Any]] = {}
+        if not policy.dry_run:
+            journal = self._journal_by_account(policy, context["run_id"])
+        rows = list(audit_rows(self.plan, outcome_by_account, journal))
+        summary["results"] = dict(sorted(Counter(row["result"] for row in rows).items()))
+        summary["seats"] = seat_figures(
+            rows,
+            {row["account_id"]: row["result"] for row in rows},
+            policy.licensing,
+            dry_run=policy.dry_run,
         )
+        logical_date = context.get("logical_date")
         manifest = write_audit(
             rows,
             Path(self.audit_dir),
             run_id=context["run_id"],
             as_of=run_as_of(context).date().isoformat(),
             mode=mode_of(policy),
+            logical_date=format_timestamp(logical_date) if logical_date else None,
             summary=summary,
             policy=policy.to_dict(),
         )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {
                 "path": manifest.csv_path,
+                "manifest": manifest.csv_path.removesuffix(".csv") + ".manifest.json",
                 "rows": manifest.rows,
                 "sha256": manifest.sha256,
                 "mode": manifest.mode,
@@ -690,6 +704,19 @@ class ExportAuditOperator(BaseOperator):
             with open_state_store(policy, self.log) as store:
                 summary["writes"] = store.write_counts(context["run_id"])
                 store.finish_run(context["run_id"], at=run_as_of(context), summary=summary)
+        seats = summary["seats"]
+        self.log.info(
+            "export_audit: billable seats %d before, %d after (%d reclaimed%s)%s",
+            seats["total_before"],
+            seats["total_after"],
+            seats["total_reclaimed"],
+            ", projected: dry run" if seats["projected"] else "",
+            (
+                f"; estimated saving {seats['estimated_saving_per_month']:.2f} {seats['currency']}/month"
+                if seats["priced"]
+                else "; set licensing.seat_price in the policy to estimate the saving"
+            ),
+        )
         self.log.info(
             "export_audit: wrote %d rows to %s (sha256 %s, %s)",
             manifest.rows,
@@ -697,7 +724,9 @@ class ExportAuditOperator(BaseOperator):
             manifest.sha256,
             manifest.mode,
         )
-        digest = self._send_digest(policy, context, outcome_by_account, failed_upstream, manifest.csv_path)
+        digest = self._send_digest(
+            policy, context, outcome_by_account, failed_upstream, manifest.csv_path, summary["seats"]
+        )
         if failed_upstream:
             # The audit is written for every run, but a run whose gate or writes failed must not
             # look green: this task is the DAG's leaf, so it carries the failure to the run.
@@ -707,6 +736,19 @@ class ExportAuditOperator(BaseOperator):
             )
         return {**manifest.to_dict(), "digest": digest}
 
+    def _journal_by_account(self, policy: Policy, run_id: str) -> dict[str, dict[str, Any]]:
+        """This run's latest journal entry per account: API status and timestamps for the CSV."""
+        with open_state_store(policy, self.log) as store:
+            entries = store.journal(run_id=run_id)
+        latest: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            latest[entry.account_id] = {
+                "api_status": entry.api_status,
+                "intent_at": format_timestamp(entry.intent_at),
+                "result_at": format_timestamp(entry.result_at),
+            }
+        return latest
+
     def _send_digest(
         self,
         policy: Policy,
@@ -714,6 +756,7 @@ class ExportAuditOperator(BaseOperator):
         outcomes: Mapping[str, str],
         failed_tasks: Sequence[str],
         csv_path: str,
+        seats: Mapping[str, Any],
     ) -> str:
         """E-mail the run's figures to ``notifications.admin_emails`` (dry runs too, saying so).
 
@@ -742,6 +785,7 @@ class ExportAuditOperator(BaseOperator):
             audit_file=Path(csv_path).name,
             audit_page_url=settings.audit_page_url,
             failed_tasks=failed_tasks,
+            seats=seats,
         )
         try:
             subject = send_digest(

@@ -45,6 +45,7 @@ from atlassian_cleanup.products import KNOWN_PRODUCTS, canonical_product
 Action = Literal["suspend", "deactivate", "remove_product_access"]
 ACTIONS: tuple[str, ...] = ("suspend", "deactivate", "remove_product_access")
 ON_CAP_EXCEEDED: tuple[str, ...] = ("fail", "approve")
+BILLING_MODELS: tuple[str, ...] = ("monthly", "annual")
 
 DEFAULT_ADMIN_GROUPS: tuple[str, ...] = (
     "site-admins",
@@ -171,6 +172,25 @@ class NotificationsPolicy:
 
 
 @dataclass(frozen=True)
+class LicensingPolicy:
+    """What a billable seat costs, for the seats-reclaimed figures on the audit page and digest.
+
+    ``seat_price`` is the price of one user per billing period (a month for ``monthly``, a year for
+    ``annual``) in ``currency``; ``product_seat_prices`` overrides it per canonical product key.
+    A price of 0 means "not configured": seats are still counted, no saving is estimated.
+    """
+
+    billing: Literal["monthly", "annual"] = "monthly"
+    currency: str = "USD"
+    seat_price: float = 0.0
+    product_seat_prices: Mapping[str, float] = field(default_factory=dict)
+
+    def price_for(self, product: str) -> float:
+        """Price of one seat of ``product`` per billing period (any alias is accepted)."""
+        return float(self.product_seat_prices.get(canonical_product(product), self.seat_price))
+
+
+@dataclass(frozen=True)
 class Policy:
     """The whole cleanup policy. Build it with :func:`load_policy` or :func:`policy_from_dict`."""
 
@@ -187,6 +207,7 @@ class Policy:
     restore: RestorePolicy = field(default_factory=RestorePolicy)
     notifications: NotificationsPolicy = field(default_factory=NotificationsPolicy)
     state_store: StateStorePolicy = field(default_factory=StateStorePolicy)
+    licensing: LicensingPolicy = field(default_factory=LicensingPolicy)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-native form; ``policy_from_dict(policy.to_dict()) == policy``."""
@@ -233,6 +254,12 @@ class Policy:
                 "audit_page_url": self.notifications.audit_page_url,
             },
             "state_store": {"conn_id": self.state_store.conn_id},
+            "licensing": {
+                "billing": self.licensing.billing,
+                "currency": self.licensing.currency,
+                "seat_price": self.licensing.seat_price,
+                "product_seat_prices": dict(sorted(self.licensing.product_seat_prices.items())),
+            },
         }
 
 
@@ -448,6 +475,35 @@ _SCHEMA: dict[str, Any] = {
             },
             "Where this tool keeps its own state.",
         ),
+        "licensing": _section(
+            {
+                "billing": {
+                    "enum": list(BILLING_MODELS),
+                    "default": "monthly",
+                    "description": "Your Atlassian billing model: monthly or annual subscription.",
+                },
+                "currency": {
+                    "type": "string",
+                    "pattern": r"^[A-Z]{3}$",
+                    "default": "USD",
+                    "description": "ISO 4217 code the prices are in.",
+                },
+                "seat_price": {
+                    "type": "number",
+                    "minimum": 0,
+                    "default": 0,
+                    "description": "Price of one user per billing period (0 = no saving estimate).",
+                },
+                "product_seat_prices": {
+                    "type": ["object", "null"],
+                    "propertyNames": {"pattern": _PRODUCT_KEY_PATTERN},
+                    "additionalProperties": {"type": "number", "minimum": 0},
+                    "default": {},
+                    "description": "Per-product seat prices overriding seat_price.",
+                },
+            },
+            "Seat prices for the seats-reclaimed and saving figures.",
+        ),
     },
 }
 
@@ -492,6 +548,11 @@ _FIXES: dict[str, str] = {
     "safety.write_concurrency": "use a whole number from 1 to 16, e.g. 4",
     "state_store": "make it a mapping with conn_id",
     "state_store.conn_id": "use an Airflow connection id (letters, digits, _ . -)",
+    "licensing": "make it a mapping with billing, currency, seat_price and product_seat_prices",
+    "licensing.billing": "use monthly or annual",
+    "licensing.currency": "use a three-letter ISO 4217 code in capitals, e.g. USD or EUR",
+    "licensing.seat_price": "use a number, 0 or more, e.g. 8.6 (the price of one user per period)",
+    "licensing.product_seat_prices": "map lower-case product keys to prices, e.g. {confluence: 6.05}",
 }
 
 _TYPE_WORDS = {
@@ -782,6 +843,20 @@ def _build(data: Mapping[str, Any]) -> Policy:
         state_store=StateStorePolicy(
             conn_id=str(_section_of(data, "state_store").get("conn_id", StateStorePolicy.conn_id))
         ),
+        licensing=_licensing(_section_of(data, "licensing")),
+    )
+
+
+def _licensing(section: Mapping[str, Any]) -> LicensingPolicy:
+    defaults = LicensingPolicy()
+    prices = section.get("product_seat_prices") or {}
+    return LicensingPolicy(
+        billing=section.get("billing") or defaults.billing,
+        currency=str(section.get("currency") or defaults.currency),
+        seat_price=float(section.get("seat_price") or 0),
+        product_seat_prices={
+            canonical_product(str(key)): float(value) for key, value in sorted(prices.items())
+        },
     )
 
 

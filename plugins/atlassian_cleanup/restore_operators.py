@@ -521,6 +521,7 @@ class ExportRestoreAuditOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from atlassian_cleanup.audit import write_audit
+        from atlassian_cleanup.settings import restore_audit_dir
 
         policy = resolve_policy(self.policy_path, context["params"])
         merged: dict[str, dict[str, Any]] = {}
@@ -538,7 +539,7 @@ class ExportRestoreAuditOperator(BaseOperator):
         verdicts = Counter(row["proposed_action"] for row in rows)
         manifest = write_audit(
             rows,
-            Path(self.audit_dir) / "restore",
+            Path(restore_audit_dir(self.audit_dir)),
             run_id=context["run_id"],
             as_of=run_as_of(context).date().isoformat(),
             mode=mode_of(policy),

@@ -14,6 +14,10 @@ from airflow.sdk import Asset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: DAG ids, shared by the DAG files and the audit page (which checks access to the cleanup DAG).
+CLEANUP_DAG_ID = "atlassian_user_cleanup"
+RESTORE_DAG_ID = "atlassian_access_restoration"
+
 #: Pool every task that calls Atlassian runs in (created by `make demo` and docker-compose init).
 ATLASSIAN_POOL = "atlassian_api"
 
@@ -32,3 +36,8 @@ def audit_dir() -> str:
         return configured
     home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
     return str(Path(home) / "atlassian-audit")
+
+
+def restore_audit_dir(base: str | None = None) -> str:
+    """Where the restore DAG's audit CSVs go: ``<audit dir>/restore``."""
+    return str(Path(base or audit_dir()) / "restore")

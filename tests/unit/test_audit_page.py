@@ -1,0 +1,234 @@
+"""The audit page app, in-process (FastAPI TestClient); the browser test covers the real api-server."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from atlassian_cleanup.audit import write_audit
+from atlassian_cleanup.audit_page import (
+    COLOUR_AFTER,
+    COLOUR_BEFORE,
+    authorize,
+    create_app,
+    seat_series,
+    seats_chart_svg,
+    totals,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _seats(before: int, after: int, *, projected: bool = False, saving: float | None = None) -> dict:
+    return {
+        "projected": projected,
+        "total_before": before,
+        "total_after": after,
+        "total_reclaimed": before - after,
+        "priced": saving is not None,
+        "currency": "USD",
+        "billing": "monthly",
+        "saving_realised": "next monthly bill",
+        "estimated_saving_per_month": saving,
+        "estimated_saving_per_year": None if saving is None else saving * 12,
+    }
+
+
+def _run(folder: Path, run_id: str, as_of: str, mode: str, seats: dict, names=("Ada",)) -> object:
+    rows = [
+        {"account_id": f"{run_id}-{i}", "name": name, "proposed_action": "suspend"}
+        for i, name in enumerate(names)
+    ]
+    return write_audit(
+        rows,
+        folder,
+        run_id=run_id,
+        as_of=as_of,
+        mode=mode,
+        summary={"seats": seats, "by_action": {"suspend": len(rows)}},
+    )
+
+
+@pytest.fixture
+def audit_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "audit"
+    _run(folder, "manual__dry", "2026-11-01", "dry_run", _seats(100, 90, projected=True, saving=86.0))
+    _run(folder, "scheduled__2026-11-02", "2026-11-02", "live", _seats(100, 95, saving=43.0))
+    _run(folder, "scheduled__2026-11-03", "2026-11-03", "live", _seats(95, 92, saving=25.8))
+    (tmp_path / "outside.csv").write_text("secret,data\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def client(audit_folder: Path) -> TestClient:
+    app = create_app(audit_folder)
+    app.dependency_overrides[authorize] = lambda: None
+    return TestClient(app)
+
+
+def test_anonymous_requests_get_401(audit_folder):
+    anonymous = TestClient(create_app(audit_folder))
+    name = next(audit_folder.glob("*.csv")).name
+    for path in ("/", f"/files/{name}", "/api/runs", "/static/audit_page.css"):
+        response = anonymous.get(path)
+        assert response.status_code == 401, path
+        assert "secret" not in response.text
+        assert "Ada" not in response.text
+
+
+def test_page_lists_runs_newest_first_with_links_and_figures(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.text
+    first, second, third = (
+        page.index(f'data-run-id="{r}"')
+        for r in ("scheduled__2026-11-03", "scheduled__2026-11-02", "manual__dry")
+    )
+    assert first < second < third
+    assert "/files/atlassian-user-audit_2026-11-03_scheduled__2026-11-03.csv" in page
+    assert "/files/atlassian-user-audit_2026-11-03_scheduled__2026-11-03.manifest.json" in page
+    # Headline: live runs only (the dry run's projection is not money saved).
+    assert 'id="total-reclaimed">8<' in page
+    assert "68.80 USD" in page
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_download_returns_the_file_on_disk_byte_for_byte(client, audit_folder):
+    for path in sorted(audit_folder.iterdir()):
+        response = client.get(f"/files/{path.name}")
+        assert response.status_code == 200
+        assert response.content == path.read_bytes()
+        assert f'filename="{path.name}"' in response.headers["content-disposition"]
+    csv_response = client.get(f"/files/{next(audit_folder.glob('*.csv')).name}")
+    assert csv_response.headers["content-type"].startswith("text/csv")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/files/../outside.csv",
+        "/files/..%2Foutside.csv",
+        "/files/%2E%2E%2Foutside.csv",
+        "/files/..%5Coutside.csv",
+        "/files/%2Fetc%2Fpasswd",
+        "/files/.hidden.csv",
+        "/files/notes.txt",
+        "/files/restore/..%2F..%2Foutside.csv",
+        "/files/link.csv",
+    ],
+)
+def test_traversal_and_foreign_names_get_nothing(client, audit_folder, path):
+    (audit_folder / "link.csv").symlink_to(audit_folder.parent / "outside.csv")
+    (audit_folder / "notes.txt").write_text("not an audit file", encoding="utf-8")
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "secret" not in response.text
+
+
+def test_run_view_verifies_the_csv_against_its_manifest(client, audit_folder):
+    page = client.get(
+        "/", params={"run_id": "scheduled__2026-11-02", "dag_id": "atlassian_user_cleanup"}
+    ).text
+    assert "CSV verified" in page
+    csv_path = next(audit_folder.glob("*2026-11-02*.csv"))
+    csv_path.write_text(csv_path.read_text(encoding="utf-8") + "forged,row\r\n", encoding="utf-8")
+    page = client.get("/", params={"run_id": "scheduled__2026-11-02"}).text
+    assert "SHA-256 does not match the manifest" in page
+    unknown = client.get("/", params={"run_id": "manual__nothing", "dag_id": "some_other_dag"}).text
+    assert "No audit file for this run" in unknown
+    assert "cleanup and restore DAGs only" in unknown
+
+
+def test_hostile_values_are_escaped(tmp_path):
+    folder = tmp_path / "audit"
+    _run(folder, "manual__<script>alert(1)</script>", "2026-11-04", "live", _seats(3, 2))
+    app = create_app(folder)
+    app.dependency_overrides[authorize] = lambda: None
+    page = TestClient(app).get("/").text
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)" in page
+
+
+def test_damaged_manifest_is_shown_not_hidden(client, audit_folder):
+    (audit_folder / "atlassian-user-audit_2026-11-05_x.manifest.json").write_text(
+        "{not json", encoding="utf-8"
+    )
+    page = client.get("/").text
+    assert "atlassian-user-audit_2026-11-05_x.manifest.json: unreadable manifest" in page
+    listing = client.get("/api/runs").json()
+    assert any("error" in entry for entry in listing["cleanup"])
+
+
+def test_restore_audits_are_listed_and_served_from_their_own_folder(client, audit_folder):
+    restore = audit_folder / "restore"
+    manifest = write_audit(
+        [{"account_id": "a"}], restore, run_id="scheduled__r1", as_of="2026-11-03", mode="live"
+    )
+    page = client.get("/").text
+    assert 'id="restore-runs"' in page
+    assert "scheduled__r1" in page
+    assert client.get(f"/files/restore/{manifest.csv_file}").content == Path(manifest.csv_path).read_bytes()
+    # A restore file is not reachable through the cleanup folder's route, and vice versa.
+    assert client.get(f"/files/{manifest.csv_file}").status_code == 404
+
+
+def test_chart_prefers_live_runs_and_marks_projections():
+    manifests = [
+        {"mode": "live", "as_of": "2026-11-03", "run_id": "b", "summary": {"seats": _seats(95, 92)}},
+        {
+            "mode": "dry_run",
+            "as_of": "2026-11-02",
+            "run_id": "d",
+            "summary": {"seats": _seats(95, 10, projected=True)},
+        },
+        {"mode": "live", "as_of": "2026-11-01", "run_id": "a", "summary": {"seats": _seats(100, 95)}},
+    ]
+    points, projected = seat_series(manifests)
+    assert projected is False
+    assert [(p["as_of"], p["before"], p["after"]) for p in points] == [
+        ("2026-11-01", 100, 95),
+        ("2026-11-03", 95, 92),
+    ]
+    svg = seats_chart_svg(points, projected=projected)
+    assert svg.count("<circle") == 4
+    assert 'data-series="before"' in svg
+    assert 'data-series="after"' in svg
+    assert COLOUR_BEFORE in svg
+    assert COLOUR_AFTER in svg
+    dry_points, dry_projected = seat_series([manifests[1]])
+    assert dry_projected is True
+    assert "projected" in seats_chart_svg(dry_points, projected=True)
+    assert totals(manifests)["reclaimed"] == 8
+    assert "No run with seat figures yet" in seats_chart_svg([], projected=False)
+
+
+def test_plugin_registers_the_app_in_the_nav_and_on_dag_runs():
+    spec = importlib.util.spec_from_file_location(
+        "atlassian_audit_plugin", REPO / "plugins" / "atlassian_audit_plugin.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    plugin = module.AtlassianAuditPlugin
+    assert plugin.fastapi_apps[0]["url_prefix"] == "/atlassian-audit"
+    destinations = {view["destination"]: view for view in plugin.external_views}
+    assert destinations["nav"]["url_route"] == "atlassian-audit"
+    assert "{RUN_ID}" in destinations["dag_run"]["href"]
+    # The app carries the auth dependency itself: Airflow does not protect plugin apps.
+    assert any(dep.dependency is authorize for dep in plugin.fastapi_apps[0]["app"].router.dependencies)
+
+
+def test_default_folder_comes_from_the_deployment_setting(tmp_path, monkeypatch):
+    folder = tmp_path / "configured"
+    _run(folder, "scheduled__x", "2026-11-06", "live", _seats(5, 4))
+    monkeypatch.setenv("ATLASSIAN_CLEANUP_AUDIT_DIR", os.fspath(folder))
+    app = create_app()
+    app.dependency_overrides[authorize] = lambda: None
+    runs = TestClient(app).get("/api/runs").json()
+    assert [m["run_id"] for m in runs["cleanup"]] == ["scheduled__x"]
+    assert json.loads(json.dumps(runs))["cleanup"][0]["csv_present"] is True
