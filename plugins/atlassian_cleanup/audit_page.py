@@ -132,8 +132,8 @@ def seats_chart_svg(points: Sequence[Mapping[str, Any]], *, projected: bool) -> 
     Drawn with presentation attributes only (no ``style``), so the page's strict CSP holds.
     Every point has a ``<title>`` tooltip with its exact figures.
     """
-    width, top_height, bar_height = 860, 230, 110
-    left, right, top = 64, 20, 28
+    width, top_height, bar_height = 960, 170, 70
+    left, right, top = 64, 40, 28
     height = top + top_height + 40 + bar_height + 46
     esc = html.escape
     parts = [
@@ -153,8 +153,11 @@ def seats_chart_svg(points: Sequence[Mapping[str, Any]], *, projected: bool) -> 
     plot_width = width - left - right
     count = len(points)
 
+    # Points sit inside the plot with half a slot of margin, so the first and last bars fit.
+    slot = plot_width / count
+
     def x_of(index: int) -> float:
-        return left + (plot_width / 2 if count == 1 else index * plot_width / (count - 1))
+        return left + slot * (index + 0.5)
 
     y_max = _nice_ceiling(max(max(p["before"], p["after"]) for p in points))
 
@@ -212,7 +215,7 @@ def seats_chart_svg(points: Sequence[Mapping[str, Any]], *, projected: bool) -> 
         f'<text x="{left - 8}" y="{bar_top + 10}" text-anchor="end" font-size="11" fill="#6b778c">'
         f"{r_max}</text>"
     )
-    bar_width = max(4.0, min(36.0, plot_width / max(count, 1) * 0.6))
+    bar_width = max(3.0, min(36.0, slot * 0.6))
     for i, p in enumerate(points):
         h = p["reclaimed"] * bar_height / r_max
         parts.append(
@@ -220,6 +223,11 @@ def seats_chart_svg(points: Sequence[Mapping[str, Any]], *, projected: bool) -> 
             f'width="{bar_width:.1f}" height="{h:.1f}" fill="{COLOUR_RECLAIMED}">'
             f"<title>{esc(p['as_of'])} {esc(p['run_id'])}: {p['reclaimed']} seats reclaimed</title></rect>"
         )
+        if p["reclaimed"] and count <= 40:
+            parts.append(
+                f'<text x="{x_of(i):.1f}" y="{bar_top + bar_height - h - 4:.1f}" text-anchor="middle" '
+                f'font-size="11" fill="#172b4d">{p["reclaimed"]}</text>'
+            )
     # Date labels, thinned so they never overlap.
     every = max(1, count // 10)
     for i, p in enumerate(points):

@@ -44,7 +44,6 @@ No Airflow import here: hooks come from the caller's factory.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import time
@@ -57,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
 from atlassian_cleanup.progress import ProgressLog
-from atlassian_cleanup.records import parse_timestamp, user_record_from_v2
+from atlassian_cleanup.records import parse_timestamp, plan_product_activity, user_record_from_v2
 from atlassian_cleanup.retry import (
     AtlassianApiError,
     AtlassianAuthError,
@@ -202,16 +201,6 @@ def _as_datetime(value: datetime | date) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
-def _planned_activity(row: Mapping[str, Any]) -> dict[str, datetime | None]:
-    raw = row.get("product_last_active")
-    if isinstance(raw, str):
-        raw = json.loads(raw) if raw.strip() else {}
-    return {
-        canonical_product(str(product)): parse_timestamp(seen) if seen else None
-        for product, seen in (raw or {}).items()
-    }
-
-
 def _live_activity(live: Mapping[str, Any]) -> dict[str, datetime | None]:
     record = user_record_from_v2(live)
     return {product: parse_timestamp(seen) for product, seen in record["product_access"].items()}
@@ -221,7 +210,7 @@ def _newer_activity(
     row: Mapping[str, Any], live: Mapping[str, Any], products: Iterable[str] | None = None
 ) -> str | None:
     """The first product used after the plan's evidence, as a sentence fragment, or None."""
-    planned = _planned_activity(row)
+    planned = plan_product_activity(row)
     wanted = {canonical_product(p) for p in products} if products is not None else None
     for product, seen in sorted(_live_activity(live).items()):
         if seen is None or (wanted is not None and product not in wanted):
@@ -261,7 +250,7 @@ def _evidence(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "product_last_active": {
             product: (seen.strftime("%Y-%m-%dT%H:%M:%SZ") if seen else None)
-            for product, seen in sorted(_planned_activity(row).items())
+            for product, seen in sorted(plan_product_activity(row).items())
         },
         "days_inactive": _int_or_none(row.get("days_inactive")),
         "rule": row.get("rule"),

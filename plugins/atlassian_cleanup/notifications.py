@@ -42,7 +42,7 @@ from jinja2 import (
 
 from atlassian_cleanup.enforcement import RecipientNotAddressable
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
-from atlassian_cleanup.records import parse_timestamp
+from atlassian_cleanup.records import parse_timestamp, plan_product_activity
 
 log = logging.getLogger(__name__)
 
@@ -247,16 +247,6 @@ def _zone(name: Any) -> tuple[tzinfo, str]:
     return UTC, "UTC"
 
 
-def _product_activity(row: Mapping[str, Any]) -> dict[str, datetime | None]:
-    raw = row.get("product_last_active")
-    if isinstance(raw, str):
-        raw = json.loads(raw) if raw.strip() else {}
-    activity: dict[str, datetime | None] = {}
-    for product, seen in (raw or {}).items():
-        activity[canonical_product(str(product))] = parse_timestamp(seen) if seen else None
-    return activity
-
-
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value is not None and value == value else None  # NaN != NaN
@@ -302,7 +292,7 @@ def warning_context(
     )
     activity = {
         product: (value.astimezone(zone) if value else None)
-        for product, value in _product_activity(row).items()
+        for product, value in plan_product_activity(row).items()
     }
     seen = [value for value in activity.values() if value is not None]
     last_active = max(seen) if seen else None

@@ -7,6 +7,7 @@ so XCom carries plain data and the planner never sees an API shape.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +75,21 @@ def parse_timestamp(value: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def plan_product_activity(row: Mapping[str, Any]) -> dict[str, datetime | None]:
+    """A plan row's ``product_last_active`` as ``{canonical product: last activity or None}``.
+
+    The planner stores it as a JSON string (one cell in the CSV); rows built by hand may hold the
+    mapping itself. Every product listed is one the user has access to.
+    """
+    raw = row.get("product_last_active")
+    if isinstance(raw, str):
+        raw = json.loads(raw) if raw.strip() else {}
+    return {
+        canonical_product(str(product)): parse_timestamp(seen) if seen else None
+        for product, seen in (raw or {}).items()
+    }
 
 
 def format_timestamp(value: datetime | None) -> str | None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from atlassian_cleanup.policy import LicensingPolicy
 from atlassian_cleanup.products import canonical_product
+from atlassian_cleanup.records import plan_product_activity
 
 #: Actions after which an account holds no seat at all (a deleted account is deactivated first).
 _FREES_ALL_SEATS = frozenset({"suspend", "deactivate", "delete"})
@@ -35,8 +36,7 @@ def _is_billable(row: Mapping[str, Any]) -> bool:
 
 
 def _products(row: Mapping[str, Any]) -> set[str]:
-    access = row.get("product_last_active") or {}
-    return {canonical_product(str(product)) for product in access}
+    return set(plan_product_activity(row))
 
 
 def seats_freed(row: Mapping[str, Any], result: str) -> set[str]:

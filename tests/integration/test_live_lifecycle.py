@@ -471,3 +471,61 @@ def test_capped_run_waits_for_an_admin(live_org, airflow_api, choice, expect_wri
         assert states["apply_actions"] == "skipped", states
         assert suspends == []
     assert states["export_audit"] == "success", states
+
+
+def _ground_truth_seats(users: dict[str, dict]) -> int:
+    """Seats Atlassian bills, from the sandbox's own model (not from our plan)."""
+    from atlassian_cleanup.products import canonical_product
+
+    return sum(
+        len({canonical_product(p) for p in user["product_access"]})
+        for user in users.values()
+        if user["billable"]
+    )
+
+
+def test_audit_rows_and_seat_figures_match_what_atlassian_did(live_org):
+    import csv
+
+    org = live_org
+    org.write_policy(licensing={"billing": "monthly", "currency": "EUR", "seat_price": 8.6})
+    assert str(org.run(0).state) == "success"
+    org.advance_clock(1)
+    before = org.users()
+    seq = org.last_seq()
+    run = org.run(1)
+    assert str(run.state) == "success", _states(run)
+    after = org.users()
+    suspended = {c["account_id"] for c in _successful(org.write_calls(seq)) if c["path"].endswith("/suspend")}
+    assert suspended, "day 1 suspended nobody"
+
+    audits = sorted(
+        Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]).glob("*.csv"), key=lambda p: p.stat().st_mtime
+    )
+    with audits[-1].open(encoding="utf-8", newline="") as handle:
+        rows = {row["account_id"]: row for row in csv.DictReader(handle)}
+    manifest = json.loads(
+        audits[-1].with_name(audits[-1].name.removesuffix(".csv") + ".manifest.json").read_text()
+    )
+
+    # Every suspended account's row says done, with the API's status and when it happened.
+    for account_id in suspended:
+        row = rows[account_id]
+        assert row["result"] == "done", row
+        assert row["mode"] == "live"
+        assert 200 <= int(row["api_status"]) < 300, row
+        assert row["intent_at"] <= row["result_at"], row
+        assert row["logical_date"].startswith("2026-11-27"), row
+    assert {
+        a for a, r in rows.items() if r["result"] == "done" and r["proposed_action"] == "suspend"
+    } == suspended
+    assert manifest["summary"]["results"]["done"] == sum(1 for r in rows.values() if r["result"] == "done")
+
+    # Seats: our figures equal Atlassian's own billing model before and after the run.
+    seats = manifest["summary"]["seats"]
+    assert seats["total_before"] == _ground_truth_seats(before)
+    assert seats["total_after"] == _ground_truth_seats(after)
+    assert seats["total_reclaimed"] == seats["total_before"] - seats["total_after"] > 0
+    assert seats["projected"] is False
+    assert seats["estimated_saving_per_month"] == pytest.approx(seats["total_reclaimed"] * 8.6)
+    assert seats["currency"] == "EUR"
