@@ -8,7 +8,6 @@ files instead of the metadata database.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,41 +20,10 @@ XCOM_SPILL_THRESHOLD_BYTES = 64 * 1024
 
 def connection_env(sandbox_info: Mapping[str, Any], smtp_port: int | None) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables pointing the three connections at the sandbox and SMTP sink."""
-    base_url = str(sandbox_info["base_url"]).rstrip("/")
-    env = {
-        "AIRFLOW_CONN_ATLASSIAN_ADMIN": json.dumps(
-            {
-                "conn_type": "http",
-                "host": base_url,
-                "password": sandbox_info["admin_api_key"],
-                "extra": {"org_id": sandbox_info["org_id"], "directory_id": sandbox_info["directory_id"]},
-            }
-        ),
-        "AIRFLOW_CONN_ATLASSIAN_SITE": json.dumps(
-            {
-                "conn_type": "http",
-                "host": base_url,
-                "login": sandbox_info["site_email"],
-                "password": sandbox_info["site_token"],
-            }
-        ),
-    }
-    if smtp_port is not None:
-        env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": smtp_port,
-                "extra": {
-                    "from_email": "atlassian-cleanup@acme.example",
-                    "disable_ssl": True,
-                    "disable_tls": True,
-                    "timeout": 10,
-                    "retry_limit": 1,
-                },
-            }
-        )
-    return env
+    from atlassian_sandbox.connections import sandbox_connections
+
+    connections = sandbox_connections(sandbox_info, smtp_port=smtp_port)
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in connections.items()}
 
 
 def airflow_env(home: Path, *, audit_dir: Path, xcom_dir: Path) -> dict[str, str]:

@@ -72,3 +72,75 @@ def test_state_store_uses_the_compose_postgres():
     conn = json.loads(default)
     assert conn["conn_type"] == "postgres"
     assert conn["host"] == "postgres"
+
+
+def _env_of(name: str) -> dict:
+    return COMPOSE["services"][name]["environment"]
+
+
+def _volume_for(service: str, container_path: str) -> str:
+    for volume in COMPOSE["services"][service]["volumes"]:
+        source, target = volume.rsplit(":", 1)
+        if target == container_path:
+            return source
+    raise AssertionError(f"{service} does not mount {container_path}")
+
+
+def test_the_folders_the_code_writes_are_shared_by_workers_and_the_api_server():
+    # Workers write audit CSVs and spilled XComs; the api-server serves the audit page and reads
+    # XComs for the UI. Both must see the same named volume at the path the code is told to use.
+    audit = _env_of("airflow-worker")["ATLASSIAN_CLEANUP_AUDIT_DIR"]
+    xcom = _env_of("airflow-worker")["AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH"].removeprefix("file://")
+    for path in (audit, xcom):
+        sources = {_volume_for(s, path) for s in ("airflow-worker", "airflow-apiserver", "airflow-scheduler")}
+        assert len(sources) == 1, (path, sources)
+        assert sources.pop() in COMPOSE["volumes"], path
+    assert _env_of("airflow-apiserver")["ATLASSIAN_CLEANUP_AUDIT_DIR"] == audit
+    assert _env_of("airflow-worker")["ATLASSIAN_CLEANUP_POLICY"].startswith("/opt/airflow/include/")
+
+
+def test_demo_profile_adds_the_sandbox_mail_sink_and_example_connections():
+    services = COMPOSE["services"]
+    assert services["sandbox"]["profiles"] == ["demo"]
+    assert services["mailpit"]["profiles"] == ["demo"]
+    init = services["airflow-init"]
+    assert "include/compose_example_connections.py" in init["command"][1]
+    # Off unless asked for: a real deployment never gets demo credentials by accident.
+    assert init["environment"]["ATLASSIAN_CLEANUP_EXAMPLE_CONNECTIONS"].endswith(":-false}")
+    assert (REPO / "include" / "compose_example_connections.py").is_file()
+
+
+def test_example_connections_are_the_ones_the_demo_uses():
+    from atlassian_sandbox.connections import sandbox_connections
+
+    info = {
+        "base_url": "http://127.0.0.1:9",
+        "admin_api_key": "k",
+        "org_id": "o",
+        "directory_id": "d",
+        "site_email": "a@b.example",
+        "site_token": "t",
+    }
+    connections = sandbox_connections(
+        info, smtp_host="mailpit", smtp_port=1025, base_url="http://sandbox:8090"
+    )
+    import json
+
+    admin = json.loads(connections["atlassian_admin"])
+    assert admin["host"] == "http://sandbox:8090"
+    assert admin["extra"] == {"org_id": "o", "directory_id": "d"}
+    assert json.loads(connections["smtp_default"])["host"] == "mailpit"
+    assert set(connections) == {"atlassian_admin", "atlassian_site", "smtp_default"}
+
+
+def test_image_and_requirements_match_the_readme():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    requirements = (REPO / "requirements.txt").read_text(encoding="utf-8")
+    assert "apache-airflow==3.3.2" in requirements
+    assert "apache-airflow-providers-celery==" in requirements  # the executor compose runs
+    assert "apache/airflow:3.3.2-python3.11" in dockerfile
+    assert "docker compose up" in readme
+    assert "docker compose --profile demo up" in readme
+    for service in ("airflow-apiserver", "airflow-worker", "airflow-scheduler"):
+        assert COMPOSE["services"][service]["build"] == "."
