@@ -8,6 +8,7 @@ files instead of the metadata database.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ XCOM_SPILL_THRESHOLD_BYTES = 64 * 1024
 
 def connection_env(sandbox_info: Mapping[str, Any], smtp_port: int | None) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables pointing the three connections at the sandbox and SMTP sink."""
+    # The shapes live in the sandbox package (include/), which `python -m tools.<x>` does not
+    # have on sys.path (pytest does, through pyproject's pythonpath).
+    if str(REPO / "include") not in sys.path:
+        sys.path.append(str(REPO / "include"))
     from atlassian_sandbox.connections import sandbox_connections
 
     connections = sandbox_connections(sandbox_info, smtp_port=smtp_port)

@@ -97,7 +97,7 @@ def _error_excerpt(output: str) -> str:
     return "\n".join(lines[-30:])
 
 
-def _demo_policy(workdir: Path) -> Path:
+def demo_policy(workdir: Path) -> Path:
     """The shipped policy, adapted to show every stage on a 300-user sandbox org.
 
     Changes: the group ``vip-executives`` is protected (to show protection at work), deletion is on
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 **base_env,
                 **airflow_env(home, audit_dir=audit_dir, xcom_dir=xcom_dir),
                 **connection_env(info, int(smtp_url.rsplit(":", 1)[1])),
-                "ATLASSIAN_CLEANUP_POLICY": str(_demo_policy(workdir)),
+                "ATLASSIAN_CLEANUP_POLICY": str(demo_policy(workdir)),
             }
             print(f"Policy: {env['ATLASSIAN_CLEANUP_POLICY']}")
             demo = _Demo(env, logs, audit_dir, workdir / "mail", sandbox_url)
