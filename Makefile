@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-.PHONY: demo test test-unit lint bench lock clean
+.PHONY: demo airflow test test-unit lint bench lock clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -17,6 +17,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 
 demo: $(VENV)/.installed
 	$(PY) -m tools.demo
+
+# The Airflow UI on http://localhost:8080 (admin/admin) with the DAGs, the sandbox and the SMTP sink.
+airflow: $(VENV)/.installed
+	$(PY) -m tools.airflow_local
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
@@ -36,4 +40,4 @@ lock: $(VENV)/.installed
 	sed -i '1i # Lock for requirements.txt and requirements-dev.txt (regenerate with `make lock`).' constraints.txt
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache
+	rm -rf $(VENV) .demo .airflow-local .pytest_cache
