@@ -256,9 +256,7 @@ class _Demo:
 
 def _done_by_action(manifest: Mapping[str, object]) -> Counter[str]:
     with Path(str(manifest["csv_path"])).open(encoding="utf-8", newline="") as handle:
-        return Counter(
-            row["proposed_action"] for row in csv.DictReader(handle) if row["outcome"].startswith("done")
-        )
+        return Counter(row["proposed_action"] for row in csv.DictReader(handle) if row["result"] == "done")
 
 
 def _live_days(demo: _Demo, day0: date) -> None:
@@ -281,7 +279,8 @@ def _live_days(demo: _Demo, day0: date) -> None:
             f"  {day.isoformat()} ({label}): warned {done['warn']}, suspended {done['suspend']}, "
             f"deactivated {done['deactivate']}, product access removed {done['remove_product_access']}, "
             f"deleted {done['delete']}; Atlassian writes {sum(writes.values())} "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(writes.items())) or 'none'}), warning e-mails {sent}"
+            f"({', '.join(f'{k} {v}' for k, v in sorted(writes.items())) or 'none'}), "
+            f"warning e-mails {sent}; {_seats_line(manifest)}"
         )
         if label == "same day again" and (sum(writes.values()) or sent):
             raise DemoError("re-running the same day wrote to Atlassian or sent mail again")
@@ -291,7 +290,13 @@ def _live_days(demo: _Demo, day0: date) -> None:
             raise DemoError("day 8 deleted nobody: the actioned users were not deleted")
         if label == "delete":
             _restore_request(demo, day, manifest)
-    print(f"  audit CSVs: {demo.audit_dir}")
+    print(f"  audit CSVs: {demo.audit_dir} (to browse them on the audit page: make airflow)")
+
+
+def _seats_line(manifest: Mapping[str, object]) -> str:
+    seats = manifest["summary"]["seats"]  # type: ignore[index]
+    reclaimed = seats["total_reclaimed"]
+    return f"billable seats {seats['total_before']} -> {seats['total_after']} ({reclaimed} reclaimed)"
 
 
 def _restore_request(demo: _Demo, day: date, delete_manifest: Mapping[str, object]) -> None:
