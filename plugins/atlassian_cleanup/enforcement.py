@@ -24,6 +24,12 @@ Users are processed by a bounded thread pool (``policy.safety.write_concurrency`
 HTTP session) per worker thread. One user's failure is recorded and the others go on; an expired
 credential (401) stops the batch at once, because every further call would fail the same way.
 
+Calls are paced per endpoint (:class:`RatePacer`): Atlassian rate-limits each endpoint with a token
+bucket and reports what is left in ``X-RateLimit-Remaining``. The workers share one pacer per
+endpoint, which measures how fast the bucket refills and, once less than 3/4 of it is left, spaces
+the calls at that rate, so a batch runs at the limit instead of bouncing off it with 429s (each of
+which would cost a worker a second or more of ``Retry-After``).
+
 What each action calls:
 
 * ``suspend``: ``suspend_user``.
@@ -47,7 +53,7 @@ import functools
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -143,6 +149,77 @@ class RecipientNotAddressable(Exception):
     The journal records it as skipped, so the next run reports it again until someone acts; the
     planner keeps such a user at the final warning, so nobody is actioned without notice.
     """
+
+
+# -- pacing ----------------------------------------------------------------------------------------
+
+
+class RatePacer:
+    """
+    Space the calls of several threads to one endpoint so they use its rate limit without exceeding it.
+
+    Before each call :meth:`wait` hands out the next slot; after it :meth:`observe` gets the
+    endpoint's ``X-RateLimit-Remaining`` / ``X-RateLimit-Limit``. The refill rate is measured from
+    those: over a few seconds, ``(successful calls + change of Remaining) / elapsed``. While more
+    than 3/4 of the bucket is left calls go out unpaced (bursts are what the bucket is for); below
+    that they are spaced at the measured refill rate, 10 % slower when less than 1/4 is left, so
+    the bucket settles instead of running dry. Without rate-limit headers nothing is paced.
+
+    :param window: seconds of observations the rate is measured over.
+    :param clock: monotonic time (tests inject a fake one).
+    :param sleep: called with the seconds to wait.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._successes = 0
+        self._samples: deque[tuple[float, int, int]] = deque()
+        #: Seconds between two calls (0 = unpaced); ``refill`` is the measured tokens per second.
+        self.interval = 0.0
+        self.refill: float | None = None
+
+    def wait(self) -> None:
+        """Block until this thread may make its call."""
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            self._sleep(start - now)
+
+    def observe(self, remaining: int | None, limit: int | None, *, ok: bool) -> None:
+        """Record one finished call and the rate-limit headers of its (last) response."""
+        with self._lock:
+            now = self._clock()
+            if ok:
+                self._successes += 1
+            if remaining is None or not limit:
+                return
+            self._samples.append((now, remaining, self._successes))
+            while len(self._samples) > 2 and now - self._samples[0][0] > self.window:
+                self._samples.popleft()
+            first_at, first_remaining, first_successes = self._samples[0]
+            if now - first_at < min(0.5, self.window):
+                return
+            refill = (self._successes - first_successes + remaining - first_remaining) / (now - first_at)
+            if refill <= 0:
+                return
+            self.refill = refill
+            level = remaining / limit
+            if level >= 0.75:
+                self.interval = 0.0
+            else:
+                self.interval = 1.0 / (refill * (0.9 if level < 0.25 else 1.0))
 
 
 # -- write-replay guard ----------------------------------------------------------------------------
@@ -332,6 +409,8 @@ class Enforcer:
         self._store_lock = threading.Lock()
         self._groups_lock = threading.Lock()
         self._product_groups: dict[str, list[_Group]] | None = None
+        self._pacers: dict[str, RatePacer] = {}
+        self._pacers_lock = threading.Lock()
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -425,6 +504,23 @@ class Enforcer:
                 self.log.debug("closing a hook failed", exc_info=True)
         self._local = threading.local()
 
+    def _paced(self, endpoint: str, call: Callable[[], Any]) -> Any:
+        """Make one call to ``endpoint`` through the endpoint's shared :class:`RatePacer`."""
+        with self._pacers_lock:
+            pacer = self._pacers.setdefault(endpoint, RatePacer())
+        pacer.wait()
+        tracker = self._hook().rate_limit
+        # Only this call's own headers count: a value left from an earlier response (a 429 before a
+        # retry, another endpoint) would be read as this endpoint's budget.
+        tracker.remaining = tracker.limit = None
+        try:
+            result = call()
+        except AtlassianApiError:
+            pacer.observe(tracker.remaining, tracker.limit, ok=False)
+            raise
+        pacer.observe(tracker.remaining, tracker.limit, ok=True)
+        return result
+
     def _history(self, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
         if not rows:
             return {}
@@ -438,10 +534,14 @@ class Enforcer:
         found: dict[str, dict[str, Any]] = {}
 
         def read(batch: list[str]) -> dict[str, dict[str, Any]]:
-            return self._hook().get_users(batch, expand=_USER_EXPAND)
+            return self._paced("users/search", lambda: self._hook().get_users(batch, expand=_USER_EXPAND))
 
-        for users in pool.map(read, batches):
+        progress = ProgressLog(
+            self.log, "re-reading planned users", total=len(unique), interval=self.progress_interval
+        )
+        for done, users in enumerate(pool.map(read, batches), start=1):
             found.update(users)
+            progress.update(min(done * READ_BATCH, len(unique)))
         self.log.info("Re-read %d of %d planned users from Atlassian before writing", len(found), len(unique))
         return found
 
@@ -449,7 +549,7 @@ class Enforcer:
         return self._read_users_quiet([account_id]).get(account_id)
 
     def _read_users_quiet(self, account_ids: list[str]) -> dict[str, dict[str, Any]]:
-        return self._hook().get_users(account_ids, expand=_USER_EXPAND)
+        return self._paced("users/search", lambda: self._hook().get_users(account_ids, expand=_USER_EXPAND))
 
     def _run(
         self,
@@ -580,16 +680,17 @@ class Enforcer:
             groups_not_removable=result.groups_not_removable,
         )
 
-    def _write(self, write: Callable[[], Any], happened: Callable[[], bool]) -> int | None:
+    def _write(self, endpoint: str, write: Callable[[], Any], happened: Callable[[], bool]) -> int | None:
         """
         Make one write; after an ambiguous failure re-read, and write again only if it did not happen.
 
+        :param endpoint: names the endpoint for pacing (one rate-limit bucket).
         :return: the write's HTTP status, or ``None`` when its effect was confirmed by re-reading.
         """
         last: AtlassianApiError | None = None
         for _attempt in range(self.write_attempts):
             try:
-                return _body_status(write())
+                return _body_status(self._paced(endpoint, write))
             except AtlassianAuthError:
                 raise
             except AtlassianApiError as exc:
@@ -694,6 +795,7 @@ class Enforcer:
     def _suspend(self, account_id: str, detail: str = "Suspended in the directory") -> _Result:
         hook = self._hook()
         status = self._write(
+            "suspend",
             lambda: hook.suspend_user(account_id),
             lambda: (self._read_one(account_id) or {}).get("status") == "suspended",
         )
@@ -710,11 +812,13 @@ class Enforcer:
     def _deactivate(self, row: Mapping[str, Any]) -> _Result:
         account_id = str(row["account_id"])
         hook = self._hook()
-        allowed, reason = _privilege(hook.get_manage_privileges(account_id), "lifecycle.enablement")
+        privileges = self._paced("manage", lambda: hook.get_manage_privileges(account_id))
+        allowed, reason = _privilege(privileges, "lifecycle.enablement")
         if not allowed:
             return self._suspend(account_id, _fallback_sentence(reason, "deactivated"))
         try:
             status = self._write(
+                "lifecycle/disable",
                 lambda: hook.disable_user(account_id, message=self.deactivate_message),
                 lambda: (self._read_one(account_id) or {}).get("status") == "deactivated",
             )
@@ -800,6 +904,7 @@ class Enforcer:
                 continue
             try:
                 last_status = self._write(
+                    "group/membership",
                     lambda group=group: hook.remove_group_member(group.id, account_id),
                     lambda group=group: (
                         group.id not in {g["id"] for g in _group_refs(self._read_one(account_id) or {})}
@@ -907,9 +1012,11 @@ class Enforcer:
 
     def _delete(self, account_id: str) -> _Result:
         hook = self._hook()
-        allowed, reason = _privilege(hook.get_manage_privileges(account_id), "lifecycle.delete")
+        privileges = self._paced("manage", lambda: hook.get_manage_privileges(account_id))
+        allowed, reason = _privilege(privileges, "lifecycle.delete")
         if allowed:
             status = self._write(
+                "lifecycle/delete",
                 lambda: hook.delete_user(account_id),
                 lambda: (self._read_one(account_id) or {}).get("status") == "for_deletion",
             )
@@ -919,7 +1026,7 @@ class Enforcer:
             user = self._read_one(account_id)
             return user is None or user.get("status") == "not_invited"
 
-        status = self._write(lambda: hook.remove_user(account_id), gone)
+        status = self._write("directory/remove", lambda: hook.remove_user(account_id), gone)
         return self._removed_result(status, reason or "not allowed")
 
     def _deleted_result(self, account_id: str, status: int | None, *, recovered: bool = False) -> _Result:

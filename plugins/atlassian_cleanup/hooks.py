@@ -27,6 +27,7 @@ bundle path), ``proxies`` (``{"https": "http://proxy:3128"}``).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -43,6 +44,7 @@ from atlassian_cleanup import __version__
 from atlassian_cleanup.pagination import (
     OnPage,
     Page,
+    items_of,
     iter_jira_is_last,
     iter_jira_offset_array,
     iter_jql_token,
@@ -50,6 +52,7 @@ from atlassian_cleanup.pagination import (
     iter_v1_links_next,
     iter_v2_cursor,
     pages_v2_cursor,
+    prefetch,
 )
 from atlassian_cleanup.retry import (
     AtlassianApiError,
@@ -113,6 +116,25 @@ def _as_bool(value: Any) -> bool | str:
     if isinstance(value, str) and value.strip().lower() in {"true", "false", "1", "0", "yes", "no"}:
         return value.strip().lower() in {"true", "1", "yes"}
     return cast("bool | str", value)
+
+
+def _settle_environment(session: requests.Session, base_url: str) -> None:
+    """
+    Read the proxy and CA-bundle environment variables once per session instead of per request.
+
+    With ``trust_env`` requests scans the whole environment for ``*_proxy`` variables on every
+    request (about half a millisecond under Airflow's long environment, on the critical path of a
+    100k-user extraction). The result is the same for every request of a hook, which only talks to
+    its connection's host, so it is resolved here with requests' own helpers and the same
+    precedence (environment proxies override session ones), then ``trust_env`` is switched off.
+    """
+    for scheme, proxy in requests.utils.get_environ_proxies(base_url).items():
+        session.proxies[scheme] = proxy
+    if session.verify is True:
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
+    session.trust_env = False  # the auth is explicit, so .netrc is never needed either
 
 
 class _AtlassianHttpHook(HttpHook):
@@ -268,6 +290,7 @@ class _AtlassianHttpHook(HttpHook):
         session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
         session.verify = verify
         session.proxies.update(proxies)
+        _settle_environment(session, self.base_url)
         if self.adapter is not None:
             session.mount(f"{urlsplit(self.base_url).scheme}://", self.adapter)
         elif self.keep_alive_adapter is not None:
@@ -552,6 +575,32 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         :param on_page: progress callback ``(page_number, users_so_far)``.
         :return: an iterator of ``MultiDirectoryUser`` dicts.
         """
+        pages = self.iter_directory_user_pages(
+            expand=expand, limit=limit, filters=filters, directory_id=directory_id, on_page=on_page
+        )
+        for page in pages:
+            yield from page
+
+    def iter_directory_user_pages(
+        self,
+        *,
+        expand: Sequence[str] = ("productAccess", "groups", "platformRoles"),
+        limit: int = 100,
+        filters: Mapping[str, Any] | None = None,
+        directory_id: str | None = None,
+        on_page: OnPage | None = None,
+        ahead: int = 0,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """
+        Like :meth:`iter_directory_users`, one list of users per page.
+
+        :param ahead: with ``ahead > 0`` the pages are fetched in a background thread that keeps up
+            to ``ahead`` pages ready, so the next request is already on the wire while the caller
+            processes a page (the caller's loop and the network overlap; the pages still come one
+            after the other, as each cursor comes from the previous page). The hook's session is
+            then used by that thread only: make no other call on this hook meanwhile.
+        :return: an iterator of pages (lists of ``MultiDirectoryUser`` dicts).
+        """
         path = f"{self._dir(directory_id)}/users/search"
         base: dict[str, Any] = {"limit": max(1, min(100, int(limit)))}
         if expand:
@@ -566,7 +615,11 @@ class AtlassianAdminHook(_AtlassianHttpHook):
             # A search is a read: replaying it after a timeout is safe.
             return cast("Page", self._request("POST", path, json=body, idempotent=True))
 
-        yield from iter_v2_cursor(fetch, on_page=on_page)
+        self.get_conn()  # connect (and resolve the directory) before any background thread starts
+        pages = (items_of(page, "data") for page in pages_v2_cursor(fetch, on_page=on_page))
+        if ahead > 0:
+            pages = prefetch(pages, ahead=ahead, name="atlassian-directory-pages")
+        yield from pages
 
     #: Most ids the v2 search accepts in one ``accountIds`` filter.
     MAX_ACCOUNT_IDS_PER_SEARCH = 10

@@ -6,6 +6,7 @@ per stage with counts, progress lines on long loops, never a token and never a f
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -123,13 +124,42 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def wire_large_input(task: BaseOperator, value: Any) -> Any:
+    """Accept a large XCom input (the user table, the plan) without making it a template field.
+
+    Airflow renders every template field before ``execute``: a resolved template field is then
+    rewritten key-sorted, stringified, scanned for secrets for the "Rendered Template" view and
+    serialised again with the task. For a 100,000-row plan that took 20-40 s per task and showed
+    nothing useful. The value is resolved in ``execute`` instead (:func:`resolve_large_input`);
+    an ``XComArg`` still makes its producer an upstream task, as a template field would.
+    """
+    from airflow.sdk import XComArg
+
+    if isinstance(value, XComArg):
+        XComArg.apply_upstream_relationship(task, value)
+    return value
+
+
+def resolve_large_input(value: Any, context: Context) -> Any:
+    """The value of an input wired by :func:`wire_large_input` (an ``XComArg`` is pulled)."""
+    from airflow.sdk import XComArg
+
+    return value.resolve(context) if isinstance(value, XComArg) else value
+
+
 class ExtractUsersOperator(BaseOperator):
     """Pull every directory user with per-product last-active data in bulk.
 
     One paginated ``POST .../directories/{id}/users/search`` with ``expand=productAccess,groups,
-    platformRoles`` replaces a per-user ``last-active-dates`` loop. When a site connection is given,
-    Jira's user list is crossed with it: the v2 Admin API only documents ``accountType: atlassian``,
-    so bots and portal customers are recognised from Jira's ``accountType`` too.
+    platformRoles`` replaces a per-user ``last-active-dates`` loop. The next page is requested while
+    the current one is normalised (a background thread keeps a page or two ready), and users go
+    straight into a column-wise :class:`~atlassian_cleanup.user_table.UserTable`, so a large org
+    never becomes a list of per-user dicts. When a site connection is given, Jira's user list is
+    read at the same time, on its own connection, and crossed with the directory: the v2 Admin API
+    only documents ``accountType: atlassian``, so bots and portal customers are recognised from
+    Jira's ``accountType`` too.
+
+    Returns the table's JSON form (:meth:`~atlassian_cleanup.user_table.UserTable.to_json`).
 
     :param policy_path: policy YAML, validated (with the run's params) before any API call.
     :param admin_conn_id: Airflow connection of the org Admin API (Bearer API key).
@@ -138,6 +168,12 @@ class ExtractUsersOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("policy_path", "admin_conn_id", "site_conn_id")
     ui_color = "#deebff"
+    #: Directory pages fetched ahead of the normalisation loop.
+    pages_ahead = 4
+    #: Users normalised into the table at a time.
+    batch_users = 1000
+    #: Fields of Jira's user objects kept while the directory is being read.
+    _SITE_FIELDS = ("accountId", "accountType", "displayName", "emailAddress", "active", "timeZone")
 
     def __init__(
         self,
@@ -152,66 +188,130 @@ class ExtractUsersOperator(BaseOperator):
         self.admin_conn_id = admin_conn_id
         self.site_conn_id = site_conn_id
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
-        from atlassian_cleanup.hooks import AtlassianAdminHook
-        from atlassian_cleanup.records import user_record_from_jira, user_record_from_v2
-
+    def execute(self, context: Context) -> dict[str, Any]:
         resolve_policy(self.policy_path, context["params"])
-        started = time.monotonic()
-        progress = ProgressLog(self.log, "extract_users: directory users")
-        users: list[dict[str, Any]] = []
-        with AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin:
-            for raw in admin.iter_directory_users(
-                on_page=lambda _page, count: progress.update(count),
-            ):
-                users.append(dict(user_record_from_v2(raw)))
-            directory_id = admin.directory_id
-        progress.update(len(users), force=True)
-
-        retyped = added = 0
-        if self.site_conn_id:
-            site_accounts = self._site_accounts()
-            in_directory = {user["account_id"] for user in users}
-            for user in users:
-                site_type = site_accounts.get(user["account_id"], {}).get("accountType")
-                if site_type in ("app", "customer") and user["account_type"] != site_type:
-                    user["account_type"] = site_type
-                    retyped += 1
-            for account_id, site_user in site_accounts.items():
-                if account_id not in in_directory:
-                    users.append(dict(user_record_from_jira(site_user)))
-                    added += 1
-
-        statuses = Counter(user["status"] for user in users)
-        types = Counter(user["account_type"] for user in users)
-        never = sum(1 for user in users if not user["last_active"])
+        table, stats = self.extract(expected=self._expected_users(context))
         self.log.info(
             "extract_users: %d users from directory %s in %.1fs; status %s; account types %s; "
             "%d never active; %d re-typed and %d added (not in the directory) from Jira's user list",
-            len(users),
-            directory_id,
-            time.monotonic() - started,
-            dict(sorted(statuses.items())),
-            dict(sorted(types.items())),
-            never,
-            retyped,
-            added,
+            len(table),
+            stats["directory_id"],
+            stats["seconds"],
+            table.value_counts("status"),
+            table.value_counts("account_type"),
+            table.never_active(),
+            stats["retyped"],
+            stats["added"],
         )
-        if not users:
+        if not len(table):
             raise AirflowFailException(
                 "extract_users: the directory returned no users. Check that the connection's org_id "
                 "and directory_id point at the right organisation; nothing was planned."
             )
-        return users
+        return table.to_json()
 
-    def _site_accounts(self) -> dict[str, dict[str, Any]]:
+    def extract(self, expected: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """Read the directory (and Jira's user list, concurrently) into a user table.
+
+        :param expected: users expected (the previous run's count), for the progress lines' ETA.
+        :return: the table and counts (``directory_id``, ``directory_users``, ``retyped``, ``added``,
+            ``seconds``).
+        """
+        from atlassian_cleanup.user_table import UserTable
+
+        started = time.monotonic()
+        table = UserTable()
+        progress = ProgressLog(self.log, "extract_users: directory users", total=expected)
+        # The page fetcher, the normaliser and the Jira reader share the GIL. A fetcher whose page
+        # has arrived waits up to the switch interval (5 ms by default) for a busy thread to yield,
+        # and every such wait lengthens the critical path (one page after the other): ask for
+        # quicker hand-overs while extracting.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, 0.001))
+        try:
+            return self._extract(table, progress, started)
+        finally:
+            sys.setswitchinterval(switch_interval)
+
+    def _extract(self, table: Any, progress: ProgressLog, started: float) -> tuple[Any, dict[str, Any]]:
+        from concurrent.futures import ThreadPoolExecutor
+        from contextlib import closing
+
+        from atlassian_cleanup.hooks import AtlassianAdminHook
+        from atlassian_cleanup.records import user_record_from_jira, user_record_from_v2
+
+        expected = progress.total
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-jira") as pool:
+            site = pool.submit(self._site_accounts, expected) if self.site_conn_id else None
+            try:
+                with (
+                    AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin,
+                    # Closed before the hook: the page thread must stop before its session does.
+                    closing(admin.iter_directory_user_pages(ahead=self.pages_ahead)) as pages,
+                ):
+                    pending: list[dict[str, Any]] = []
+                    for page in pages:
+                        pending.extend(user_record_from_v2(raw) for raw in page)
+                        if len(pending) >= self.batch_users:  # the table's cost is per call
+                            table.extend(pending)
+                            pending = []
+                        progress.update(len(table) + len(pending))
+                    table.extend(pending)
+                    directory_id = admin.directory_id
+            except BaseException:
+                if site is not None:
+                    site.cancel()
+                raise
+            progress.update(len(table), force=True)
+            site_accounts = site.result() if site is not None else {}
+
+        directory_users = len(table)
+        retyped = 0
+        added: list[dict[str, Any]] = []
+        if site_accounts:
+            position = {account_id: i for i, account_id in enumerate(table.account_ids)}
+            types = table.values("account_type")
+            type_codes = table.array("account_type")
+            for account_id, site_user in site_accounts.items():
+                index = position.get(account_id)
+                if index is None:
+                    added.append(dict(user_record_from_jira(site_user)))
+                    continue
+                site_type = site_user.get("accountType")
+                if site_type in ("app", "customer") and types[type_codes[index]] != site_type:
+                    table.set_value("account_type", index, site_type)
+                    retyped += 1
+            table.extend(added)
+
+        stats = {
+            "directory_id": directory_id,
+            "directory_users": directory_users,
+            "retyped": retyped,
+            "added": len(added),
+            "seconds": time.monotonic() - started,
+        }
+        return table, stats
+
+    def _expected_users(self, context: Context) -> int | None:
+        """The previous run's user count (for progress ETAs), if the state store knows one."""
+        try:
+            policy = resolve_policy(self.policy_path, context["params"])
+            with open_state_store(policy, self.log) as store:
+                previous = store.previous_run(context["run_id"], as_of=run_as_of(context))
+            return int(previous.user_count) if previous and previous.user_count else None
+        except Exception as exc:  # an estimate only: never a reason to fail the extraction
+            self.log.info("extract_users: no user count from the previous run (%s)", exc)
+            return None
+
+    def _site_accounts(self, expected: int | None = None) -> dict[str, dict[str, Any]]:
         from atlassian_cleanup.hooks import AtlassianSiteHook
 
-        progress = ProgressLog(self.log, "extract_users: Jira accounts")
+        progress = ProgressLog(self.log, "extract_users: Jira accounts", total=expected)
         accounts: dict[str, dict[str, Any]] = {}
+        fields = self._SITE_FIELDS
         with AtlassianSiteHook(atlassian_site_conn_id=self.site_conn_id) as site:
             for user in site.iter_users(on_page=lambda _page, count: progress.update(count)):
-                accounts[str(user["accountId"])] = user
+                accounts[str(user["accountId"])] = {key: user.get(key) for key in fields if key in user}
         progress.update(len(accounts), force=True)
         return accounts
 
@@ -224,7 +324,8 @@ class ComputeInactivityOperator(BaseOperator):
     passed as protected so the tool can never lock itself out.
     """
 
-    template_fields: Sequence[str] = ("users", "policy_path", "site_conn_id")
+    # ``users`` is deliberately not a template field: see :func:`wire_large_input`.
+    template_fields: Sequence[str] = ("policy_path", "site_conn_id")
     ui_color = "#eae6ff"
 
     def __init__(
@@ -236,7 +337,7 @@ class ComputeInactivityOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.users = users
+        self.users = wire_large_input(self, users)
         self.policy_path = policy_path
         self.site_conn_id = site_conn_id
 
@@ -248,16 +349,19 @@ class ComputeInactivityOperator(BaseOperator):
         as_of = run_as_of(context)
         mode = mode_of(policy)
         run_id = context["run_id"]
+        from atlassian_cleanup.user_table import UserTable
+
         api_user_emails = []
         if self.site_conn_id:
             login = BaseHook.get_connection(self.site_conn_id).login
             if login:
                 api_user_emails.append(login)
-        users = list(self.users or [])
+        # The table extract_users returns (a list of user records is accepted too).
+        users = UserTable.from_any(resolve_large_input(self.users, context))
         with open_state_store(policy, self.log) as store:
-            history = store.history([user["account_id"] for user in users])
+            history = store.history(users.account_ids)
             previous = store.previous_run(run_id, as_of=as_of)
-            missing_share = missing_activity_share(users)
+            missing_share = missing_activity_share(_activity_rows(users))
             problems = sanity_problems(
                 user_count=len(users),
                 previous_user_count=previous.user_count if previous else None,
@@ -329,6 +433,18 @@ class ComputeInactivityOperator(BaseOperator):
             )
         if returned:
             self.log.info("compute_inactivity: %d users active again; their cycle restarts", len(returned))
+
+
+def _activity_rows(table: Any) -> Iterable[dict[str, Any]]:
+    """Per user, what :func:`~atlassian_cleanup.gates.missing_activity_share` reads, from a user table.
+
+    ``last_active`` is true when the user has any last-active data (their own or a product's);
+    the gate only asks whether there is some.
+    """
+    for account_type, status, seen in zip(
+        table.decoded("account_type"), table.decoded("status"), table.has_activity().tolist(), strict=True
+    ):
+        yield {"account_type": account_type, "status": status, "last_active": seen or None}
 
 
 def _format_summary(summary: Mapping[str, Any]) -> str:
@@ -405,7 +521,8 @@ class _StageOperator(BaseOperator):
         org must not turn a task log into a user dump).
     """
 
-    template_fields: Sequence[str] = ("plan", "policy_path", "admin_conn_id")
+    # ``plan`` is deliberately not a template field: see :func:`wire_large_input`.
+    template_fields: Sequence[str] = ("policy_path", "admin_conn_id")
     stage_actions: ClassVar[frozenset[str]] = frozenset()
     stage_name: ClassVar[str] = ""
 
@@ -419,7 +536,7 @@ class _StageOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.plan = plan
+        self.plan = wire_large_input(self, plan)
         self.policy_path = policy_path
         self.admin_conn_id = admin_conn_id
         self.max_user_lines = max_user_lines
@@ -434,7 +551,8 @@ class _StageOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, str]:
         policy = resolve_policy(self.policy_path, context["params"])
-        selected = [row for row in self.plan or [] if row.get("proposed_action") in self.stage_actions]
+        plan = resolve_large_input(self.plan, context)
+        selected = [row for row in plan or [] if row.get("proposed_action") in self.stage_actions]
         if policy.dry_run:
             return self._dry_run(selected)
         if not selected:
@@ -628,7 +746,8 @@ class ExportAuditOperator(BaseOperator):
     :param audit_dir: directory the CSVs go to (shared with the api-server that serves them).
     """
 
-    template_fields: Sequence[str] = ("plan", "outcomes", "audit_dir", "policy_path")
+    # ``plan`` and ``outcomes`` are deliberately not template fields: see :func:`wire_large_input`.
+    template_fields: Sequence[str] = ("audit_dir", "policy_path")
     ui_color = "#e3fcef"
 
     def __init__(
@@ -641,8 +760,8 @@ class ExportAuditOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.plan = plan
-        self.outcomes = outcomes
+        self.plan = wire_large_input(self, plan)
+        self.outcomes = [wire_large_input(self, stage) for stage in as_list(outcomes)]
         self.audit_dir = audit_dir
         self.policy_path = policy_path
 
@@ -651,7 +770,9 @@ class ExportAuditOperator(BaseOperator):
 
         policy = resolve_policy(self.policy_path, context["params"])
         failed_upstream = failed_upstream_tasks(self, context)
-        if self.plan is None:
+        plan = resolve_large_input(self.plan, context)
+        stage_results = [resolve_large_input(stage, context) for stage in self.outcomes]
+        if plan is None:
             # Runs with trigger rule all_done. Without a plan there is nothing to audit; the run
             # must still end failed (a skipped leaf would make it look green).
             if failed_upstream:
@@ -661,19 +782,19 @@ class ExportAuditOperator(BaseOperator):
                 )
             raise AirflowSkipException("export_audit: no plan was produced; nothing to export")
         outcome_by_account: dict[str, str] = {}
-        for stage_outcomes in as_list(self.outcomes):
+        for stage_outcomes in stage_results:
             outcome_by_account.update(stage_outcomes or {})
         from atlassian_cleanup.audit import audit_rows
         from atlassian_cleanup.planner import summarise_plan
         from atlassian_cleanup.seats import seat_figures
 
-        summary = summarise_plan(self.plan)
+        summary = summarise_plan(plan)
         if failed_upstream:
             summary["failed_tasks"] = failed_upstream
         journal: dict[str, dict[str, Any]] = {}
         if not policy.dry_run:
             journal = self._journal_by_account(policy, context["run_id"])
-        rows = list(audit_rows(self.plan, outcome_by_account, journal))
+        rows = list(audit_rows(plan, outcome_by_account, journal))
         summary["results"] = dict(sorted(Counter(row["result"] for row in rows).items()))
         summary["seats"] = seat_figures(
             rows,
@@ -725,7 +846,7 @@ class ExportAuditOperator(BaseOperator):
             manifest.mode,
         )
         digest = self._send_digest(
-            policy, context, outcome_by_account, failed_upstream, manifest.csv_path, summary["seats"]
+            policy, context, rows, outcome_by_account, failed_upstream, manifest.csv_path, summary["seats"]
         )
         if failed_upstream:
             # The audit is written for every run, but a run whose gate or writes failed must not
@@ -753,6 +874,7 @@ class ExportAuditOperator(BaseOperator):
         self,
         policy: Policy,
         context: Context,
+        rows: Sequence[Mapping[str, Any]],
         outcomes: Mapping[str, str],
         failed_tasks: Sequence[str],
         csv_path: str,
@@ -777,7 +899,7 @@ class ExportAuditOperator(BaseOperator):
             self.log.info("export_audit: no notifications.admin_emails in the policy; no digest sent")
             return "not configured"
         digest = digest_context(
-            plan=self.plan,
+            plan=rows,
             outcomes=outcomes,
             run_id=context["run_id"],
             as_of=run_as_of(context).date().isoformat(),

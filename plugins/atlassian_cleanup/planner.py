@@ -91,11 +91,9 @@ from __future__ import annotations
 
 import fnmatch
 import gc
-import json
 import math
-import operator
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -107,10 +105,12 @@ from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
 from atlassian_cleanup.records import (
     PLAN_COLUMNS,
     PROPOSED_ACTIONS,
+    STAGES,
     WRITE_ACTIONS,
     UserHistory,
     UserRecord,
 )
+from atlassian_cleanup.user_table import UserTable
 
 #: The plan's columns (:data:`atlassian_cleanup.records.PLAN_COLUMNS`), in order, with their types:
 #:
@@ -132,28 +132,54 @@ from atlassian_cleanup.records import (
 ADMIN_ROLES: tuple[str, ...] = ("atlassian/org-admin", "atlassian/site-admin", "atlassian/user-access-admin")
 
 _DAY = 86_400.0
-_JSON = json.JSONEncoder(sort_keys=True)
 _EPOCH = pd.Timestamp(0, tz="UTC")
-_USER_FIELDS = (
-    "account_id",
-    "email",
-    "name",
-    "account_type",
-    "claim_status",
-    "status",
-    "added_to_org",
-    "last_active",
-    "email_domain",
-    "platform_roles",
-    "groups",
-    "product_access",
-    "time_zone",
-)
 _ACTION_VERBS = {
     "suspend": "Suspended",
     "deactivate": "Deactivated",
     "remove_product_access": "Product access removed",
 }
+#: Rule ids, encoded as small integers while planning (0 = not decided yet).
+_RULES: tuple[str, ...] = (
+    "",
+    "app_account",
+    "customer_account",
+    "unknown_account_type",
+    "admin_role",
+    "admin_group",
+    "api_user",
+    "protected_account",
+    "protected_email",
+    "protected_domain",
+    "protected_group",
+    "new_user_grace",
+    "restored_grace",
+    "deleted",
+    "pending_delete",
+    "already_for_deletion",
+    "activity_seen",
+    "already_actioned",
+    "changed_outside_tool",
+    "dormant_delete",
+    "awaiting_delete",
+    "already_suspended",
+    "already_deactivated",
+    "not_invited",
+    "unknown_status",
+    "no_product_access",
+    "final_warning",
+    "notice_period",
+    "already_warned",
+    "warning_window",
+    "inactive_all_products",
+    "inactive_no_product_access",
+    "inactive_product",
+    "active",
+)
+_R = {name: code for code, name in enumerate(_RULES)}
+_ACTIONS: tuple[str, ...] = PROPOSED_ACTIONS  # none, warn, suspend, deactivate, remove_product_access, delete
+_A = {name: code for code, name in enumerate(_ACTIONS)}
+#: Products per user are kept as bit masks while planning when there are at most this many.
+_MAX_MASK_PRODUCTS = 62
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,21 +196,34 @@ def _as_of_seconds(as_of: datetime) -> tuple[float, np.datetime64]:
     return (stamp - _EPOCH) / pd.Timedelta(seconds=1), np.datetime64(stamp.date().isoformat(), "D")
 
 
-def _seconds(values: Sequence[Any]) -> np.ndarray:
-    """ISO strings / datetimes / None -> float seconds since the epoch (NaN when missing)."""
-    if len(values) == 0:
-        return np.empty(0, dtype=float)
-    stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
-    return ((stamps - _EPOCH) / pd.Timedelta(seconds=1)).to_numpy(dtype=float, na_value=np.nan)
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array of ``values`` (never a 2-D array, whatever the items are)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+def _object_table(items: Sequence[Any]) -> np.ndarray:
+    """A 1-D object array holding ``items`` themselves (lists stay list objects, not a 2-D array)."""
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
 
 
 def _dates(seconds: np.ndarray) -> np.ndarray:
-    """Float seconds -> ``YYYY-MM-DD`` strings (None where NaN/inf)."""
+    """Float seconds -> ``YYYY-MM-DD`` strings (None where NaN/inf); equal dates share one string."""
     out = np.full(len(seconds), None, dtype=object)
     ok = np.isfinite(seconds)
     if ok.any():
-        days = np.floor(seconds[ok] / _DAY).astype("int64").astype("datetime64[D]")
-        out[ok] = days.astype(str)
+        days = np.floor(seconds[ok] / _DAY).astype("int64")
+        low, high = int(days.min()), int(days.max())
+        if high - low < 1_000_000:  # a table of every day in the range: no sorting
+            table = np.arange(low, high + 1).astype("datetime64[D]").astype(str).astype(object)
+            out[ok] = table[days - low]
+        else:
+            unique, inverse = np.unique(days, return_inverse=True)
+            out[ok] = unique.astype("datetime64[D]").astype(str).astype(object)[inverse]
     return out
 
 
@@ -203,60 +242,94 @@ def _join_or(items: Sequence[str]) -> str:
     return f"{', '.join(items[:-1])} or {items[-1]}"
 
 
-def _user_frame(users: Sequence[UserRecord] | pd.DataFrame) -> dict[str, list[Any]]:
-    """The user fields as plain lists (never the caller's objects: nothing is mutated)."""
-    if isinstance(users, pd.DataFrame):
-        n = len(users)
-        columns: dict[str, list[Any]] = {}
-        for name in _USER_FIELDS:
-            if name in users.columns:
-                values = users[name].astype(object).tolist()
-                columns[name] = [None if (isinstance(v, float) and math.isnan(v)) else v for v in values]
-            else:
-                columns[name] = [None] * n
-        return columns
-    columns = {}
-    for name in _USER_FIELDS:
-        try:
-            columns[name] = list(map(operator.itemgetter(name), users))
-        except KeyError:  # a hand-built record without every field
-            columns[name] = [user.get(name) for user in users]
-    return columns
+class _Segments:
+    """Per-user reductions over a long table (one row per user and product, say)."""
 
+    def __init__(self, uid: np.ndarray, n: int) -> None:
+        self.uid, self.n = uid, n
 
-def _first_match(
-    uid: np.ndarray, values: np.ndarray, matched: Mapping[Any, str | None], n: int
-) -> np.ndarray:
-    """Per user, the first of their ``values`` that ``matched`` maps to a label (else None)."""
-    out = np.full(n, None, dtype=object)
-    if len(uid) == 0:
+    def reduce(self, ufunc: np.ufunc, values: np.ndarray, fill: Any = np.nan) -> np.ndarray:
+        """Per user, ``ufunc`` over the user's rows (``np.fmax`` / ``np.fmin`` skip NaN); ``fill`` if none."""
+        out = np.full(self.n, fill, dtype=np.asarray(values).dtype if fill is not np.nan else float)
+        if len(self.uid):
+            ufunc.at(out, self.uid, values)  # faster than reduceat when most users have 1-3 rows
         return out
-    labels = pd.Series(values, dtype=object).map(matched).to_numpy(dtype=object)
-    hit = pd.notna(labels)
+
+
+def _first_match(uid: np.ndarray, codes: np.ndarray, labels: Sequence[str | None], n: int) -> np.ndarray:
+    """Per user, the label of the first of their values that has one (``labels[code]``), else None."""
+    out = np.full(n, None, dtype=object)
+    hit_label = np.array([label is not None for label in labels], dtype=bool)
+    if len(uid) == 0 or not hit_label.any():
+        return out
+    hit = hit_label[codes]
     if hit.any():
         # Reverse so the first match per user is the one that survives the fancy assignment.
-        hit_uid, hit_labels = uid[hit][::-1], labels[hit][::-1]
-        out[hit_uid] = hit_labels
+        out[uid[hit][::-1]] = _objects(labels)[codes[hit]][::-1]
     return out
 
 
-def _lists_by_user(uid: np.ndarray, values: np.ndarray, keep: np.ndarray, n: int) -> list[list[Any]]:
-    """Per user, the ``values`` whose ``keep`` is true, in the given order (rows grouped by user)."""
-    out: list[list[Any]] = [[] for _ in range(n)]
-    for user, value in zip(uid[keep].tolist(), values[keep].tolist(), strict=True):
-        out[user].append(value)
-    return out
+def _isin(values: np.ndarray, wanted: Iterable[Any], n: int) -> np.ndarray:
+    """Which of ``values`` (an object array) are in ``wanted``."""
+    wanted = set(wanted)
+    if not wanted:
+        return np.zeros(n, dtype=bool)
+    if len(wanted) <= 8:  # element-wise equality runs in C; hashing a million strings does not
+        hit = np.zeros(n, dtype=bool)
+        for value in wanted:
+            hit |= values == value
+        return hit
+    return np.fromiter(map(wanted.__contains__, values), dtype=bool, count=len(values))
 
 
-def _explode(column: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """A list column -> (row index, value) pairs."""
-    uid: list[int] = []
-    values: list[Any] = []
-    for i, items in enumerate(column):
-        if items:
-            uid.extend([i] * len(items))
-            values.extend(items)
-    return np.asarray(uid, dtype=np.int64), np.asarray(values, dtype=object)
+def _unique_ints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for integers, without sorting when their range is small."""
+    if len(values) == 0:
+        return values[:0], values[:0].astype(np.int64)
+    low, high = int(values.min()), int(values.max())
+    if high - low > 4_000_000:
+        unique, inverse = np.unique(values, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    shifted = (values - low).astype(np.int64)
+    present = np.flatnonzero(np.bincount(shifted, minlength=high - low + 1))
+    lookup = np.zeros(high - low + 1, dtype=np.int64)
+    lookup[present] = np.arange(len(present))
+    return (present + low).astype(values.dtype), lookup[shifted]
+
+
+def _groups(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Group rows whose ``parts`` (integral numbers, NaN allowed) are all equal.
+
+    :return: ``(group of each row, first row of each group)``.
+    """
+    size = len(parts[0])
+    key = np.zeros(size, dtype=np.int64)
+    radix = 1
+    for part in parts:
+        values = np.asarray(part, dtype=float)
+        known = ~np.isnan(values)
+        low = values[known].min() if known.any() else 0.0
+        span = int(values[known].max() - low) + 2 if known.any() else 1
+        if radix * span >= 2**62:  # re-number the groups so far before the key overflows
+            key = pd.factorize(key)[0].astype(np.int64)
+            radix = int(key.max()) + 1 if size else 1
+        key = key * span + np.where(known, values - low + 1, 0).astype(np.int64)
+        radix *= span
+    group, unique = pd.factorize(key)
+    first = np.empty(len(unique), dtype=np.int64)
+    first[group[::-1]] = np.arange(size - 1, -1, -1)  # the last write per group is its first row
+    return group, first
+
+
+def _by_key(keys: np.ndarray, make: Callable[[Any], Any]) -> np.ndarray:
+    """``make(key)`` for every element of ``keys``, computed once per distinct key."""
+    if len(keys) == 0:
+        return np.empty(0, dtype=object)
+    if np.issubdtype(keys.dtype, np.integer):
+        unique, inverse = _unique_ints(keys)
+    else:
+        unique, inverse = np.unique(keys, return_inverse=True)
+    return _objects([make(key) for key in unique.tolist()])[inverse]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -265,7 +338,7 @@ def _explode(column: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plan_actions(
-    users: Sequence[UserRecord] | pd.DataFrame,
+    users: Sequence[UserRecord] | pd.DataFrame | UserTable | Mapping[str, Any],
     policy: Policy,
     as_of: datetime,
     *,
@@ -275,18 +348,20 @@ def plan_actions(
 ) -> pd.DataFrame:
     """Plan what to do with every user; one row per input user, in input order.
 
+    ``users`` is a :class:`~atlassian_cleanup.user_table.UserTable` (what ``extract_users``
+    produces), its JSON form, a list of :class:`UserRecord` dicts or a DataFrame of them.
     ``as_of`` is the run's logical date (timezone-aware); ``history`` maps account ids to what the
     state store knows (``None``: every user is new to this tool). The API user this DAG runs as is
     passed in ``api_user_emails`` / ``api_user_account_ids`` and is never touched. See the module
     docstring for the rules and :data:`PLAN_COLUMNS` for the columns.
     """
-    # Planning allocates about a million short-lived containers and no reference cycles; with a
-    # large user list alive, the cyclic GC's full passes would cost a third of the run time.
+    # Planning allocates many short-lived containers and no reference cycles; with a large user
+    # table alive, the cyclic GC's full passes would cost a large share of the run time.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         return _plan_actions(
-            users,
+            UserTable.from_any(users),
             policy,
             as_of,
             history=history,
@@ -298,8 +373,22 @@ def plan_actions(
             gc.enable()
 
 
+class _Coded:
+    """A dictionary-encoded column of the user table as numpy codes + the distinct values."""
+
+    def __init__(self, table: UserTable, name: str) -> None:
+        self.codes = table.array(name)
+        self.values = list(table.values(name))
+
+    def mask(self, test: Callable[[Any], bool]) -> np.ndarray:
+        return np.array([bool(test(value)) for value in self.values], dtype=bool)[self.codes]
+
+    def take(self, convert: Callable[[Any], Any] = lambda value: value) -> np.ndarray:
+        return _objects([convert(value) for value in self.values])[self.codes]
+
+
 def _plan_actions(
-    users: Sequence[UserRecord] | pd.DataFrame,
+    table: UserTable,
     policy: Policy,
     as_of: datetime,
     *,
@@ -308,38 +397,39 @@ def _plan_actions(
     api_user_account_ids: Iterable[str],
 ) -> pd.DataFrame:
     as_of_s, today = _as_of_seconds(as_of)
-    cols = _user_frame(users)
-    n = len(cols["account_id"])
-    account_ids = [str(a) for a in cols["account_id"]]
-    emails_lower = np.array([str(e).strip().lower() if e else "" for e in cols["email"]], dtype=object)
-    statuses = np.array([str(s or "active") for s in cols["status"]], dtype=object)
-    account_types = np.array([str(t or "unknown").lower() for t in cols["account_type"]], dtype=object)
-    claim = np.array([c or None for c in cols["claim_status"]], dtype=object)
-    added_s = _seconds(cols["added_to_org"])
-    record_last_s = _seconds(cols["last_active"])
+    n = len(table)
+    ids = table.objects("account_id")
+    raw_emails = table.objects("email")
+    types = _Coded(table, "account_type")
+    statuses = _Coded(table, "status")
+    claims = _Coded(table, "claim_status")
+    type_names = [str(value or "unknown").lower() for value in types.values]
+    status_names = [str(value or "active") for value in statuses.values]
+    status_is = {name: statuses.mask(lambda v, name=name: str(v or "active") == name) for name in (
+        "active", "suspended", "deactivated", "not_invited", "for_deletion")}  # fmt: skip
+    added_s = table.array("added_to_org")
+    record_last_s = table.array("last_active")
 
     # --- per-product long table ------------------------------------------------------------------
-    accesses = [json.loads(a) if isinstance(a, str) else (a or {}) for a in cols["product_access"]]
-    access_json = [_JSON.encode(access) for access in accesses]
-    triples = [(i, product, seen) for i, access in enumerate(accesses) for product, seen in access.items()]
-    p_uid, p_raw, p_last = (list(t) for t in zip(*triples, strict=True)) if triples else ([], [], [])
-    canon = {key: canonical_product(str(key)) for key in set(p_raw)}
-    p_product = [canon[key] for key in p_raw]
-    pu = np.asarray(p_uid, dtype=np.int64)
-    pp = np.asarray(p_product, dtype=object)
-    plast = _seconds(p_last)
-    if len(pu) and pd.DataFrame({"u": pu, "p": pp}).duplicated().any():
-        # Two aliases of one product (jira-software and jira) in a raw frame: keep the latest.
-        long = pd.DataFrame({"u": pu, "p": pp, "t": plast}).groupby(["u", "p"], sort=True)["t"].max()
+    pu = np.repeat(np.arange(n, dtype=np.int64), table.array("product_access.counts"))
+    raw_keys = table.values("product_access")
+    canon_of_raw = [canonical_product(str(key)) for key in raw_keys]
+    products = sorted(set(canon_of_raw))  # canonical products; a code orders like the name
+    product_code = {product: code for code, product in enumerate(products)}
+    to_canon = np.array([product_code[c] for c in canon_of_raw], dtype=np.int64)
+    pc = to_canon[table.array("product_access.codes")] if len(pu) else np.empty(0, dtype=np.int64)
+    plast = table.array("product_access.last")
+    if len(pu) and len(products) < len(raw_keys) and pd.Series(pu * len(products) + pc).duplicated().any():
+        # Two aliases of one product (jira-software and jira) for one user: keep the latest.
+        long = pd.DataFrame({"u": pu, "p": pc, "t": plast}).groupby(["u", "p"], sort=True)["t"].max()
         pu = long.index.get_level_values(0).to_numpy(dtype=np.int64)
-        pp = long.index.get_level_values(1).to_numpy(dtype=object)
+        pc = long.index.get_level_values(1).to_numpy(dtype=np.int64)
         plast = long.to_numpy(dtype=float)
     default_days = policy.inactivity.default_days
-    pthreshold = (
-        pd.Series(pp, dtype=object).map(dict(policy.inactivity.products)).fillna(default_days).to_numpy(float)
-        if len(pp)
-        else np.empty(0)
+    thresholds = np.array(
+        [float(policy.inactivity.products.get(product, default_days)) for product in products], dtype=float
     )
+    pthreshold = thresholds[pc] if len(pc) else np.empty(0)
     pbase = np.where(np.isnan(plast), added_s[pu] if len(pu) else plast, plast)
     pdays = _whole_days(as_of_s, pbase)  # NaN: nothing known
     puntil = np.where(np.isnan(pdays), -np.inf, pthreshold - pdays)
@@ -347,13 +437,12 @@ def _plan_actions(
 
     n_products = np.bincount(pu, minlength=n)
     n_due = np.bincount(pu, weights=pdue.astype(float), minlength=n).astype(np.int64)
-    by_user = pd.DataFrame({"u": pu, "until": puntil, "base": pbase, "last": plast})
-    grouped = by_user.groupby("u")
-    max_until = grouped["until"].max().reindex(range(n)).to_numpy(float)
-    min_until = grouped["until"].min().reindex(range(n)).to_numpy(float)
-    max_until_due = by_user["until"].where(pdue).groupby(by_user["u"]).max().reindex(range(n)).to_numpy(float)
-    product_base_max = grouped["base"].max().reindex(range(n)).to_numpy(float)
-    product_last_max = grouped["last"].max().reindex(range(n)).to_numpy(float)
+    per_user = _Segments(pu, n)
+    max_until = per_user.reduce(np.fmax, puntil)
+    min_until = per_user.reduce(np.fmin, puntil)
+    max_until_due = per_user.reduce(np.fmax, np.where(pdue, puntil, np.nan))
+    product_base_max = per_user.reduce(np.fmax, pbase)
+    product_last_max = per_user.reduce(np.fmax, plast)
     last_any = np.fmax(product_last_max, record_last_s)  # latest real activity anywhere
     # Overall baseline: the latest product baseline; without products, activity or joining date.
     overall_base = np.fmax(
@@ -361,92 +450,161 @@ def _plan_actions(
     )
     days_inactive = _whole_days(as_of_s, overall_base)
     overall_until = np.where(np.isnan(days_inactive), -np.inf, default_days - days_inactive)
-    # Which product the latest activity was on (for the reason text).
-    last_product = np.full(n, None, dtype=object)
-    has_last = ~np.isnan(plast)
-    if has_last.any():
-        order = np.lexsort((plast[has_last], pu[has_last]))
-        last_product[pu[has_last][order]] = pp[has_last][order]  # the latest per user wins
+    # Which product the latest activity was on (for the reason text); ties: the later row wins.
+    last_pc = np.full(n, -1, dtype=np.int64)
+    latest = ~np.isnan(plast)
+    if latest.any():
+        latest &= plast == product_last_max[pu]
+        last_pc[pu[latest]] = pc[latest]
 
     # --- history ---------------------------------------------------------------------------------
-    hist = [history.get(a) for a in account_ids] if history else [None] * n
-    hist = [UserHistory.from_dict(h) if isinstance(h, Mapping) else h for h in hist]
-    stage = np.array([h.stage if h else "active" for h in hist], dtype=object)
-    actioned_action = np.array([h.actioned_action if h else None for h in hist], dtype=object)
-    last_warned = np.array(
-        [h.last_warned_lead_days if h and h.last_warned_lead_days is not None else np.nan for h in hist],
-        dtype=float,
-    )
+    stage_code = np.zeros(n, dtype=np.int8)  # index into STAGES; 0 = active
+    act_code = np.zeros(n, dtype=np.int8)  # 0 None, 1.. index into acted + 1
+    acted: list[str] = []
+    last_warned = np.full(n, np.nan)
+    actioned_at, restored_at, warned_at = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    if history:
+        keys = list(history)
+        found = pd.Index(keys, dtype=object).get_indexer(pd.Index(ids, dtype=object))
+        rows = np.flatnonzero(found >= 0)
+        entries = [history[keys[k]] for k in found[rows].tolist()]
+        entries = [UserHistory.from_dict(h) if isinstance(h, Mapping) else h for h in entries]
+        for row, h in zip(rows.tolist(), entries, strict=True):
+            if h is None:
+                continue
+            stage_code[row] = STAGES.index(h.stage)
+            if h.actioned_action is not None:
+                if h.actioned_action not in acted:
+                    acted.append(h.actioned_action)
+                act_code[row] = acted.index(h.actioned_action) + 1
+            if h.last_warned_lead_days is not None:
+                last_warned[row] = h.last_warned_lead_days
+            if h.actioned_at:
+                actioned_at[row] = h.actioned_at.timestamp()
+            if h.restored_at:
+                restored_at[row] = h.restored_at.timestamp()
+            if h.warned_at:
+                warned_at[row] = h.warned_at.timestamp()
 
-    def _hist_seconds(name: str) -> np.ndarray:
-        return np.array(
-            [getattr(h, name).timestamp() if h and getattr(h, name) else np.nan for h in hist], dtype=float
-        )
+    def stage_is(name: str) -> np.ndarray:
+        return stage_code == STAGES.index(name)
 
-    actioned_at, restored_at, warned_at = (
-        _hist_seconds(k) for k in ("actioned_at", "restored_at", "warned_at")
-    )
+    def acted_is(*names: str) -> np.ndarray:
+        codes = [acted.index(name) + 1 for name in names if name in acted]
+        return np.isin(act_code, codes) if codes else np.zeros(n, dtype=bool)
 
     # --- decisions ---------------------------------------------------------------------------------
-    rule = np.full(n, "", dtype=object)
+    rule = np.zeros(n, dtype=np.int8)
     protected_by = np.full(n, "", dtype=object)
-    proposed = np.full(n, "none", dtype=object)
-    planned = np.full(n, "none", dtype=object)
+    proposed = np.zeros(n, dtype=np.int8)
+    planned = np.zeros(n, dtype=np.int8)
     action_days = np.full(n, np.nan)  # days from as_of to action_date
     bucket = np.full(n, np.nan)
 
     def decide(mask: np.ndarray, rule_id: str, by: Any = None) -> np.ndarray:
-        chosen = mask & (rule == "")
-        rule[chosen] = rule_id
-        if by is not None:
-            protected_by[chosen] = by[chosen] if isinstance(by, np.ndarray) else by
+        chosen = mask & (rule == 0)
+        rule[chosen] = _R[rule_id]
+        if by is not None and chosen.any():
+            if callable(by):
+                protected_by[chosen] = by(chosen)
+            elif isinstance(by, np.ndarray):
+                protected_by[chosen] = by[chosen]
+            else:
+                protected_by[chosen] = by
         return chosen
 
     # 1. Protection, most fundamental first.
-    decide(account_types == "app", "app_account", "account_type:app")
-    decide(account_types == "customer", "customer_account", "account_type:customer")
-    decide(account_types != "atlassian", "unknown_account_type", "account_type:" + account_types)
+    type_code = types.codes
+    type_names_arr = _objects(type_names)
+    decide(types.mask(lambda v: str(v or "unknown").lower() == "app"), "app_account", "account_type:app")
+    decide(
+        types.mask(lambda v: str(v or "unknown").lower() == "customer"),
+        "customer_account",
+        "account_type:customer",
+    )
+    decide(
+        types.mask(lambda v: str(v or "unknown").lower() != "atlassian"),
+        "unknown_account_type",
+        lambda chosen: "account_type:" + type_names_arr[type_code[chosen]],
+    )
 
-    r_uid, r_val = _explode(cols["platform_roles"])
-    role_hit = _first_match(r_uid, r_val, {r: f"role:{r}" for r in ADMIN_ROLES}, n)
+    r_uid = np.repeat(np.arange(n, dtype=np.int64), table.array("platform_roles.counts"))
+    role_hit = _first_match(
+        r_uid,
+        table.array("platform_roles.codes"),
+        [f"role:{r}" if r in ADMIN_ROLES else None for r in table.values("platform_roles")],
+        n,
+    )
     decide(pd.notna(role_hit), "admin_role", role_hit)
 
-    g_uid, g_val = _explode(cols["groups"])
-    unique_groups = set(g_val.tolist())
+    g_uid = np.repeat(np.arange(n, dtype=np.int64), table.array("groups.counts"))
+    group_names = table.values("groups")
+    g_codes = table.array("groups.codes")
     # Case-insensitive on purpose: a protection that misses "Site-Admins" is worse than one that
     # over-matches.
     admin_patterns = [pattern.lower() for pattern in policy.admin_groups]
-    admin_map = {
-        g: f"admin_group:{g}"
-        for g in unique_groups
-        if any(fnmatch.fnmatchcase(str(g).lower(), pattern) for pattern in admin_patterns)
-    }
-    admin_hit = _first_match(g_uid, g_val, admin_map, n)
+    admin_hit = _first_match(
+        g_uid,
+        g_codes,
+        [
+            f"admin_group:{g}"
+            if any(fnmatch.fnmatchcase(str(g).lower(), pattern) for pattern in admin_patterns)
+            else None
+            for g in group_names
+        ],
+        n,
+    )
     decide(pd.notna(admin_hit), "admin_group", admin_hit)
 
+    # E-mails compare stripped and in lower case; the table lists the few addresses whose key
+    # differs from the address as reported, so no per-user string work is needed here.
     api_emails = {e.strip().lower() for e in api_user_emails if e}
     api_ids = {str(a) for a in api_user_account_ids if a}
-    ids = np.array(account_ids, dtype=object)
-    decide(np.isin(emails_lower, list(api_emails)) | np.isin(ids, list(api_ids)), "api_user", "api_user")
-    decide(np.isin(ids, list(policy.protected.account_ids)), "protected_account", "account_id:" + ids)
-    decide(np.isin(emails_lower, list(policy.protected.emails)), "protected_email", "email:" + emails_lower)
+    protected = policy.protected
+    email_keys = table.email_keys()
 
-    domains = [
-        (d or (e.rsplit("@", 1)[-1] if "@" in e else "")).lower()
-        for d, e in zip(cols["email_domain"], emails_lower, strict=True)
-    ]
-    domain_map: dict[str, str | None] = {}
-    for domain in set(domains):
-        for protected in policy.protected.domains:
-            if domain and (domain == protected or domain.endswith(f".{protected}")):
-                domain_map[domain] = f"domain:{protected}"
-                break
-    domain_hit = pd.Series(domains, dtype=object).map(domain_map).to_numpy(dtype=object)
-    decide(pd.notna(domain_hit), "protected_domain", domain_hit)
+    def email_key(i: int) -> str:
+        return email_keys.get(i) or raw_emails[i] or ""
 
-    protected_groups = {g.lower() for g in policy.protected.groups}
-    group_map = {g: f"group:{g}" for g in unique_groups if str(g).lower() in protected_groups}
-    group_hit = _first_match(g_uid, g_val, group_map, n)
+    def email_in(wanted: Iterable[str]) -> np.ndarray:
+        hit = _isin(raw_emails, wanted, n)
+        wanted = set(wanted)
+        for i, key in email_keys.items():
+            hit[i] = key in wanted
+        return hit
+
+    def with_prefix(prefix: str, key: Callable[[int], str]) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda chosen: _objects([f"{prefix}{key(i)}" for i in np.flatnonzero(chosen).tolist()])
+
+    decide(email_in(api_emails) | _isin(ids, api_ids, n), "api_user", "api_user")
+    account_hit = _isin(ids, protected.account_ids, n)
+    decide(account_hit, "protected_account", with_prefix("account_id:", ids.__getitem__))
+    decide(email_in(protected.emails), "protected_email", with_prefix("email:", email_key))
+
+    if protected.domains:
+        given = _Coded(table, "email_domain")
+        domains = given.take(lambda d: d.lower() if d else None)
+        for i in np.flatnonzero(pd.isna(domains)).tolist():
+            key = email_key(i)
+            domains[i] = (key.rsplit("@", 1)[-1] if "@" in key else "").lower()
+        codes, unique = pd.factorize(domains)
+        labels: list[str | None] = []
+        for domain in unique.tolist():
+            labels.append(None)
+            for entry in protected.domains:
+                if domain and (domain == entry or domain.endswith(f".{entry}")):
+                    labels[-1] = f"domain:{entry}"
+                    break
+        domain_hit = _objects(labels)[codes] if len(labels) else np.full(n, None, dtype=object)
+        decide(pd.notna(domain_hit), "protected_domain", domain_hit)
+
+    protected_groups = {g.lower() for g in protected.groups}
+    group_hit = _first_match(
+        g_uid,
+        g_codes,
+        [f"group:{g}" if str(g).lower() in protected_groups else None for g in group_names],
+        n,
+    )
     decide(pd.notna(group_hit), "protected_group", group_hit)
 
     since_added = _whole_days(as_of_s, added_s)
@@ -455,23 +613,23 @@ def _plan_actions(
     decide(since_restored < policy.restored_grace_days, "restored_grace", "restored_grace")
 
     # 2. Lifecycle: finished, reset by activity, deletion.
-    decide(stage == "deleted", "deleted")
-    decide(stage == "pending_delete", "pending_delete")
-    decide(statuses == "for_deletion", "already_for_deletion")
+    decide(stage_is("deleted"), "deleted")
+    decide(stage_is("pending_delete"), "pending_delete")
+    decide(status_is["for_deletion"], "already_for_deletion")
 
     # Activity after our warning (or after the warning/action that led to our action) resets.
     action_ref = np.where(~np.isnan(warned_at) & (warned_at <= actioned_at), warned_at, actioned_at)
-    reset_ref = np.where(stage == "warned", warned_at, np.where(stage == "actioned", action_ref, np.nan))
+    reset_ref = np.where(stage_is("warned"), warned_at, np.where(stage_is("actioned"), action_ref, np.nan))
     decide(last_any > reset_ref, "activity_seen")  # NaN compares False: no activity, no reset
 
-    actioned = (stage == "actioned") & (rule == "")
-    removal_left = actioned & (actioned_action == "remove_product_access") & (n_products > 0)
+    actioned = stage_is("actioned") & (rule == 0)
+    removal_left = actioned & acted_is("remove_product_access") & (n_products > 0)
     in_place = np.where(
-        actioned_action == "suspend",
-        np.isin(statuses, ["suspended", "deactivated"]),
-        np.where(actioned_action == "deactivate", statuses == "deactivated", n_products == 0),
+        acted_is("suspend"),
+        status_is["suspended"] | status_is["deactivated"],
+        np.where(acted_is("deactivate"), status_is["deactivated"], n_products == 0),
     )
-    known_action = np.isin(actioned_action, list(_ACTION_VERBS))
+    known_action = acted_is(*_ACTION_VERBS)
     delete_after = policy.delete_after_days
     waiting = actioned & ~removal_left
     decide(waiting & (np.isnan(actioned_at) | ~known_action), "already_actioned")
@@ -484,47 +642,48 @@ def _plan_actions(
         delete_days = np.ceil((actioned_at + delete_after * _DAY - as_of_s) / _DAY)
         since_action = np.floor((as_of_s - actioned_at) / _DAY)
         chosen = decide(waiting & (since_action >= delete_after), "dormant_delete")
-        proposed[chosen] = planned[chosen] = "delete"
+        proposed[chosen] = planned[chosen] = _A["delete"]
         action_days[chosen] = delete_days[chosen]
         chosen = decide(waiting, "awaiting_delete")
-        planned[chosen] = "delete"
+        planned[chosen] = _A["delete"]
         action_days[chosen] = delete_days[chosen]
 
     # 3. Atlassian status: no new warning or action for users who are not plainly active.
-    decide(statuses == "suspended", "already_suspended")
-    decide(statuses == "deactivated", "already_deactivated")
-    decide(statuses == "not_invited", "not_invited")
-    decide(statuses != "active", "unknown_status")
+    decide(status_is["suspended"], "already_suspended")
+    decide(status_is["deactivated"], "already_deactivated")
+    decide(status_is["not_invited"], "not_invited")
+    decide(~status_is["active"], "unknown_status")
 
     # 4. Inactivity.
     if policy.action == "remove_product_access":
         decide(n_products == 0, "no_product_access")
         due = n_due > 0
         until = np.where(due, max_until_due, min_until)
-        act_rule = np.full(n, "inactive_product", dtype=object)
-        act = np.full(n, "remove_product_access", dtype=object)
+        act_rule = np.full(n, _R["inactive_product"], dtype=np.int8)
+        act = np.full(n, _A["remove_product_access"], dtype=np.int8)
     else:
         has_products = n_products > 0
         due = np.where(has_products, n_due == n_products, overall_until <= 0)
         until = np.where(has_products, max_until, overall_until)
-        act_rule = np.where(has_products, "inactive_all_products", "inactive_no_product_access").astype(
-            object
-        )
+        act_rule = np.where(
+            has_products, _R["inactive_all_products"], _R["inactive_no_product_access"]
+        ).astype(np.int8)
         if policy.action == "deactivate":
-            act = np.where(claim == "managed", "deactivate", "suspend").astype(object)
+            managed = claims.mask(lambda v: v == "managed")
+            act = np.where(managed, _A["deactivate"], _A["suspend"]).astype(np.int8)
         else:
-            act = np.full(n, "suspend", dtype=object)
-    open_ = rule == ""
+            act = np.full(n, _A["suspend"], dtype=np.int8)
+    open_ = rule == 0
     action_days[open_] = until[open_]
     planned[open_ & due] = act[open_ & due]
 
     lead = sorted(policy.warning.lead_days)
     if lead:
         min_lead, max_lead = lead[0], lead[-1]
-        current_warning = (stage == "warned") & ~np.isnan(warned_at) & ~np.isnan(last_warned)
+        current_warning = stage_is("warned") & ~np.isnan(warned_at) & ~np.isnan(last_warned)
         notice_ok = current_warning & (as_of_s - warned_at >= min_lead * _DAY)
         chosen = decide(open_ & due & ~current_warning, "final_warning")
-        proposed[chosen] = "warn"
+        proposed[chosen] = _A["warn"]
         bucket[chosen] = min_lead
         action_days[chosen] = min_lead
         chosen = decide(open_ & due & ~notice_ok, "notice_period")
@@ -537,11 +696,11 @@ def _plan_actions(
         chosen = decide(window & current_warning & (last_warned <= window_bucket), "already_warned")
         planned[chosen] = act[chosen]
         chosen = decide(window, "warning_window")
-        proposed[chosen] = "warn"
+        proposed[chosen] = _A["warn"]
         planned[chosen] = act[chosen]
         bucket[chosen] = window_bucket[chosen]
     # Due, and warned long enough ago (or warnings are off): act.
-    chosen = open_ & due & (rule == "")
+    chosen = open_ & due & (rule == 0)
     rule[chosen] = act_rule[chosen]
     proposed[chosen] = act[chosen]
     decide(open_, "active")
@@ -550,37 +709,46 @@ def _plan_actions(
     action_date = np.full(n, None, dtype=object)
     finite = np.isfinite(action_days)
     if finite.any():
-        action_date[finite] = (today + action_days[finite].astype("int64")).astype(str)
+        offsets = action_days[finite].astype("int64")
+        unique, inverse = _unique_ints(offsets)
+        action_date[finite] = (today + unique).astype(str).astype(object)[inverse]
 
     is_remove = policy.action == "remove_product_access"
-    order = np.lexsort((pp, pu))  # by user, then product: the lists come out sorted
-    inactive_products = _lists_by_user(pu[order], pp[order], pdue[order], n)
-    remove_lists = [[] for _ in range(n)]
+    masks = _ProductSets(products, pu, pc, n, per_user)
+    due_masks = masks.masks(pdue)
+    inactive_products = masks.lists(pdue, due_masks)
+    remove_lists: np.ndarray | None = None
     if is_remove:
-        remove_row = np.isin(
-            rule, ["inactive_product", "final_warning", "notice_period", "warning_window", "already_warned"]
-        )
+        removal_rules = ("inactive_product", "final_warning", "notice_period", "warning_window")
+        removal_rules += ("already_warned",)
+        remove_row = np.isin(rule, [_R[r] for r in removal_rules])
         # Products due by the action date (for action rows: the products past their threshold).
         horizon = np.maximum(np.nan_to_num(action_days, nan=0.0), 0.0)
         concerned = remove_row[pu] & (puntil <= horizon[pu])
-        remove_lists = _lists_by_user(pu[order], pp[order], concerned[order], n)
+        remove_lists = masks.lists(concerned)
 
-    reasons = _reasons(
+    planned_names = _objects(_ACTIONS)[planned]
+    reasons = _Reasons(
         n=n,
+        policy=policy,
         rule=rule,
         protected_by=protected_by,
-        policy=policy,
         planned=planned,
-        account_types=account_types,
-        statuses=statuses,
-        stage=stage,
-        actioned_action=actioned_action,
+        planned_names=planned_names,
+        account_types=type_names_arr[type_code] if n else np.empty(0, dtype=object),
+        statuses=_objects(status_names)[statuses.codes] if n else np.empty(0, dtype=object),
+        stage=stage_code,
+        acted=acted,
+        act_code=act_code,
         days_inactive=days_inactive,
         since_added=since_added,
         since_restored=since_restored,
         added=_dates(added_s),
+        added_s=added_s,
         last_any=_dates(last_any),
-        last_product=last_product,
+        last_any_s=last_any,
+        last_pc=last_pc,
+        products=products,
         action_date=action_date,
         action_days=action_days,
         bucket=bucket,
@@ -590,40 +758,90 @@ def _plan_actions(
         restored=_dates(restored_at),
         reset_ref=reset_ref,
         warned_at=warned_at,
-        product_rows=(order, pu, pp, pdays, pthreshold, plast),
+        product_rows=(pu, pc, pdays, pthreshold, plast),
+        masks=masks,
+        due_masks=due_masks,
         inactive_products=inactive_products,
         remove_lists=remove_lists,
-    )
+    ).texts()
 
     def ints(values: np.ndarray) -> pd.arrays.IntegerArray:
-        return pd.array(np.where(np.isfinite(values), values, np.nan), dtype="Float64").astype("Int64")
+        ok = np.isfinite(values)
+        return pd.arrays.IntegerArray(np.where(ok, values, 0).astype(np.int64), ~ok)
+
+    def column(values: Any) -> pd.Series:
+        return pd.Series(values, dtype=object, copy=False)  # the arrays are this plan's own
 
     plan = pd.DataFrame(
         {
-            "account_id": pd.Series(account_ids, dtype=object),
-            "email": pd.Series(cols["email"], dtype=object),
-            "name": pd.Series(cols["name"], dtype=object),
-            "account_type": pd.Series(cols["account_type"], dtype=object).fillna("unknown"),
-            "claim_status": pd.Series(cols["claim_status"], dtype=object),
-            "status": pd.Series(statuses, dtype=object),
-            "product_last_active": pd.Series(access_json, dtype=object),
+            "account_id": column(ids),
+            "email": column(raw_emails),
+            "name": column(table.objects("name")),
+            "account_type": column(types.take(lambda v: "unknown" if v is None else v)),
+            "claim_status": column(claims.take()),
+            "status": column(statuses.take(lambda v: str(v or "active"))),
+            "product_last_active": column(table.objects("product_last_active")),
             "days_inactive": ints(days_inactive),
-            "inactive_products": pd.Series(inactive_products, dtype=object),
-            "action_date": pd.Series(action_date, dtype=object),
+            "inactive_products": column(inactive_products),
+            "action_date": column(action_date),
             "days_until_action": ints(action_days),
-            "rule": pd.Series(rule, dtype=object),
-            "stage": pd.Series(stage, dtype=object),
-            "proposed_action": pd.Series(proposed, dtype=object),
-            "products_to_remove": pd.Series(remove_lists, dtype=object),
+            "rule": column(_objects(_RULES)[rule]),
+            "stage": column(_objects(STAGES)[stage_code]),
+            "proposed_action": column(_objects(_ACTIONS)[proposed]),
+            "products_to_remove": column(
+                remove_lists if remove_lists is not None else _object_table([[]])[np.zeros(n, dtype=int)]
+            ),
             "warning_lead_days": ints(bucket),
-            "reason": pd.Series(reasons, dtype=object),
-            "protected_by": pd.Series(protected_by, dtype=object),
-            "planned_action": pd.Series(planned, dtype=object),
-            "time_zone": pd.Series(cols["time_zone"], dtype=object),
+            "reason": column(reasons),
+            "protected_by": column(protected_by),
+            "planned_action": column(planned_names),
+            "time_zone": column(_Coded(table, "time_zone").take()),
         },
         columns=list(PLAN_COLUMNS),
+        copy=False,  # the columns are new arrays already; consolidating them would copy them all
     )
     return plan
+
+
+class _ProductSets:
+    """Per-user sets of canonical products (bit masks while there are few products)."""
+
+    def __init__(
+        self, products: list[str], pu: np.ndarray, pc: np.ndarray, n: int, per_user: _Segments
+    ) -> None:
+        self.products, self.pu, self.pc, self.n = products, pu, pc, n
+        self.per_user = per_user
+        self.use_masks = len(products) <= _MAX_MASK_PRODUCTS
+
+    def masks(self, keep: np.ndarray | None = None) -> np.ndarray:
+        """Per user, the bit mask of their products (those where ``keep`` is true)."""
+        out = np.zeros(self.n, dtype=np.int64)
+        if not self.use_masks or not len(self.pu):
+            return out
+        bits = np.left_shift(np.int64(1), self.pc)
+        if keep is not None:
+            bits = np.where(keep, bits, 0)
+        return self.per_user.reduce(np.bitwise_or, bits, fill=np.int64(0))
+
+    def names(self, mask: int) -> list[str]:
+        return [product for bit, product in enumerate(self.products) if mask >> bit & 1]
+
+    def lists(self, keep: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        """Per user, the sorted list of their products where ``keep`` is true.
+
+        Users with the same products share one list object (a million users have a handful of
+        distinct product sets): plan cells are read-only.
+        """
+        if not self.use_masks:
+            out: list[list[str]] = [[] for _ in range(self.n)]
+            order = np.lexsort((self.pc, self.pu))
+            rows = order[keep[order]]
+            for user, code in zip(self.pu[rows].tolist(), self.pc[rows].tolist(), strict=True):
+                out[user].append(self.products[code])
+            return _object_table(out)
+        masks = self.masks(keep) if masks is None else masks
+        unique, inverse = _unique_ints(masks)
+        return _object_table([self.names(mask) for mask in unique.tolist()])[inverse]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -661,6 +879,7 @@ _DETAIL_RULES = (
     "warning_window",
     "already_warned",
 )
+_UNMANAGED = " Unmanaged account: Atlassian only allows deactivating managed accounts; suspending instead."
 
 
 def _days(value: float) -> str:
@@ -678,127 +897,365 @@ def _join_and(items: Sequence[str]) -> str:
     return f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def _reasons(
-    *,
-    n: int,
-    rule: np.ndarray,
-    protected_by: np.ndarray,
-    policy: Policy,
-    planned: np.ndarray,
-    account_types: np.ndarray,
-    statuses: np.ndarray,
-    stage: np.ndarray,
-    actioned_action: np.ndarray,
-    days_inactive: np.ndarray,
-    since_added: np.ndarray,
-    since_restored: np.ndarray,
-    added: np.ndarray,
-    last_any: np.ndarray,
-    last_product: np.ndarray,
-    action_date: np.ndarray,
-    action_days: np.ndarray,
-    bucket: np.ndarray,
-    last_warned: np.ndarray,
-    warned: np.ndarray,
-    actioned: np.ndarray,
-    restored: np.ndarray,
-    reset_ref: np.ndarray,
-    warned_at: np.ndarray,
-    product_rows: tuple[Any, ...],
-    inactive_products: list[list[str]],
-    remove_lists: list[list[str]],
-) -> list[str]:
-    """One sentence per user saying why, with the numbers and dates an admin checks."""
-    order, pu, pp, pdays, pthreshold, plast = product_rows
-    # (product, days or None, threshold, last active date or None), only for rows that need them.
-    products: dict[int, list[tuple[str, int | None, int, str | None]]] = {}
-    wanted = np.isin(rule, _DETAIL_RULES)
-    if len(pu):
-        rows = order[wanted[pu[order]]]
-        last_dates = _dates(plast[rows])
-        for user, product, days, threshold, last in zip(
-            pu[rows].tolist(),
-            pp[rows].tolist(),
-            pdays[rows].tolist(),
-            pthreshold[rows].tolist(),
-            last_dates,
-            strict=True,
-        ):
-            entry = (product, None if math.isnan(days) else int(days), int(threshold), last)
-            products.setdefault(user, []).append(entry)
+class _Reasons:
+    """One sentence per user saying why, with the numbers and dates an admin checks.
 
-    default_days = policy.inactivity.default_days
-    is_remove = policy.action == "remove_product_access"
-    min_lead = min(policy.warning.lead_days) if policy.warning.lead_days else 0
-    delete_after = policy.delete_after_days
+    The frequent rules are worded column-wise: each varying part (a date, a day count, a product
+    list) is worded once per distinct value and the sentences are joined in one pass per rule. The
+    rarer rules (protections, lifecycle, per-product removal) are worded row by row.
+    """
 
-    def last_text(i: int) -> str:
-        if last_any[i]:
-            where = f" in {_label(last_product[i])}" if last_product[i] else ""
-            return f"last active {last_any[i]}{where}"
-        if added[i]:
-            return f"never active since joining on {added[i]}"
-        return "no activity ever recorded"
+    def __init__(self, **arrays: Any) -> None:
+        self.__dict__.update(arrays)
+        policy: Policy = self.policy
+        self.all_masks = self.masks.masks()
+        # Day numbers stand for the dates in the sentences (equal day, equal date text).
+        self.last_day = np.floor(self.last_any_s / _DAY)
+        self.added_day_if_never = np.where(np.isnan(self.last_day), np.floor(self.added_s / _DAY), np.nan)
+        self.warned_day = np.floor(self.warned_at / _DAY)
+        self.default_days = policy.inactivity.default_days
+        self.is_remove = policy.action == "remove_product_access"
+        self.min_lead = min(policy.warning.lead_days) if policy.warning.lead_days else 0
+        self.delete_after = policy.delete_after_days
 
-    def thresholds(rows: Sequence[tuple[Any, ...]]) -> str:
-        values = {row[2] for row in rows} or {default_days}
+    # -- shared pieces ------------------------------------------------------------------------------
+
+    def _label_of(self, code: int) -> str | None:
+        return _label(self.products[code]) if code >= 0 else None
+
+    def _thresholds(self, products: Sequence[str]) -> str:
+        values = {int(self.policy.inactivity.products.get(p, self.default_days)) for p in products} or {
+            self.default_days
+        }
         if len(values) == 1:
             return f"threshold {values.pop()}"
-        return "thresholds " + ", ".join(f"{_label(row[0])} {row[2]}" for row in rows)
+        return "thresholds " + ", ".join(
+            f"{_label(p)} {int(self.policy.inactivity.products.get(p, self.default_days))}" for p in products
+        )
 
-    def all_products(i: int) -> str:
-        rows = products.get(i, [])
-        if not rows:
-            if math.isnan(days_inactive[i]):
-                return f"No product access and no activity ever recorded (threshold {default_days})."
-            return (
-                f"No product access and no activity for {_days(days_inactive[i])} "
-                f"(threshold {default_days}); {last_text(i)}."
-            )
-        names = _join_or([_label(row[0]) for row in rows])
-        if math.isnan(days_inactive[i]):
-            return f"No activity ever recorded in {names} ({thresholds(rows)})."
-        return f"No activity in {names} for {_days(days_inactive[i])} ({thresholds(rows)}); {last_text(i)}."
-
-    def some_products(i: int, names: Sequence[str]) -> str:
-        parts = []
-        for product, days, threshold, last in products.get(i, []):
-            if product not in names:
-                continue
-            if days is None:
-                parts.append(f"no activity ever recorded in {_label(product)} (threshold {threshold})")
-                continue
-            since = f"last active {last}" if last else f"never used since joining on {added[i]}"
-            parts.append(
-                f"no activity in {_label(product)} for {_days(days)} (threshold {threshold}, {since})"
-            )
-        return _upper_first("; ".join(parts)) + "."
-
-    def coming(i: int) -> str:
-        """What happens next: the action, or the products whose access goes."""
-        if is_remove:
-            return f"removal of {_join_and([_label(p) for p in remove_lists[i]])} access"
-        return _ACTION_WORDS.get(planned[i], str(planned[i]))
-
-    def fallback(i: int) -> str:
-        if policy.action == "deactivate" and planned[i] == "suspend":
-            return (
-                " Unmanaged account: Atlassian only allows deactivating managed accounts; suspending instead."
-            )
+    def _fallback(self, planned_code: int) -> str:
+        if self.policy.action == "deactivate" and planned_code == _A["suspend"]:
+            return _UNMANAGED
         return ""
 
-    def core(i: int) -> str:
-        return some_products(i, remove_lists[i]) if is_remove else all_products(i)
+    # -- column-wise pieces (``rows`` are user indexes) ---------------------------------------------
 
-    def verb(i: int) -> str:
-        return _ACTION_VERBS.get(actioned_action[i] or "", "Actioned")
+    def last_texts(self, rows: np.ndarray) -> list[str]:
+        where = _by_key(self.last_pc[rows], lambda code: f" in {self._label_of(code)}" if code >= 0 else "")
+        return [
+            f"last active {last}{w}"
+            if last
+            else (f"never active since joining on {added}" if added else "no activity ever recorded")
+            for last, w, added in zip(
+                self.last_any[rows].tolist(), where.tolist(), self.added[rows].tolist(), strict=True
+            )
+        ]
 
-    def text(i: int) -> str:
-        r = rule[i]
-        by = str(protected_by[i]).split(":", 1)[-1]
+    def day_texts(self, values: np.ndarray) -> list[str | None]:
+        """``_days`` of each value; None where NaN."""
+        ok = ~np.isnan(values)
+        out = np.full(len(values), None, dtype=object)
+        if ok.any():
+            out[ok] = _by_key(values[ok].astype(np.int64), _days)
+        return out.tolist()
+
+    def all_products(self, rows: np.ndarray) -> list[str]:
+        """The reason core when every product counts (suspend / deactivate)."""
+        masks = self.all_masks[rows]
+        names = _by_key(masks, lambda m: _join_or([_label(p) for p in self.masks.names(m)]) if m else None)
+        thresholds = _by_key(masks, lambda m: self._thresholds(self.masks.names(m)))
+        no_access = f"(threshold {self.default_days})"
+        return [
+            (
+                (f"No activity ever recorded in {name} ({thr})." if days is None
+                 else f"No activity in {name} for {days} ({thr}); {last}.")
+                if name is not None
+                else (f"No product access and no activity ever recorded {no_access}." if days is None
+                      else f"No product access and no activity for {days} {no_access}; {last}.")
+            )
+            for name, thr, days, last in zip(
+                names.tolist(),
+                thresholds.tolist(),
+                self.day_texts(self.days_inactive[rows]),
+                self.last_texts(rows),
+                strict=True,
+            )
+        ]  # fmt: skip
+
+    def comings(self, rows: np.ndarray) -> list[str]:
+        words = _by_key(self.planned[rows], lambda code: _ACTION_WORDS.get(_ACTIONS[code], _ACTIONS[code]))
+        return words.tolist()
+
+    def fallbacks(self, rows: np.ndarray) -> list[str]:
+        return _by_key(self.planned[rows], self._fallback).tolist()
+
+    # -- the sentences ------------------------------------------------------------------------------
+
+    def texts(self) -> np.ndarray:
+        out = np.full(self.n, None, dtype=object)
+        fast = {
+            "active": self._active,
+            "inactive_all_products": self._inactive,
+            "inactive_no_product_access": self._inactive,
+            "final_warning": self._final_warning,
+            "notice_period": self._notice_period,
+            "warning_window": self._warning_window,
+            "already_warned": self._already_warned,
+        }
+        if self.is_remove:  # the products are worded one by one: row by row
+            fast = {"active": self._active}
+        if not self.masks.use_masks:
+            fast = {}
+        slow: list[np.ndarray] = []
+        for code in np.flatnonzero(np.bincount(self.rule, minlength=len(_RULES))).tolist():
+            rule = _RULES[code]
+            rows = np.flatnonzero(self.rule == code)
+            if rule in _FIXED_TEXT:
+                out[rows] = _FIXED_TEXT[rule]
+            elif rule in fast:
+                # Word each distinct combination of inputs once; equal sentences share one string.
+                group, first = _groups([part[rows] for part in self._inputs(rule)])
+                out[rows] = _objects(fast[rule](rows[first]))[group]
+            else:
+                slow.append(rows)
+        if slow:
+            rows = np.sort(np.concatenate(slow))
+            out[rows] = _objects(self._row_by_row(rows))
+        return out
+
+    def _inputs(self, rule: str) -> list[np.ndarray]:
+        """Everything the column-wise wording of ``rule`` depends on, per user."""
+        last = [self.last_day, self.last_pc, self.added_day_if_never]
+        core = [self.all_masks, self.days_inactive, *last]
+        when = [self.planned, self.action_days]
+        return {
+            "active": [*last, self.days_inactive, self.due_masks, self.action_days],
+            "inactive_all_products": [*core, self.planned, self.stage, self.warned_day, self.last_warned],
+            "inactive_no_product_access": [
+                *core,
+                self.planned,
+                self.stage,
+                self.warned_day,
+                self.last_warned,
+            ],
+            "final_warning": [*core, *when],
+            "notice_period": [*core, *when, self.warned_day],
+            "warning_window": [*core, *when, self.bucket],
+            "already_warned": [*when, self.last_warned, self.warned_day],
+        }[rule]
+
+    def _inactive(self, rows: np.ndarray) -> list[str]:
+        warned_texts = [""] * len(rows)
+        stage_warned = self.stage[rows] == STAGES.index("warned")
+        for k in np.flatnonzero(stage_warned).tolist():
+            i = rows[k]
+            if self.warned[i]:
+                last = self.last_warned[i]
+                bucket = "" if math.isnan(last) else f" ({int(last)}-day warning)"
+                warned_texts[k] = f" Warned on {self.warned[i]}{bucket}."
+        return [
+            f"{core}{warned} Proposing {planned}.{fallback}"
+            for core, warned, planned, fallback in zip(
+                self.all_products(rows),
+                warned_texts,
+                self.planned_names[rows].tolist(),
+                self.fallbacks(rows),
+                strict=True,
+            )
+        ]
+
+    def _final_warning(self, rows: np.ndarray) -> list[str]:
+        lead = self.min_lead
+        return [
+            f"{core} Not warned yet: sending the final {lead}-day warning; {coming} on {date} at the "
+            f"earliest.{fallback}"
+            for core, coming, date, fallback in zip(
+                self.all_products(rows),
+                self.comings(rows),
+                self.action_date[rows].tolist(),
+                self.fallbacks(rows),
+                strict=True,
+            )
+        ]
+
+    def _notice_period(self, rows: np.ndarray) -> list[str]:
+        notice = _days(self.min_lead)
+        return [
+            f"{core} Warned on {warned}; {coming} waits until {date} so the user has at least "
+            f"{notice} of notice.{fallback}"
+            for core, warned, coming, date, fallback in zip(
+                self.all_products(rows),
+                self.warned[rows].tolist(),
+                self.comings(rows),
+                self.action_date[rows].tolist(),
+                self.fallbacks(rows),
+                strict=True,
+            )
+        ]
+
+    def _warning_window(self, rows: np.ndarray) -> list[str]:
+        return [
+            f"{_upper_first(coming)} due on {date} (in {days}): {core[:1].lower()}{core[1:-1]}. "
+            f"Sending the {int(bucket)}-day warning.{fallback}"
+            for core, coming, date, days, bucket, fallback in zip(
+                self.all_products(rows),
+                self.comings(rows),
+                self.action_date[rows].tolist(),
+                self.day_texts(self.action_days[rows]),
+                self.bucket[rows].tolist(),
+                self.fallbacks(rows),
+                strict=True,
+            )
+        ]
+
+    def _already_warned(self, rows: np.ndarray) -> list[str]:
+        return [
+            f"{int(bucket)}-day warning already sent on {warned}; {coming} due on {date} (in {days})."
+            for bucket, warned, coming, date, days in zip(
+                self.last_warned[rows].tolist(),
+                self.warned[rows].tolist(),
+                self.comings(rows),
+                self.action_date[rows].tolist(),
+                self.day_texts(self.action_days[rows]),
+                strict=True,
+            )
+        ]
+
+    def _active(self, rows: np.ndarray) -> list[str]:
+        action = self.policy.action
+
+        def still(mask: int) -> str:
+            past = self.masks.names(mask)
+            if past and not self.is_remove:
+                return (
+                    f" Past the threshold on {_join_and([_label(p) for p in past])} only; "
+                    f"{action} needs every product inactive."
+                )
+            return ""
+
+        stills = _by_key(self.due_masks[rows], still).tolist()
+        return [
+            (f"Not inactive long enough: {last}.{when}" if days is None
+             else f"Active: {last} ({days} ago).{past}{when}")
+            for last, days, past, when in zip(
+                self.last_texts(rows),
+                self.day_texts(self.days_inactive[rows]),
+                stills,
+                [
+                    f" Earliest action date {date} (in {days})." if date else ""
+                    for date, days in zip(
+                        self.action_date[rows].tolist(), self.day_texts(self.action_days[rows]), strict=True
+                    )
+                ],
+                strict=True,
+            )
+        ]  # fmt: skip
+
+    # -- row by row ---------------------------------------------------------------------------------
+
+    def _row_by_row(self, rows: np.ndarray) -> list[str]:
+        # (product, days or None, threshold, last active date or None), for the rows that need them.
+        pu, pc, pdays, pthreshold, plast = self.product_rows
+        details: dict[int, list[tuple[str, int | None, int, str | None]]] = {}
+        wanted = np.zeros(self.n, dtype=bool)
+        wanted[rows] = np.isin(self.rule[rows], [_R[r] for r in _DETAIL_RULES])
+        if len(pu) and wanted.any():
+            order = np.lexsort((pc, pu))
+            picked = order[wanted[pu[order]]]
+            last_dates = _dates(plast[picked])
+            for user, code, days, threshold, last in zip(
+                pu[picked].tolist(),
+                pc[picked].tolist(),
+                pdays[picked].tolist(),
+                pthreshold[picked].tolist(),
+                last_dates,
+                strict=True,
+            ):
+                entry = (self.products[code], None if math.isnan(days) else int(days), int(threshold), last)
+                details.setdefault(user, []).append(entry)
+        return [self._text(i, details) for i in rows.tolist()]
+
+    def _text(self, i: int, details: Mapping[int, list[tuple[str, int | None, int, str | None]]]) -> str:
+        policy = self.policy
+        default_days = self.default_days
+        is_remove = self.is_remove
+        min_lead = self.min_lead
+        delete_after = self.delete_after
+        added, warned, actioned, restored = self.added, self.warned, self.actioned, self.restored
+        action_date, action_days, days_inactive = self.action_date, self.action_days, self.days_inactive
+        planned = self.planned_names
+        remove_lists = self.remove_lists
+        products = details
+
+        def last_text(i: int) -> str:
+            if self.last_any[i]:
+                code = self.last_pc[i]
+                where = f" in {self._label_of(code)}" if code >= 0 else ""
+                return f"last active {self.last_any[i]}{where}"
+            if added[i]:
+                return f"never active since joining on {added[i]}"
+            return "no activity ever recorded"
+
+        def thresholds(rows: Sequence[tuple[Any, ...]]) -> str:
+            values = {row[2] for row in rows} or {default_days}
+            if len(values) == 1:
+                return f"threshold {values.pop()}"
+            return "thresholds " + ", ".join(f"{_label(row[0])} {row[2]}" for row in rows)
+
+        def all_products(i: int) -> str:
+            rows = products.get(i, [])
+            if not rows:
+                if math.isnan(days_inactive[i]):
+                    return f"No product access and no activity ever recorded (threshold {default_days})."
+                return (
+                    f"No product access and no activity for {_days(days_inactive[i])} "
+                    f"(threshold {default_days}); {last_text(i)}."
+                )
+            names = _join_or([_label(row[0]) for row in rows])
+            if math.isnan(days_inactive[i]):
+                return f"No activity ever recorded in {names} ({thresholds(rows)})."
+            return (
+                f"No activity in {names} for {_days(days_inactive[i])} ({thresholds(rows)}); {last_text(i)}."
+            )
+
+        def some_products(i: int, names: Sequence[str]) -> str:
+            parts = []
+            for product, days, threshold, last in products.get(i, []):
+                if product not in names:
+                    continue
+                if days is None:
+                    parts.append(f"no activity ever recorded in {_label(product)} (threshold {threshold})")
+                    continue
+                since = f"last active {last}" if last else f"never used since joining on {added[i]}"
+                parts.append(
+                    f"no activity in {_label(product)} for {_days(days)} (threshold {threshold}, {since})"
+                )
+            return _upper_first("; ".join(parts)) + "."
+
+        def removal(i: int) -> list[str]:
+            return remove_lists[i] if remove_lists is not None else []
+
+        def coming(i: int) -> str:
+            """What happens next: the action, or the products whose access goes."""
+            if is_remove:
+                return f"removal of {_join_and([_label(p) for p in removal(i)])} access"
+            return _ACTION_WORDS.get(planned[i], str(planned[i]))
+
+        def fallback(i: int) -> str:
+            return self._fallback(int(self.planned[i]))
+
+        def core(i: int) -> str:
+            return some_products(i, removal(i)) if is_remove else all_products(i)
+
+        def verb(i: int) -> str:
+            code = int(self.act_code[i])
+            return _ACTION_VERBS.get(self.acted[code - 1] if code else "", "Actioned")
+
+        r = _RULES[self.rule[i]]
+        by = str(self.protected_by[i]).split(":", 1)[-1]
         if r == "unknown_account_type":
             return (
-                f"Protected: account type '{account_types[i]}' is not a normal user account; "
+                f"Protected: account type '{self.account_types[i]}' is not a normal user account; "
                 "only 'atlassian' accounts are actioned."
             )
         if r == "admin_role":
@@ -811,16 +1268,16 @@ def _reasons(
             return f"Protected: member of protected group {by}."
         if r == "new_user_grace":
             return (
-                f"New user: added to the org on {added[i]} ({_days(since_added[i])} ago), within the "
+                f"New user: added to the org on {added[i]} ({_days(self.since_added[i])} ago), within the "
                 f"{policy.new_user_grace_days}-day new-user grace period."
             )
         if r == "restored_grace":
             return (
-                f"Restored by this tool on {restored[i]} ({_days(max(since_restored[i], 0))} ago), within "
-                f"the {policy.restored_grace_days}-day grace period after a restore."
+                f"Restored by this tool on {restored[i]} ({_days(max(self.since_restored[i], 0))} ago), "
+                f"within the {policy.restored_grace_days}-day grace period after a restore."
             )
         if r == "activity_seen":
-            if reset_ref[i] == warned_at[i]:
+            if self.reset_ref[i] == self.warned_at[i]:
                 event = f"the warning sent on {warned[i]}"
             else:
                 event = f"this tool's action on {actioned[i]}"
@@ -847,21 +1304,22 @@ def _reasons(
             return f"{verb(i)} by this tool on {when}; {why}."
         if r == "changed_outside_tool":
             return (
-                f"{verb(i)} by this tool on {actioned[i]}, but Atlassian now shows status {statuses[i]}: "
-                "changed outside this tool, so it is not deleted."
+                f"{verb(i)} by this tool on {actioned[i]}, but Atlassian now shows status "
+                f"{self.statuses[i]}: changed outside this tool, so it is not deleted."
             )
         if r == "unknown_status":
-            return f"Atlassian status '{statuses[i]}' is not 'active'; no warning or action."
+            return f"Atlassian status '{self.statuses[i]}' is not 'active'; no warning or action."
         if r in ("inactive_all_products", "inactive_no_product_access"):
             warned_text = ""
-            if stage[i] == "warned" and warned[i]:
-                bucket_text = "" if math.isnan(last_warned[i]) else f" ({int(last_warned[i])}-day warning)"
+            if self.stage[i] == STAGES.index("warned") and warned[i]:
+                last_warned = self.last_warned[i]
+                bucket_text = "" if math.isnan(last_warned) else f" ({int(last_warned)}-day warning)"
                 warned_text = f" Warned on {warned[i]}{bucket_text}."
             return f"{all_products(i)}{warned_text} Proposing {planned[i]}.{fallback(i)}"
         if r == "inactive_product":
-            kept = [product for product, *_ in products.get(i, []) if product not in remove_lists[i]]
+            kept = [product for product, *_ in products.get(i, []) if product not in removal(i)]
             keep = f" Keeping {_join_and([_label(p) for p in kept])}." if kept else ""
-            return f"{core(i)} Removing {_join_and([_label(p) for p in remove_lists[i]])} access.{keep}"
+            return f"{core(i)} Removing {_join_and([_label(p) for p in removal(i)])} access.{keep}"
         if r == "final_warning":
             return (
                 f"{core(i)} Not warned yet: sending the final {min_lead}-day warning; {coming(i)} on "
@@ -876,11 +1334,12 @@ def _reasons(
             detail = core(i)
             return (
                 f"{_upper_first(coming(i))} due on {action_date[i]} (in {_days(action_days[i])}): "
-                f"{detail[:1].lower()}{detail[1:-1]}. Sending the {int(bucket[i])}-day warning.{fallback(i)}"
+                f"{detail[:1].lower()}{detail[1:-1]}. Sending the {int(self.bucket[i])}-day warning."
+                f"{fallback(i)}"
             )
         if r == "already_warned":
             return (
-                f"{int(last_warned[i])}-day warning already sent on {warned[i]}; {coming(i)} due on "
+                f"{int(self.last_warned[i])}-day warning already sent on {warned[i]}; {coming(i)} due on "
                 f"{action_date[i]} (in {_days(action_days[i])})."
             )
         # active
@@ -889,7 +1348,7 @@ def _reasons(
         )
         if math.isnan(days_inactive[i]):
             return f"Not inactive long enough: {last_text(i)}.{when}"
-        past = inactive_products[i]
+        past = self.inactive_products[i]
         still = ""
         if past and not is_remove:
             still = (
@@ -897,8 +1356,6 @@ def _reasons(
                 f"{policy.action} needs every product inactive."
             )
         return f"Active: {last_text(i)} ({_days(days_inactive[i])} ago).{still}{when}"
-
-    return [_FIXED_TEXT[r] if r in _FIXED_TEXT else text(i) for i, r in enumerate(rule.tolist())]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -32,6 +32,11 @@ class ProgressLog:
         self._last_logged = self._started
         self.done = 0
 
+    @property
+    def total(self) -> int | None:
+        """The expected count (None when unknown)."""
+        return self._total
+
     def update(self, done: int, *, force: bool = False) -> None:
         self.done = done
         now = self._clock()

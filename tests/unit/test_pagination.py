@@ -16,6 +16,7 @@ from atlassian_cleanup.pagination import (
     iter_v1_links_next,
     iter_v2_cursor,
     pages_v2_cursor,
+    prefetch,
 )
 from atlassian_cleanup.retry import AtlassianPaginationError
 
@@ -255,3 +256,42 @@ def test_jql_repeated_token_raises() -> None:
 def test_unexpected_page_shape_is_a_clear_error() -> None:
     with pytest.raises(AtlassianPaginationError, match="JSON array"):
         list(iter_jira_offset_array(lambda _s, _m: {"values": []}))  # type: ignore[arg-type,return-value]
+
+
+# -- prefetch: the next pages are fetched while the caller works ------------------------------------
+
+
+def test_prefetch_yields_every_item_in_order() -> None:
+    assert list(prefetch(iter(range(50)), ahead=3)) == list(range(50))
+    assert list(prefetch(iter([]))) == []
+
+
+def test_prefetch_raises_the_producers_error_where_the_caller_reaches_it() -> None:
+    def pages() -> Any:
+        yield 1
+        yield 2
+        raise AtlassianPaginationError("cursor repeated")
+
+    stream = prefetch(pages(), ahead=1)
+    assert [next(stream), next(stream)] == [1, 2]
+    with pytest.raises(AtlassianPaginationError, match="cursor repeated"):
+        next(stream)
+
+
+def test_prefetch_stops_the_producer_when_the_caller_stops() -> None:
+    produced: list[int] = []
+    closed: list[bool] = []
+
+    def pages() -> Any:
+        try:
+            for number in range(1_000):
+                produced.append(number)
+                yield number
+        finally:
+            closed.append(True)
+
+    stream = prefetch(pages(), ahead=2)
+    assert next(stream) == 0
+    stream.close()  # joins the producer thread
+    assert closed == [True]
+    assert len(produced) < 10  # it stopped after at most a few pages ahead
