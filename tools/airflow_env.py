@@ -15,8 +15,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: Plans bigger than this (JSON bytes) are written to object storage instead of the metadata DB.
-XCOM_SPILL_THRESHOLD_BYTES = 64 * 1024
+#: XCom values from this size on (JSON bytes) go to object storage instead of the metadata DB. Low on
+#: purpose: what stays in the DB is then only small values and the paths of the spilled ones (about
+#: 1 KB per run whatever the org size); the user table and the plan are megabytes at 100k users.
+#: docker-compose.yaml sets the same value (checked by tests/unit/test_compose.py).
+XCOM_SPILL_THRESHOLD_BYTES = 1024
 
 
 def connection_env(sandbox_info: Mapping[str, Any], smtp_port: int | None) -> dict[str, str]:

@@ -48,6 +48,19 @@ def test_large_xcoms_spill_to_a_shared_volume():
     assert "xcom-volume" in COMPOSE["volumes"]
 
 
+def test_xcom_spill_threshold_matches_the_local_environment():
+    # Every value of at least this many bytes goes to object storage, so the metadata DB keeps
+    # about 1 KB of XCom per run at any org size (docs/performance.md); demo, tests and compose agree.
+    from tools.airflow_env import XCOM_SPILL_THRESHOLD_BYTES, airflow_env
+
+    local = airflow_env(Path("/tmp/h"), audit_dir=Path("/tmp/a"), xcom_dir=Path("/tmp/x"))
+    key = "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD"
+    for name in AIRFLOW_SERVICES:
+        assert int(COMPOSE["services"][name]["environment"][key]) == XCOM_SPILL_THRESHOLD_BYTES, name
+    assert int(local[key]) == XCOM_SPILL_THRESHOLD_BYTES
+    assert XCOM_SPILL_THRESHOLD_BYTES <= 2048
+
+
 def test_init_migrates_and_creates_the_pool_the_dag_uses():
     from atlassian_cleanup.settings import ATLASSIAN_POOL
 
