@@ -22,9 +22,13 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie (exited, not yet reaped by its parent, which is not us) counts as gone.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+    # A zombie (exited, not yet reaped by its parent, which is not us) counts as gone; so does a
+    # process reaped between the two checks (its /proc entry vanishes under us).
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_environment_is_hermetic_and_consistent(tmp_path, monkeypatch):
