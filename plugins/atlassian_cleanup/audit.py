@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from atlassian_cleanup.enforcement import RESULTS as ENFORCEMENT_RESULTS
 from atlassian_cleanup.records import PLAN_COLUMNS
 
 #: Column order of the audit CSV: the run, then every plan column, then what the run did (the
@@ -37,19 +38,10 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "result_at",
 )
 
-#: Values of the ``result`` column. ``done`` .. ``reported`` are the enforcement results of a live
-#: run; ``planned`` is a dry run's write or warning; ``not_run`` means the stage that would have
-#: acted never reported (a gate stopped the run, or the task failed first).
-AUDIT_RESULTS: tuple[str, ...] = (
-    "done",
-    "skipped_already_done",
-    "skipped_changed",
-    "failed",
-    "reported",
-    "planned",
-    "not_run",
-    "no_action",
-)
+#: Values of the ``result`` column: the enforcement results of a live run, then ``planned`` (a dry
+#: run's write or warning), ``not_run`` (the stage that would have acted never reported: a gate
+#: stopped the run, or the task failed first) and ``no_action``.
+AUDIT_RESULTS: tuple[str, ...] = (*ENFORCEMENT_RESULTS, "planned", "not_run", "no_action")
 
 # Spreadsheet programs evaluate cells that start with these characters (OWASP CSV injection).
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -232,9 +224,15 @@ def verify_audit(csv_path: str | os.PathLike[str]) -> AuditManifest:
     path = Path(csv_path)
     manifest_path = path.with_name(path.name.removesuffix(".csv") + ".manifest.json")
     data = json.loads(manifest_path.read_text(encoding="utf-8"))
-    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:  # in blocks: a 100k-user CSV need not sit in memory
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    actual = digest.hexdigest()
     if actual != data["sha256"]:
-        raise ValueError(f"{path.name}: SHA-256 {actual} does not match the manifest ({data['sha256']})")
+        raise ValueError(
+            f"{path.name}: SHA-256 does not match the manifest (file {actual}, manifest {data['sha256']})"
+        )
     with path.open(encoding="utf-8", newline="") as handle:
         rows = sum(1 for _ in csv.reader(handle)) - 1
     if rows != data["rows"]:

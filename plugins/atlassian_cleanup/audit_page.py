@@ -18,7 +18,6 @@ Safety rules (each has a test):
 
 from __future__ import annotations
 
-import hashlib
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from atlassian_cleanup.audit import read_manifests, resolve_audit_file
+from atlassian_cleanup.audit import read_manifests, resolve_audit_file, verify_audit
 from atlassian_cleanup.settings import CLEANUP_DAG_ID, RESTORE_DAG_ID, audit_dir, restore_audit_dir
 
 #: Mount point in the api-server (also the UI's iframe route, see the plugin module).
@@ -241,17 +240,17 @@ def seats_chart_svg(points: Sequence[Mapping[str, Any]], *, projected: bool) -> 
 
 
 def verify_manifest_file(directory: Path, manifest: Mapping[str, Any]) -> str:
-    """``verified`` when the CSV's SHA-256 matches its manifest, else what is wrong."""
+    """``verified`` when the CSV still matches its manifest (SHA-256 and rows), else what is wrong."""
     path = resolve_audit_file(directory, str(manifest.get("csv_file") or ""))
     if path is None:
         return "CSV file missing"
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() == manifest.get("sha256"):
-        return "verified"
-    return "SHA-256 does not match the manifest"
+    try:
+        verify_audit(path)
+    except ValueError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return "verified"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -326,6 +325,8 @@ def create_app(directory: str | Path | None = None, restore_directory: str | Pat
             chart=seats_chart_svg(points, projected=projected),
             selected=selected,
             dag_id=dag_id,
+            our_dags=(CLEANUP_DAG_ID, RESTORE_DAG_ID),
+            restore_dag_id=RESTORE_DAG_ID,
         )
         return secure(HTMLResponse(body))
 

@@ -6,6 +6,7 @@ per stage with counts, progress lines on long loops, never a token and never a f
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections import Counter
@@ -766,8 +767,6 @@ class ExportAuditOperator(BaseOperator):
         self.policy_path = policy_path
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from atlassian_cleanup.audit import write_audit
-
         policy = resolve_policy(self.policy_path, context["params"])
         failed_upstream = failed_upstream_tasks(self, context)
         plan = resolve_large_input(self.plan, context)
@@ -784,47 +783,13 @@ class ExportAuditOperator(BaseOperator):
         outcome_by_account: dict[str, str] = {}
         for stage_outcomes in stage_results:
             outcome_by_account.update(stage_outcomes or {})
-        from atlassian_cleanup.audit import audit_rows
-        from atlassian_cleanup.planner import summarise_plan
-        from atlassian_cleanup.seats import seat_figures
-
-        summary = summarise_plan(plan)
-        if failed_upstream:
-            summary["failed_tasks"] = failed_upstream
-        journal: dict[str, dict[str, Any]] = {}
-        if not policy.dry_run:
-            journal = self._journal_by_account(policy, context["run_id"])
-        rows = list(audit_rows(plan, outcome_by_account, journal))
-        summary["results"] = dict(sorted(Counter(row["result"] for row in rows).items()))
-        summary["seats"] = seat_figures(
-            rows,
-            {row["account_id"]: row["result"] for row in rows},
-            policy.licensing,
-            dry_run=policy.dry_run,
-        )
-        logical_date = context.get("logical_date")
-        manifest = write_audit(
-            rows,
-            Path(self.audit_dir),
-            run_id=context["run_id"],
-            as_of=run_as_of(context).date().isoformat(),
-            mode=mode_of(policy),
-            logical_date=format_timestamp(logical_date) if logical_date else None,
-            summary=summary,
-            policy=policy.to_dict(),
-        )
-        for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = {
-                "path": manifest.csv_path,
-                "manifest": manifest.csv_path.removesuffix(".csv") + ".manifest.json",
-                "rows": manifest.rows,
-                "sha256": manifest.sha256,
-                "mode": manifest.mode,
-            }
-        if not policy.dry_run:
-            with open_state_store(policy, self.log) as store:
-                summary["writes"] = store.write_counts(context["run_id"])
-                store.finish_run(context["run_id"], at=run_as_of(context), summary=summary)
+        with contextlib.ExitStack() as stack:
+            # A live run reads this run's journal for the CSV and records the run's end: one
+            # store session for both. A dry run writes no journal and records nothing.
+            store = None if policy.dry_run else stack.enter_context(open_state_store(policy, self.log))
+            manifest, rows, summary = self._write_audit(
+                context, policy, plan, outcome_by_account, failed_upstream, store
+            )
         seats = summary["seats"]
         self.log.info(
             "export_audit: billable seats %d before, %d after (%d reclaimed%s)%s",
@@ -857,12 +822,61 @@ class ExportAuditOperator(BaseOperator):
             )
         return {**manifest.to_dict(), "digest": digest}
 
-    def _journal_by_account(self, policy: Policy, run_id: str) -> dict[str, dict[str, Any]]:
+    def _write_audit(
+        self,
+        context: Context,
+        policy: Policy,
+        plan: Sequence[Mapping[str, Any]],
+        outcomes: Mapping[str, str],
+        failed_upstream: Sequence[str],
+        store: Any,
+    ) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
+        """Write the CSV and manifest, set the Asset event, and (live) record the run's end."""
+        from atlassian_cleanup.audit import audit_rows, write_audit
+        from atlassian_cleanup.planner import summarise_plan
+        from atlassian_cleanup.seats import seat_figures
+
+        summary = summarise_plan(plan)
+        if failed_upstream:
+            summary["failed_tasks"] = list(failed_upstream)
+        journal = self._journal_by_account(store, context["run_id"]) if store is not None else {}
+        rows = list(audit_rows(plan, outcomes, journal))
+        summary["results"] = dict(sorted(Counter(row["result"] for row in rows).items()))
+        summary["seats"] = seat_figures(
+            rows,
+            {row["account_id"]: row["result"] for row in rows},
+            policy.licensing,
+            dry_run=policy.dry_run,
+        )
+        logical_date = context.get("logical_date")
+        manifest = write_audit(
+            rows,
+            Path(self.audit_dir),
+            run_id=context["run_id"],
+            as_of=run_as_of(context).date().isoformat(),
+            mode=mode_of(policy),
+            logical_date=format_timestamp(logical_date) if logical_date else None,
+            summary=summary,
+            policy=policy.to_dict(),
+        )
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {
+                "path": manifest.csv_path,
+                "manifest": manifest.csv_path.removesuffix(".csv") + ".manifest.json",
+                "rows": manifest.rows,
+                "sha256": manifest.sha256,
+                "mode": manifest.mode,
+            }
+        if store is not None:
+            summary["writes"] = store.write_counts(context["run_id"])
+            store.finish_run(context["run_id"], at=run_as_of(context), summary=summary)
+        return manifest, rows, summary
+
+    @staticmethod
+    def _journal_by_account(store: Any, run_id: str) -> dict[str, dict[str, Any]]:
         """This run's latest journal entry per account: API status and timestamps for the CSV."""
-        with open_state_store(policy, self.log) as store:
-            entries = store.journal(run_id=run_id)
         latest: dict[str, dict[str, Any]] = {}
-        for entry in entries:
+        for entry in store.journal(run_id=run_id):
             latest[entry.account_id] = {
                 "api_status": entry.api_status,
                 "intent_at": format_timestamp(entry.intent_at),
