@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atlassian_sandbox import jql, views
@@ -1396,7 +1397,7 @@ def create_app(runtime: Runtime) -> SimMiddleware:
 
     @sim.get("/config")
     async def sim_get_config() -> Response:
-        return J(rt.config.to_dict())
+        return J({**rt.config.to_dict(), "endpoints": sorted(rt.endpoints or ())})
 
     @sim.post("/config")
     async def sim_set_config(request: Request) -> Response:
@@ -1480,4 +1481,11 @@ def create_app(runtime: Runtime) -> SimMiddleware:
 
     for router in (admin, usermgmt, site, sim):
         app.include_router(router)
+    runtime.endpoints = frozenset(
+        f"{method} {route.path}"
+        for route in app.routes
+        if isinstance(route, APIRoute) and family_of(route.path) not in ("sim", "other")
+        for method in route.methods
+    )
+    runtime.config.validate(runtime.endpoints)  # limits from a knobs file name real routes
     return SimMiddleware(app, runtime)

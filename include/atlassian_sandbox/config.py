@@ -18,6 +18,7 @@ from typing import Any
 SEED_FIELDS = ("users", "seed", "as_of")
 #: Fields fixed for the server's lifetime.
 STARTUP_FIELDS = ("host", "port", "log_level")
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass
@@ -70,6 +71,11 @@ class SandboxConfig:
     rate_limit_enabled: bool = False
     rate_limit_per_second: float = 10.0
     rate_limit_burst: int = 20
+    # Per-endpoint rates (requests/s), keyed "<METHOD> <route template>" as the sandbox's routes
+    # spell it (GET /_sim/config lists them under ``endpoints``); others use
+    # rate_limit_per_second. Atlassian publishes no Admin API numbers (§7.1), so any figure is an
+    # assumption: scripts document ~200/min on last-active-dates, for example.
+    rate_limit_endpoints: dict[str, float] = field(default_factory=dict)
     admin_retry_after: bool = True  # Admin 429s: send Retry-After besides X-RateLimit-Reset
     admin_reset_format: str = "minute"  # "minute" (observed 2023-10-11T10:15Z) | "second"
     chaos_seed: int = 0
@@ -90,21 +96,38 @@ class SandboxConfig:
         data["as_of"] = self.as_of.isoformat()
         return data
 
-    def update(self, values: dict[str, Any], *, allow_seed: bool = False) -> list[str]:
-        """Apply knob values; returns the names changed. Raises ValueError on bad input."""
+    def update(
+        self,
+        values: dict[str, Any],
+        *,
+        allow_seed: bool = False,
+        endpoints: frozenset[str] | None = None,
+    ) -> list[str]:
+        """Apply knob values; returns the names changed. Raises ValueError on bad input.
+
+        All or nothing: the values are checked on a copy, so a bad one leaves every knob as it was.
+
+        :param endpoints: the route keys (``"<METHOD> <template>"``) ``rate_limit_endpoints`` may name.
+        """
         known = {f.name: f for f in dataclasses.fields(self)}
+        candidate = dataclasses.replace(self)
         changed = []
         for name, value in values.items():
             if name not in known:
                 raise ValueError(f"unknown knob {name!r}")
             if name in SEED_FIELDS and not allow_seed:
                 raise ValueError(f"{name!r} regenerates the org: use POST /_sim/reset")
-            setattr(self, name, _coerce(name, value, getattr(self, name)))
+            try:
+                setattr(candidate, name, _coerce(name, value, getattr(candidate, name)))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name}: {exc}") from exc
             changed.append(name)
-        self.validate()
+        candidate.validate(endpoints)
+        for name in changed:
+            setattr(self, name, getattr(candidate, name))
         return changed
 
-    def validate(self) -> None:
+    def validate(self, endpoints: frozenset[str] | None = None) -> None:
         if self.product_key_style not in ("v1", "v2"):
             raise ValueError("product_key_style must be 'v1' or 'v2'")
         if self.never_used_product_entry not in ("null", "absent"):
@@ -126,6 +149,20 @@ class SandboxConfig:
             raise ValueError("users must be >= 0")
         if self.v1_page_size < 1 or self.rate_limit_burst < 1 or self.rate_limit_per_second <= 0:
             raise ValueError("page size, burst and rate must be positive")
+        for key, rate in self.rate_limit_endpoints.items():
+            method, _, template = key.partition(" ")
+            if method not in HTTP_METHODS or not template.startswith("/"):
+                raise ValueError(
+                    f"rate_limit_endpoints key {key!r} must be '<METHOD> <route template>', "
+                    "e.g. 'GET /admin/v1/orgs/{org_id}/directory/users/{account_id}/last-active-dates'"
+                )
+            if endpoints is not None and key not in endpoints:
+                raise ValueError(
+                    f"rate_limit_endpoints: no route {key!r} "
+                    "(GET /_sim/config lists the routes under 'endpoints')"
+                )
+            if not rate > 0:
+                raise ValueError(f"rate_limit_endpoints[{key!r}] must be a positive number of requests/s")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> SandboxConfig:
@@ -133,6 +170,11 @@ class SandboxConfig:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         config.update({**data, **overrides}, allow_seed=True)
         return config
+
+
+def _endpoint_key(key: str) -> str:
+    method, _, template = key.strip().partition(" ")
+    return f"{method.upper()} {template.strip()}"
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:
@@ -146,6 +188,10 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
         return int(value)
     if isinstance(current, float):
         return float(value)
+    if name == "rate_limit_endpoints":
+        if not isinstance(value, dict):
+            raise ValueError('expected an object {"<METHOD> <route template>": requests per second}')
+        return {_endpoint_key(str(k)): float(v) for k, v in value.items()}
     if name == "seat_caps":
         return {str(k): int(v) for k, v in dict(value or {}).items()}
     if name == "chaos_methods":

@@ -107,9 +107,9 @@ class SimMiddleware:
         extra_headers: dict[str, str] = {}
         if config.rate_limit_enabled and family != "other":
             credential = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
-            decision = rt.limiter.take(
-                (credential, template or path, method), config.rate_limit_per_second, config.rate_limit_burst
-            )
+            endpoint = template or path
+            rate = config.rate_limit_endpoints.get(f"{method} {endpoint}", config.rate_limit_per_second)
+            decision = rt.limiter.take((credential, endpoint, method), rate, config.rate_limit_burst)
             if not decision.allowed:
                 await self._error(
                     send, family, 429, "Rate limit exceeded", rate_limit_headers(family, decision, config)

@@ -136,6 +136,8 @@ class Runtime:
         self.calls = CallLog(config.call_log_max)
         self.cursors = CursorStore()
         self.base_url = ""  # set once the server knows its port
+        #: "<METHOD> <template>" of every rate-limited route; set by create_app.
+        self.endpoints: frozenset[str] | None = None
         self.started = time.time()
         self.state: OrgState = self._generate()
 
@@ -172,7 +174,7 @@ class Runtime:
         return state
 
     def configure(self, values: dict[str, Any]) -> list[str]:
-        changed = self.config.update(values)
+        changed = self.config.update(values, endpoints=self.endpoints)
         if "chaos_seed" in changed:
             self.chaos.reseed(self.config.chaos_seed)
         if any(name.startswith("rate_limit") for name in changed):

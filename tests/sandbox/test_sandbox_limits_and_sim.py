@@ -54,6 +54,67 @@ def test_jira_rate_limit_headers(make_api: Any) -> None:
     assert jsm.status_code == 200  # separate bucket
 
 
+LAST_ACTIVE = "GET /admin/v1/orgs/{org_id}/directory/users/{account_id}/last-active-dates"
+
+
+def test_an_endpoint_can_have_its_own_rate(make_api: Any) -> None:
+    # Atlassian publishes no Admin API numbers; scripts document a slower per-user endpoint.
+    api = make_api(
+        rate_limit_enabled=True,
+        rate_limit_per_second=0.5,
+        rate_limit_burst=1,
+        rate_limit_endpoints={LAST_ACTIVE: 0.1},
+    )
+    account_id = api.state.user_order[0]
+    last_active = f"/admin/v1/orgs/{api.org}/directory/users/{account_id}/last-active-dates"
+    org = f"/admin/v1/orgs/{api.org}"
+    assert api.get(last_active).status_code == 200
+    assert api.get(org).status_code == 200
+    slow, default = api.get(last_active), api.get(org)
+    assert (slow.status_code, default.status_code) == (429, 429)
+    # Retry-After is the time to the next token at each endpoint's own rate.
+    assert 9 <= int(slow.headers["Retry-After"]) <= 10
+    assert 1 <= int(default.headers["Retry-After"]) <= 2
+    # Another user's last-active-dates shares the route's bucket (per path template).
+    other = f"/admin/v1/orgs/{api.org}/directory/users/{api.state.user_order[1]}/last-active-dates"
+    assert api.get(other).status_code == 429
+
+
+def test_endpoint_rates_are_checked_against_the_routes_and_applied_all_or_nothing(make_api: Any) -> None:
+    api = make_api()
+    config = api.client.get("/_sim/config").json()
+    assert LAST_ACTIVE in config["endpoints"]
+    assert not any(key.split(" ", 1)[1].startswith("/_sim") for key in config["endpoints"])
+
+    typo = api.client.post(
+        "/_sim/config",
+        json={"latency_ms": 7, "rate_limit_endpoints": {"GET /admin/v1/orgs/{org_id}/last-active": 1}},
+    )
+    assert typo.status_code == 400
+    assert "no route 'GET /admin/v1/orgs/{org_id}/last-active'" in typo.json()["error"]
+    assert api.rt.config.latency_ms == 0.0  # the valid knob in the same request was not applied
+    for bad, says in (
+        ({"/admin/v1/orgs": 1}, "must be '<METHOD> <route template>'"),
+        ({LAST_ACTIVE: 0}, "positive number of requests/s"),
+        ({LAST_ACTIVE: "fast"}, "rate_limit_endpoints"),
+        ([LAST_ACTIVE], "expected an object"),
+    ):
+        response = api.client.post("/_sim/config", json={"rate_limit_endpoints": bad})
+        assert response.status_code == 400, bad
+        assert says in response.json()["error"], (bad, response.json())
+    assert api.rt.config.rate_limit_endpoints == {}
+
+    # Method case and spacing are normalised; the answer echoes the stored key.
+    ok = api.client.post("/_sim/config", json={"rate_limit_endpoints": {"get  " + LAST_ACTIVE[4:]: 3.5}})
+    assert ok.status_code == 200
+    assert ok.json()["config"]["rate_limit_endpoints"] == {LAST_ACTIVE: 3.5}
+
+
+def test_a_knobs_file_naming_no_route_stops_the_sandbox_at_startup(make_api: Any) -> None:
+    with pytest.raises(ValueError, match="no route 'POST /admin/v9/nothing'"):
+        make_api(rate_limit_endpoints={"POST /admin/v9/nothing": 1})
+
+
 def test_chaos_errors_carry_retry_after_and_are_reproducible(make_api: Any) -> None:
     api = make_api(chaos_503=1.0, chaos_retry_after=3)
     response = api.get(f"/admin/v1/orgs/{api.org}")
