@@ -92,6 +92,9 @@ def test_bench_runs_every_stage_on_a_small_org(tmp_path: Path) -> None:
     assert 0 < out["xcom_db_bytes_per_run"] <= 16 * 1024
     assert {row["file"] for row in out["parse"]} == {path.name for path in (REPO / "dags").glob("*.py")}
     assert out["planner_synthetic_users"] == 20000
+    # Every action's wording is timed, not only the shipped policy's.
+    actions = {"suspend", "deactivate", "remove_product_access"}
+    assert set(out["planner_synthetic_seconds_by_action"]) == actions
 
     table = done.stdout
     for line in (
