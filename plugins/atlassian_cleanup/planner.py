@@ -718,6 +718,7 @@ def _plan_actions(
     due_masks = masks.masks(pdue)
     inactive_products = masks.lists(pdue, due_masks)
     remove_lists: np.ndarray | None = None
+    remove_masks = np.zeros(n, dtype=np.int64)  # the same products as remove_lists, as bit masks
     if is_remove:
         removal_rules = ("inactive_product", "final_warning", "notice_period", "warning_window")
         removal_rules += ("already_warned",)
@@ -725,7 +726,8 @@ def _plan_actions(
         # Products due by the action date (for action rows: the products past their threshold).
         horizon = np.maximum(np.nan_to_num(action_days, nan=0.0), 0.0)
         concerned = remove_row[pu] & (puntil <= horizon[pu])
-        remove_lists = masks.lists(concerned)
+        remove_masks = masks.masks(concerned)
+        remove_lists = masks.lists(concerned, remove_masks)
 
     planned_names = _objects(_ACTIONS)[planned]
     reasons = _Reasons(
@@ -763,6 +765,7 @@ def _plan_actions(
         due_masks=due_masks,
         inactive_products=inactive_products,
         remove_lists=remove_lists,
+        remove_masks=remove_masks,
     ).texts()
 
     def ints(values: np.ndarray) -> pd.arrays.IntegerArray:
@@ -901,8 +904,12 @@ class _Reasons:
     """One sentence per user saying why, with the numbers and dates an admin checks.
 
     The frequent rules are worded column-wise: each varying part (a date, a day count, a product
-    list) is worded once per distinct value and the sentences are joined in one pass per rule. The
-    rarer rules (protections, lifecycle, per-product removal) are worded row by row.
+    list) is worded once per distinct value and the sentences are joined in one pass per rule. With
+    ``remove_product_access`` a sentence lists each product to remove with its own days and date,
+    so nearly every user's sentence differs: each product's detail is worded once per distinct
+    detail on the long table and the details are joined per user (:meth:`removal_sentences`). The
+    rarer rules (protections, lifecycle) are worded row by row; :meth:`_text` is the reference
+    wording every column-wise sentence must equal.
     """
 
     def __init__(self, **arrays: Any) -> None:
@@ -983,8 +990,61 @@ class _Reasons:
         ]  # fmt: skip
 
     def comings(self, rows: np.ndarray) -> list[str]:
+        if self.is_remove:  # what goes is the products, so the words follow the products to remove
+            return _by_key(self.remove_masks[rows], self._removal_of).tolist()
         words = _by_key(self.planned[rows], lambda code: _ACTION_WORDS.get(_ACTIONS[code], _ACTIONS[code]))
         return words.tolist()
+
+    def _removal_of(self, mask: int) -> str:
+        return f"removal of {_join_and([_label(p) for p in self.masks.names(mask)])} access"
+
+    def removal_sentences(
+        self, rows: np.ndarray, before: np.ndarray, after: np.ndarray, *, first_lower: bool
+    ) -> np.ndarray:
+        """Per row: ``before``, the products to remove worded one by one and joined by "; ", ``after``.
+
+        The details are worded as ``_text`` words them: each distinct product detail (product, days,
+        last active or joining date) once, the first detail with an upper case letter (or, with
+        ``first_lower``, lower case again), in product order. Every row must have a product to remove.
+        No Python code runs per user: a user's details go to one column per place in their list and
+        each sentence is joined once, in C.
+        """
+        pu, pc, pdays, pthreshold, plast = self.product_rows
+        row_of = np.full(self.n, -1, dtype=np.int64)  # user -> index into rows (-1: not asked for)
+        row_of[rows] = np.arange(len(rows))
+        picked = np.flatnonzero((row_of[pu] >= 0) & ((self.remove_masks[pu] >> pc) & 1).astype(bool))
+        users, codes, days, last = row_of[pu[picked]], pc[picked], pdays[picked], plast[picked]
+        # The joining date is worded only for a product never used (and then only if days are known).
+        added_day = np.where(np.isnan(last), np.floor(self.added_s[pu[picked]] / _DAY), np.nan)
+        group, first = _groups([codes, days, np.floor(last / _DAY), added_day])
+        last_dates = _dates(last[first])
+        parts = []
+        for k, j in enumerate(first.tolist()):
+            label, threshold = _label(self.products[codes[j]]), int(pthreshold[picked[j]])
+            if math.isnan(days[j]):
+                parts.append(f"no activity ever recorded in {label} (threshold {threshold})")
+                continue
+            if last_dates[k]:
+                since = f"last active {last_dates[k]}"
+            else:
+                since = f"never used since joining on {self.added[pu[picked[j]]]}"
+            parts.append(f"no activity in {label} for {_days(days[j])} (threshold {threshold}, {since})")
+        heads = [_upper_first(part) for part in parts]
+        if first_lower:
+            heads = [head[:1].lower() + head[1:] for head in heads]
+        # A detail's place in its user's list: products in code order (the order of their names).
+        place = np.zeros(len(picked), dtype=np.int64)
+        seen = np.zeros(len(rows), dtype=np.int64)
+        for code in np.flatnonzero(np.bincount(codes, minlength=len(self.products))).tolist():
+            these = np.flatnonzero(codes == code)
+            place[these] = seen[users[these]]
+            seen[users[these]] += 1
+        columns = np.full((int(seen.max(initial=0)), len(rows)), "", dtype=object)
+        lead = place == 0
+        columns[0, users[lead]] = _objects(heads)[group[lead]]
+        columns[place[~lead], users[~lead]] = _objects([f"; {part}" for part in parts])[group[~lead]]
+        sentences = map("".join, zip(before, *columns, after, strict=True))
+        return np.fromiter(sentences, dtype=object, count=len(rows))
 
     def fallbacks(self, rows: np.ndarray) -> list[str]:
         return _by_key(self.planned[rows], self._fallback).tolist()
@@ -1002,10 +1062,17 @@ class _Reasons:
             "warning_window": self._warning_window,
             "already_warned": self._already_warned,
         }
-        if self.is_remove:  # the products are worded one by one: row by row
-            fast = {"active": self._active}
+        listed: dict[str, Callable[[np.ndarray], tuple[list[str], list[str]]]] = {}
+        if self.is_remove:  # the products to remove are listed one by one, with their own numbers
+            fast = {"active": self._active, "already_warned": self._already_warned}
+            listed = {
+                "inactive_product": self._inactive_product,
+                "final_warning": self._final_warning_frame,
+                "notice_period": self._notice_period_frame,
+                "warning_window": self._warning_window_frame,
+            }
         if not self.masks.use_masks:
-            fast = {}
+            fast, listed = {}, {}
         slow: list[np.ndarray] = []
         for code in np.flatnonzero(np.bincount(self.rule, minlength=len(_RULES))).tolist():
             rule = _RULES[code]
@@ -1016,6 +1083,19 @@ class _Reasons:
                 # Word each distinct combination of inputs once; equal sentences share one string.
                 group, first = _groups([part[rows] for part in self._inputs(rule)])
                 out[rows] = _objects(fast[rule](rows[first]))[group]
+            elif rule in listed:
+                # The product details differ from user to user; the words around them do not.
+                some = self.remove_masks[rows] != 0
+                if not some.all():  # no product to list (not expected): left to the reference wording
+                    slow.append(rows[~some])
+                    rows = rows[some]
+                if len(rows):
+                    group, first = _groups([part[rows] for part in self._inputs(rule)])
+                    heads, tails = listed[rule](rows[first])
+                    before, after = _objects(heads)[group], _objects(tails)[group]
+                    out[rows] = self.removal_sentences(
+                        rows, before, after, first_lower=rule == "warning_window"
+                    )
             else:
                 slow.append(rows)
         if slow:
@@ -1026,10 +1106,14 @@ class _Reasons:
     def _inputs(self, rule: str) -> list[np.ndarray]:
         """Everything the column-wise wording of ``rule`` depends on, per user."""
         last = [self.last_day, self.last_pc, self.added_day_if_never]
-        core = [self.all_masks, self.days_inactive, *last]
-        when = [self.planned, self.action_days]
+        # With remove_product_access the core is the product details, worded apart (removal_sentences),
+        # and what comes next names the products to remove.
+        core = [] if self.is_remove else [self.all_masks, self.days_inactive, *last]
+        when = [self.planned, self.action_days, *([self.remove_masks] if self.is_remove else [])]
         return {
             "active": [*last, self.days_inactive, self.due_masks, self.action_days],
+            # With remove_product_access: the words around the product details (removal_sentences).
+            "inactive_product": [self.remove_masks, self.all_masks],
             "inactive_all_products": [*core, self.planned, self.stage, self.warned_day, self.last_warned],
             "inactive_no_product_access": [
                 *core,
@@ -1043,6 +1127,64 @@ class _Reasons:
             "warning_window": [*core, *when, self.bucket],
             "already_warned": [*when, self.last_warned, self.warned_day],
         }[rule]
+
+    # -- remove_product_access: the words before and after the product details, per row ---------------
+
+    def _inactive_product(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
+        def removing(remove: int, every: int) -> str:
+            kept = self.masks.names(every & ~remove)
+            keep = f" Keeping {_join_and([_label(p) for p in kept])}." if kept else ""
+            return f". Removing {_join_and([_label(p) for p in self.masks.names(remove)])} access.{keep}"
+
+        tails = [
+            removing(remove, every)
+            for remove, every in zip(
+                self.remove_masks[rows].tolist(), self.all_masks[rows].tolist(), strict=True
+            )
+        ]
+        return [""] * len(rows), tails
+
+    def _final_warning_frame(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
+        lead = self.min_lead
+        tails = [
+            f". Not warned yet: sending the final {lead}-day warning; {coming} on {date} at the "
+            f"earliest.{fallback}"
+            for coming, date, fallback in zip(
+                self.comings(rows), self.action_date[rows].tolist(), self.fallbacks(rows), strict=True
+            )
+        ]
+        return [""] * len(rows), tails
+
+    def _notice_period_frame(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
+        notice = _days(self.min_lead)
+        tails = [
+            f". Warned on {warned}; {coming} waits until {date} so the user has at least {notice} of "
+            f"notice.{fallback}"
+            for warned, coming, date, fallback in zip(
+                self.warned[rows].tolist(),
+                self.comings(rows),
+                self.action_date[rows].tolist(),
+                self.fallbacks(rows),
+                strict=True,
+            )
+        ]
+        return [""] * len(rows), tails
+
+    def _warning_window_frame(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
+        heads = [
+            f"{_upper_first(coming)} due on {date} (in {days}): "
+            for coming, date, days in zip(
+                self.comings(rows),
+                self.action_date[rows].tolist(),
+                self.day_texts(self.action_days[rows]),
+                strict=True,
+            )
+        ]
+        tails = [
+            f". Sending the {int(bucket)}-day warning.{fallback}"
+            for bucket, fallback in zip(self.bucket[rows].tolist(), self.fallbacks(rows), strict=True)
+        ]
+        return heads, tails
 
     def _inactive(self, rows: np.ndarray) -> list[str]:
         warned_texts = [""] * len(rows)
