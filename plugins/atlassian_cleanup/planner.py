@@ -1206,49 +1206,29 @@ class _Reasons:
             )
         ]
 
+    def _around_all_products(
+        self,
+        rows: np.ndarray,
+        frame: Callable[[np.ndarray], tuple[list[str], list[str]]],
+        *,
+        first_lower: bool = False,
+    ) -> list[str]:
+        """The all-products core (its final period dropped) in the words ``frame`` puts around it;
+        the same frames surround the per-product details under remove_product_access."""
+        heads, tails = frame(rows)
+        cores = self.all_products(rows)
+        if first_lower:  # the core goes mid-sentence, after a colon
+            cores = [core[:1].lower() + core[1:] for core in cores]
+        return [f"{head}{core[:-1]}{tail}" for head, core, tail in zip(heads, cores, tails, strict=True)]
+
     def _final_warning(self, rows: np.ndarray) -> list[str]:
-        lead = self.min_lead
-        return [
-            f"{core} Not warned yet: sending the final {lead}-day warning; {coming} on {date} at the "
-            f"earliest.{fallback}"
-            for core, coming, date, fallback in zip(
-                self.all_products(rows),
-                self.comings(rows),
-                self.action_date[rows].tolist(),
-                self.fallbacks(rows),
-                strict=True,
-            )
-        ]
+        return self._around_all_products(rows, self._final_warning_frame)
 
     def _notice_period(self, rows: np.ndarray) -> list[str]:
-        notice = _days(self.min_lead)
-        return [
-            f"{core} Warned on {warned}; {coming} waits until {date} so the user has at least "
-            f"{notice} of notice.{fallback}"
-            for core, warned, coming, date, fallback in zip(
-                self.all_products(rows),
-                self.warned[rows].tolist(),
-                self.comings(rows),
-                self.action_date[rows].tolist(),
-                self.fallbacks(rows),
-                strict=True,
-            )
-        ]
+        return self._around_all_products(rows, self._notice_period_frame)
 
     def _warning_window(self, rows: np.ndarray) -> list[str]:
-        return [
-            f"{_upper_first(coming)} due on {date} (in {days}): {core[:1].lower()}{core[1:-1]}. "
-            f"Sending the {int(bucket)}-day warning.{fallback}"
-            for core, coming, date, days, bucket, fallback in zip(
-                self.all_products(rows),
-                self.comings(rows),
-                self.action_date[rows].tolist(),
-                self.day_texts(self.action_days[rows]),
-                self.bucket[rows].tolist(),
-                self.fallbacks(rows),
-                strict=True,
-            )
-        ]
+        return self._around_all_products(rows, self._warning_window_frame, first_lower=True)
 
     def _already_warned(self, rows: np.ndarray) -> list[str]:
         return [

@@ -31,21 +31,14 @@ import sqlalchemy as sa
 import yaml
 
 from tests.integration.conftest import AS_OF
+from tests.test_dag_integrity import CLEANUP_TASKS
 from tools.airflow_env import REPO, airflow_env, connection_env
 from tools.airflow_stack import AirflowStack, AirflowStackError, ApiClient, simple_auth_env
 
 pytestmark = pytest.mark.integration
 
 DAG_ID = "atlassian_user_cleanup"
-TASKS = {
-    "extract_users",
-    "compute_inactivity",
-    "approve_plan",
-    "notify_warnings",
-    "apply_actions",
-    "delete_dormant",
-    "export_audit",
-}
+TASKS = set(CLEANUP_TASKS)
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 USERS = 100

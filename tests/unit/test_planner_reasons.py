@@ -9,7 +9,7 @@ out the ``remove_product_access`` sentences for hand-made users.
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -20,8 +20,8 @@ from atlassian_cleanup import planner
 from atlassian_cleanup.planner import UserHistory, plan_actions, plan_to_records
 from atlassian_cleanup.policy import Policy, policy_from_dict
 from atlassian_cleanup.records import UserRecord, format_timestamp
+from tests.unit.test_planner import AS_OF, ago, date_ago, date_in, user
 
-AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 REMOVAL_RULES = {"inactive_product", "final_warning", "notice_period", "warning_window", "already_warned"}
 
 
@@ -130,39 +130,6 @@ def test_column_wise_reasons_equal_the_row_by_row_reference(action):
         assert not REMOVAL_RULES - rules
 
 
-def ago(days: int, hours: int = 0) -> str:
-    return format_timestamp(AS_OF - timedelta(days=days, hours=hours))
-
-
-def date_ago(days: int) -> str:
-    return (AS_OF - timedelta(days=days)).date().isoformat()
-
-
-def date_in(days: int) -> str:
-    return (AS_OF + timedelta(days=days)).date().isoformat()
-
-
-def user(account_id: str, access: dict[str, str | None], added: str | None = None) -> UserRecord:
-    seen = [value for value in access.values() if value]
-    return UserRecord(
-        account_id=account_id,
-        account_type="atlassian",
-        name=None,
-        email=None,
-        email_domain=None,
-        status="active",
-        account_status="active",
-        membership_status="active",
-        claim_status="managed",
-        added_to_org=added if added is not None else ago(400) if account_id != "never" else None,
-        platform_roles=[],
-        groups=[],
-        group_ids=[],
-        product_access=access,
-        last_active=max(seen) if seen else None,
-    )
-
-
 def test_remove_product_access_sentences_for_each_rule():
     pol = policy_from_dict(
         {
@@ -171,13 +138,13 @@ def test_remove_product_access_sentences_for_each_rule():
         }
     )
     users = [
-        user("final", {"jira": ago(100), "confluence": ago(200), "jsm": ago(5)}),
-        user("never", {"jira": None}),  # no join date either: nothing known
-        user("window", {"jira": None, "confluence": ago(10)}, added=ago(85)),
-        user("two", {"jira": ago(84), "jsm": ago(84, hours=3), "confluence": ago(1)}),
-        user("act", {"jira": ago(120), "confluence": ago(10)}),
-        user("notice", {"jira": ago(100)}),
-        user("warned", {"jira": ago(85)}),
+        user("final", products={"jira": ago(100), "confluence": ago(200), "jsm": ago(5)}),
+        user("never", products={"jira": None}, added=None),  # no join date either: nothing known
+        user("window", products={"jira": None, "confluence": ago(10)}, added=ago(85)),
+        user("two", products={"jira": ago(84), "jsm": ago(84, hours=3), "confluence": ago(1)}),
+        user("act", products={"jira": ago(120), "confluence": ago(10)}),
+        user("notice", products={"jira": ago(100)}),
+        user("warned", products={"jira": ago(85)}),
     ]
     history = {
         "act": UserHistory(stage="warned", warned_at=AS_OF - timedelta(days=3), last_warned_lead_days=1),
