@@ -17,12 +17,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements-dev.txt -c constraints.txt
 	@touch $@
 
-demo: $(VENV)/.installed
-	$(PY) -m tools.demo
+# Options are make variables, e.g. `make airflow PORT=8081 AUDIT_DIR=.demo/audit` or
+# `make demo USERS=2000 SEED=7 DATE=2026-12-01`. `:=` so an unrelated PORT or USERS in the
+# environment is not picked up silently; only the command line overrides these.
+PORT := 8080
+USERS := 300
+SEED := 42
+DATE :=
+AUDIT_DIR :=
+DATE_ARG = $(if $(DATE),--date $(DATE))
 
-# The Airflow UI on http://localhost:8080 (admin/admin) with the DAGs, the sandbox and the SMTP sink.
+demo: $(VENV)/.installed
+	$(PY) -m tools.demo --users $(USERS) --seed $(SEED) $(DATE_ARG)
+
+# The Airflow UI on http://localhost:$(PORT) (admin/admin) with the DAGs, the sandbox and the SMTP
+# sink; AUDIT_DIR shows an existing audit folder (the demo's: .demo/audit) on the audit page.
 airflow: $(VENV)/.installed
-	$(PY) -m tools.airflow_local
+	$(PY) -m tools.airflow_local --port $(PORT) --users $(USERS) --seed $(SEED) $(DATE_ARG) $(if $(AUDIT_DIR),--audit-dir $(AUDIT_DIR))
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -7,6 +7,7 @@ Starts the Atlassian sandbox (seeded org) and the SMTP sink, a fresh Airflow hom
 login, and where e-mails and audit CSVs land; Ctrl-C stops everything it started.
 
     python -m tools.airflow_local [--port 8080] [--username admin --password admin] [--users 300]
+                                  [--audit-dir .demo/audit]
 
 Every start is fresh (the sandbox is re-seeded, so old Airflow state would not match it). The
 policy is the one ``make demo`` uses (``ATLASSIAN_CLEANUP_POLICY`` wins): dry run by default; a
@@ -96,7 +97,9 @@ def _rel(path: Path) -> str:
     return str(path)
 
 
-def _banner(stack: AirflowStack, args: argparse.Namespace, workdir: Path, info: Mapping[str, object]) -> str:
+def _banner(
+    stack: AirflowStack, args: argparse.Namespace, workdir: Path, audit_dir: Path, info: Mapping[str, object]
+) -> str:
     login = json.dumps({"username": args.username, "password": args.password})
     policy = _rel(Path(stack.env["ATLASSIAN_CLEANUP_POLICY"]))
     return f"""
@@ -107,7 +110,7 @@ Airflow {stack.executor} on SQLite is up.
                 -d '{login}'   (then: Authorization: Bearer <access_token>)
   Sandbox     {info["base_url"]}  ({info["users"]} users, org {info["org_id"]}; /_sim/users, /_sim/calls)
   E-mails     {_rel(workdir / "mail")}/*.eml  (warnings, admin digests, failure alerts)
-  Audit CSVs  {_rel(workdir / "audit")}/  (and the audit page in the UI)
+  Audit CSVs  {_rel(audit_dir)}/  (and the audit page in the UI: Browse -> Atlassian audit)
   Policy      {policy}  (dry run; the trigger form's dry_run param overrides it)
   Logs        {_rel(stack.log_dir)}/*.log, task logs in {_rel(stack.home / "logs")}/
 
@@ -127,9 +130,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="sandbox seed (default 42)")
     parser.add_argument("--date", default=None, help="the sandbox's today, YYYY-MM-DD (default: today, UTC)")
     parser.add_argument("--workdir", default=str(REPO / ".airflow-local"), help="scratch directory")
+    parser.add_argument(
+        "--audit-dir",
+        default=None,
+        help="an existing audit folder to show on the audit page and write to (e.g. .demo/audit, "
+        "where make demo leaves its CSVs); default: a fresh one in the scratch directory",
+    )
     args = parser.parse_args(argv)
     if not port_is_free(args.port, args.host):
-        print(f"Port {args.port} is in use; stop what uses it or pick another with --port.", file=sys.stderr)
+        print(
+            f"Port {args.port} is in use; stop what uses it or pick another: make airflow PORT=8081 "
+            "(or --port with python -m tools.airflow_local).",
+            file=sys.stderr,
+        )
+        return 1
+    shown_audit_dir = Path(args.audit_dir).resolve() if args.audit_dir else None
+    if shown_audit_dir is not None and not shown_audit_dir.is_dir():
+        print(
+            f"Audit folder {args.audit_dir} does not exist; run make demo first, or leave AUDIT_DIR out.",
+            file=sys.stderr,
+        )
         return 1
     as_of = date.fromisoformat(args.date) if args.date else datetime.now(UTC).date()
     workdir = Path(args.workdir).resolve()
@@ -137,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     home, audit_dir, xcom_dir, logs = (workdir / name for name in ("airflow", "audit", "xcom", "logs"))
     for path in (home, audit_dir, xcom_dir, logs):
         path.mkdir(parents=True)
+    audit_dir = shown_audit_dir or audit_dir
     # Also when started with SIGINT ignored (`cmd &` in a script): Ctrl-C / SIGINT must stop it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -175,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.cli("pools", "set", *POOL)
             print(f"Starting {', '.join(COMPONENTS)} (about half a minute)...")
             with stack:
-                print(_banner(stack, args, workdir, info), flush=True)
+                print(_banner(stack, args, workdir, audit_dir, info), flush=True)
                 while True:
                     stack.check_alive()
                     helpers.check_alive()

@@ -188,10 +188,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"\nE-mails sent (one .eml file each): {demo.maildir} "
                 f"({demo.mail_count('warning')} warnings, {demo.mail_count('digest')} admin digests)"
             )
+            print(
+                f"Audit CSVs and manifests: {demo.audit_dir}; browse them on the audit page of the Airflow "
+                f"UI with: make airflow AUDIT_DIR={_shown_path(demo.audit_dir)}"
+            )
     except DemoError as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (what a make variable wants)."""
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(REPO))
+    return str(path)
 
 
 def _get_json(url: str, body: Mapping[str, object] | None = None) -> dict:
@@ -290,7 +301,6 @@ def _live_days(demo: _Demo, day0: date) -> None:
             raise DemoError("day 8 deleted nobody: the actioned users were not deleted")
         if label == "delete":
             _restore_request(demo, day, manifest)
-    print(f"  audit CSVs: {demo.audit_dir} (to browse them on the audit page: make airflow)")
 
 
 def _seats_line(manifest: Mapping[str, object]) -> str:
