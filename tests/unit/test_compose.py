@@ -69,11 +69,81 @@ def test_init_migrates_and_creates_the_pool_the_dag_uses():
     assert f"airflow pools set {ATLASSIAN_POOL} " in init["command"][1]
 
 
-def test_dockerfile_installs_the_pinned_files():
+def test_dockerfile_extends_the_image_with_airflows_own_constraints():
+    # Airflow's guide to extending its image: pin apache-airflow to the image's version and
+    # install additions with the constraints the image ships in ${HOME}/constraints.txt.
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
-    assert "-r /opt/atlassian-cleanup/requirements.txt" in dockerfile
-    assert "-c /opt/atlassian-cleanup/constraints.txt" in dockerfile
+    assert '"apache-airflow==${AIRFLOW_VERSION}"' in dockerfile
+    assert '--constraint "${HOME}/constraints.txt"' in dockerfile
+    # The project's own lock is for the local virtualenv; it never overrides Airflow's in the image.
+    assert "constraints.txt /opt" not in dockerfile
+    assert "-c /opt/atlassian-cleanup/constraints.txt" not in dockerfile
+
+
+def test_the_image_installs_every_runtime_requirement_by_name():
+    import re
+    import shlex
+    import shutil
+    import subprocess
+
+    from packaging.requirements import Requirement
+
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    match = re.search(r"RUN (sed -E .*?) +/opt/atlassian-cleanup/requirements\.txt >", dockerfile)
+    assert match, "the Dockerfile derives the package names from requirements.txt with sed"
+    sed = shutil.which("sed")
+    assert sed
+    argv = [sed, *shlex.split(match.group(1))[1:], str(REPO / "requirements.txt")]
+    names = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+    expected = []
+    for line in (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            if requirement.name != "apache-airflow":
+                extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+                expected.append(requirement.name + extras)
+    assert names == expected
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+(\[[a-z,]+\])?", name) for name in names), names
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context():
+    ignored = {
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", ".demo", ".airflow-local", ".git", ".env"} <= ignored
+    # What the Dockerfile copies must stay in the context.
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    for copied in ("dags/", "plugins/", "include/", "requirements.txt"):
+        assert copied in dockerfile
+        assert copied.rstrip("/") not in ignored
+
+
+def test_init_fails_loudly_when_any_step_fails():
+    script = COMPOSE["services"]["airflow-init"]["command"][1]
+    commands = [
+        line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")
+    ]
+    assert commands[0] == "set -eo pipefail", "the first command must make every later failure fatal"
+    assert not [line for line in commands if "|| true" in line or line.endswith("|| :")]
+
+
+def test_demo_init_waits_for_the_sandbox_it_reads():
+    services = COMPOSE["services"]
+    dependency = services["airflow-init"]["depends_on"]["sandbox"]
+    assert dependency["condition"] == "service_healthy"
+    # Without --profile demo the sandbox is not in the model; a required edge would break `up`.
+    assert dependency["required"] is False
+    assert {"postgres", "redis"} <= set(services["airflow-init"]["depends_on"])
+    check = services["sandbox"]["healthcheck"]["test"]
+    port = services["sandbox"]["entrypoint"][services["sandbox"]["entrypoint"].index("--port") + 1]
+    assert f"http://localhost:{port}/_sim/info" in check
+    from compose_example_connections import SANDBOX_URL
+
+    assert SANDBOX_URL.endswith(f"sandbox:{port}")
 
 
 def test_state_store_uses_the_compose_postgres():
