@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from atlassian_cleanup.enforcement import RESULTS as ENFORCEMENT_RESULTS
+from atlassian_cleanup.outcomes import RESULTS as ENFORCEMENT_RESULTS
 from atlassian_cleanup.records import PLAN_COLUMNS
 
 #: Column order of the audit CSV: the run, then every plan column, then what the run did (the

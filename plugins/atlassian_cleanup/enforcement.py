@@ -60,6 +60,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from atlassian_cleanup.outcomes import (  # re-exported: callers import them from here too
+    DONE,
+    FAILED,
+    REPORTED,
+    RESULTS,
+    SKIPPED_ALREADY_DONE,
+    SKIPPED_CHANGED,
+)
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
 from atlassian_cleanup.progress import ProgressLog
 from atlassian_cleanup.records import parse_timestamp, plan_product_activity, user_record_from_v2
@@ -74,16 +82,6 @@ from atlassian_cleanup.transitions import can_apply
 if TYPE_CHECKING:
     from atlassian_cleanup.hooks import AtlassianAdminHook
     from atlassian_cleanup.state import StateStore
-
-# -- results ---------------------------------------------------------------------------------------
-
-DONE = "done"
-SKIPPED_ALREADY_DONE = "skipped_already_done"
-SKIPPED_CHANGED = "skipped_changed"
-FAILED = "failed"
-REPORTED = "reported"
-#: Every value of :attr:`ActionOutcome.result`.
-RESULTS: tuple[str, ...] = (DONE, SKIPPED_ALREADY_DONE, SKIPPED_CHANGED, FAILED, REPORTED)
 
 APPLY_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access"})
 #: Atlassian keeps a deleted managed account for this many days; ``cancel-delete`` works meanwhile.

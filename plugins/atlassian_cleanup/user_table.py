@@ -197,7 +197,7 @@ class UserTable:
 
     def has_activity(self) -> np.ndarray:
         """Per user: ``last_active`` is known or some product has a last-active time."""
-        seen = ~np.isnan(self.array("last_active"))
+        seen: np.ndarray = ~np.isnan(self.array("last_active"))
         last = self.array(f"{PRODUCTS}.last")
         if len(last):
             users = np.repeat(np.arange(len(self)), self.array(f"{PRODUCTS}.counts"))
