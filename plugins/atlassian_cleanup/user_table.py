@@ -93,7 +93,8 @@ def epoch_seconds(values: Sequence[Any]) -> np.ndarray:
 
     stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
     seconds = (stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
-    return seconds.to_numpy(dtype=_FLOAT, na_value=np.nan)
+    result: np.ndarray = seconds.to_numpy(dtype=_FLOAT, na_value=np.nan)
+    return result
 
 
 def evidence_json(accesses: Sequence[Mapping[str, Any]]) -> list[str]:
