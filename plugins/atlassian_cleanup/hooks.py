@@ -429,7 +429,8 @@ class AtlassianAdminHook(_AtlassianHttpHook):
 
     conn_name_attr = "atlassian_admin_conn_id"
     default_conn_name = "atlassian_admin"
-    conn_type = "http"
+    # Registered by the installed distribution (provider_info.py); ``http`` connections work too.
+    conn_type = "atlassian_admin"
     hook_name = "Atlassian Admin API"
     default_host = "https://api.atlassian.com"
     _own_extras: ClassVar[frozenset[str]] = frozenset({"org_id", "directory_id"})
@@ -910,7 +911,8 @@ class AtlassianSiteHook(_AtlassianHttpHook):
 
     conn_name_attr = "atlassian_site_conn_id"
     default_conn_name = "atlassian_site"
-    conn_type = "http"
+    # Registered by the installed distribution (provider_info.py); ``http`` connections work too.
+    conn_type = "atlassian_site"
     hook_name = "Atlassian site (Jira / JSM)"
 
     _JIRA = "/rest/api/3"

@@ -46,8 +46,10 @@ from atlassian_cleanup.records import parse_timestamp, plan_product_activity
 
 log = logging.getLogger(__name__)
 
-#: Where the shipped e-mail templates live: ``<repo>/include/templates``.
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "include" / "templates"
+_REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "include" / "templates"
+#: Where the shipped e-mail templates live: ``<repo>/include/templates``, or the copy an installed
+#: distribution carries as ``atlassian_cleanup/templates`` (pyproject.toml maps the one to the other).
+TEMPLATE_DIR = _REPO_TEMPLATES if _REPO_TEMPLATES.is_dir() else Path(__file__).with_name("templates")
 HTML_TEMPLATE = "warning_email.html"
 TEXT_TEMPLATE = "warning_email.txt"
 DIGEST_HTML_TEMPLATE = "admin_digest.html"
