@@ -8,10 +8,14 @@ UV_VERSION := 0.13.9
 
 .PHONY: demo airflow test test-unit lint bench lock clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+# The virtualenv and uv only: enough for `make lock`, which must work when the requirements no
+# longer fit the old lock.
+$(VENV)/bin/uv:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt | $(VENV)/bin/uv
 	@# Bytecode up front (pip does this, uv does not): with PYTHONDONTWRITEBYTECODE set, as on some
 	@# CI machines, every process would otherwise compile Airflow and pandas from source again.
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements-dev.txt -c constraints.txt
@@ -50,7 +54,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m tools.bench
 
-lock: $(VENV)/.installed
+lock: | $(VENV)/bin/uv
 	$(VENV)/bin/uv pip compile requirements-dev.txt --python-version 3.11 --no-header --annotation-style line -o constraints.txt
 	sed -i '1i # Lock for requirements.txt and requirements-dev.txt (regenerate with `make lock`).' constraints.txt
 

@@ -10,8 +10,9 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-#: Deployment choices of the compose file (the executor), not needs of the package.
-DEPLOYMENT_ONLY = {"celery", "apache-airflow-providers-celery"}
+#: Deployment choices (the compose file's executor; httpx2 and pathspec only quiet deprecation
+#: warnings that Airflow's own code raises), not needs of the package.
+DEPLOYMENT_ONLY = {"celery", "apache-airflow-providers-celery", "httpx2", "pathspec"}
 
 
 def _pins() -> dict[str, Requirement]:
