@@ -231,7 +231,7 @@ def _utc(at: datetime) -> datetime:
 def _lead_days(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"event 'warned' needs lead_days, an integer ≥ 1 (got {value!r})")
-    return value
+    return int(value)
 
 
 def _products(value: Iterable[str] | None) -> list[str]:
