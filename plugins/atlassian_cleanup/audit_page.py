@@ -19,6 +19,7 @@ Safety rules (each has a test):
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,10 @@ def _nice_ceiling(value: int) -> int:
     return 10 * magnitude
 
 
+#: Room an ISO date needs on the chart's x axis at font-size 11, with a gap (viewBox units).
+_DATE_LABEL_WIDTH = 72
+
+
 def seats_chart_svg(points: Sequence[Mapping[str, Any]], *, projected: bool) -> str:
     """Billable seats before/after each run (lines) and seats reclaimed per run (bars), as SVG.
 
@@ -176,20 +181,41 @@ def seats_chart_svg(points: Sequence[Mapping[str, Any]], *, projected: bool) -> 
         f'<text x="{left}" y="16" font-size="13" font-weight="600" fill="#172b4d">Billable seats'
         f"{' (projected: dry runs only)' if projected else ''}</text>"
     )
+    # Markers shrink as runs accumulate and become hover targets only past 60 runs, where the
+    # lines alone read better; a single run is labelled with its figures instead of a lone dot.
+    radius = 4.5 if count <= 30 else 3.0 if count <= 60 else 4.0
+    marker_opacity = "" if count <= 60 else ' fill-opacity="0"'
     for key, colour, label, dash in (
         ("before", COLOUR_BEFORE, "before the run", ""),
         ("after", COLOUR_AFTER, "after the run", ' stroke-dasharray="6 4"' if projected else ""),
     ):
-        coords = " ".join(f"{x_of(i):.1f},{y_of(p[key]):.1f}" for i, p in enumerate(points))
-        parts.append(
-            f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="3"{dash} '
-            f'data-series="{key}"/>'
-        )
+        if count > 1:
+            coords = " ".join(f"{x_of(i):.1f},{y_of(p[key]):.1f}" for i, p in enumerate(points))
+            parts.append(
+                f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="3"{dash} '
+                f'data-series="{key}"/>'
+            )
         for i, p in enumerate(points):
             parts.append(
-                f'<circle cx="{x_of(i):.1f}" cy="{y_of(p[key]):.1f}" r="4.5" fill="{colour}">'
+                f'<circle cx="{x_of(i):.1f}" cy="{y_of(p[key]):.1f}" r="{radius}" fill="{colour}"'
+                f'{marker_opacity} data-series="{key}">'
                 f"<title>{esc(p['as_of'])} {esc(p['run_id'])}: {p[key]} seats {label}</title></circle>"
             )
+    if count == 1:
+        only = points[0]
+        below = only["after"] <= only["before"]
+        for key, colour, label, dy in (
+            ("before", COLOUR_BEFORE, "before", -10 if below else 16),
+            ("after", COLOUR_AFTER, "after", 16 if below else -10),
+        ):
+            parts.append(
+                f'<text x="{x_of(0) + 12:.1f}" y="{y_of(only[key]) + dy:.1f}" font-size="12" '
+                f'fill="{colour}" data-label="{key}">{only[key]} seats {label}</text>'
+            )
+        parts.append(
+            f'<text x="{width - right}" y="16" text-anchor="end" font-size="12" fill="#6b778c">'
+            "One run so far: the lines start with the second run.</text>"
+        )
     legend_y = top + top_height + 22
     for offset, colour, label in (
         (0, COLOUR_BEFORE, "Seats before the run"),
@@ -205,15 +231,23 @@ def seats_chart_svg(points: Sequence[Mapping[str, Any]], *, projected: bool) -> 
 
     # Reclaimed panel: its own scale, so a few seats freed out of thousands are still visible.
     bar_top = legend_y + 18
-    r_max = _nice_ceiling(max(p["reclaimed"] for p in points))
+    most_reclaimed = max(p["reclaimed"] for p in points)
+    r_max = _nice_ceiling(most_reclaimed)
     parts.append(
         f'<line x1="{left}" y1="{bar_top + bar_height}" x2="{width - right}" '
         f'y2="{bar_top + bar_height}" stroke="#c1c7d0"/>'
     )
-    parts.append(
-        f'<text x="{left - 8}" y="{bar_top + 10}" text-anchor="end" font-size="11" fill="#6b778c">'
-        f"{r_max}</text>"
-    )
+    if most_reclaimed:
+        parts.append(
+            f'<text x="{left - 8}" y="{bar_top + 10}" text-anchor="end" font-size="11" fill="#6b778c">'
+            f"{r_max}</text>"
+        )
+    else:
+        # A scale for nothing would be a stray "1": say it in words.
+        parts.append(
+            f'<text x="{left + plot_width / 2:.1f}" y="{bar_top + bar_height / 2 + 4:.1f}" '
+            'text-anchor="middle" font-size="12" fill="#6b778c">No seats reclaimed yet</text>'
+        )
     bar_width = max(3.0, min(36.0, slot * 0.6))
     for i, p in enumerate(points):
         h = p["reclaimed"] * bar_height / r_max
@@ -228,9 +262,10 @@ def seats_chart_svg(points: Sequence[Mapping[str, Any]], *, projected: bool) -> 
                 f'font-size="11" fill="#172b4d">{p["reclaimed"]}</text>'
             )
     # Date labels, thinned so they never overlap.
-    every = max(1, count // 10)
+    every = max(1, math.ceil(_DATE_LABEL_WIDTH / slot))
     for i, p in enumerate(points):
-        if i % every == 0 or i == count - 1:
+        # The newest run is always labelled; a thinned label too close to it is dropped.
+        if (i % every == 0 and count - 1 - i >= every) or i == count - 1:
             parts.append(
                 f'<text x="{x_of(i):.1f}" y="{bar_top + bar_height + 18}" text-anchor="middle" '
                 f'font-size="11" fill="#6b778c">{esc(p["as_of"])}</text>'

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
+import re
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -232,3 +235,63 @@ def test_default_folder_comes_from_the_deployment_setting(tmp_path, monkeypatch)
     runs = TestClient(app).get("/api/runs").json()
     assert [m["run_id"] for m in runs["cleanup"]] == ["scheduled__x"]
     assert json.loads(json.dumps(runs))["cleanup"][0]["csv_present"] is True
+
+
+def _chart_points(count: int, *, reclaimed: int = 3) -> list[dict]:
+    start = date(2026, 1, 1)
+    return [
+        {
+            "as_of": (start + timedelta(days=i)).isoformat(),
+            "run_id": f"scheduled__{i}",
+            "before": 300 - i,
+            "after": 300 - i - reclaimed,
+            "reclaimed": reclaimed,
+        }
+        for i in range(count)
+    ]
+
+
+def _x_of_labels(svg: str) -> list[float]:
+    return [
+        float(x)
+        for x in re.findall(
+            r'<text x="([0-9.]+)" y="[0-9.]+" text-anchor="middle" '
+            r'font-size="11" fill="#6b778c">\d{4}-\d{2}-\d{2}<',
+            svg,
+        )
+    ]
+
+
+def test_chart_with_one_run_labels_its_figures_instead_of_a_lone_dot():
+    svg = seats_chart_svg(_chart_points(1, reclaimed=12), projected=False)
+    assert "<polyline" not in svg  # a one-point line is a dot
+    assert re.search(r'data-label="before">300 seats before<', svg)
+    assert re.search(r'data-label="after">288 seats after<', svg)
+    assert "One run so far" in svg
+    assert len(_x_of_labels(svg)) == 1
+
+
+def test_chart_without_reclaimed_seats_has_no_stray_scale():
+    svg = seats_chart_svg(_chart_points(1, reclaimed=0), projected=False)
+    assert "No seats reclaimed yet" in svg
+    # The reclaimed panel's only axis label would have been a lone "1".
+    assert not re.search(r'text-anchor="end" font-size="11" fill="#6b778c">1<', svg)
+
+
+@pytest.mark.parametrize("count", [2, 11, 12, 13, 19, 37, 100, 105, 365])
+def test_chart_date_labels_never_overlap(count):
+    svg = seats_chart_svg(_chart_points(count), projected=False)
+    xs = _x_of_labels(svg)
+    assert 2 <= len(xs) <= count
+    # An ISO date at font-size 11 is about 60 units wide in the 960-unit-wide chart.
+    assert all(b - a >= 62 for a, b in itertools.pairwise(xs)), xs
+    assert svg.count("<polyline") == 2
+
+
+def test_chart_with_many_runs_keeps_lines_and_hover_targets_but_no_marker_clutter():
+    svg = seats_chart_svg(_chart_points(100), projected=False)
+    markers = re.findall(r"<circle [^>]*>", svg)
+    assert len(markers) == 200  # a tooltip target per run and series
+    assert all('fill-opacity="0"' in marker for marker in markers)
+    few = seats_chart_svg(_chart_points(5), projected=False)
+    assert not [m for m in re.findall(r"<circle [^>]*>", few) if "fill-opacity" in m]
