@@ -13,7 +13,12 @@ Tables (prefixed ``acu_`` so they can share a database or schema with other appl
 ``acu_runs``
     ``run_id`` (PK), ``as_of``, ``mode``, ``user_count``, ``missing_activity_share``,
     ``started_at``, ``finished_at``, ``summary`` (JSON text), ``seq`` (start order, for
-    :meth:`StateStore.previous_run`).
+    :meth:`StateStore.previous_run`), ``directory_user_count`` (version 2: the users the
+    directory itself listed, before Jira's back-fill; what the sanity gate compares).
+``acu_store_identity`` (version 2)
+    ``store_id`` (PK, a random UUID), ``created_at``: one row, written with the schema. A store
+    that was deleted, truncated or swapped for an empty one gets a new id, which is how a live run
+    tells lost memory from its own (:meth:`StateStore.store_id`).
 ``acu_user_state``
     ``account_id`` (PK), ``stage``, ``cycle``, ``warned_at``, ``last_warned_lead_days``,
     ``actioned_at``, ``actioned_action``, ``actioned_products`` (JSON), ``restored_at``,
@@ -59,6 +64,7 @@ leave earlier steps untouched (an old database replays them) and update the quer
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -254,13 +260,32 @@ def _tables_v1(metadata: sa.MetaData) -> dict[str, sa.Table]:
     }
 
 
-# The tables queries use: version 1 until a migration changes the schema.
-_T = _tables_v1(sa.MetaData())
+def _store_identity_table(metadata: sa.MetaData) -> sa.Table:
+    """Version 2: the store's identity, one row created with the schema."""
+    return sa.Table(
+        "acu_store_identity",
+        metadata,
+        sa.Column("store_id", sa.String(64), primary_key=True),
+        sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.current_timestamp()),
+    )
+
+
+def _tables_v2(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    """The schema as of version 2: runs know the directory's own count; the store has an id."""
+    tables = _tables_v1(metadata)
+    tables["runs"].append_column(sa.Column("directory_user_count", sa.Integer, nullable=True))
+    tables["store_identity"] = _store_identity_table(metadata)
+    return tables
+
+
+# The tables queries use: the newest schema version.
+_T = _tables_v2(sa.MetaData())
 MIGRATIONS_TABLE = _T["migrations"]
 RUNS = _T["runs"]
 USER_STATE = _T["user_state"]
 JOURNAL = _T["journal"]
 CLAIMS = _T["claims"]
+STORE_IDENTITY = _T["store_identity"]
 
 # The journal is append-only: a row may only go from "intent" to a result, once, touching only the
 # result columns. Enforced in the database so that no code path (or hand-written SQL) can rewrite it.
@@ -312,9 +337,18 @@ def _migration_1(conn: Connection) -> None:
             conn.exec_driver_sql(statement)
 
 
+def _migration_2(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE acu_runs ADD COLUMN directory_user_count INTEGER")
+    identity = _store_identity_table(sa.MetaData())
+    identity.create(conn)
+    # Created once, with the schema: a recreated (deleted, truncated, empty) store gets a new id.
+    conn.execute(identity.insert().values(store_id=str(uuid.uuid4())))
+
+
 #: Ordered schema steps; append, never edit or reorder a released one.
 MIGRATIONS: list[Migration] = [
     Migration(1, "runs, user_state, journal (append-only) and claims", _migration_1),
+    Migration(2, "store identity; runs record the directory's own user count", _migration_2),
 ]
 
 
@@ -351,6 +385,9 @@ class RunRecord:
     finished_at: datetime | None
     summary: Any
     seq: int
+    #: Users the directory itself listed (before Jira's back-fill); None for runs recorded
+    #: before schema version 2.
+    directory_user_count: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -363,6 +400,7 @@ class RunRecord:
             "finished_at": format_timestamp(self.finished_at),
             "summary": self.summary,
             "seq": self.seq,
+            "directory_user_count": self.directory_user_count,
         }
 
 
@@ -453,6 +491,7 @@ def _run(row: Any) -> RunRecord:
         finished_at=row.finished_at,
         summary=row.summary,
         seq=row.seq,
+        directory_user_count=row._mapping.get("directory_user_count"),
     )
 
 
@@ -614,6 +653,19 @@ class StateStore:
                     MIGRATIONS_TABLE.insert().values(version=step.version, description=step.description)
                 )
 
+    def store_id(self) -> str:
+        """This store's identity: a random id written once, with the schema (see the module doc)."""
+        with self._read() as conn:
+            return str(conn.execute(sa.select(STORE_IDENTITY.c.store_id)).scalar_one())
+
+    def knows_run(self, run_id: str, *, mode: str | None = None) -> bool:
+        """Whether the store recorded the run (optionally: in this mode)."""
+        query = sa.select(RUNS.c.run_id).where(RUNS.c.run_id == run_id)
+        if mode is not None:
+            query = query.where(RUNS.c.mode == mode)
+        with self._read() as conn:
+            return conn.execute(query).first() is not None
+
     def schema_version(self) -> int:
         """The highest schema version applied to this database (0 when none)."""
         with self._read() as conn:
@@ -746,17 +798,20 @@ class StateStore:
         missing_activity_share: float | None,
         summary: Any = None,
         at: datetime | None = None,
+        directory_user_count: int | None = None,
     ) -> RunRecord:
         """Record (or, for a retried task, update) a run; the first start keeps its order.
 
         ``at`` is when the run started (default: the database clock; it is only shown, never used
-        for decisions; the order of starts is kept by ``seq``).
+        for decisions; the order of starts is kept by ``seq``). ``user_count`` is every account
+        planned; ``directory_user_count`` the ones the directory itself listed (default: all).
         """
         as_of = _utc(as_of, "as_of")
         values: dict[str, Any] = {
             "as_of": as_of,
             "mode": mode,
             "user_count": int(user_count),
+            "directory_user_count": int(user_count if directory_user_count is None else directory_user_count),
             "missing_activity_share": missing_activity_share,
             "summary": summary,
         }

@@ -117,10 +117,14 @@ def test_migrations_create_the_schema_and_record_the_version(store: StateStore):
         "run_id", "account_id", "idempotency_key", "cycle", "action", "lead_days", "reason", "evidence",
         "before", "intent_at", "outcome", "api_status", "detail", "result_at", "recorded_at",
     } <= journal_columns  # fmt: skip
-    assert store.schema_version() == len(state_module.MIGRATIONS) == 1
-    [(version, description)] = rows(store, "SELECT version, description FROM acu_schema_migrations")
-    assert version == 1
-    assert "journal" in description
+    assert store.schema_version() == len(state_module.MIGRATIONS) == 2
+    [(v1, first), (v2, second)] = rows(
+        store, "SELECT version, description FROM acu_schema_migrations ORDER BY 1"
+    )
+    assert (v1, v2) == (1, 2)
+    assert "journal" in first
+    assert "identity" in second
+    assert "directory_user_count" in {c["name"] for c in inspector.get_columns("acu_runs")}
 
 
 def test_reopening_does_not_rerun_migrations(store_url: str, monkeypatch: pytest.MonkeyPatch):
@@ -128,34 +132,46 @@ def test_reopening_does_not_rerun_migrations(store_url: str, monkeypatch: pytest
     calls = []
     original = state_module.MIGRATIONS[0]
     spy = Migration(1, original.description, lambda conn: calls.append(1) or original.apply(conn))
-    monkeypatch.setattr(state_module, "MIGRATIONS", [spy])
+    monkeypatch.setattr(state_module, "MIGRATIONS", [spy, *state_module.MIGRATIONS[1:]])
     with StateStore(store_url) as again:
         assert calls == []
-        assert rows(again, "SELECT count(*) FROM acu_schema_migrations") == [(1,)]
+        assert rows(again, "SELECT count(*) FROM acu_schema_migrations") == [(2,)]
 
 
 def test_an_old_database_is_upgraded(store_url: str, monkeypatch: pytest.MonkeyPatch):
     def add_note_column(conn: sa.Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE acu_runs ADD COLUMN note TEXT")
 
-    migrations = [*state_module.MIGRATIONS, Migration(2, "runs get a note", add_note_column)]
+    migrations = [*state_module.MIGRATIONS, Migration(3, "runs get a note", add_note_column)]
     monkeypatch.setattr(state_module, "MIGRATIONS", migrations)
     with StateStore(store_url, schema_version=1) as old:  # what version 1 of the package left behind
         assert old.schema_version() == 1
-        old.start_run(RUN, as_of=T0, mode="live", user_count=5, missing_activity_share=0.0)
+        # Version 1's own columns only (the code's queries use the newest schema).
+        with old.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO acu_runs (run_id, as_of, mode, user_count, missing_activity_share, seq, "
+                    "started_at) VALUES (:run, :at, 'live', 5, 0.0, 1, :at)"
+                ),
+                {"run": RUN, "at": T0.replace(tzinfo=None)},
+            )
         assert "note" not in {c["name"] for c in sa.inspect(old.engine).get_columns("acu_runs")}
+        assert "acu_store_identity" not in sa.inspect(old.engine).get_table_names()
     with StateStore(store_url) as new:
-        assert new.schema_version() == 2
+        assert new.schema_version() == 3
         assert "note" in {c["name"] for c in sa.inspect(new.engine).get_columns("acu_runs")}
-        assert [v for (v,) in rows(new, "SELECT version FROM acu_schema_migrations ORDER BY 1")] == [1, 2]
-        assert new.get_run(RUN).user_count == 5  # data survives the upgrade
+        assert [v for (v,) in rows(new, "SELECT version FROM acu_schema_migrations ORDER BY 1")] == [1, 2, 3]
+        run = new.get_run(RUN)
+        assert run.user_count == 5  # data survives the upgrade
+        assert run.directory_user_count is None  # not known for a run of version 1
+        assert len(new.store_id()) == 36  # an upgraded store gets its identity too
 
 
 def test_a_database_newer_than_the_code_is_refused(store_url: str, monkeypatch: pytest.MonkeyPatch):
-    migrations = [*state_module.MIGRATIONS, Migration(2, "future", lambda conn: None)]
+    migrations = [*state_module.MIGRATIONS, Migration(3, "future", lambda conn: None)]
     monkeypatch.setattr(state_module, "MIGRATIONS", migrations)
     StateStore(store_url).close()
-    monkeypatch.setattr(state_module, "MIGRATIONS", migrations[:1])
+    monkeypatch.setattr(state_module, "MIGRATIONS", migrations[:2])
     with pytest.raises(RuntimeError, match="newer than this code"):
         StateStore(store_url)
 
@@ -181,8 +197,50 @@ def test_concurrent_first_construction_from_processes_and_threads(store_url: str
         assert process.returncode == 0, stderr.decode()
     assert errors == []
     with StateStore(store_url) as opened:
-        assert rows(opened, "SELECT version FROM acu_schema_migrations") == [(1,)]
+        assert rows(opened, "SELECT version FROM acu_schema_migrations ORDER BY 1") == [(1,), (2,)]
+        # Eight openers, one identity: it is written with the schema, exactly once.
+        assert rows(opened, "SELECT count(*) FROM acu_store_identity") == [(1,)]
         assert claim_warn(opened).status == "new"
+
+
+# --- identity: lost memory is recognisable ---------------------------------------------------------
+
+
+def test_the_store_id_is_stable_across_openings(store_url: str):
+    with StateStore(store_url) as first:
+        store_id = first.store_id()
+    with StateStore(store_url) as again:
+        assert again.store_id() == store_id
+    uuid.UUID(store_id)  # a real random UUID, not a constant
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_deleted_or_truncated_sqlite_store_comes_back_with_a_new_id(tmp_path: Path, damage: str):
+    path = tmp_path / "state.db"
+    with StateStore(f"sqlite:///{path}") as store:
+        old_id = store.store_id()
+        store.start_run(RUN, as_of=T0, mode="live", user_count=3, missing_activity_share=0.0)
+        assert store.knows_run(RUN, mode="live")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(b"")
+    with StateStore(f"sqlite:///{path}") as fresh:
+        assert fresh.store_id() != old_id
+        assert not fresh.knows_run(RUN)
+
+
+def test_runs_record_the_directory_count_apart_from_the_back_filled_total(store: StateStore):
+    run = store.start_run(
+        RUN, as_of=T0, mode="live", user_count=300, directory_user_count=28, missing_activity_share=0.0
+    )
+    assert (run.user_count, run.directory_user_count) == (300, 28)
+    other = store.start_run("manual__x", as_of=T0, mode="dry_run", user_count=7, missing_activity_share=None)
+    assert other.directory_user_count == 7  # without a back-fill both are the same
+    assert store.knows_run(RUN, mode="live")
+    assert not store.knows_run(RUN, mode="dry_run")
 
 
 # --- claims: idempotency and crash safety ----------------------------------------------------------
