@@ -108,7 +108,7 @@ def failure_callbacks(path: str) -> list[Any]:
 def atlassian_user_cleanup() -> None:
     extract = ExtractUsersOperator(task_id="extract_users", policy_path=POLICY_PATH, pool=ATLASSIAN_POOL)
     compute = ComputeInactivityOperator(
-        task_id="compute_inactivity", users=extract.output, policy_path=POLICY_PATH
+        task_id="compute_inactivity", users=extract.output, policy_path=POLICY_PATH, audit_dir=audit_dir()
     )
     approve = PlanApprovalOperator(task_id="approve_plan", gate=compute.output["gate"])
     notify = NotifyWarningsOperator(task_id="notify_warnings", plan=compute.output, policy_path=POLICY_PATH)

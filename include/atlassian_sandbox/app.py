@@ -523,7 +523,11 @@ def create_app(runtime: Runtime) -> SimMiddleware:
             )
         try:
             ids, self_token, prev_token, next_token = rt.cursors.page(
-                "v2users", cursor, query, lambda q: v2_build(state, q), limit
+                "v2users",
+                cursor,
+                query,
+                lambda q: v2_build(state, q)[: rt.config.directory_search_max_users],
+                limit,
             )
         except BadCursor:
             raise admin_error(

@@ -49,6 +49,9 @@ class SandboxConfig:
     lifecycle_delete_success_code: int = 204  # 204 | 200
     # v2 ``accountType`` enum lists only ``atlassian``: bots may be missing from the directory.
     apps_in_directory_search: bool = True
+    # A collapsed or narrowed directory listing: the v2 directory user listing/search returns at
+    # most this many users (None = all). Jira's user list is unaffected.
+    directory_search_max_users: int | None = None
     # Whether the v2 cursor page omits ``links.next`` or sends ``"next": null`` on the last page.
     v2_last_page_next: str = "absent"  # "absent" | "null"
     v1_page_size: int = 100
@@ -147,6 +150,8 @@ class SandboxConfig:
                 raise ValueError(f"{name} must be a probability in [0, 1]")
         if self.users < 0:
             raise ValueError("users must be >= 0")
+        if self.directory_search_max_users is not None and self.directory_search_max_users < 0:
+            raise ValueError("directory_search_max_users must be >= 0 (or null for no limit)")
         if self.v1_page_size < 1 or self.rate_limit_burst < 1 or self.rate_limit_per_second <= 0:
             raise ValueError("page size, burst and rate must be positive")
         for key, rate in self.rate_limit_endpoints.items():
@@ -178,6 +183,8 @@ def _endpoint_key(key: str) -> str:
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:
+    if name == "directory_search_max_users":  # optional: None (no limit) or a count
+        return None if value is None else int(value)
     if name == "as_of":
         return value if isinstance(value, date) else date.fromisoformat(str(value))
     if isinstance(current, bool):

@@ -64,6 +64,9 @@ class AuditManifest:
     policy_sha256: str | None = None
     #: The DAG run's logical date (ISO-8601 UTC); None in manifests written before it was recorded.
     logical_date: str | None = None
+    #: Identity of the state store a live run used (a witness that survives the store's loss);
+    #: None for dry runs and older manifests.
+    state_store_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +168,7 @@ def write_audit(
     logical_date: str | None = None,
     summary: Mapping[str, Any] | None = None,
     policy: Mapping[str, Any] | None = None,
+    state_store_id: str | None = None,
 ) -> AuditManifest:
     """Write ``<stem>.csv`` and ``<stem>.manifest.json`` into ``directory`` and return the manifest.
 
@@ -211,6 +215,7 @@ def write_audit(
         summary=dict(summary or {}),
         policy_sha256=policy_fingerprint(policy) if policy is not None else None,
         logical_date=logical_date,
+        state_store_id=state_store_id,
     )
     manifest_path = csv_path.with_name(f"{stem}.manifest.json")
     _atomic_write(

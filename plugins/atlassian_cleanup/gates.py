@@ -7,6 +7,11 @@ called from any operator:
   previous run usually means a wrong org or directory, a narrowed API key or a truncated listing;
   last-active data missing for most users usually means the ``productAccess`` expansion was not
   returned. Acting on such input would suspend the wrong people, so the run stops.
+  The count judged is the one the *directory itself* returned, before Jira's user list back-fills
+  accounts the directory does not list: a back-fill can hide a collapsed directory listing.
+* :func:`memory_problems` — is the state store the one earlier live runs used? A store that was
+  deleted, truncated or swapped comes back empty, and planning against an empty memory warns
+  everyone again; the run stops unless the admin acknowledges a fresh start for that one run.
 * :func:`check_caps` — would the run act on more users than the policy allows? A cap applies to
   each write action kind *and* to the total, as an absolute count (``max_actions_per_run``) and as
   a share of the org (``max_action_share``). What happens when a cap is exceeded (fail, or wait for
@@ -18,7 +23,7 @@ Nothing here imports Airflow, calls Atlassian or reads the clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,13 +69,17 @@ def sanity_problems(
     previous_user_count: int | None,
     missing_activity_share: float,
     policy: Policy,
+    back_filled: int = 0,
 ) -> list[str]:
     """
     Reasons to distrust this run's input; an empty list means the input looks plausible.
 
-    :param user_count: users extracted by this run.
-    :param previous_user_count: users extracted by the previous successful run, ``None`` on the
-        first run (then the collapse check is skipped).
+    :param user_count: users the directory listed in this run, *before* any back-fill from Jira's
+        user list (a back-fill must not hide a collapsed listing).
+    :param previous_user_count: the same count of the previous run, ``None`` on the first run
+        (then the collapse check is skipped).
+    :param back_filled: accounts added from Jira's user list on top of ``user_count``; only named
+        in the message, never counted.
     :param missing_activity_share: from :func:`missing_activity_share`.
     :param policy: the run's policy (``safety.min_user_count_ratio``, ``safety.max_missing_activity_share``).
     :return: one sentence per problem, naming the numbers and what to check.
@@ -83,10 +92,16 @@ def sanity_problems(
     if ratio > 0 and previous_user_count and previous_user_count > 0:
         minimum = ratio * previous_user_count
         if user_count < minimum:
+            extra = (
+                f" (Jira's user list added {back_filled} accounts the directory did not list; they "
+                "are not counted, and none of them is acted on either)"
+                if back_filled
+                else ""
+            )
             problems.append(
-                f"The extraction found {user_count} users, fewer than {ratio:.0%} of the "
-                f"{previous_user_count} found by the previous run (at least {math.ceil(minimum)} "
-                "expected). Check that the Admin API connection points at the right org_id and "
+                f"The directory listed {user_count} users, fewer than {ratio:.0%} of the "
+                f"{previous_user_count} it listed in the previous run (at least {math.ceil(minimum)} "
+                f"expected){extra}. Check that the Admin API connection points at the right org_id and "
                 "directory_id, that the API key still sees the whole directory and that the listing "
                 "was not cut short; if the drop is real, lower safety.min_user_count_ratio for one run."
             )
@@ -101,6 +116,67 @@ def sanity_problems(
             "data is available for this org; acting now would treat active people as inactive."
         )
     return problems
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreWitness:
+    """A record, kept outside the state store, of a live run and the store it used.
+
+    :param run_id: the live run.
+    :param store_id: the identity of the state store that run used.
+    :param source: where the record was found (an Airflow Variable, an audit manifest), for the
+        message.
+    """
+
+    run_id: str
+    store_id: str
+    source: str
+
+
+def memory_problems(
+    *, store_id: str, store_knows_run: Callable[[str], bool], witness: StoreWitness | None
+) -> list[str]:
+    """
+    Reasons to believe the state store lost the memory of earlier live runs.
+
+    The witness is the latest live run recorded outside the store. The store must be the one that
+    run used (same identity) and must still know that run: a deleted, truncated or recreated store
+    has a new identity; a store restored from an older backup, or whose rows were removed, does not
+    know the run. Either way planning now would warn (and later act on) people as if for the first
+    time.
+
+    :param store_id: the identity of the store this run opened.
+    :param store_knows_run: whether this store recorded a given live run.
+    :param witness: the latest live run recorded outside the store; ``None`` when no live run was
+        ever witnessed (a new install, or only dry runs so far).
+    :return: one paragraph per problem, with how to restore or acknowledge; empty when fine.
+    """
+    if witness is None:
+        return []
+    fix = (
+        "Restore the state database from a backup taken after that run (or point "
+        "state_store.conn_id at the database that run used), or, if starting again from an "
+        "empty memory is intended, trigger one run with the param acknowledge_new_state_store = "
+        "true: people already warned may then be warned again."
+    )
+    if witness.store_id != store_id:
+        return [
+            f"The state store this run opened (id {store_id}) is not the one the last live run "
+            f"{witness.run_id} used (id {witness.store_id}, recorded in {witness.source}): it was "
+            f"deleted, emptied or replaced, so who was already warned or actioned is unknown. {fix}"
+        ]
+    if not store_knows_run(witness.run_id):
+        return [
+            f"The state store (id {store_id}) has no record of the last live run {witness.run_id} "
+            f"(recorded in {witness.source}): it was restored from an older backup or rows were "
+            f"removed, so what that run did is unknown. {fix}"
+        ]
+    return []
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from atlassian_cleanup.progress import ProgressLog
 from atlassian_cleanup.records import format_timestamp
+from atlassian_cleanup.settings import audit_dir as default_audit_dir
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -149,6 +150,15 @@ def resolve_large_input(value: Any, context: Context) -> Any:
     return value.resolve(context) if isinstance(value, XComArg) else value
 
 
+#: Key of the extraction counts in ``extract_users``' return value (beside the user table).
+EXTRACTION_KEY = "extraction"
+
+
+def extraction_stats(stats: Mapping[str, Any]) -> dict[str, int]:
+    """The counts of an extraction that ``compute_inactivity`` needs (JSON-native)."""
+    return {key: int(stats[key]) for key in ("directory_users", "retyped", "added")}
+
+
 class ExtractUsersOperator(BaseOperator):
     """Pull every directory user with per-product last-active data in bulk.
 
@@ -210,7 +220,9 @@ class ExtractUsersOperator(BaseOperator):
                 "extract_users: the directory returned no users. Check that the connection's org_id "
                 "and directory_id point at the right organisation; nothing was planned."
             )
-        return table.to_json()
+        # The directory's own count travels with the table: the sanity gate judges the source,
+        # not the total after Jira's back-fill (which can hide a collapsed directory listing).
+        return {**table.to_json(), EXTRACTION_KEY: extraction_stats(stats)}
 
     def extract(self, expected: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Read the directory (and Jira's user list, concurrently) into a user table.
@@ -334,7 +346,7 @@ class ComputeInactivityOperator(BaseOperator):
     """
 
     # ``users`` is deliberately not a template field: see :func:`wire_large_input`.
-    template_fields: Sequence[str] = ("policy_path", "site_conn_id")
+    template_fields: Sequence[str] = ("policy_path", "site_conn_id", "audit_dir")
     ui_color = "#eae6ff"
 
     def __init__(
@@ -343,12 +355,15 @@ class ComputeInactivityOperator(BaseOperator):
         users: Any,
         policy_path: str,
         site_conn_id: str | None = "atlassian_site",
+        audit_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.users = wire_large_input(self, users)
         self.policy_path = policy_path
         self.site_conn_id = site_conn_id
+        #: Where ``export_audit`` writes manifests: they witness which state store live runs used.
+        self.audit_dir = audit_dir
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from atlassian_cleanup.gates import check_caps, missing_activity_share, sanity_problems
@@ -366,16 +381,26 @@ class ComputeInactivityOperator(BaseOperator):
             if login:
                 api_user_emails.append(login)
         # The table extract_users returns (a list of user records is accepted too).
-        users = UserTable.from_any(resolve_large_input(self.users, context))
+        raw_users = resolve_large_input(self.users, context)
+        users = UserTable.from_any(raw_users)
+        extraction = raw_users.get(EXTRACTION_KEY) if isinstance(raw_users, Mapping) else None
+        # Without extraction counts (records handed in directly) every user is the directory's.
+        directory_count = int(extraction["directory_users"]) if extraction else len(users)
         with open_state_store(policy, self.log) as store:
+            self._check_memory(store, policy, context)
             history = store.history(users.account_ids)
             previous = store.previous_run(run_id, as_of=as_of)
             missing_share = missing_activity_share(_activity_rows(users))
+            if previous is not None and previous.directory_user_count is not None:
+                current, before = directory_count, previous.directory_user_count
+            else:  # the previous run predates the directory's own count: compare like with like
+                current, before = len(users), (previous.user_count if previous else None)
             problems = sanity_problems(
-                user_count=len(users),
-                previous_user_count=previous.user_count if previous else None,
+                user_count=current,
+                previous_user_count=before,
                 missing_activity_share=missing_share,
                 policy=policy,
+                back_filled=len(users) - directory_count,
             )
             if problems:
                 # Safety rule 4: a run whose input looks wrong stops before any write.
@@ -393,10 +418,13 @@ class ComputeInactivityOperator(BaseOperator):
                 as_of=as_of,
                 mode=mode,
                 user_count=len(users),
+                directory_user_count=directory_count,
                 missing_activity_share=missing_share,
                 summary=summary,
             )
             if not policy.dry_run:
+                # From here this store holds the run: say so outside it, for the next run's check.
+                record_store_witness(self.dag_id, store.store_id(), run_id)
                 self._record_observations(store, records, history, run_id, as_of)
         gate = {
             "mode": mode,
@@ -420,6 +448,43 @@ class ComputeInactivityOperator(BaseOperator):
             "".join(f"; {line}" for line in caps.lines),
         )
         return records
+
+    def _check_memory(self, store: Any, policy: Policy, context: Context) -> None:
+        """Stop a live run whose state store lost the memory of earlier live runs (safety rule 10).
+
+        A dry run is never stopped (it writes nothing) but says so in its log. The param
+        ``acknowledge_new_state_store`` lets one live run start again from this store.
+        """
+        from atlassian_cleanup.gates import memory_problems
+
+        witness = latest_store_witness(self.dag_id, self.audit_dir or default_audit_dir(), self.log)
+        problems = memory_problems(
+            store_id=store.store_id(),
+            store_knows_run=lambda run_id: store.knows_run(run_id, mode=MODE_LIVE),
+            witness=witness,
+        )
+        if not problems:
+            return
+        text = "\n- ".join(problems)
+        if policy.dry_run:
+            self.log.warning(
+                "compute_inactivity (dry run): the state store looks lost; a live run would stop here:\n- %s",
+                text,
+            )
+            return
+        if context["params"].get(ACKNOWLEDGE_NEW_STATE_STORE) is True:
+            self.log.warning(
+                "compute_inactivity: %s = true for this run: continuing with this state store "
+                "(id %s) as a fresh start; earlier warnings and actions are not known to it:\n- %s",
+                ACKNOWLEDGE_NEW_STATE_STORE,
+                store.store_id(),
+                text,
+            )
+            return
+        raise AirflowFailException(
+            "compute_inactivity: the state store lost the memory of earlier live runs, so nothing "
+            "will be warned or changed in this run:\n- " + text
+        )
 
     def _record_observations(
         self,
@@ -454,6 +519,61 @@ def _activity_rows(table: Any) -> Iterable[dict[str, Any]]:
         table.decoded("account_type"), table.decoded("status"), table.has_activity().tolist(), strict=True
     ):
         yield {"account_type": account_type, "status": status, "last_active": seen or None}
+
+
+#: The run-only DAG param that lets one live run start again from a new (empty) state store.
+ACKNOWLEDGE_NEW_STATE_STORE = "acknowledge_new_state_store"
+
+
+def store_witness_key(dag_id: str) -> str:
+    """The Airflow Variable recording which state store the DAG's latest live run used."""
+    return f"atlassian_cleanup_state_store__{dag_id}"
+
+
+def record_store_witness(dag_id: str, store_id: str, run_id: str) -> None:
+    """Record, in Airflow's metadata (which survives the state store), the store a live run uses."""
+    from airflow.sdk import Variable
+
+    Variable.set(
+        store_witness_key(dag_id),
+        {"store_id": store_id, "run_id": run_id},
+        description="Which Atlassian cleanup state store the latest live run used (do not edit).",
+        serialize_json=True,
+    )
+
+
+def latest_store_witness(dag_id: str, audit_dir: str, log: Any) -> Any:
+    """The latest live run recorded outside the state store, with the store it used, or None.
+
+    Airflow's Variable first (each live run overwrites it); when it is gone (a new metadata
+    database), the newest live audit manifest that names a store.
+    """
+    from airflow.sdk import Variable
+
+    from atlassian_cleanup.audit import read_manifests
+    from atlassian_cleanup.gates import StoreWitness
+
+    key = store_witness_key(dag_id)
+    try:
+        recorded = Variable.get(key, default=None, deserialize_json=True)
+    except (ValueError, TypeError) as exc:
+        log.warning("compute_inactivity: Airflow Variable %s is not readable (%s); ignored", key, exc)
+        recorded = None
+    if isinstance(recorded, Mapping) and recorded.get("store_id") and recorded.get("run_id"):
+        return StoreWitness(
+            run_id=str(recorded["run_id"]),
+            store_id=str(recorded["store_id"]),
+            source=f"Airflow Variable {key}",
+        )
+    for manifest in read_manifests(audit_dir):  # newest first; damaged ones carry no store id
+        store_id = manifest.get("state_store_id")
+        if manifest.get("mode") == MODE_LIVE and isinstance(store_id, str) and store_id:
+            return StoreWitness(
+                run_id=str(manifest.get("run_id")),
+                store_id=store_id,
+                source=f"audit manifest {manifest.get('manifest_file')}",
+            )
+    return None
 
 
 def _format_summary(summary: Mapping[str, Any]) -> str:
@@ -571,6 +691,15 @@ class _StageOperator(BaseOperator):
         from atlassian_cleanup.hooks import AtlassianAdminHook
 
         with open_state_store(policy, self.log) as store:
+            if not store.knows_run(context["run_id"], mode=MODE_LIVE):
+                # compute_inactivity recorded this run in the store it planned against; a store
+                # without it is another one (a worker's own embedded file, a lost database).
+                raise AirflowFailException(
+                    f"{self.stage_name}: the state store has no record of this run, so it is not "
+                    "the one compute_inactivity planned against (an embedded SQLite file on an "
+                    "ephemeral or different worker, or a lost database); nothing was sent or "
+                    "changed. Point state_store.conn_id at a database every worker shares."
+                )
             enforcer = Enforcer(
                 hook_factory=lambda: AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id),
                 store=store,
@@ -866,6 +995,7 @@ class ExportAuditOperator(BaseOperator):
             logical_date=format_timestamp(logical_date) if logical_date else None,
             summary=summary,
             policy=policy.to_dict(),
+            state_store_id=store.store_id() if store is not None else None,
         )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {

@@ -986,7 +986,19 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "title": "Max share of users actioned",
         "description": "Stop before the first write when more than this fraction of users would be actioned.",
     },
+    "acknowledge_new_state_store": {
+        "default": None,
+        "type": ["null", "boolean"],
+        "title": "Acknowledge a new state store",
+        "description": "true = this one live run may start from a state store that does not know the "
+        "earlier live runs (it was lost or replaced); people already warned may be warned again. "
+        "Empty: such a run stops before any e-mail or write.",
+    },
 }
+
+#: Params that belong to one run and change no policy key (read by the operators from the run's
+#: params, validated here like the others).
+RUN_ONLY_PARAMS: frozenset[str] = frozenset({"acknowledge_new_state_store"})
 
 #: Which policy key each param overrides.
 PARAM_POLICY_KEYS: dict[str, str] = {
@@ -1035,6 +1047,8 @@ def apply_overrides(policy: Policy, params: Mapping[str, Any] | None) -> Policy:
                 problems.append(
                     f"param {where}: {_describe(error)} (got {seen!r}). Fix: {schema['description']}"
                 )
+            continue
+        if name in RUN_ONLY_PARAMS:
             continue
         key = PARAM_POLICY_KEYS[name]
         overridden[key] = name

@@ -53,6 +53,30 @@ def sandbox_users(sandbox) -> list[dict]:
     return response.json()["users"]
 
 
+@pytest.fixture(autouse=True)
+def own_deployment_memory(request, tmp_path_factory, monkeypatch) -> None:
+    """Each test is a deployment of its own: its own audit folder and no record of earlier live runs.
+
+    A live run checks that its state store is the one the deployment's latest live run used (an
+    Airflow Variable and the audit manifests witness it). The tests share one metadata DB and give
+    each org a fresh state store, which to the product looks exactly like lost memory.
+    """
+    monkeypatch.setenv("ATLASSIAN_CLEANUP_AUDIT_DIR", str(tmp_path_factory.mktemp("audit")))
+    if "airflow_db" in request.fixturenames:
+        request.getfixturevalue("airflow_db")
+        forget_store_witness()
+
+
+def forget_store_witness() -> None:
+    """Delete the Variable that records which state store the latest live run used."""
+    from airflow.models.variable import Variable
+
+    from atlassian_cleanup.operators import store_witness_key
+    from atlassian_cleanup.settings import CLEANUP_DAG_ID
+
+    Variable.delete(store_witness_key(CLEANUP_DAG_ID))
+
+
 @pytest.fixture
 def audit_dir() -> Path:
     return Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"])

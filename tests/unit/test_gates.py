@@ -8,7 +8,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from atlassian_cleanup.gates import CAP_KINDS, check_caps, missing_activity_share, sanity_problems
+from atlassian_cleanup.gates import (
+    CAP_KINDS,
+    StoreWitness,
+    check_caps,
+    memory_problems,
+    missing_activity_share,
+    sanity_problems,
+)
 from atlassian_cleanup.policy import Policy, policy_from_dict
 
 
@@ -129,6 +136,16 @@ def test_collapsed_user_count_is_a_problem() -> None:
     assert "org_id" in problems[0]
 
 
+def test_a_back_fill_is_named_but_never_counted() -> None:
+    # The directory listed 28 of the 300 it listed last time; Jira's list filled the rest back.
+    problems = sanity_problems(
+        user_count=28, previous_user_count=300, missing_activity_share=0.0, policy=policy(), back_filled=272
+    )
+    assert len(problems) == 1
+    assert "directory listed 28 users" in problems[0]
+    assert "added 272 accounts" in problems[0]
+
+
 def test_user_count_at_the_ratio_is_fine() -> None:
     assert (
         sanity_problems(user_count=500, previous_user_count=1000, missing_activity_share=0.0, policy=policy())
@@ -196,3 +213,45 @@ def test_missing_activity_share_counts_active_atlassian_accounts_only() -> None:
     ]
     assert missing_activity_share(users) == pytest.approx(0.5)
     assert missing_activity_share([]) == 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------------
+
+STORE_A = "0b7c3a52-5b1e-4a49-9b8f-6c3f2f1d0a11"
+STORE_B = "9e3f1c77-2d4a-4f0e-8c61-5a2b7d9e4c22"
+LAST_LIVE = "scheduled__2026-11-25T00:00:00+00:00"
+
+
+def witness(store_id: str = STORE_A, run_id: str = LAST_LIVE) -> StoreWitness:
+    return StoreWitness(run_id=run_id, store_id=store_id, source="Airflow Variable x")
+
+
+@pytest.mark.parametrize(
+    ("store_id", "known_runs", "seen", "expected"),
+    [
+        # No live run was ever witnessed: a new install, or dry runs only.
+        (STORE_A, set(), None, None),
+        # The same store, remembering the last live run.
+        (STORE_A, {LAST_LIVE}, witness(), None),
+        # Deleted / truncated / recreated: a new identity (and no runs).
+        (STORE_B, set(), witness(), "is not the one the last live run"),
+        # Another store that happens to know the run id (a copy made before a swap): still refused.
+        (STORE_B, {LAST_LIVE}, witness(), "is not the one the last live run"),
+        # Same identity but the run is missing: an older backup, or rows removed.
+        (STORE_A, {"scheduled__2026-11-20T00:00:00+00:00"}, witness(), "has no record of the last live run"),
+    ],
+    ids=["never-live", "intact", "new-store", "other-store", "rolled-back"],
+)
+def test_memory_problems(store_id, known_runs, seen, expected) -> None:
+    problems = memory_problems(store_id=store_id, store_knows_run=known_runs.__contains__, witness=seen)
+    if expected is None:
+        assert problems == []
+        return
+    assert len(problems) == 1
+    assert expected in problems[0]
+    # Every message says how to restore and how to acknowledge a fresh start.
+    assert "Restore the state database" in problems[0]
+    assert "acknowledge_new_state_store" in problems[0]
+    assert LAST_LIVE in problems[0]

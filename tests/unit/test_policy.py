@@ -12,6 +12,7 @@ from atlassian_cleanup.policy import (
     DEFAULT_ADMIN_GROUPS,
     PARAM_POLICY_KEYS,
     PARAM_SCHEMAS,
+    RUN_ONLY_PARAMS,
     Policy,
     PolicyError,
     apply_overrides,
@@ -265,7 +266,8 @@ def test_to_dict_round_trips_and_is_json_native():
 
 
 def test_param_schemas_are_valid_and_default_to_none():
-    assert set(PARAM_SCHEMAS) == set(PARAM_POLICY_KEYS)
+    assert set(PARAM_SCHEMAS) == set(PARAM_POLICY_KEYS) | RUN_ONLY_PARAMS
+    assert not RUN_ONLY_PARAMS & set(PARAM_POLICY_KEYS)
     assert set(PARAM_SCHEMAS) == {
         "dry_run",
         "inactivity_days",
@@ -276,6 +278,7 @@ def test_param_schemas_are_valid_and_default_to_none():
         "new_user_grace_days",
         "max_actions_per_run",
         "max_action_share",
+        "acknowledge_new_state_store",
     }
     for name, schema in PARAM_SCHEMAS.items():
         jsonschema.Draft202012Validator.check_schema(schema)
@@ -292,6 +295,14 @@ def test_none_params_keep_the_file_values():
     assert apply_overrides(policy, dict.fromkeys(PARAM_SCHEMAS)) == policy
     # A DAG's other params are ignored.
     assert apply_overrides(policy, {"approve_plan": True}) == policy
+
+
+def test_the_state_store_acknowledgement_is_validated_but_changes_no_policy_key():
+    policy = policy_from_dict(FULL)
+    assert apply_overrides(policy, {"acknowledge_new_state_store": True}) == policy
+    # A typo'd value never counts as an acknowledgement: it is an error naming the param.
+    with pytest.raises(PolicyError, match="param acknowledge_new_state_store"):
+        apply_overrides(policy, {"acknowledge_new_state_store": "yes"})
 
 
 def test_overrides_are_applied():

@@ -1,0 +1,149 @@
+"""Bad input and lost memory never turn into e-mails or writes (live runs against the sandbox).
+
+* The sanity gate judges what the directory itself listed, before Jira's user list fills accounts
+  back in: a directory listing that collapses while Jira's list does not stops the run.
+* A live run whose state store was deleted or truncated (and so came back empty, with a new
+  identity) stops before any e-mail or write; an acknowledgement lets one run start afresh; a dry
+  run is never blocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from atlassian_cleanup.notifications import HEADER_KIND
+from tests.integration.conftest import forget_store_witness
+from tests.integration.test_live_lifecycle import (  # noqa: F401
+    LiveOrg,
+    _states,
+    _successful,
+    live_org,
+    sqlite_state,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _state_file() -> Path:
+    return Path(json.loads(os.environ["AIRFLOW_CONN_ATLASSIAN_CLEANUP_STATE"])["host"])
+
+
+def _damage(path: Path, how: str) -> None:
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    if how == "delete":
+        path.unlink()
+    else:
+        path.write_bytes(b"")
+
+
+def _warnings_sent(org: LiveOrg, since: int) -> list:
+    return [m for m in org.smtp_sink.messages()[since:] if m[HEADER_KIND] == "warning"]
+
+
+# --- the gate judges the source ----------------------------------------------------------------------
+
+
+def test_a_collapsed_directory_stops_the_run_even_when_jira_fills_it_back(live_org, capfd):  # noqa: F811
+    org = live_org
+    org.write_policy(warning={"lead_days": [3, 1]})
+    run = org.run(0, run_conf={"dry_run": True})
+    assert str(run.state) == "success", _states(run)
+
+    # The directory search now lists a handful of users; Jira's user list still has everyone.
+    org.sandbox.configure(directory_search_max_users=10)
+    mails, seq = len(org.smtp_sink.messages()), org.last_seq()
+    capfd.readouterr()
+    run = org.run(1)
+
+    assert str(run.state) == "failed"
+    states = _states(run)
+    assert states["extract_users"] == "success"  # the listing itself looked fine page by page
+    assert states["compute_inactivity"] == "failed"
+    assert states["notify_warnings"] == "upstream_failed"
+    assert org.smtp_sink.messages()[mails:] == []
+    assert org.write_calls(seq) == []
+    # Jira's list really did fill the table back up: the gate fired on the directory's own count.
+    log = capfd.readouterr()
+    text = log.out + log.err
+    assert "The directory listed 10 users" in text
+    assert "Jira's user list added" in text
+
+    # The listing is whole again: the next run goes ahead.
+    org.sandbox.configure(directory_search_max_users=None)
+    run = org.run(1)
+    assert str(run.state) == "success", _states(run)
+
+
+# --- lost memory is detected ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("damage", "witness"),
+    [("delete", "variable"), ("truncate", "manifest")],
+    ids=["deleted-store-variable-witness", "truncated-store-manifest-witness"],
+)
+def test_a_live_run_with_a_lost_store_stops_before_any_email_or_write(live_org, damage, witness):  # noqa: F811
+    org = live_org
+    run = org.run(0)
+    assert str(run.state) == "success", _states(run)
+    assert _warnings_sent(org, 0), "day 0 warned nobody: the test proves nothing"
+
+    _damage(_state_file(), damage)
+    if witness == "manifest":
+        # Airflow's metadata lost the record too: the audit manifests still witness the store.
+        forget_store_witness()
+    org.advance_clock(1)
+    mails, seq = len(org.smtp_sink.messages()), org.last_seq()
+    run = org.run(1)
+
+    assert str(run.state) == "failed"
+    states = _states(run)
+    assert states["compute_inactivity"] == "failed"
+    assert {states[t] for t in ("notify_warnings", "apply_actions", "delete_dormant")} == {"upstream_failed"}
+    assert org.smtp_sink.messages()[mails:] == []
+    assert org.write_calls(seq) == []
+
+
+def test_acknowledging_a_new_store_lets_one_run_go_ahead(live_org):  # noqa: F811
+    org = live_org
+    assert str(org.run(0).state) == "success"
+    _damage(_state_file(), "delete")
+    org.advance_clock(1)
+
+    # A dry run is never blocked (it writes nothing); it only warns in its log.
+    seq = org.last_seq()
+    run = org.run(1, run_conf={"dry_run": True})
+    assert str(run.state) == "success", _states(run)
+    assert org.write_calls(seq) == []
+
+    # A live run without the acknowledgement stops; a form toggled back (false) is no acknowledgement.
+    for conf in ({}, {"acknowledge_new_state_store": False}, {"acknowledge_new_state_store": None}):
+        mails = len(org.smtp_sink.messages())
+        run = org.run(1, run_conf=conf)
+        assert str(run.state) == "failed", conf
+        assert _states(run)["compute_inactivity"] == "failed", conf
+        assert org.smtp_sink.messages()[mails:] == [], conf
+    # A value that is not a boolean is refused before a run exists.
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="acknowledge_new_state_store"):
+        org.run(1, run_conf={"acknowledge_new_state_store": "yes"})
+
+    # With the acknowledgement, this one run starts afresh from the empty store (and warns again).
+    mails = len(org.smtp_sink.messages())
+    run = org.run(1, run_conf={"acknowledge_new_state_store": True})
+    assert str(run.state) == "success", _states(run)
+    assert _warnings_sent(org, mails), "the acknowledged run sent no warning"
+
+    # The next run needs no acknowledgement: the new store is now the one live runs use, and its
+    # memory holds: nothing is warned twice.
+    mails, seq = len(org.smtp_sink.messages()), org.last_seq()
+    run = org.run(1)
+    assert str(run.state) == "success", _states(run)
+    assert _warnings_sent(org, mails) == []
+    assert _successful(org.write_calls(seq)) == []
