@@ -225,10 +225,14 @@ def write_audit(
 
 
 def verify_audit(csv_path: str | os.PathLike[str]) -> AuditManifest:
-    """Re-hash an audit CSV and compare it with its manifest; raise ``ValueError`` on mismatch."""
+    """Re-hash an audit CSV and compare it with its manifest; raise ``ValueError`` on mismatch
+    or when the manifest itself is damaged (see :func:`manifest_problems`)."""
     path = Path(csv_path)
     manifest_path = path.with_name(path.name.removesuffix(".csv") + ".manifest.json")
     data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    problems = manifest_problems(data)
+    if problems:
+        raise ValueError(f"{manifest_path.name}: damaged manifest ({'; '.join(problems)})")
     digest = hashlib.sha256()
     with path.open("rb") as handle:  # in blocks: a 100k-user CSV need not sit in memory
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -242,7 +246,78 @@ def verify_audit(csv_path: str | os.PathLike[str]) -> AuditManifest:
         rows = sum(1 for _ in csv.reader(handle)) - 1
     if rows != data["rows"]:
         raise ValueError(f"{path.name}: {rows} rows but the manifest says {data['rows']}")
-    return AuditManifest(**data)
+    known = {name for name in AuditManifest.__dataclass_fields__}
+    return AuditManifest(**{key: value for key, value in data.items() if key in known})
+
+
+# What a manifest must hold for the audit page to show it: anything else is a damaged file.
+_REQUIRED_TEXT = ("csv_file", "run_id", "as_of", "mode")
+_OPTIONAL_TEXT = ("csv_path", "policy_sha256", "logical_date", "state_store_id")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SUMMARY_COUNTS = ("by_action", "results", "verdicts")
+_SEAT_COUNTS = ("total_before", "total_after", "total_reclaimed")
+_SEAT_AMOUNTS = ("estimated_saving_per_month", "estimated_saving_per_year")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+
+def _is_count(value: Any) -> bool:
+    return _is_number(value) and value >= 0 and float(value).is_integer()
+
+
+def manifest_problems(data: Any) -> list[str]:
+    """What is missing or of the wrong type in a parsed manifest; empty when it can be shown.
+
+    A manifest is a small file anyone with access to the audit folder can damage (an editor, a
+    half-restored backup, another tool): each field the audit page reads is checked, so one bad
+    file becomes one row marked damaged instead of an error page.
+    """
+    if not isinstance(data, dict):
+        return [f"not a JSON object (got {type(data).__name__})"]
+    problems = []
+    for key in _REQUIRED_TEXT:
+        if not isinstance(data.get(key), str) or not data[key]:
+            problems.append(f"{key} must be a non-empty text (got {data.get(key)!r})")
+    for key in _OPTIONAL_TEXT:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            problems.append(f"{key} must be a text or null (got {data[key]!r})")
+    if isinstance(data.get("csv_file"), str) and not AUDIT_FILE_NAME.match(data["csv_file"]):
+        problems.append(f"csv_file is not an audit file name (got {data['csv_file']!r})")
+    if not _is_count(data.get("rows")):
+        problems.append(f"rows must be a whole number (got {data.get('rows')!r})")
+    if not isinstance(data.get("sha256"), str) or not _SHA256.match(data["sha256"]):
+        problems.append(f"sha256 must be 64 hexadecimal characters (got {data.get('sha256')!r})")
+    if data.get("columns") is not None and not isinstance(data["columns"], list):
+        problems.append(f"columns must be a list (got {type(data['columns']).__name__})")
+    summary = data.get("summary", {})
+    if summary is None:
+        summary = {}
+    if not isinstance(summary, dict):
+        return [*problems, f"summary must be an object (got {type(summary).__name__})"]
+    for key in _SUMMARY_COUNTS:
+        counts = summary.get(key)
+        if counts is None:
+            continue
+        if not isinstance(counts, dict) or not all(_is_count(v) for v in counts.values()):
+            problems.append(f"summary.{key} must map names to whole numbers (got {counts!r})")
+    if summary.get("writes") is not None and not _is_count(summary["writes"]):
+        problems.append(f"summary.writes must be a whole number (got {summary['writes']!r})")
+    seats = summary.get("seats")
+    if seats is not None:
+        if not isinstance(seats, dict):
+            problems.append(f"summary.seats must be an object (got {type(seats).__name__})")
+        else:
+            for key in _SEAT_COUNTS:
+                if not _is_count(seats.get(key)):
+                    problems.append(f"summary.seats.{key} must be a whole number (got {seats.get(key)!r})")
+            for key in _SEAT_AMOUNTS:
+                if seats.get(key) is not None and not _is_number(seats[key]):
+                    problems.append(f"summary.seats.{key} must be a number or null (got {seats[key]!r})")
+                if seats.get("priced") and seats.get(key) is None:
+                    problems.append(f"summary.seats.{key} is missing although the run was priced")
+    return problems
 
 
 #: What an audit file name may look like: the writer's own stems, nothing with a path in it.
@@ -252,7 +327,8 @@ AUDIT_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,240}\.(csv|manifest\
 def read_manifests(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every run's manifest in ``directory`` (not recursive), newest run first.
 
-    A manifest that cannot be read is returned as ``{"manifest_file", "error"}`` rather than
+    A manifest that cannot be read, or whose fields are missing or of the wrong type
+    (:func:`manifest_problems`), is returned as ``{"manifest_file", "error"}`` rather than
     skipped, so a damaged file shows up on the audit page instead of silently disappearing. The
     manifests are small (counts only); nothing here reads the CSVs.
     """
@@ -265,19 +341,27 @@ def read_manifests(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
             continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or "csv_file" not in data:
-                raise ValueError("not an audit manifest")
-        except (OSError, ValueError) as exc:
-            entries.append({"manifest_file": path.name, "error": str(exc), "_mtime": path.stat().st_mtime})
+            problems = manifest_problems(data)
+            if problems:
+                raise ValueError("; ".join(problems))
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+            entries.append({"manifest_file": path.name, "error": str(exc), "_mtime": _mtime(path)})
             continue
         data["manifest_file"] = path.name
         data["csv_present"] = (folder / str(data["csv_file"])).is_file()
-        data["_mtime"] = path.stat().st_mtime
+        data["_mtime"] = _mtime(path)
         entries.append(data)
     entries.sort(key=lambda e: (str(e.get("as_of") or ""), e["_mtime"]), reverse=True)
     for entry in entries:
         entry.pop("_mtime", None)
     return entries
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed while the folder was being read
+        return 0.0
 
 
 def resolve_audit_file(directory: str | os.PathLike[str], name: str) -> Path | None:

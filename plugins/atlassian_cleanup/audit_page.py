@@ -281,7 +281,7 @@ def verify_manifest_file(directory: Path, manifest: Mapping[str, Any]) -> str:
         return "CSV file missing"
     try:
         verify_audit(path)
-    except ValueError as exc:
+    except ValueError as exc:  # a mismatch, or a manifest damaged since the listing was read
         return str(exc)
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"

@@ -168,6 +168,102 @@ def test_damaged_manifest_is_shown_not_hidden(client, audit_folder):
     assert any("error" in entry for entry in listing["cleanup"])
 
 
+def _good_manifest(folder: Path) -> tuple[Path, dict]:
+    path = next(p for p in folder.glob("*.manifest.json") if "2026-11-03" in p.name)
+    return path, json.loads(path.read_text(encoding="utf-8"))
+
+
+def _set(data: dict, dotted: str, value: object) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        data = data[key]
+    if value is _DELETE:
+        del data[leaf]
+    else:
+        data[leaf] = value
+
+
+_DELETE = object()
+
+#: (what is damaged, the value it gets, a word the damaged row's message must contain)
+DAMAGED_MANIFESTS = [
+    ("sha256", None, "sha256"),
+    ("sha256", 12345, "sha256"),
+    ("sha256", _DELETE, "sha256"),
+    ("rows", "12", "rows"),
+    ("rows", -1, "rows"),
+    ("rows", True, "rows"),
+    ("rows", None, "rows"),
+    ("run_id", None, "run_id"),
+    ("run_id", ["a"], "run_id"),
+    ("as_of", 20261103, "as_of"),
+    ("mode", _DELETE, "mode"),
+    ("csv_file", "../../etc/passwd", "csv_file"),
+    ("csv_file", None, "csv_file"),
+    ("summary", "not a dict", "summary"),
+    ("summary", [1, 2], "summary"),
+    ("summary.seats", "many", "summary.seats"),
+    ("summary.seats.total_before", "ninety", "total_before"),
+    ("summary.seats.total_after", None, "total_after"),
+    ("summary.seats.total_reclaimed", {"n": 3}, "total_reclaimed"),
+    ("summary.seats.estimated_saving_per_month", "43 USD", "estimated_saving_per_month"),
+    ("summary.seats.estimated_saving_per_month", None, "priced"),
+    ("summary.by_action", {"suspend": "three"}, "summary.by_action"),
+    ("summary.by_action", "suspend", "summary.by_action"),
+    ("summary.results", [1], "summary.results"),
+    ("summary.writes", "7", "summary.writes"),
+    ("policy_sha256", 7, "policy_sha256"),
+    ("columns", "a,b", "columns"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "named"), DAMAGED_MANIFESTS)
+def test_a_manifest_with_a_missing_or_wrongly_typed_field_is_a_damaged_row(
+    client, audit_folder, field, value, named
+):
+    path, data = _good_manifest(audit_folder)
+    _set(data, field, value)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+    response = client.get("/")
+    assert response.status_code == 200
+    damaged = f"{path.name}: unreadable manifest ("
+    assert damaged in response.text
+    row = response.text.split(damaged, 1)[1].split("</td>", 1)[0]
+    assert named in row
+    # The other runs are still listed, with their figures.
+    assert "scheduled__2026-11-02" in response.text
+    assert "manual__dry" in response.text
+    listing = client.get("/api/runs")
+    assert listing.status_code == 200
+    assert [e["manifest_file"] for e in listing.json()["cleanup"] if "error" in e] == [path.name]
+    # Opening the damaged run answers too, and says there is no usable audit for it.
+    assert client.get("/", params={"run_id": "scheduled__2026-11-03"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"", b"null", b"[]", b'"text"', b"42", b"\xff\xfe garbage", b'{"csv_file": 1}'],
+    ids=["invalid-json", "empty", "null", "list", "string", "number", "not-utf8", "wrong-type"],
+)
+def test_a_manifest_that_is_not_a_manifest_object_is_a_damaged_row(client, audit_folder, content):
+    path = audit_folder / "atlassian-user-audit_2026-11-05_x.manifest.json"
+    path.write_bytes(content)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert f"{path.name}: unreadable manifest" in response.text
+    assert client.get("/api/runs").status_code == 200
+
+
+def test_a_manifest_with_unknown_extra_fields_is_still_listed_and_verified(client, audit_folder):
+    path, data = _good_manifest(audit_folder)
+    data["extra_field_from_a_newer_writer"] = "ignored"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    # Unknown fields are fine: the run is listed and verified.
+    page = client.get("/", params={"run_id": "scheduled__2026-11-03"}).text
+    assert "CSV verified" in page
+
+
 def test_restore_audits_are_listed_and_served_from_their_own_folder(client, audit_folder):
     restore = audit_folder / "restore"
     manifest = write_audit(
