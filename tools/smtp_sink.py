@@ -34,6 +34,8 @@ class _MaildirHandler:
         self._count = 0
         #: Recipients refused with a permanent error (tests of a relay that fails some sends).
         self.refused: set[str] = set()
+        #: (envelope recipients, MAIL FROM options) of each accepted message, in order.
+        self.envelopes: list[tuple[list[str], list[str]]] = []
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if address.lower() in self.refused:
@@ -47,19 +49,28 @@ class _MaildirHandler:
             number = self._count
         content = envelope.original_content or envelope.content
         (self.maildir / f"{number:06d}.eml").write_bytes(content)
+        self.envelopes.append((list(envelope.rcpt_tos), list(envelope.mail_options)))
         return "250 Message accepted for delivery"
 
 
 class SmtpSink:
     """Run the sink in a background thread: ``with SmtpSink(maildir) as sink: sink.port``."""
 
-    def __init__(self, maildir: str | Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, maildir: str | Path, host: str = "127.0.0.1", port: int = 0, *, smtputf8: bool = False
+    ) -> None:
         self.maildir = Path(maildir)
         self.maildir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = port or free_port(host)
         self._handler = _MaildirHandler(self.maildir)
-        self._controller = Controller(self._handler, hostname=host, port=self.port)
+        # SMTPUTF8 (RFC 6531) is off unless asked for: tests cover a relay with it and one without.
+        self._controller = Controller(self._handler, hostname=host, port=self.port, enable_SMTPUTF8=smtputf8)
+
+    @property
+    def envelopes(self) -> list[tuple[list[str], list[str]]]:
+        """(envelope recipients, MAIL FROM options) of each accepted message, in order."""
+        return list(self._handler.envelopes)
 
     def refuse(self, *addresses: str) -> None:
         """Refuse these recipients from now on (``refuse()`` with no address accepts all again)."""

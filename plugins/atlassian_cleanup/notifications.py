@@ -80,6 +80,11 @@ class MissingEmailError(RecipientNotAddressable, ValueError):
     """The plan row has no e-mail address (Atlassian hides it, or the account has none)."""
 
 
+class UndeliverableAddressError(RecipientNotAddressable, ValueError):
+    """The address cannot be sent through this relay: an unencodable domain, or a local part that
+    needs SMTPUTF8 (RFC 6531) from a relay that does not offer it. Reported, never guessed."""
+
+
 class SmtpUnavailableError(RuntimeError):
     """The SMTP relay could not be reached; every send of this session fails fast with it."""
 
@@ -435,6 +440,39 @@ def build_message(
     return message
 
 
+def smtp_address(address: str) -> tuple[str, bool]:
+    """
+    The form of ``address`` to hand to the relay, and whether it needs SMTPUTF8.
+
+    The domain is IDNA-encoded (UTS #46 mapping, IDNA 2008: ``jürgen@bücher.example`` goes out to
+    ``jürgen@xn--bcher-kva.example``), which every relay accepts. A local part with non-ASCII
+    characters has no ASCII form: it can only travel with the SMTPUTF8 extension.
+
+    :raises UndeliverableAddressError: the domain is not a valid internationalised domain name.
+    """
+    local, _, domain = address.rpartition("@")
+    if not domain.isascii():
+        try:
+            domain = _idna_encode(domain)
+        except UnicodeError as exc:
+            raise UndeliverableAddressError(
+                f"the e-mail address's domain cannot be encoded for sending (IDNA: {exc}); not sent, "
+                "correct the address in the user's Atlassian profile"
+            ) from None
+    return f"{local}@{domain}", not local.isascii()
+
+
+def _idna_encode(domain: str) -> str:
+    try:
+        import idna  # installed with requests (Airflow's HTTP provider); IDNA 2008 + UTS #46
+    except ImportError:  # pragma: no cover - the standard library's IDNA 2003 codec
+        return domain.encode("idna").decode("ascii")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise UnicodeError(str(exc)) from None
+
+
 def _valid_address(value: Any) -> str | None:
     address = str(value or "").strip()
     if not address or "@" not in address or any(ch.isspace() or ch in "<>,;" for ch in address):
@@ -500,6 +538,27 @@ class MailSession:
             except Exception:  # closing a dead session must not hide the batch's outcome
                 log.debug("closing the SMTP session failed", exc_info=True)
 
+    def recipient(self, address: str) -> str:
+        """
+        ``address`` as this session can send it: the domain IDNA-encoded; a non-ASCII local part
+        only when the relay offers SMTPUTF8 (smtplib then sends the message with it).
+
+        :raises SmtpUnavailableError: the relay could not be reached.
+        :raises UndeliverableAddressError: the address cannot be sent through this relay.
+        """
+        if self._hook is None:
+            raise RuntimeError(f"{type(self).__name__} must be used inside a 'with' block (one SMTP session)")
+        if self._unavailable:
+            raise SmtpUnavailableError(self._unavailable)
+        encoded, needs_smtputf8 = smtp_address(address)
+        if needs_smtputf8 and not self._offers_smtputf8():
+            raise UndeliverableAddressError(
+                "the e-mail address has non-ASCII characters before the @, which need SMTPUTF8, and "
+                f"the relay of connection '{self.smtp_conn_id}' does not offer SMTPUTF8; not sent: "
+                "warn this user another way or use a relay with SMTPUTF8"
+            )
+        return encoded
+
     def send_message(self, message: EmailMessage, recipients: Sequence[str]) -> None:
         """
         Send one message; on a dropped session reconnect once and send again.
@@ -530,6 +589,11 @@ class MailSession:
                 raise SmtpUnavailableError(self._unavailable) from exc
             self._client().send_message(message, from_addr=self.from_email, to_addrs=list(recipients))
         self.sent += 1
+
+    def _offers_smtputf8(self) -> bool:
+        client = self._client()
+        client.ehlo_or_helo_if_needed()  # the relay's extensions are known after EHLO
+        return bool(client.has_extn("smtputf8"))
 
     def _client(self) -> smtplib.SMTP:
         # The provider keeps the logged-in smtplib client here (get_conn returns the hook itself).
@@ -607,6 +671,7 @@ class WarningSender(MailSession):
                 "account has none, so no warning was sent; warn this user another way or make the "
                 "e-mail visible to the organization admin"
             )
+        email = self.recipient(email)
         subject, html, text = render_warning(
             row,
             org_name=self.org_name,
@@ -685,7 +750,7 @@ def digest_context(
     rows = list(plan)
     actions: Counter[str] = Counter()
     by_action: dict[str, Counter[str]] = {}
-    protected = no_email = 0
+    protected = no_email = undeliverable = 0
     for row in rows:
         action = str(row.get("proposed_action") or "none")
         actions[action] += 1
@@ -693,9 +758,13 @@ def digest_context(
             protected += 1
         if action == "none":
             continue
+        kind = outcome_kind(outcomes.get(str(row.get("account_id"))))
         if action == "warn" and _valid_address(row.get("email")) is None:
             no_email += 1
-        by_action.setdefault(action, Counter())[outcome_kind(outcomes.get(str(row.get("account_id"))))] += 1
+        elif action == "warn" and kind == "reported":
+            # An address the relay cannot take (SMTPUTF8 missing, an unencodable domain).
+            undeliverable += 1
+        by_action.setdefault(action, Counter())[kind] += 1
     outcome_rows = [
         {"action": action, "outcomes": [{"kind": k, "count": counts[k]} for k in _ordered(counts)]}
         for action, counts in sorted(by_action.items())
@@ -711,6 +780,7 @@ def digest_context(
         "outcomes": outcome_rows,
         "protected": protected,
         "no_email": no_email,
+        "undeliverable": undeliverable,
         "failed_users": failed_users,
         "failed_tasks": list(failed_tasks),
         "errors": failed_users + len(failed_tasks),
@@ -762,8 +832,16 @@ def send_digest(
     """
     check_templates(templates_dir, DIGEST_TEMPLATES)
     subject, html, text = render_digest(context, templates_dir)
-    recipients = [address for address in (_valid_address(a) for a in to) if address]
+    valid = [address for address in (_valid_address(a) for a in to) if address]
     with MailSession(smtp_conn_id, from_email=from_email, from_name="Atlassian user cleanup") as session:
+        recipients = []
+        for address in valid:
+            try:
+                recipients.append(session.recipient(address))
+            except UndeliverableAddressError as exc:
+                log.error("admin digest: one of notifications.admin_emails is skipped: %s", exc)
+        if not recipients:
+            raise SmtpUnavailableError("no admin address in notifications.admin_emails can be sent to")
         message = build_message(
             to=recipients,
             subject=subject,

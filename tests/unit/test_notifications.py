@@ -17,6 +17,7 @@ from atlassian_cleanup.notifications import (
     MissingEmailError,
     SmtpUnavailableError,
     TemplateError,
+    UndeliverableAddressError,
     WarningSender,
     check_templates,
     digest_context,
@@ -24,6 +25,7 @@ from atlassian_cleanup.notifications import (
     render_warning,
     resolve_templates_dir,
     send_digest,
+    smtp_address,
     warning_context,
 )
 from tools.airflow_env import connection_env
@@ -257,6 +259,106 @@ def test_refused_recipient_fails_only_that_message(sink: Any) -> None:
     finally:
         sink.refuse()
     assert [m["To"] for m in sink.messages()] == ["ok@acme.example"]
+
+
+# --------------------------------------------------------------------------------------------------
+# International addresses: IDNA domains, SMTPUTF8 local parts (through a real aiosmtpd relay)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "expected", "needs_smtputf8"),
+    [
+        ("ada@acme.example", "ada@acme.example", False),
+        # IDNA 2008 (UTS #46): the A-label is independent of how the name was typed.
+        ("anna@bücher.example", "anna@xn--bcher-kva.example", False),
+        ("anna@Bücher.Example", "anna@xn--bcher-kva.example", False),
+        ("anna@straße.de", "anna@xn--strae-oqa.de", False),  # IDNA 2003 would send it to strasse.de
+        ("anna@例え.テスト", "anna@xn--r8jz45g.xn--zckzah", False),
+        ("jürgen@acme.example", "jürgen@acme.example", True),
+        ("jürgen@bücher.example", "jürgen@xn--bcher-kva.example", True),
+    ],
+)
+def test_smtp_address_encodes_the_domain_and_flags_utf8_local_parts(address, expected, needs_smtputf8):
+    assert smtp_address(address) == (expected, needs_smtputf8)
+
+
+@pytest.mark.parametrize("address", ["anna@-bücher.example", "anna@bü‍cher.example", "anna@bücher..example"])
+def test_an_unencodable_domain_is_reported(address):
+    with pytest.raises(UndeliverableAddressError, match="cannot be encoded"):
+        smtp_address(address)
+
+
+def test_an_undeliverable_address_is_reported_not_failed() -> None:
+    from atlassian_cleanup.enforcement import RecipientNotAddressable
+
+    assert issubclass(UndeliverableAddressError, RecipientNotAddressable)
+
+
+@pytest.fixture(params=[True, False], ids=["relay-with-smtputf8", "relay-without-smtputf8"])
+def any_relay(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with SmtpSink(tmp_path / "mail", smtputf8=request.param) as smtp:
+        info = {"base_url": "http://unused", "admin_api_key": "x", "org_id": "o", "directory_id": "d"}
+        info |= {"site_email": "e@x.example", "site_token": "t"}
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SMTP_DEFAULT", connection_env(info, smtp.port)["AIRFLOW_CONN_SMTP_DEFAULT"]
+        )
+        smtp.smtputf8 = request.param
+        yield smtp
+
+
+def test_an_international_domain_goes_out_idna_encoded_through_any_relay(any_relay: Any) -> None:
+    with WarningSender() as send:
+        assert send(warn_row(email="anna@bücher.example")) == "anna@xn--bcher-kva.example"
+    [(recipients, options)] = any_relay.envelopes
+    assert recipients == ["anna@xn--bcher-kva.example"]
+    assert "SMTPUTF8" not in options  # plain ASCII: no extension needed
+    (message,) = any_relay.messages()
+    assert message["To"] == "anna@xn--bcher-kva.example"
+
+
+def test_a_utf8_local_part_uses_smtputf8_or_is_reported(any_relay: Any) -> None:
+    with WarningSender() as send:
+        if any_relay.smtputf8:
+            assert send(warn_row(email="jürgen@bücher.example")) == "jürgen@xn--bcher-kva.example"
+        else:
+            with pytest.raises(UndeliverableAddressError, match="SMTPUTF8") as caught:
+                send(warn_row(email="jürgen@bücher.example"))
+            assert "jürgen" not in str(caught.value)  # the audit row has the address; logs need not
+        send(warn_row(account_id="557058:eeee", email="ok@acme.example"))  # the session goes on
+    recipients = [rcpt for rcpt, _options in any_relay.envelopes]
+    if any_relay.smtputf8:
+        assert recipients == [["jürgen@xn--bcher-kva.example"], ["ok@acme.example"]]
+        assert "SMTPUTF8" in any_relay.envelopes[0][1]
+        assert any_relay.messages()[0]["To"] == "jürgen@xn--bcher-kva.example"
+    else:
+        assert recipients == [["ok@acme.example"]]
+
+
+def test_the_digest_counts_addresses_the_relay_cannot_take() -> None:
+    plan = [*_digest_plan(), warn_row(account_id="u1", email="jürgen@acme.example")]
+    context = digest_context(
+        plan=plan,
+        outcomes={"a1": "done: e-mailed", "a2": "reported: no e-mail", "u1": "reported: needs SMTPUTF8"},
+        run_id="scheduled__2026-11-26T00:00:00+00:00",
+        as_of="2026-11-26",
+        mode="live",
+        audit_file="audit.csv",
+    )
+    assert (context["no_email"], context["undeliverable"]) == (1, 1)
+    _subject, html, text = render_digest(context)
+    assert "Users whose address the relay cannot take (not warned, reported in the audit" in text
+    assert "Address the relay cannot take (not warned)" in html
+
+
+def test_digest_to_an_admin_address_the_relay_cannot_take_skips_only_that_address(any_relay: Any) -> None:
+    context = digest_context(
+        plan=[], outcomes={}, run_id="r", as_of="2026-11-26", mode="live", audit_file="a.csv"
+    )
+    send_digest(context, to=["jürgen@acme.example", "admin@bücher.example"])
+    [(recipients, _options)] = any_relay.envelopes
+    expected = ["admin@xn--bcher-kva.example"]
+    assert recipients == (["jürgen@acme.example", *expected] if any_relay.smtputf8 else expected)
 
 
 # --------------------------------------------------------------------------------------------------
