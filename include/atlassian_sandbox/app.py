@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import uuid
 from collections.abc import Callable
@@ -238,6 +239,39 @@ def require_basic(request: Request) -> User:
 
 
 Caller = Annotated[User, Depends(require_basic)]
+
+
+def serve_v2_twins(router: APIRouter) -> None:
+    """Serve every ``/rest/api/3`` route of ``router`` under ``/rest/api/2`` as well.
+
+    Jira Cloud answers both versions (atlassian-python-api's Jira clients default to v2). Each twin
+    is a route of its own, so the call log's ``path_template`` and the rate limiter's bucket key
+    name the version that was called, and ``rate_limit_endpoints`` can address either. The handler
+    is shared; it learns the version from ``views.JIRA_API_VERSION`` (links, and rich text: ADF
+    documents in v3, plain strings in v2). Paths already declared for v2 (the removed
+    ``/rest/api/2/search``) keep their own handler.
+    """
+    routes = [r for r in router.routes if isinstance(r, APIRoute)]
+    declared = {(r.path, method) for r in routes for method in r.methods}
+    for route in routes:
+        if not route.path.startswith("/rest/api/3/"):
+            continue
+        path = "/rest/api/2/" + route.path.removeprefix("/rest/api/3/")
+        methods = sorted(m for m in route.methods if (path, m) not in declared)
+        if methods:
+            router.add_api_route(path, _as_v2(route.endpoint), methods=methods, name=f"{route.name}_v2")
+
+
+def _as_v2(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)  # FastAPI reads the parameters through __wrapped__
+    async def twin(*args: Any, **kwargs: Any) -> Any:
+        token = views.JIRA_API_VERSION.set(2)
+        try:
+            return await endpoint(*args, **kwargs)
+        finally:
+            views.JIRA_API_VERSION.reset(token)
+
+    return twin
 
 
 def create_app(runtime: Runtime) -> SimMiddleware:
@@ -555,17 +589,21 @@ def create_app(runtime: Runtime) -> SimMiddleware:
                 request, state, query, body.get("cursor"), body.get("limit"), set(as_list(body.get("expand")))
             )
 
+    def v2_query_params(request: Request) -> dict[str, Any]:
+        """The v2 user filters of a GET (list and count): array parameters repeat their key."""
+        source: dict[str, Any] = {k: qlist(request, k) for k in (
+            "accountIds", "status", "accountStatus", "membershipStatus", "claimStatus", "groupIds",
+            "emails", "emailDomains", "resourceIds", "directoryIds", "roleIds")}  # fmt: skip
+        source["searchTerm"] = request.query_params.get("searchTerm")
+        source["mfaEnabled"] = request.query_params.get("mfaEnabled")
+        return v2_query(source)
+
     @admin.get("/admin/v2/orgs/{org_id}/directories/{directory_id}/users")
     async def v2_list(org_id: str, directory_id: str, request: Request) -> Response:
         with st().lock:
             state = check_org(org_id)
             check_dir(state, directory_id)
-            source: dict[str, Any] = {k: qlist(request, k) for k in (
-                "accountIds", "status", "accountStatus", "membershipStatus", "claimStatus", "groupIds",
-                "emails", "emailDomains", "resourceIds", "directoryIds", "roleIds")}  # fmt: skip
-            source["searchTerm"] = request.query_params.get("searchTerm")
-            source["mfaEnabled"] = request.query_params.get("mfaEnabled")
-            query = v2_query(source)
+            query = v2_query_params(request)
             return v2_page(
                 request,
                 state,
@@ -573,6 +611,41 @@ def create_app(runtime: Runtime) -> SimMiddleware:
                 request.query_params.get("cursor"),
                 request.query_params.get("limit"),
                 set(),
+            )
+
+    # The literal segments (count, stats) are registered before users/{account_id}: the first
+    # matching route wins, and "count" is no account id.
+    @admin.get("/admin/v2/orgs/{org_id}/directories/{directory_id}/users/count")
+    async def v2_count_users(org_id: str, directory_id: str, request: Request) -> Response:
+        # §3.5: same filters as the list (§3.3); the shape {"count": n} is jira.js's
+        # GetDirectoryUsersCount model ([lib]; atlassian-python-api passes the JSON through).
+        with st().lock:
+            state = check_org(org_id)
+            check_dir(state, directory_id)
+            return J({"count": len(v2_build(state, v2_query_params(request)))})
+
+    @admin.get("/admin/v2/orgs/{org_id}/directories/{directory_id}/users/stats")
+    async def v2_user_stats(org_id: str, directory_id: str) -> Response:
+        # §3.5 "user stats": jira.js's MultiDirectoryUserStats model ([lib]), the users a
+        # directory list returns counted per role id and per account status.
+        with st().lock:
+            state = check_org(org_id)
+            check_dir(state, directory_id)
+            roles: dict[str, int] = {}
+            statuses = dict.fromkeys(sorted(ACCOUNT_STATUSES), 0)
+            for account_id in v2_build(state, {}):
+                user = state.visible(state.users[account_id])
+                statuses[user.account_status] = statuses.get(user.account_status, 0) + 1
+                held = {
+                    a["role"] for item in views.role_assignments(state, user) for a in item["roleAssignments"]
+                }
+                for role in held:
+                    roles[role] = roles.get(role, 0) + 1
+            return J(
+                {
+                    "roles": [{"roleId": r, "count": n} for r, n in sorted(roles.items())],
+                    "accountStatus": [{"status": s, "count": n} for s, n in statuses.items()],
+                }
             )
 
     @admin.get("/admin/v2/orgs/{org_id}/directories/{directory_id}/users/{account_id}")
@@ -778,7 +851,8 @@ def create_app(runtime: Runtime) -> SimMiddleware:
 
     removed_detail = "This endpoint stopped working after 2026-06-30; use the v2 directories API"
 
-    @admin.post("/admin/v1/orgs/{org_id}/users/search")
+    # Removed whatever the method: atlassian-python-api's search_users_in_organization sends GET.
+    @admin.api_route("/admin/v1/orgs/{org_id}/users/search", methods=["GET", "POST"])
     async def removed_v1_search(org_id: str) -> Response:
         return gone(removed_detail)
 
@@ -986,7 +1060,7 @@ def create_app(runtime: Runtime) -> SimMiddleware:
             page = members[start : start + size]
             last = start + size >= len(members)
             params = f"groupId={group.id}&includeInactiveUsers={str(include_inactive).lower()}"
-            url = f"{base}/rest/api/3/group/member"
+            url = f"{views.jira_rest(base)}/group/member"
             data: dict[str, Any] = {"self": f"{url}?{params}&startAt={start}&maxResults={size}"}
             if not last:
                 data["nextPage"] = f"{url}?{params}&startAt={start + size}&maxResults={size}"
@@ -1113,6 +1187,7 @@ def create_app(runtime: Runtime) -> SimMiddleware:
         transition_id = transition.get("id") if isinstance(transition, dict) else None
         if not transition_id:
             raise jira_error(400, "", errors={"transition": "Transition id is required."})
+        comments = transition_comments(body)
         with st().lock:
             state = jira_state()
             try:
@@ -1125,7 +1200,43 @@ def create_app(runtime: Runtime) -> SimMiddleware:
                 state.transition(key, str(transition_id), customer=False)
             except SandboxError as exc:
                 raise jira_error(400, exc.message) from None
+            for text, public in comments:
+                state.add_comment(key, caller.account_id, text, public)
             return Response(status_code=204)
+
+    def transition_comments(body: dict[str, Any]) -> list[tuple[str, bool]]:
+        """``update.comment[].add`` of a transition: (text, public) pairs, checked before any write.
+
+        The body is rich text: an ADF document in v3, a plain string in v2 (each version refuses
+        the other's form). On a service-desk issue a comment is shared with the customer unless
+        its ``sd.public.comment`` property says ``internal: true``.
+        """
+        update = body.get("update") or {}
+        operations = update.get("comment") if isinstance(update, dict) else None
+        if not operations:
+            return []
+        v3 = views.JIRA_API_VERSION.get() == 3
+        out = []
+        for operation in operations if isinstance(operations, list) else [operations]:
+            add = operation.get("add") if isinstance(operation, dict) else None
+            if not isinstance(add, dict):
+                raise jira_error(
+                    400, "", errors={"comment": "Only the 'add' operation is supported on comment."}
+                )
+            raw = add.get("body")
+            text = views.adf_text(raw) if v3 else (raw if isinstance(raw, str) else None)
+            if text is None:
+                expected = "an Atlassian Document (see the Atlassian Document Format)" if v3 else "a string"
+                raise jira_error(400, "", errors={"comment": f"Operation value must be {expected}"})
+            if not text.strip():
+                raise jira_error(400, "", errors={"comment": "Comment body can not be empty!"})
+            internal = any(
+                isinstance(p, dict) and p.get("key") == "sd.public.comment"
+                and isinstance(p.get("value"), dict) and p["value"].get("internal") is True
+                for p in add.get("properties") or []
+            )  # fmt: skip
+            out.append((text, not internal))
+        return out
 
     # ================================================================ JSM (§6)
     sd = "/rest/servicedeskapi"
@@ -1483,6 +1594,7 @@ def create_app(runtime: Runtime) -> SimMiddleware:
                 201,
             )
 
+    serve_v2_twins(site)
     for router in (admin, usermgmt, site, sim):
         app.include_router(router)
     runtime.endpoints = frozenset(

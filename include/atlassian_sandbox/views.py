@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import html
 import re
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +29,48 @@ from atlassian_sandbox.state import (
     User,
     iso,
 )
+
+#: The Jira platform REST version the current request came in on: the sandbox serves each
+#: ``/rest/api/3`` route under ``/rest/api/2`` too (``app.serve_v2_twins``), and the two differ in
+#: their links and in rich text (v3 ADF documents, v2 plain strings).
+JIRA_API_VERSION: ContextVar[int] = ContextVar("jira_api_version", default=3)
+
+
+def jira_rest(base: str) -> str:
+    """``{base}/rest/api/{2|3}``: links in a Jira answer point at the version that was called."""
+    return f"{base}/rest/api/{JIRA_API_VERSION.get()}"
+
+
+def adf_document(text: str) -> dict[str, Any]:
+    """Plain text as an Atlassian Document Format document (one paragraph), as v3 returns it."""
+    return {
+        "type": "doc",
+        "version": 1,
+        "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}],
+    }
+
+
+def adf_text(node: Any) -> str | None:
+    """The text of an ADF document (paragraphs joined by newlines); None when ``node`` is not one."""
+    if not isinstance(node, dict) or node.get("type") != "doc" or not isinstance(node.get("content"), list):
+        return None
+
+    def walk(item: Any) -> str:
+        if not isinstance(item, dict):
+            return ""
+        if item.get("type") == "text":
+            return str(item.get("text") or "")
+        if item.get("type") == "hardBreak":
+            return "\n"
+        return "".join(walk(child) for child in item.get("content") or [])
+
+    return "\n".join(walk(block) for block in node["content"])
+
+
+def rich_text(text: str) -> Any:
+    """A rich-text field as the called version renders it: v3 an ADF document, v2 the string."""
+    return adf_document(text) if JIRA_API_VERSION.get() == 3 else text
+
 
 JIRA_CATEGORY = {
     "NEW": {"id": 2, "key": "new", "colorName": "blue-gray", "name": "To Do"},
@@ -272,7 +315,7 @@ def jira_user(state: OrgState, live: User | None, base: str, account_id: str | N
         }
     user = state.visible(live)
     data: dict[str, Any] = {
-        "self": f"{base}/rest/api/3/user?accountId={quoted_id(user.account_id)}",
+        "self": f"{jira_rest(base)}/user?accountId={quoted_id(user.account_id)}",
         "accountId": user.account_id,
         "accountType": user.account_type,
     }
@@ -294,7 +337,7 @@ def jira_user(state: OrgState, live: User | None, base: str, account_id: str | N
 
 
 def jira_group(group: Group, base: str) -> dict[str, Any]:
-    return {"name": group.name, "groupId": group.id, "self": f"{base}/rest/api/3/group?groupId={group.id}"}
+    return {"name": group.name, "groupId": group.id, "self": f"{jira_rest(base)}/group?groupId={group.id}"}
 
 
 def application_roles(state: OrgState, base: str) -> list[dict[str, Any]]:
@@ -332,12 +375,12 @@ def application_roles(state: OrgState, base: str) -> list[dict[str, Any]]:
 def jira_status(status: str, base: str) -> dict[str, Any]:
     category = JIRA_CATEGORY[STATUS_CATEGORY[status]]
     return {
-        "self": f"{base}/rest/api/3/status/{STATUS_IDS[status]}",
+        "self": f"{jira_rest(base)}/status/{STATUS_IDS[status]}",
         "description": "",
         "iconUrl": f"{base}/images/icons/statuses/generic.png",
         "name": status,
         "id": STATUS_IDS[status],
-        "statusCategory": {"self": f"{base}/rest/api/3/statuscategory/{category['id']}", **category},
+        "statusCategory": {"self": f"{jira_rest(base)}/statuscategory/{category['id']}", **category},
     }
 
 
@@ -349,7 +392,7 @@ def jira_issue(state: OrgState, request: CustomerRequest, fields: set[str], base
     data: dict[str, Any] = {
         "id": request.issue_id,
         "key": request.key,
-        "self": f"{base}/rest/api/3/issue/{request.issue_id}",
+        "self": f"{jira_rest(base)}/issue/{request.issue_id}",
     }
     wanted = fields - {"id", "key"}
     if not wanted:
@@ -359,11 +402,7 @@ def jira_issue(state: OrgState, request: CustomerRequest, fields: set[str], base
     desk = next(d for d in state.service_desks if d["id"] == request.service_desk_id)
     available: dict[str, Any] = {
         "summary": request.summary,
-        "description": {
-            "type": "doc",
-            "version": 1,
-            "content": [{"type": "paragraph", "content": [{"type": "text", "text": request.description}]}],
-        },
+        "description": rich_text(request.description),
         "status": jira_status(request.status, base),
         "reporter": jira_user(state, state.users.get(request.reporter), base, request.reporter),
         "created": jira_ts(request.created),
