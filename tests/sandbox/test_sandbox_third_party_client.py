@@ -78,6 +78,8 @@ def fresh_org(server: SandboxServer) -> None:
     reply = requests.post(f"{server.url}/_sim/reset", json=ORG, timeout=30)
     assert reply.status_code == 200, reply.text
     requests.delete(f"{server.url}/_sim/calls", timeout=10)
+    defaults = SandboxConfig()
+    server.configure(v1_page_size=defaults.v1_page_size, rate_limit_enabled=False)
 
 
 @pytest.fixture
@@ -919,3 +921,47 @@ def test_every_library_call_on_a_served_endpoint_is_driven(server: SandboxServer
     assert not {k: v for k, v in missing.items() if v}, f"library methods without a test here: {missing}"
     assert found["CloudAdmin"] >= {"get_directory_users_count", "search_directory_users"}
     assert found["Jira"] >= {"users_get_all", "add_user_to_group", "get_issue_transitions"}
+
+
+# ======================================================================= v2 twins: limits and call log
+def test_v2_twins_are_routes_of_their_own_for_limits_and_the_call_log(server: SandboxServer) -> None:
+    auth = (server.config.site_email, server.config.site_token)
+    account_id = pick(server, status="active", account_type="atlassian")["account_id"]
+    endpoints = requests.get(f"{server.url}/_sim/config", timeout=10).json()["endpoints"]
+    assert {"GET /rest/api/2/user", "POST /rest/api/2/issue/{key}/transitions"} <= set(endpoints)
+    # A limit names one version's route; the other version keeps its own bucket.
+    server.configure(
+        rate_limit_enabled=True, rate_limit_burst=1, rate_limit_endpoints={"GET /rest/api/2/user": 0.01}
+    )
+    try:
+        url = f"{server.url}/rest/api/{{}}/user"
+        assert (
+            requests.get(url.format(2), params={"accountId": account_id}, auth=auth, timeout=10).status_code
+            == 200
+        )
+        limited = requests.get(url.format(2), params={"accountId": account_id}, auth=auth, timeout=10)
+        assert limited.status_code == 429
+        assert limited.headers["RateLimit-Reason"] == "jira-burst-based"  # the Jira family's 429 (§7.2)
+        assert "errorMessages" in limited.json()
+        assert (
+            requests.get(url.format(3), params={"accountId": account_id}, auth=auth, timeout=10).status_code
+            == 200
+        )
+    finally:
+        server.configure(rate_limit_enabled=False, rate_limit_burst=20, rate_limit_endpoints={})
+    logged = [(c["path_template"], c["status"], c["account_id"]) for c in server.calls()[-3:]]
+    assert logged == [
+        ("/rest/api/2/user", 200, account_id),
+        ("/rest/api/2/user", 429, account_id),
+        ("/rest/api/3/user", 200, account_id),
+    ]
+    # A knob naming a twin that does not exist is refused like any unknown route.
+    refused = requests.post(
+        f"{server.url}/_sim/config", json={"rate_limit_endpoints": {"GET /rest/api/2/nowhere": 1}}, timeout=10
+    )
+    assert refused.status_code == 400
+    # The removed classic search keeps its own v2 route (410), it is not a twin of anything.
+    gone = requests.get(
+        f"{server.url}/rest/api/2/search", params={"jql": "project = ITH"}, auth=auth, timeout=10
+    )
+    assert gone.status_code == 410
