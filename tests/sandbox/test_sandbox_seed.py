@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -150,10 +149,9 @@ def test_tiny_orgs_generate_without_error(size: int) -> None:
 
 
 @pytest.mark.integration
-def test_hundred_thousand_users_generate_quickly() -> None:
-    started = time.perf_counter()
+def test_hundred_thousand_users_keep_their_proportions() -> None:
+    # How fast this is belongs to `make bench` (it seeds 100,000 users), not to a timed assertion.
     state = generate_org(100_000, 42, AS_OF)
-    assert time.perf_counter() - started < 10
     assert len(state.users) == 100_000
     customers = sum(1 for u in state.users.values() if u.account_type == "customer")
     assert 4000 < customers < 8000  # proportions scale, minimums do not dominate
