@@ -109,7 +109,7 @@ def test_a_live_run_with_a_lost_store_stops_before_any_email_or_write(live_org, 
     assert org.write_calls(seq) == []
 
 
-def test_acknowledging_a_new_store_lets_one_run_go_ahead(live_org):  # noqa: F811
+def test_acknowledging_a_new_store_lets_one_run_go_ahead(live_org, capfd):  # noqa: F811
     org = live_org
     assert str(org.run(0).state) == "success"
     _damage(_state_file(), "delete")
@@ -117,9 +117,13 @@ def test_acknowledging_a_new_store_lets_one_run_go_ahead(live_org):  # noqa: F81
 
     # A dry run is never blocked (it writes nothing); it only warns in its log.
     seq = org.last_seq()
+    capfd.readouterr()
     run = org.run(1, run_conf={"dry_run": True})
     assert str(run.state) == "success", _states(run)
     assert org.write_calls(seq) == []
+    out = capfd.readouterr()
+    assert "a live run would stop here" in out.out + out.err
+    assert "is not the one the last live run" in out.out + out.err
 
     # A live run without the acknowledgement stops; a form toggled back (false) is no acknowledgement.
     for conf in ({}, {"acknowledge_new_state_store": False}, {"acknowledge_new_state_store": None}):
@@ -147,3 +151,67 @@ def test_acknowledging_a_new_store_lets_one_run_go_ahead(live_org):  # noqa: F81
     assert str(run.state) == "success", _states(run)
     assert _warnings_sent(org, mails) == []
     assert _successful(org.write_calls(seq)) == []
+
+
+def test_a_store_restored_from_a_backup_older_than_the_last_live_run_stops(live_org, capfd):  # noqa: F811
+    org = live_org
+    assert str(org.run(0).state) == "success"
+    state = _state_file()
+    backup = {suffix: Path(f"{state}{suffix}") for suffix in ("", "-wal", "-shm")}
+    saved = {suffix: path.read_bytes() for suffix, path in backup.items() if path.exists()}
+    org.advance_clock(1)
+    assert str(org.run(1).state) == "success"
+
+    # The day-0 backup comes back: same store id, but day 1's warnings and actions are unknown to it.
+    for suffix, path in backup.items():
+        path.unlink(missing_ok=True)
+        if suffix in saved:
+            path.write_bytes(saved[suffix])
+    org.advance_clock(1)
+    mails, seq = len(org.smtp_sink.messages()), org.last_seq()
+    capfd.readouterr()
+    run = org.run(2)
+
+    assert str(run.state) == "failed"
+    assert _states(run)["compute_inactivity"] == "failed"
+    assert org.smtp_sink.messages()[mails:] == []
+    assert org.write_calls(seq) == []
+    out = capfd.readouterr()
+    assert "has no record of the last live run" in out.out + out.err
+
+
+@pytest.mark.parametrize("stage", ["notify_warnings", "apply_actions", "delete_dormant"])
+def test_a_stage_refuses_a_store_that_did_not_plan_its_run(live_org, stage):  # noqa: F811
+    """The embedded store of another worker: it never saw compute_inactivity record this run."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from atlassian_cleanup.operators import (
+        ApplyActionsOperator,
+        DeleteDormantOperator,
+        NotifyWarningsOperator,
+    )
+
+    org = live_org
+    user = next(u for u in org.users().values() if u["email"] and u["status"] == "active")
+    row = {
+        "account_id": user["account_id"],
+        "email": user["email"],
+        "name": "Someone",
+        "proposed_action": {"notify_warnings": "warn", "apply_actions": "suspend"}.get(stage, "delete"),
+        "planned_action": "suspend",
+        "action_date": "2026-12-01",
+        "warning_lead_days": 3,
+        "reason": "inactive",
+    }
+    operator_class = {
+        "notify_warnings": NotifyWarningsOperator,
+        "apply_actions": ApplyActionsOperator,
+        "delete_dormant": DeleteDormantOperator,
+    }[stage]
+    operator = operator_class(task_id=stage, plan=[row], policy_path=str(org.policy_path))
+    context = {"params": {}, "run_id": "scheduled__never_planned_here", "logical_date": None}
+    mails, seq = len(org.smtp_sink.messages()), org.last_seq()
+    with pytest.raises(AirflowFailException, match="has no record of this run"):
+        operator.execute(context)
+    assert org.smtp_sink.messages()[mails:] == []
+    assert org.write_calls(seq) == []
