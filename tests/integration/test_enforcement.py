@@ -381,6 +381,48 @@ def test_warn_sends_once_per_bucket(sb: Any, store: StateStore, tmp_path: Path, 
     assert write_calls(sb) == []
 
 
+@pytest.mark.parametrize("smtputf8", [True, False], ids=["relay-with-smtputf8", "relay-without-smtputf8"])
+def test_international_addresses_are_sent_or_reported_in_audit_and_digest(
+    sb: Any, store: StateStore, tmp_path: Path, monkeypatch: Any, smtputf8: bool
+) -> None:
+    from atlassian_cleanup.audit import audit_rows
+    from atlassian_cleanup.notifications import WarningSender, digest_context
+    from tools.smtp_sink import SmtpSink
+
+    ids = pick(sb, "inactive_60", 2)
+    rows = plan_rows(ids, "warn")
+    for row in rows:
+        row.update(planned_action="suspend", warning_lead_days=14, action_date="2026-12-10")
+    rows[0]["email"] = "anna@bücher.example"  # international domain: IDNA, any relay
+    rows[1]["email"] = "jürgen@bücher.example"  # international local part: SMTPUTF8 only
+    with SmtpSink(tmp_path / "mail", smtputf8=smtputf8) as sink:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SMTP_DEFAULT", connection_env(sb.info, sink.port)["AIRFLOW_CONN_SMTP_DEFAULT"]
+        )
+        with WarningSender() as sender:
+            outcomes = enforcer(store).warn(rows, sender)
+        delivered = [rcpt for rcpt, _options in sink.envelopes]
+
+    expected = ["done", "done"] if smtputf8 else ["done", "reported"]
+    assert [o.result for o in outcomes] == expected
+    if smtputf8:
+        assert delivered == [["anna@xn--bcher-kva.example"], ["jürgen@xn--bcher-kva.example"]]
+    else:
+        assert delivered == [["anna@xn--bcher-kva.example"]]
+        assert "SMTPUTF8" in outcomes[1].detail
+    sentences = {o.account_id: f"{o.result}: {o.detail}" for o in outcomes}
+    audit = {row["account_id"]: row for row in audit_rows(rows, sentences)}
+    assert audit[ids[1]]["result"] == expected[1]
+    if not smtputf8:
+        assert "does not offer SMTPUTF8" in audit[ids[1]]["outcome"]
+        # Reported, not warned: the user stays at the final warning and is never actioned unwarned.
+        assert ids[1] not in store.history(ids) or store.history(ids)[ids[1]].stage == "active"
+    digest = digest_context(
+        plan=rows, outcomes=sentences, run_id="run-1", as_of="2026-11-26", mode="live", audit_file="a.csv"
+    )
+    assert digest["undeliverable"] == (0 if smtputf8 else 1)
+
+
 def test_expired_key_stops_the_batch(sb: Any, store: StateStore, monkeypatch: Any) -> None:
     from atlassian_cleanup.retry import AtlassianAuthError
 
