@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from atlassian_cleanup.notifications import HEADER_KIND
-from tests.integration.conftest import forget_store_witness
+from tests.integration.conftest import AS_OF, forget_store_witness
 from tests.integration.test_live_lifecycle import (  # noqa: F401
     LiveOrg,
     _states,
     _successful,
     live_org,
+    postgres_state,
     sqlite_state,
 )
 
@@ -213,5 +214,36 @@ def test_a_stage_refuses_a_store_that_did_not_plan_its_run(live_org, stage):  # 
     mails, seq = len(org.smtp_sink.messages()), org.last_seq()
     with pytest.raises(AirflowFailException, match="has no record of this run"):
         operator.execute(context)
+    assert org.smtp_sink.messages()[mails:] == []
+    assert org.write_calls(seq) == []
+
+
+@pytest.fixture
+def live_org_on_postgres(airflow_db, smtp_sink, tmp_path, monkeypatch, postgres_state):  # noqa: F811
+    from atlassian_sandbox import SandboxConfig, SandboxServer
+
+    with SandboxServer(SandboxConfig(users=80, seed=314, as_of=AS_OF)) as sandbox:
+        yield LiveOrg(sandbox, tmp_path, monkeypatch, smtp_sink, postgres_state), postgres_state
+
+
+def test_a_recreated_postgresql_store_stops_the_next_live_run(live_org_on_postgres):
+    """The compose set-up: the state database is dropped and created again (an empty volume)."""
+    import sqlalchemy as sa
+
+    org, conn = live_org_on_postgres
+    assert str(org.run(0).state) == "success"
+    admin = sa.create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as db:
+        db.execute(sa.text(f'DROP DATABASE "{conn["schema"]}" WITH (FORCE)'))
+        db.execute(sa.text(f'CREATE DATABASE "{conn["schema"]}"'))
+    admin.dispose()
+    org.advance_clock(1)
+    mails, seq = len(org.smtp_sink.messages()), org.last_seq()
+    run = org.run(1)
+
+    assert str(run.state) == "failed"
+    assert _states(run)["compute_inactivity"] == "failed"
     assert org.smtp_sink.messages()[mails:] == []
     assert org.write_calls(seq) == []
