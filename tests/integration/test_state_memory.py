@@ -247,3 +247,24 @@ def test_a_recreated_postgresql_store_stops_the_next_live_run(live_org_on_postgr
     assert _states(run)["compute_inactivity"] == "failed"
     assert org.smtp_sink.messages()[mails:] == []
     assert org.write_calls(seq) == []
+
+
+def test_a_garbled_airflow_record_falls_back_to_the_audit_manifests(live_org):  # noqa: F811
+    """Someone edits the Variable by hand: the manifests still witness the store."""
+    from airflow.models.variable import Variable
+
+    from atlassian_cleanup.operators import store_witness_key
+    from atlassian_cleanup.settings import CLEANUP_DAG_ID
+
+    org = live_org
+    assert str(org.run(0).state) == "success"
+    Variable.set(store_witness_key(CLEANUP_DAG_ID), "{not json")
+    _damage(_state_file(), "delete")
+    org.advance_clock(1)
+    mails, seq = len(org.smtp_sink.messages()), org.last_seq()
+    run = org.run(1)
+
+    assert str(run.state) == "failed"
+    assert _states(run)["compute_inactivity"] == "failed"
+    assert org.smtp_sink.messages()[mails:] == []
+    assert org.write_calls(seq) == []
