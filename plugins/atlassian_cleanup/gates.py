@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from atlassian_cleanup.policy import Policy
+from atlassian_cleanup.policy import ACKNOWLEDGE_NEW_STATE_STORE, Policy
 from atlassian_cleanup.records import WRITE_ACTIONS
 
 #: Write action kinds in the order they are reported.
@@ -161,7 +161,7 @@ def memory_problems(
     fix = (
         "Restore the state database from a backup taken after that run (or point "
         "state_store.conn_id at the database that run used), or, if starting again from an "
-        "empty memory is intended, trigger one run with the param acknowledge_new_state_store = "
+        f"empty memory is intended, trigger one run with the param {ACKNOWLEDGE_NEW_STATE_STORE} = "
         "true: people already warned may then be warned again."
     )
     if witness.store_id != store_id:

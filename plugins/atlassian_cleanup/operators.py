@@ -456,6 +456,7 @@ class ComputeInactivityOperator(BaseOperator):
         ``acknowledge_new_state_store`` lets one live run start again from this store.
         """
         from atlassian_cleanup.gates import memory_problems
+        from atlassian_cleanup.policy import ACKNOWLEDGE_NEW_STATE_STORE
 
         witness = latest_store_witness(self.dag_id, self.audit_dir or default_audit_dir(), self.log)
         problems = memory_problems(
@@ -519,10 +520,6 @@ def _activity_rows(table: Any) -> Iterable[dict[str, Any]]:
         table.decoded("account_type"), table.decoded("status"), table.has_activity().tolist(), strict=True
     ):
         yield {"account_type": account_type, "status": status, "last_active": seen or None}
-
-
-#: The run-only DAG param that lets one live run start again from a new (empty) state store.
-ACKNOWLEDGE_NEW_STATE_STORE = "acknowledge_new_state_store"
 
 
 def store_witness_key(dag_id: str) -> str:

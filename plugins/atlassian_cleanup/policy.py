@@ -915,6 +915,10 @@ def load_policy(path: str | Path) -> Policy:
 # Per-run overrides (DAG Params)
 # --------------------------------------------------------------------------------------------------
 
+#: The run-only param that lets one live run start from a state store that does not know the
+#: earlier live runs (read by ``compute_inactivity``; see README "Where the memory lives").
+ACKNOWLEDGE_NEW_STATE_STORE = "acknowledge_new_state_store"
+
 #: DAG Params that may override the policy for one run. Each value is a JSON Schema fragment with
 #: ``default: None`` ("keep the policy file's value"), ``title`` and ``description``, usable as
 #: ``Param(**PARAM_SCHEMAS[name])``.
@@ -986,7 +990,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "title": "Max share of users actioned",
         "description": "Stop before the first write when more than this fraction of users would be actioned.",
     },
-    "acknowledge_new_state_store": {
+    ACKNOWLEDGE_NEW_STATE_STORE: {
         "default": None,
         "type": ["null", "boolean"],
         "title": "Acknowledge a new state store",
@@ -998,7 +1002,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
 
 #: Params that belong to one run and change no policy key (read by the operators from the run's
 #: params, validated here like the others).
-RUN_ONLY_PARAMS: frozenset[str] = frozenset({"acknowledge_new_state_store"})
+RUN_ONLY_PARAMS: frozenset[str] = frozenset({ACKNOWLEDGE_NEW_STATE_STORE})
 
 #: Which policy key each param overrides.
 PARAM_POLICY_KEYS: dict[str, str] = {
