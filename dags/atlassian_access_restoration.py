@@ -19,7 +19,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, TriggerRule, chain, dag
 
-from atlassian_cleanup.policy import PARAM_SCHEMAS
+from atlassian_cleanup.policy import PARAM_SCHEMAS, task_timeout
 from atlassian_cleanup.restore_operators import (
     CommentAndResolveOperator,
     EvaluateRestoreRulesOperator,
@@ -30,6 +30,8 @@ from atlassian_cleanup.restore_operators import (
 from atlassian_cleanup.settings import ATLASSIAN_POOL, RESTORE_DAG_ID, audit_dir, policy_path
 
 POLICY_PATH = policy_path()
+#: ``execution_timeout`` of the tasks that call Atlassian (policy ``safety.task_timeout_minutes``).
+ATLASSIAN_TASK_TIMEOUT = task_timeout(POLICY_PATH)
 DEFAULT_SCHEDULE = "*/10 * * * *"
 
 
@@ -66,17 +68,16 @@ def _schedule() -> str:
     },
 )
 def atlassian_access_restoration() -> None:
-    fetch = FetchRestoreRequestsOperator(
-        task_id="fetch_requests", policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
-    )
+    calls_atlassian = {"pool": ATLASSIAN_POOL, "execution_timeout": ATLASSIAN_TASK_TIMEOUT}
+    fetch = FetchRestoreRequestsOperator(task_id="fetch_requests", policy_path=POLICY_PATH, **calls_atlassian)
     evaluate = EvaluateRestoreRulesOperator(
-        task_id="evaluate_rules", requests=fetch.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+        task_id="evaluate_rules", requests=fetch.output, policy_path=POLICY_PATH, **calls_atlassian
     )
     restore = RestoreAccessOperator(
-        task_id="restore_access", decisions=evaluate.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+        task_id="restore_access", decisions=evaluate.output, policy_path=POLICY_PATH, **calls_atlassian
     )
     answer = CommentAndResolveOperator(
-        task_id="comment_and_resolve", decisions=restore.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+        task_id="comment_and_resolve", decisions=restore.output, policy_path=POLICY_PATH, **calls_atlassian
     )
     export = ExportRestoreAuditOperator(
         task_id="export_audit",

@@ -36,7 +36,7 @@ from atlassian_cleanup.operators import (
     NotifyWarningsOperator,
     PlanApprovalOperator,
 )
-from atlassian_cleanup.policy import PARAM_SCHEMAS
+from atlassian_cleanup.policy import PARAM_SCHEMAS, task_timeout
 from atlassian_cleanup.settings import (
     ATLASSIAN_POOL,
     AUDIT_ASSET,
@@ -46,6 +46,8 @@ from atlassian_cleanup.settings import (
 )
 
 POLICY_PATH = policy_path()
+#: ``execution_timeout`` of the tasks that call Atlassian (policy ``safety.task_timeout_minutes``).
+ATLASSIAN_TASK_TIMEOUT = task_timeout(POLICY_PATH)
 
 #: Failure alert: no exception text (it may quote Atlassian data such as display names), only what
 #: an admin needs to open the right log.
@@ -106,17 +108,30 @@ def failure_callbacks(path: str) -> list[Any]:
     },
 )
 def atlassian_user_cleanup() -> None:
-    extract = ExtractUsersOperator(task_id="extract_users", policy_path=POLICY_PATH, pool=ATLASSIAN_POOL)
+    extract = ExtractUsersOperator(
+        task_id="extract_users",
+        policy_path=POLICY_PATH,
+        pool=ATLASSIAN_POOL,
+        execution_timeout=ATLASSIAN_TASK_TIMEOUT,
+    )
     compute = ComputeInactivityOperator(
         task_id="compute_inactivity", users=extract.output, policy_path=POLICY_PATH, audit_dir=audit_dir()
     )
     approve = PlanApprovalOperator(task_id="approve_plan", gate=compute.output["gate"])
     notify = NotifyWarningsOperator(task_id="notify_warnings", plan=compute.output, policy_path=POLICY_PATH)
     apply = ApplyActionsOperator(
-        task_id="apply_actions", plan=compute.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+        task_id="apply_actions",
+        plan=compute.output,
+        policy_path=POLICY_PATH,
+        pool=ATLASSIAN_POOL,
+        execution_timeout=ATLASSIAN_TASK_TIMEOUT,
     )
     delete = DeleteDormantOperator(
-        task_id="delete_dormant", plan=compute.output, policy_path=POLICY_PATH, pool=ATLASSIAN_POOL
+        task_id="delete_dormant",
+        plan=compute.output,
+        policy_path=POLICY_PATH,
+        pool=ATLASSIAN_POOL,
+        execution_timeout=ATLASSIAN_TASK_TIMEOUT,
     )
     export = ExportAuditOperator(
         task_id="export_audit",

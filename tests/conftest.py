@@ -20,3 +20,14 @@ os.environ.update(airflow_env(_SCRATCH / "airflow", audit_dir=_SCRATCH / "audit"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 SCRATCH_DIR = _SCRATCH
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_atlassian_task() -> None:
+    """Each test is a new task: no stop request and no per-task memo (discovered directory) carries over."""
+    from atlassian_cleanup.retry import begin_atlassian_calls
+
+    begin_atlassian_calls()

@@ -3,11 +3,18 @@
 It sits outside FastAPI so it can (a) answer 429/5xx before a route runs, exactly like an edge
 limiter, and (b) cut the TCP connection, which no HTTP response can imitate: a client must see a
 ``ConnectionError`` and not know whether its write happened.
+
+Early repeats: when a 429 or 503 announces a wait (``Retry-After``, else ``X-RateLimit-Reset``),
+the time is remembered for that exact request (credential, method, path, query and body). The same
+request arriving before that time, less :data:`EARLY_TOLERANCE_S`, is logged with
+``"early_repeat": true`` and ``early_by_ms``: a client that ignores the wait, or whose other
+thread never heard of it, shows up in ``GET /_sim/calls``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import re
@@ -28,6 +35,8 @@ if TYPE_CHECKING:
 # Scoped tokens and OAuth apps reach Jira through api.atlassian.com/ex/jira/{cloudId} (§1).
 EX_PREFIX = re.compile(r"^/ex/jira/[^/]+(?=/rest/)")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+#: Clock slack before a repeat counts as early (the client's and this server's clocks differ).
+EARLY_TOLERANCE_S = 0.01
 
 
 class SimulatedConnectionDrop(ConnectionError):
@@ -53,6 +62,8 @@ class SimMiddleware:
         self.app = app
         self.runtime = runtime
         self._latency_rng = random.Random(0)
+        #: exact request -> the (monotonic) time a 429/503 told its sender to come back
+        self._announced: dict[tuple[str, ...], float] = {}
 
     def _match(self, scope: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         partial: tuple[str | None, dict[str, Any]] = (None, {})
@@ -99,6 +110,8 @@ class SimMiddleware:
         }
         if method in WRITE_METHODS:
             entry["body"] = _decode(body)
+        request_key = _request_key(scope, method, path, body)
+        self._check_early_repeat(request_key, entry)
 
         if config.latency_ms or config.latency_jitter_ms:
             delay = config.latency_ms + self._latency_rng.uniform(0, config.latency_jitter_ms)
@@ -111,9 +124,9 @@ class SimMiddleware:
             rate = config.rate_limit_endpoints.get(f"{method} {endpoint}", config.rate_limit_per_second)
             decision = rt.limiter.take((credential, endpoint, method), rate, config.rate_limit_burst)
             if not decision.allowed:
-                await self._error(
-                    send, family, 429, "Rate limit exceeded", rate_limit_headers(family, decision, config)
-                )
+                limited = rate_limit_headers(family, decision, config)
+                self._announce(request_key, limited)
+                await self._error(send, family, 429, "Rate limit exceeded", limited)
                 self._log(entry, 429, "rate_limit", started)
                 return
             extra_headers = success_rate_headers(family, decision)
@@ -130,6 +143,7 @@ class SimMiddleware:
             message = {429: "Rate limit exceeded", 503: "Service unavailable", 500: "Internal server error"}[
                 status
             ]
+            self._announce(request_key, headers)
             await self._error(send, family, status, message, headers)
             self._log(entry, status, kind, started)
             return
@@ -158,6 +172,25 @@ class SimMiddleware:
             # The write above has been applied; the client never learns the outcome.
             await _drop(send)
 
+    def _announce(self, key: tuple[str, ...], headers: dict[str, str]) -> None:
+        """Remember when the sender of this request was told it may come back."""
+        wait = _announced_wait(headers)
+        if wait is None:
+            return
+        now = time.monotonic()
+        if len(self._announced) > 10_000:  # forget announcements that have passed
+            self._announced = {k: t for k, t in self._announced.items() if t > now}
+        self._announced[key] = max(self._announced.get(key, 0.0), now + wait)
+
+    def _check_early_repeat(self, key: tuple[str, ...], entry: dict[str, Any]) -> None:
+        come_back = self._announced.get(key)
+        if come_back is None:
+            return
+        early = come_back - time.monotonic()
+        if early > EARLY_TOLERANCE_S:
+            entry["early_repeat"] = True
+            entry["early_by_ms"] = round(early * 1000, 3)
+
     async def _error(
         self, send: Any, family: str, status: int, message: str, headers: dict[str, str]
     ) -> None:
@@ -177,6 +210,36 @@ class SimMiddleware:
         entry["injected"] = injected
         entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
         self.runtime.calls.append(entry)
+
+
+def _request_key(scope: dict[str, Any], method: str, path: str, body: bytes) -> tuple[str, ...]:
+    """The identity of a request: credential, method, path, query and body."""
+    credential = dict(scope.get("headers") or []).get(b"authorization", b"")
+    return (
+        hashlib.sha256(credential).hexdigest(),
+        method,
+        path,
+        scope.get("query_string", b"").decode("latin-1"),
+        hashlib.sha256(body).hexdigest(),
+    )
+
+
+def _announced_wait(headers: dict[str, str]) -> float | None:
+    """Seconds the headers of a 429/503 tell the client to wait (``Retry-After`` first)."""
+    retry_after = headers.get("Retry-After")
+    if retry_after is not None:
+        try:
+            return float(retry_after)
+        except ValueError:
+            return None
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return None
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -49,12 +49,13 @@ No Airflow import here: hooks come from the caller's factory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -76,6 +77,8 @@ from atlassian_cleanup.retry import (
     AtlassianAuthError,
     AtlassianNotFoundError,
     AtlassianPermissionError,
+    interruptible_sleep,
+    raise_if_cancelled,
 )
 from atlassian_cleanup.transitions import can_apply
 
@@ -165,7 +168,7 @@ class RatePacer:
 
     :param window: seconds of observations the rate is measured over.
     :param clock: monotonic time (tests inject a fake one).
-    :param sleep: called with the seconds to wait.
+    :param sleep: called with the seconds to wait (by default it wakes up when the task is stopped).
     """
 
     def __init__(
@@ -173,7 +176,7 @@ class RatePacer:
         *,
         window: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = interruptible_sleep,
     ) -> None:
         self.window = window
         self._clock = clock
@@ -218,6 +221,23 @@ class RatePacer:
                 self.interval = 0.0
             else:
                 self.interval = 1.0 / (refill * (0.9 if level < 0.25 else 1.0))
+
+
+#: One pacer per credential and endpoint for the whole process: every Enforcer, thread and hook
+#: using the same credential shares the endpoint's budget.
+_PACERS: dict[tuple[int, str], RatePacer] = {}
+_PACERS_LOCK = threading.Lock()
+
+
+def shared_pacer(hook: Any, endpoint: str) -> RatePacer:
+    """The process's :class:`RatePacer` for ``endpoint`` on ``hook``'s credential."""
+    credential = getattr(getattr(hook, "retry_policy", None), "credential", None)
+    key = (id(credential) if credential is not None else id(hook), endpoint)
+    with _PACERS_LOCK:
+        pacer = _PACERS.get(key)
+        if pacer is None:
+            pacer = _PACERS[key] = RatePacer()
+        return pacer
 
 
 # -- write-replay guard ----------------------------------------------------------------------------
@@ -407,8 +427,6 @@ class Enforcer:
         self._store_lock = threading.Lock()
         self._groups_lock = threading.Lock()
         self._product_groups: dict[str, list[_Group]] | None = None
-        self._pacers: dict[str, RatePacer] = {}
-        self._pacers_lock = threading.Lock()
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -468,7 +486,7 @@ class Enforcer:
         self._check_actions(rows, frozenset({"warn"}), "warn")
         history = self._history(rows)
         handler = functools.partial(self._warn_one, sender=sender, history=history)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify_warnings") as pool:
+        with self._pool("notify_warnings", workers=1) as pool:
             return self._run("notify_warnings", rows, handler, pool)
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -479,9 +497,21 @@ class Enforcer:
         if wrong:
             raise ValueError(f"Enforcer.{method} handles {sorted(allowed)}, not {wrong}")
 
-    def _pool(self, label: str) -> ThreadPoolExecutor:
-        """One bounded pool per batch: the same worker threads (and hooks) read and then write."""
-        return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=label)
+    @contextlib.contextmanager
+    def _pool(self, label: str, workers: int | None = None) -> Iterator[ThreadPoolExecutor]:
+        """One bounded pool per batch: the same worker threads (and hooks) read and then write.
+
+        When the batch ends with an exception (the task is being stopped, the credential was
+        rejected) the users still queued are dropped instead of being worked through; the calls in
+        flight finish and are journalled, or stay uncertain for the next run to re-check.
+        """
+        pool = ThreadPoolExecutor(max_workers=workers or self.concurrency, thread_name_prefix=label)
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
     def _hook(self) -> AtlassianAdminHook:
         hook = getattr(self._local, "hook", None)
@@ -504,10 +534,10 @@ class Enforcer:
 
     def _paced(self, endpoint: str, call: Callable[[], Any]) -> Any:
         """Make one call to ``endpoint`` through the endpoint's shared :class:`RatePacer`."""
-        with self._pacers_lock:
-            pacer = self._pacers.setdefault(endpoint, RatePacer())
+        hook = self._hook()
+        pacer = shared_pacer(hook, endpoint)
         pacer.wait()
-        tracker = self._hook().rate_limit
+        tracker = hook.rate_limit
         # Only this call's own headers count: a value left from an earlier response (a 429 before a
         # retry, another endpoint) would be read as this endpoint's budget.
         tracker.remaining = tracker.limit = None
@@ -568,6 +598,7 @@ class Enforcer:
             nonlocal finished
             if abort.is_set():
                 return
+            raise_if_cancelled(f"{label} for the next user")  # the task is being stopped
             row = rows[index]
             try:
                 outcome = handler(row)

@@ -59,6 +59,8 @@ from atlassian_cleanup.retry import (
     AtlassianConfigurationError,
     RateLimitTracker,
     RetryPolicy,
+    credential_forms,
+    credential_state,
 )
 
 USER_AGENT = f"atlassian-cleanup-airflow/{__version__} (+https://airflow.apache.org)"
@@ -137,6 +139,20 @@ def _settle_environment(session: requests.Session, base_url: str) -> None:
     session.trust_env = False  # the auth is explicit, so .netrc is never needed either
 
 
+def _mask_in_logs(forms: Sequence[str]) -> None:
+    """Register every form of the credential with Airflow's secrets masker (task and supervisor logs).
+
+    Airflow masks a connection's password, not what is derived from it: the Basic header value
+    ``base64(email:token)`` that a server echoing request headers would put in an error body.
+    """
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - the SDK always has it in Airflow 3
+        return
+    for form in forms:
+        mask_secret(form)
+
+
 class _AtlassianHttpHook(HttpHook):
     """
     Shared plumbing: one cached session, base URL, allow-listed extras, retries, JSON decoding.
@@ -210,8 +226,21 @@ class _AtlassianHttpHook(HttpHook):
                 policy = RetryPolicy(**{key: float(value) for key, value in tuning.items()})
                 if "max_attempts" in tuning:
                     policy = dataclasses.replace(policy, max_attempts=int(tuning["max_attempts"]))
-            self._retry_policy = dataclasses.replace(policy, rate_limit=RateLimitTracker())
+            self._retry_policy = dataclasses.replace(
+                policy, rate_limit=RateLimitTracker(), credential=self._credential_state()
+            )
         return self._retry_policy
+
+    def _credential_forms(self, conn: Connection) -> tuple[str, ...]:
+        """Every form of this connection's secret (see :func:`~atlassian_cleanup.retry.credential_forms`)."""
+        return credential_forms(conn.password)
+
+    def _credential_state(self) -> Any:
+        """The process's shared state for this host and credential; its secret forms are masked in logs."""
+        conn = self.connection
+        forms = self._credential_forms(conn)
+        _mask_in_logs(forms)
+        return credential_state(self._base_url_from(conn), forms)
 
     @property
     def rate_limit(self) -> RateLimitTracker:
@@ -287,6 +316,7 @@ class _AtlassianHttpHook(HttpHook):
         self._timeout, verify, proxies = self._read_http_extras(conn.extra_dejson or {})
         session = requests.Session()
         session.auth = self._build_auth(conn)
+        self.retry_policy  # noqa: B018 - joins the credential's shared state, masks its forms
         session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
         session.verify = verify
         session.proxies.update(proxies)
@@ -489,8 +519,24 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         """
         if not self._directory_id:
             configured = self.extras.get("directory_id")
-            self._directory_id = str(configured).strip() if configured else self._discover_directory()
+            self._directory_id = str(configured).strip() if configured else self._discovered_directory()
         return self._directory_id
+
+    def _discovered_directory(self) -> str:
+        """The discovered directory, looked up once per process and credential (not once per thread).
+
+        Each worker thread has its own hook; without this every one of them would list the
+        directories, and under a 429 they would each retry on their own schedule.
+        """
+        credential = self.retry_policy.credential
+        if credential is None:
+            return self._discover_directory()
+        key = ("directory_id", self.org_id)
+        with credential.memo_lock:  # the other threads wait for the first one's answer
+            found = credential.memos.get(key)
+            if found is None:
+                found = credential.memos[key] = self._discover_directory()
+            return str(found)
 
     def _discover_directory(self) -> str:
         directories = self.list_directories()
@@ -549,8 +595,8 @@ class AtlassianAdminHook(_AtlassianHttpHook):
 
         :return: ``[{"directoryId", "name", ...}]``.
         """
-        fetch = self._get_cursor_fetch(f"{self._v2}/directories")
-        return list(iter_v2_cursor(fetch))
+        path = f"{self._v2}/directories"
+        return list(iter_v2_cursor(self._get_cursor_fetch(path), endpoint=f"GET {path}"))
 
     # -- users ------------------------------------------------------------------------------------
 
@@ -617,7 +663,11 @@ class AtlassianAdminHook(_AtlassianHttpHook):
             return cast("Page", self._request("POST", path, json=body, idempotent=True))
 
         self.get_conn()  # connect (and resolve the directory) before any background thread starts
-        pages = (items_of(page, "data") for page in pages_v2_cursor(fetch, on_page=on_page))
+        endpoint = f"POST {path}"
+        pages = (
+            items_of(page, "data", endpoint)
+            for page in pages_v2_cursor(fetch, on_page=on_page, endpoint=endpoint)
+        )
         if ahead > 0:
             pages = prefetch(pages, ahead=ahead, name="atlassian-directory-pages")
         yield from pages
@@ -658,7 +708,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         def fetch(next_url: str | None) -> Page:
             return cast("Page", self._request("GET", next_url or first))
 
-        yield from iter_v1_links_next(fetch, on_page=on_page)
+        yield from iter_v1_links_next(fetch, on_page=on_page, endpoint=f"GET {first}")
 
     def get_user(self, account_id: str) -> dict[str, Any]:
         """
@@ -678,7 +728,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         :return: ``[{"resourceId", "roleAssignments": [...], "directoryId", ...}]``.
         """
         path = f"{self._dir()}/users/{_segment(account_id, 'account_id')}/role-assignments"
-        return list(iter_v2_cursor(self._get_cursor_fetch(path)))
+        return list(iter_v2_cursor(self._get_cursor_fetch(path), endpoint=f"GET {path}"))
 
     def get_last_active_dates(self, account_id: str) -> dict[str, Any]:
         """
@@ -690,7 +740,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         """
         path = f"{self._v1}/directory/users/{_segment(account_id, 'account_id')}/last-active-dates"
         merged: dict[str, Any] = {"product_access": []}
-        for page in pages_v2_cursor(self._get_cursor_fetch(path)):
+        for page in pages_v2_cursor(self._get_cursor_fetch(path), endpoint=f"GET {path}"):
             data = page.get("data") or {}
             for key, value in data.items():
                 if key == "product_access":
@@ -769,7 +819,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
                 body["cursor"] = cursor
             return cast("Page", self._request("POST", path, json=body, idempotent=True))
 
-        yield from iter_v2_cursor(fetch, on_page=on_page)
+        yield from iter_v2_cursor(fetch, on_page=on_page, endpoint=f"POST {path}")
 
     def get_group(self, group_id: str) -> dict[str, Any]:
         """
@@ -789,7 +839,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         :return: ``[{"resourceId", "roleAssignments": [...]}]``.
         """
         path = f"{self._dir()}/groups/{_segment(group_id, 'group_id')}/role-assignments"
-        return list(iter_v2_cursor(self._get_cursor_fetch(path)))
+        return list(iter_v2_cursor(self._get_cursor_fetch(path), endpoint=f"GET {path}"))
 
     def add_group_member(self, group_id: str, account_id: str) -> dict[str, Any] | None:
         """
@@ -940,6 +990,9 @@ class AtlassianSiteHook(_AtlassianHttpHook):
             )
         return HTTPBasicAuth(conn.login, conn.password)
 
+    def _credential_forms(self, conn: Connection) -> tuple[str, ...]:
+        return credential_forms(conn.password, conn.login)
+
     @property
     def api_user_email(self) -> str:
         """The e-mail of the account the hook acts as (the connection login); never clean it up."""
@@ -967,8 +1020,9 @@ class AtlassianSiteHook(_AtlassianHttpHook):
         :param on_page: progress callback ``(page_number, users_so_far)``.
         :return: an iterator of Jira user dicts (``accountId``, ``accountType``, ``active``, ...).
         """
-        fetch = self._offset_fetch(f"{self._JIRA}/users/search", {}, "startAt", "maxResults")
-        yield from iter_jira_offset_array(fetch, page_size=page_size, on_page=on_page)
+        path = f"{self._JIRA}/users/search"
+        fetch = self._offset_fetch(path, {}, "startAt", "maxResults")
+        yield from iter_jira_offset_array(fetch, page_size=page_size, on_page=on_page, endpoint=f"GET {path}")
 
     def get_user(self, account_id: str, expand: str | Sequence[str] | None = None) -> dict[str, Any]:
         """
@@ -1015,8 +1069,9 @@ class AtlassianSiteHook(_AtlassianHttpHook):
             params["applicationKey"] = application_key
         if access_type:
             params["accessType"] = access_type
-        fetch = self._offset_fetch(f"{self._JIRA}/group/bulk", params, "startAt", "maxResults")
-        yield from iter_jira_is_last(fetch, page_size=page_size, on_page=on_page)
+        path = f"{self._JIRA}/group/bulk"
+        fetch = self._offset_fetch(path, params, "startAt", "maxResults")
+        yield from iter_jira_is_last(fetch, page_size=page_size, on_page=on_page, endpoint=f"GET {path}")
 
     def iter_group_members(
         self,
@@ -1038,8 +1093,10 @@ class AtlassianSiteHook(_AtlassianHttpHook):
         :return: an iterator of Jira user dicts.
         """
         params = {"groupId": group_id, "includeInactiveUsers": _bool_param(include_inactive)}
-        fetch = self._offset_fetch(f"{self._JIRA}/group/member", params, "startAt", "maxResults")
-        yield from iter_jira_is_last(fetch, page_size=max(1, min(50, page_size)), on_page=on_page)
+        path = f"{self._JIRA}/group/member"
+        fetch = self._offset_fetch(path, params, "startAt", "maxResults")
+        size = max(1, min(50, page_size))
+        yield from iter_jira_is_last(fetch, page_size=size, on_page=on_page, endpoint=f"GET {path}")
 
     def add_user_to_group(self, group_id: str, account_id: str) -> MembershipChange:
         """
@@ -1116,7 +1173,7 @@ class AtlassianSiteHook(_AtlassianHttpHook):
                 body["nextPageToken"] = token
             return cast("Page", self._request("POST", path, json=body, idempotent=True))
 
-        yield from iter_jql_token(fetch, on_page=on_page)
+        yield from iter_jql_token(fetch, on_page=on_page, endpoint=f"POST {path}")
 
     def get_issue_transitions(self, key: str) -> list[dict[str, Any]]:
         """
@@ -1153,8 +1210,9 @@ class AtlassianSiteHook(_AtlassianHttpHook):
         :param on_page: progress callback ``(page_number, desks_so_far)``.
         :return: an iterator of ``{"id", "projectId", "projectKey", "projectName"}``.
         """
-        fetch = self._offset_fetch(f"{self._JSM}/servicedesk", {}, "start", "limit")
-        yield from iter_jsm_pages(fetch, page_size=page_size, on_page=on_page)
+        path = f"{self._JSM}/servicedesk"
+        fetch = self._offset_fetch(path, {}, "start", "limit")
+        yield from iter_jsm_pages(fetch, page_size=page_size, on_page=on_page, endpoint=f"GET {path}")
 
     def iter_request_types(
         self,
@@ -1176,7 +1234,7 @@ class AtlassianSiteHook(_AtlassianHttpHook):
         params = {"searchQuery": search_query} if search_query else {}
         path = f"{self._JSM}/servicedesk/{_segment(service_desk_id, 'service_desk_id')}/requesttype"
         fetch = self._offset_fetch(path, params, "start", "limit")
-        yield from iter_jsm_pages(fetch, page_size=page_size, on_page=on_page)
+        yield from iter_jsm_pages(fetch, page_size=page_size, on_page=on_page, endpoint=f"GET {path}")
 
     def create_request(
         self,
@@ -1251,8 +1309,9 @@ class AtlassianSiteHook(_AtlassianHttpHook):
             params["requestOwnership"] = ownership
         if expand:
             params["expand"] = ",".join(expand)
-        fetch = self._offset_fetch(f"{self._JSM}/request", params, "start", "limit")
-        yield from iter_jsm_pages(fetch, page_size=page_size, on_page=on_page)
+        path = f"{self._JSM}/request"
+        fetch = self._offset_fetch(path, params, "start", "limit")
+        yield from iter_jsm_pages(fetch, page_size=page_size, on_page=on_page, endpoint=f"GET {path}")
 
     def get_request(self, key: str, expand: Sequence[str] | None = None) -> dict[str, Any]:
         """
@@ -1286,7 +1345,7 @@ class AtlassianSiteHook(_AtlassianHttpHook):
         :return: ``[{"id", "name"}]``.
         """
         path = f"{self._JSM}/request/{_segment(key, 'request key')}/transition"
-        return list(iter_jsm_pages(self._offset_fetch(path, {}, "start", "limit")))
+        return list(iter_jsm_pages(self._offset_fetch(path, {}, "start", "limit"), endpoint=f"GET {path}"))
 
     def transition_request(self, key: str, transition_id: str, comment: str | None = None) -> None:
         """

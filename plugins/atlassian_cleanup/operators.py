@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from atlassian_cleanup.progress import ProgressLog
 from atlassian_cleanup.records import format_timestamp
+from atlassian_cleanup.retry import StopsAtlassianCallsOnKill
 from atlassian_cleanup.settings import audit_dir as default_audit_dir
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def extraction_stats(stats: Mapping[str, Any]) -> dict[str, int]:
     return {key: int(stats[key]) for key in ("directory_users", "retyped", "added")}
 
 
-class ExtractUsersOperator(BaseOperator):
+class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
     """Pull every directory user with per-product last-active data in bulk.
 
     One paginated ``POST .../directories/{id}/users/search`` with ``expand=productAccess,groups,
@@ -634,7 +635,7 @@ class PlanApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
 
-class _StageOperator(BaseOperator):
+class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
     """One enforcement stage: the rows of the plan with this stage's actions.
 
     In a dry run it logs exactly what it would do per user. Live, it hands the rows to the

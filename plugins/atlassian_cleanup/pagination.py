@@ -14,8 +14,16 @@ iter_jql_token         Jira ``search/jql``                         ``nextPageTok
 The generators know nothing about HTTP: each takes a small ``fetch`` callable that returns one
 decoded JSON page, and yields the items. ``on_page(page_number, items_so_far)`` is called after each
 page is fetched (before its items are yielded) so callers can log progress on long extractions.
-A server that hands back a cursor it already gave (or the same offset page again) would make a
-naive loop spin forever; that raises :class:`~atlassian_cleanup.retry.AtlassianPaginationError`.
+Every listing is bounded (:class:`_Bounds`); each of these raises
+:class:`~atlassian_cleanup.retry.AtlassianPaginationError` naming the endpoint instead of paging on:
+
+* a cursor (or ``links.next`` URL, or ``nextPageToken``) the server already gave, or the same
+  offset page again: following it would loop forever;
+* more than :data:`MAX_EMPTY_PAGES` empty pages in a row that still carry a cursor (a directory
+  search that answers ``{"data": [], "links": {"next": <new cursor>}}`` forever);
+* more items than the total the server itself reported allows (``meta.total`` / ``total``, with a
+  margin of :data:`TOTAL_MARGIN_SHARE` and :data:`TOTAL_MARGIN_ITEMS` for users added meanwhile);
+* more than ``max_pages`` pages (default :data:`MAX_PAGES`), whatever the server says.
 
 :func:`prefetch` runs any of them in a background thread a few pages ahead of the caller, so the
 next request is on the wire while the caller works on the current page: with a cursor API that is
@@ -29,12 +37,22 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from atlassian_cleanup.retry import AtlassianPaginationError
+from atlassian_cleanup.retry import AtlassianPaginationError, raise_if_cancelled
 
 Page = Mapping[str, Any]
 OnPage = Callable[[int, int], None]
 T = TypeVar("T")
 _END = object()
+
+#: Empty pages in a row that still carry a cursor before the listing is declared broken.
+MAX_EMPTY_PAGES = 3
+#: Pages one listing may have at most: 10 million users at 100 per page (a ceiling, not a limit
+#: anyone should meet; a listing that reaches it is broken).
+MAX_PAGES = 100_000
+#: Items a listing may return beyond the total it reported: this share of the total ...
+TOTAL_MARGIN_SHARE = 0.1
+#: ... and at least this many (users created while the listing is read).
+TOTAL_MARGIN_ITEMS = 100
 
 
 def prefetch(items: Iterator[T], *, ahead: int = 2, name: str = "atlassian-prefetch") -> Iterator[T]:
@@ -79,7 +97,11 @@ def prefetch(items: Iterator[T], *, ahead: int = 2, name: str = "atlassian-prefe
     worker.start()
     try:
         while True:
-            ok, item = handoff.get()
+            try:
+                ok, item = handoff.get(timeout=0.2)
+            except queue.Empty:
+                raise_if_cancelled("the next page")  # a stopped task does not wait for the producer
+                continue
             if not ok:
                 raise item
             if item is _END:
@@ -90,44 +112,94 @@ def prefetch(items: Iterator[T], *, ahead: int = 2, name: str = "atlassian-prefe
         worker.join(timeout=5)
 
 
-class _Progress:
-    """Counts pages and items and notifies ``on_page``."""
+class _Bounds:
+    """
+    Counts pages and items, notifies ``on_page`` and stops a listing that would never end.
 
-    def __init__(self, on_page: OnPage | None) -> None:
+    :param on_page: progress callback.
+    :param endpoint: ``METHOD /path`` of the listing, named in every error.
+    :param style: the cursor's name (``links.next``, ``nextPageToken``), for messages.
+    :param max_pages: the ceiling of pages.
+    """
+
+    def __init__(self, on_page: OnPage | None, endpoint: str, style: str, max_pages: int | None) -> None:
         self.on_page = on_page
+        self.endpoint = endpoint or "a paged list"
+        self.style = style
+        self.max_pages = MAX_PAGES if max_pages is None else max(1, int(max_pages))
         self.pages = 0
         self.items = 0
-
-    def page(self, items: Sequence[Any]) -> None:
-        self.pages += 1
-        self.items += len(items)
-        if self.on_page is not None:
-            self.on_page(self.pages, self.items)
-
-
-class _CursorGuard:
-    """Remembers every cursor followed so a repeated one is caught instead of looping."""
-
-    def __init__(self, style: str) -> None:
-        self.style = style
+        self.empty_in_a_row = 0
+        self.total: int | None = None
         self.seen: set[str] = set()
 
-    def check(self, cursor: str, page_number: int) -> None:
+    def error(self, message: str, detail: str) -> AtlassianPaginationError:
+        return AtlassianPaginationError(message, path=self.endpoint, detail=detail)
+
+    def page(self, items: Sequence[Any], total: Any = None) -> None:
+        """Count one fetched page; raise when the listing is past what it may be."""
+        self.pages += 1
+        self.items += len(items)
+        self.empty_in_a_row = 0 if items else self.empty_in_a_row + 1
+        if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            self.total = total if self.total is None else max(self.total, total)
+        if self.on_page is not None:
+            self.on_page(self.pages, self.items)
+        if self.total is not None:
+            allowed = self.total + max(TOTAL_MARGIN_ITEMS, int(self.total * TOTAL_MARGIN_SHARE))
+            if self.items > allowed:
+                raise self.error(
+                    f"{self.items} items after {self.pages} pages, but the server reported a total of "
+                    f"{self.total}; stopping instead of reading an endless list",
+                    "The listing is inconsistent; nothing was changed. Retry later or report it",
+                )
+        if self.pages > self.max_pages:
+            raise self.error(
+                f"more than {self.max_pages} pages ({self.items} items); stopping at the ceiling",
+                "A listing this long is broken or not the one configured; nothing was changed",
+            )
+
+    def follow(self, cursor: str) -> None:
+        """Check the cursor about to be followed: not one seen before, not after too many empty pages."""
         if cursor in self.seen:
-            raise AtlassianPaginationError(
+            raise self.error(
                 f"the server returned a {self.style} cursor it had already returned (after page "
-                f"{page_number}); stopping instead of looping forever",
-                detail="This is a server-side paging bug; retry later or report it",
+                f"{self.pages}); stopping instead of looping forever",
+                "This is a server-side paging bug; retry later or report it",
             )
         self.seen.add(cursor)
+        if self.empty_in_a_row > MAX_EMPTY_PAGES:
+            raise self.error(
+                f"{self.empty_in_a_row} empty pages in a row that still carry a {self.style} cursor "
+                f"(after {self.items} items); stopping instead of paging forever",
+                "The listing is broken; nothing was changed. Retry later or report it",
+            )
 
 
-def items_of(page: Any, key: str) -> list[Any]:
-    """The list under ``key`` of one decoded page (empty when absent); a non-object page is an error."""
+def _reported_total(page: Any) -> Any:
+    """``meta.total`` (Admin v1) or ``total`` (Jira), when the page reports one."""
     if not isinstance(page, Mapping):
-        raise AtlassianPaginationError(f"expected a JSON object page with '{key}', got {type(page).__name__}")
+        return None
+    meta = page.get("meta")
+    if isinstance(meta, Mapping) and "total" in meta:
+        return meta.get("total")
+    return page.get("total")
+
+
+def items_of(page: Any, key: str, endpoint: str = "") -> list[Any]:
+    """The list under ``key`` of one decoded page (empty when absent); anything else is an error."""
+    if not isinstance(page, Mapping):
+        raise AtlassianPaginationError(
+            f"expected a JSON object page with '{key}', got {type(page).__name__}", path=endpoint or None
+        )
     items = page.get(key)
-    return list(items) if items else []
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise AtlassianPaginationError(
+            f"expected a list under '{key}', got {type(items).__name__}", path=endpoint or None
+        )
+    return items
 
 
 def _next_link(page: Page) -> str | None:
@@ -139,73 +211,105 @@ def _next_link(page: Page) -> str | None:
 
 
 def pages_v1_links_next(
-    fetch: Callable[[str | None], Page], *, on_page: OnPage | None = None
+    fetch: Callable[[str | None], Page],
+    *,
+    on_page: OnPage | None = None,
+    endpoint: str = "",
+    max_pages: int | None = None,
 ) -> Iterator[Page]:
     """
     Yield the pages of an Admin v1 list whose ``links.next`` is a full URL.
 
     :param fetch: ``fetch(None)`` returns the first page, ``fetch(url)`` the page at ``url`` (as-is).
     :param on_page: progress callback ``(page_number, items_so_far)``.
+    :param endpoint: ``METHOD /path`` of the list, named in errors.
+    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
     :return: an iterator of pages.
     """
-    progress, guard = _Progress(on_page), _CursorGuard("links.next URL")
+    bounds = _Bounds(on_page, endpoint, "links.next URL", max_pages)
     next_url: str | None = None
     while True:
         page = fetch(next_url)
-        progress.page(items_of(page, "data"))
+        bounds.page(items_of(page, "data", endpoint), _reported_total(page))
         yield page
         next_url = _next_link(page)
         if not next_url:
             return
-        guard.check(next_url, progress.pages)
+        bounds.follow(next_url)
 
 
 def iter_v1_links_next(
-    fetch: Callable[[str | None], Page], *, on_page: OnPage | None = None
+    fetch: Callable[[str | None], Page],
+    *,
+    on_page: OnPage | None = None,
+    endpoint: str = "",
+    max_pages: int | None = None,
 ) -> Iterator[Any]:
     """
     Yield the ``data`` items of an Admin v1 list, following ``links.next`` URLs until absent.
 
     :param fetch: ``fetch(None)`` returns the first page, ``fetch(url)`` the page at ``url`` (as-is).
     :param on_page: progress callback ``(page_number, items_so_far)``.
+    :param endpoint: ``METHOD /path`` of the list, named in errors.
+    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
     :return: an iterator of items.
     """
-    for page in pages_v1_links_next(fetch, on_page=on_page):
-        yield from items_of(page, "data")
+    for page in pages_v1_links_next(fetch, on_page=on_page, endpoint=endpoint, max_pages=max_pages):
+        yield from items_of(page, "data", endpoint)
 
 
-def pages_v2_cursor(fetch: Callable[[str | None], Page], *, on_page: OnPage | None = None) -> Iterator[Page]:
+def pages_v2_cursor(
+    fetch: Callable[[str | None], Page],
+    *,
+    on_page: OnPage | None = None,
+    endpoint: str = "",
+    max_pages: int | None = None,
+) -> Iterator[Page]:
     """
     Yield the pages of an Admin v2 list whose ``links.next`` is an opaque cursor token.
 
     :param fetch: ``fetch(None)`` returns the first page, ``fetch(cursor)`` the next one; the caller
         decides where the cursor goes (JSON body for ``POST .../search``, query for ``GET``).
     :param on_page: progress callback ``(page_number, items_so_far)``.
+    :param endpoint: ``METHOD /path`` of the list, named in errors.
+    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
     :return: an iterator of pages.
     """
-    progress, guard = _Progress(on_page), _CursorGuard("links.next")
+    bounds = _Bounds(on_page, endpoint, "links.next", max_pages)
     cursor: str | None = None
     while True:
         page = fetch(cursor)
-        data = page.get("data") if isinstance(page, Mapping) else None
-        progress.page(data if isinstance(data, list) else [])
+        if not isinstance(page, Mapping):
+            items_of(page, "data", endpoint)  # raises the clear error
+        data = page.get("data")
+        bounds.page(
+            data if isinstance(data, list) else ([] if data is None else [data]), _reported_total(page)
+        )
         yield page
         cursor = _next_link(page)
         if not cursor:
             return
-        guard.check(cursor, progress.pages)
+        bounds.follow(cursor)
 
 
-def iter_v2_cursor(fetch: Callable[[str | None], Page], *, on_page: OnPage | None = None) -> Iterator[Any]:
+def iter_v2_cursor(
+    fetch: Callable[[str | None], Page],
+    *,
+    on_page: OnPage | None = None,
+    endpoint: str = "",
+    max_pages: int | None = None,
+) -> Iterator[Any]:
     """
     Yield the ``data`` items of an Admin v2 list, passing ``links.next`` back as ``cursor``.
 
     :param fetch: ``fetch(None)`` returns the first page, ``fetch(cursor)`` the next one.
     :param on_page: progress callback ``(page_number, items_so_far)``.
+    :param endpoint: ``METHOD /path`` of the list, named in errors.
+    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
     :return: an iterator of items.
     """
-    for page in pages_v2_cursor(fetch, on_page=on_page):
-        yield from items_of(page, "data")
+    for page in pages_v2_cursor(fetch, on_page=on_page, endpoint=endpoint, max_pages=max_pages):
+        yield from items_of(page, "data", endpoint)
 
 
 def iter_jira_offset_array(
@@ -213,6 +317,8 @@ def iter_jira_offset_array(
     *,
     page_size: int = 1000,
     on_page: OnPage | None = None,
+    endpoint: str = "",
+    max_pages: int | None = None,
 ) -> Iterator[Any]:
     """
     Yield the items of a Jira list answered as a bare JSON array (``/rest/api/3/users/search``).
@@ -223,24 +329,30 @@ def iter_jira_offset_array(
     :param fetch: ``fetch(start_at, max_results)`` returns one page (a list).
     :param page_size: ``maxResults`` to request.
     :param on_page: progress callback ``(page_number, items_so_far)``.
+    :param endpoint: ``METHOD /path`` of the list, named in errors.
+    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
     :return: an iterator of items.
     """
-    progress = _Progress(on_page)
+    bounds = _Bounds(on_page, endpoint, "startAt", max_pages)
     start_at = 0
     previous: list[Any] | None = None
     while True:
         page = fetch(start_at, page_size)
         if not isinstance(page, list):
-            raise AtlassianPaginationError(f"expected a JSON array page, got {type(page).__name__}")
-        progress.page(page)
+            raise bounds.error(
+                f"expected a JSON array page, got {type(page).__name__}",
+                "The answer is not a user list; nothing was changed",
+            )
+        bounds.page(page)
         if not page:
             return
         # Compared as decoded objects (C-level equality), not re-encoded: a 1000-user page encoded
         # with sorted keys costs ~15 ms of GIL-holding work per page, which stalls other threads.
         if page == previous:
-            raise AtlassianPaginationError(
+            raise bounds.error(
                 f"the server ignored startAt={start_at} and returned the previous page again; "
-                "stopping instead of looping forever"
+                "stopping instead of looping forever",
+                "This is a server-side paging bug; retry later or report it",
             )
         previous = page
         yield from page
@@ -252,6 +364,8 @@ def iter_jira_is_last(
     *,
     page_size: int = 50,
     on_page: OnPage | None = None,
+    endpoint: str = "",
+    max_pages: int | None = None,
 ) -> Iterator[Any]:
     """
     Yield ``values`` of a Jira ``startAt`` list that reports ``isLast`` (``group/bulk``, ``group/member``).
@@ -259,14 +373,16 @@ def iter_jira_is_last(
     :param fetch: ``fetch(start_at, max_results)`` returns one page object.
     :param page_size: ``maxResults`` to request (``group/member`` allows at most 50).
     :param on_page: progress callback ``(page_number, items_so_far)``.
+    :param endpoint: ``METHOD /path`` of the list, named in errors.
+    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
     :return: an iterator of items.
     """
-    progress = _Progress(on_page)
+    bounds = _Bounds(on_page, endpoint, "startAt", max_pages)
     start_at = 0
     while True:
         page = fetch(start_at, page_size)
-        values = items_of(page, "values")
-        progress.page(values)
+        values = items_of(page, "values", endpoint)
+        bounds.page(values, _reported_total(page))
         yield from values
         if page.get("isLast") is True or not values:
             return
@@ -281,6 +397,8 @@ def iter_jsm_pages(
     *,
     page_size: int = 50,
     on_page: OnPage | None = None,
+    endpoint: str = "",
+    max_pages: int | None = None,
 ) -> Iterator[Any]:
     """
     Yield ``values`` of a JSM ``servicedeskapi`` list (``start``/``limit``, ``isLastPage``).
@@ -288,14 +406,16 @@ def iter_jsm_pages(
     :param fetch: ``fetch(start, limit)`` returns one page object.
     :param page_size: ``limit`` to request.
     :param on_page: progress callback ``(page_number, items_so_far)``.
+    :param endpoint: ``METHOD /path`` of the list, named in errors.
+    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
     :return: an iterator of items.
     """
-    progress = _Progress(on_page)
+    bounds = _Bounds(on_page, endpoint, "start", max_pages)
     start = 0
     while True:
         page = fetch(start, page_size)
-        values = items_of(page, "values")
-        progress.page(values)
+        values = items_of(page, "values", endpoint)
+        bounds.page(values)
         yield from values
         if page.get("isLastPage", True) or not values:
             return
@@ -307,22 +427,26 @@ def iter_jql_token(
     fetch: Callable[[str | None], Page],
     *,
     on_page: OnPage | None = None,
+    endpoint: str = "",
+    max_pages: int | None = None,
 ) -> Iterator[Any]:
     """
     Yield ``issues`` of a Jira ``/rest/api/3/search/jql`` query, following ``nextPageToken``.
 
     :param fetch: ``fetch(None)`` returns the first page, ``fetch(token)`` the next one.
-    :param on_page: progress callback ``(page_number, items_so_far)``.
+    :param on_page: progress callback ``(page_number, issues_so_far)``.
+    :param endpoint: ``METHOD /path`` of the list, named in errors.
+    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
     :return: an iterator of issues.
     """
-    progress, guard = _Progress(on_page), _CursorGuard("nextPageToken")
+    bounds = _Bounds(on_page, endpoint, "nextPageToken", max_pages)
     token: str | None = None
     while True:
         page = fetch(token)
-        issues = items_of(page, "issues")
-        progress.page(issues)
+        issues = items_of(page, "issues", endpoint)
+        bounds.page(issues)
         yield from issues
         token = page.get("nextPageToken")
         if page.get("isLast") is True or not token:
             return
-        guard.check(str(token), progress.pages)
+        bounds.follow(str(token))

@@ -33,6 +33,7 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,6 +134,8 @@ class SafetyPolicy:
     min_user_count_ratio: float = 0.5
     max_missing_activity_share: float = 0.9
     write_concurrency: int = 4
+    #: ``execution_timeout`` of every task that calls Atlassian (minutes); read when the DAGs parse.
+    task_timeout_minutes: int = 120
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,7 @@ class Policy:
                 "min_user_count_ratio": self.safety.min_user_count_ratio,
                 "max_missing_activity_share": self.safety.max_missing_activity_share,
                 "write_concurrency": self.safety.write_concurrency,
+                "task_timeout_minutes": self.safety.task_timeout_minutes,
             },
             "restore": {
                 "allowed_domains": list(self.restore.allowed_domains),
@@ -395,6 +399,13 @@ _SCHEMA: dict[str, Any] = {
                     "default": 4,
                     "description": "Atlassian writes in flight at once within one task.",
                 },
+                "task_timeout_minutes": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1440,
+                    "default": SafetyPolicy.task_timeout_minutes,
+                    "description": "execution_timeout of every task that calls Atlassian (minutes).",
+                },
             },
             "Caps and sanity gates.",
         ),
@@ -546,6 +557,7 @@ _FIXES: dict[str, str] = {
     "notifications.admin_emails": "use a list of e-mail addresses",
     "notifications.audit_page_url": "use an http(s) URL, or null",
     "safety.write_concurrency": "use a whole number from 1 to 16, e.g. 4",
+    "safety.task_timeout_minutes": "use a whole number of minutes from 1 to 1440, e.g. 120",
     "state_store": "make it a mapping with conn_id",
     "state_store.conn_id": "use an Airflow connection id (letters, digits, _ . -)",
     "licensing": "make it a mapping with billing, currency, seat_price and product_seat_prices",
@@ -830,6 +842,7 @@ def _build(data: Mapping[str, Any]) -> Policy:
                 safety.get("max_missing_activity_share", defaults.max_missing_activity_share)
             ),
             write_concurrency=int(safety.get("write_concurrency", defaults.write_concurrency)),
+            task_timeout_minutes=int(safety.get("task_timeout_minutes", defaults.task_timeout_minutes)),
         ),
         restore=RestorePolicy(
             allowed_domains=_lower_unique(restore.get("allowed_domains")),
@@ -895,6 +908,19 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def task_timeout(path: str | Path) -> timedelta:
+    """``execution_timeout`` for the tasks that call Atlassian: the policy's ``safety.task_timeout_minutes``.
+
+    Read when the DAG files are parsed, so it never raises: with a missing or invalid policy the
+    default applies (and the run's first task reports the policy error).
+    """
+    try:
+        minutes = load_policy(path).safety.task_timeout_minutes
+    except Exception:  # a broken policy must not become a DAG import error
+        minutes = SafetyPolicy.task_timeout_minutes
+    return timedelta(minutes=minutes)
 
 
 def load_policy(path: str | Path) -> Policy:

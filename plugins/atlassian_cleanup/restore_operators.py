@@ -39,6 +39,7 @@ from atlassian_cleanup.restore_rules import (
     decision_from_dict,
     request_from_issue,
 )
+from atlassian_cleanup.retry import StopsAtlassianCallsOnKill
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -58,7 +59,7 @@ def _jql_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class FetchRestoreRequestsOperator(BaseOperator):
+class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
     """Find the open restore requests through ``POST /rest/api/3/search/jql`` (nextPageToken paging).
 
     The service desk (id or project key) and the request type (name or id) come from the policy;
@@ -120,7 +121,7 @@ class FetchRestoreRequestsOperator(BaseOperator):
         return " AND ".join(clauses) + " ORDER BY created ASC"
 
 
-class EvaluateRestoreRulesOperator(BaseOperator):
+class EvaluateRestoreRulesOperator(StopsAtlassianCallsOnKill, BaseOperator):
     """Decide per request (pure rules) from the reporter's live account and the state store."""
 
     template_fields: Sequence[str] = ("requests", "policy_path", "admin_conn_id")
@@ -193,7 +194,7 @@ def _snapshot(account: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-class RestoreAccessOperator(BaseOperator):
+class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
     """Carry out the ``restore`` decisions, at most ``restore.max_restores_per_run`` per run.
 
     Each restore is claimed (intent journalled) before the first call and completed with the
@@ -364,7 +365,7 @@ class RestoreAccessOperator(BaseOperator):
         raise ValueError(f"unknown restore step {step!r}")
 
 
-class CommentAndResolveOperator(BaseOperator):
+class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
     """Answer each decided request once (public comment), and resolve it when the decision says so.
 
     The comment and the resolve are claimed separately (actions ``answer:<verdict>`` and

@@ -11,12 +11,28 @@ not slept through inside a task: :class:`AtlassianRetryExhausted` is raised so t
 Requests that change state are only replayed when the server certainly did not process them
 (``429``, ``503`` with ``Retry-After``, or a connection that was never established): a lifecycle
 delete that timed out mid-flight must be re-checked, not re-sent.
+
+Two pieces of state are per *credential*, not per hook, so every thread and every hook of a task
+process that uses the same connection shares them (:func:`credential_state`): the time before which
+an endpoint must not be called again after a ``429``/``503`` announced a wait, and the derived forms
+of the secret (raw token, Basic ``base64(email:token)``) scrubbed from every error text built from a
+response body.
+
+A task being stopped (Airflow's SIGTERM calls the operator's ``on_kill``, or its
+``execution_timeout`` fires) sets one process-wide flag (:func:`cancel_atlassian_calls`): every
+back-off or pacing wait (:func:`interruptible_sleep`) wakes at once, and no further request is sent
+(:func:`raise_if_cancelled`), in any thread.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import random
+import re
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +41,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowTaskTerminated,
+    AirflowTaskTimeout,
+)
 from urllib3.exceptions import ConnectTimeoutError
 
 log = logging.getLogger(__name__)
@@ -144,11 +165,197 @@ class AtlassianRetryExhausted(AtlassianApiError):
 
 
 class AtlassianPaginationError(AtlassianApiError):
-    """The server returned a page cursor it had already returned: following it would loop forever."""
+    """A paged list cannot be trusted: a repeated cursor, endless empty pages, more than its total.
+
+    ``path`` is the listing's ``METHOD /path``; the text names it, with what was seen.
+    """
+
+    def _summary(self) -> str:
+        where = " ".join(part for part in (self.method, self.path) if part)
+        text = f"Atlassian API {where}: paging stopped: {self.message}" if where else self.message
+        return f"{text}. {self.detail}" if self.detail else text
 
 
 class AtlassianConfigurationError(AirflowFailException):
     """An Airflow connection is incomplete or ambiguous; retrying the task cannot fix it."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Stopping a task: one process-wide flag
+# --------------------------------------------------------------------------------------------------
+
+_CANCELLED = threading.Event()
+_cancel_reason: list[str] = []
+
+
+class AtlassianCallsCancelled(AirflowTaskTerminated):
+    """The task was asked to stop (SIGTERM, ``execution_timeout``); no further Atlassian call is made.
+
+    A ``BaseException`` (like Airflow's own), so per-user ``except Exception`` handlers do not
+    swallow it: a write whose intent is journalled but whose result is not stays *uncertain*, and
+    the next run re-checks it in Atlassian before doing anything.
+    """
+
+
+def begin_atlassian_calls() -> None:
+    """A task that calls Atlassian starts: clear the stop flag and what was memoised for one task."""
+    _CANCELLED.clear()
+    _cancel_reason.clear()
+    with _CREDENTIALS_LOCK:
+        for state in _CREDENTIALS.values():
+            state.forget_task_memos()
+
+
+def cancel_atlassian_calls(reason: str = "the task was asked to stop") -> None:
+    """Make every Atlassian call, back-off and pacing wait of this process stop as soon as possible."""
+    _cancel_reason[:] = [reason]
+    _CANCELLED.set()
+
+
+def atlassian_calls_cancelled() -> bool:
+    """Whether :func:`cancel_atlassian_calls` was called since the task began."""
+    return _CANCELLED.is_set()
+
+
+def raise_if_cancelled(where: str = "") -> None:
+    """
+    Raise :class:`AtlassianCallsCancelled` when the task is being stopped.
+
+    :param where: what was about to happen (``POST /admin/...``), for the message.
+    """
+    if _CANCELLED.is_set():
+        reason = _cancel_reason[0] if _cancel_reason else "the task was asked to stop"
+        before = f" before {where}" if where else ""
+        raise AtlassianCallsCancelled(f"Stopped{before}: {reason}")
+
+
+def interruptible_sleep(seconds: float) -> None:
+    """``time.sleep`` that returns at once when the task is being stopped (then raises)."""
+    if seconds > 0:
+        _CANCELLED.wait(seconds)
+    raise_if_cancelled()
+
+
+class StopsAtlassianCallsOnKill:
+    """
+    Operator mixin: ``on_kill`` stops this task's Atlassian calls within seconds.
+
+    Airflow 3 answers SIGTERM by calling ``on_kill`` from the signal handler, in the main thread,
+    and nothing else: a task blocked in a page loop, a back-off sleep or a thread pool would run on.
+    Here the process-wide stop flag is set (every thread's waits wake up, no new request leaves),
+    and, when called from that signal handler, :class:`AtlassianCallsCancelled` is raised in the
+    main thread so whatever it was waiting for is abandoned. After an ``execution_timeout`` Airflow
+    calls ``on_kill`` with the timeout already raised: only the flag is set then.
+    """
+
+    def pre_execute(self, context: Any) -> Any:
+        begin_atlassian_calls()  # a new task: a stop requested for an earlier one no longer applies
+        return super().pre_execute(context)  # type: ignore[misc]
+
+    def on_kill(self) -> None:
+        task_id = getattr(self, "task_id", "task")
+        cancel_atlassian_calls(f"task {task_id} was stopped (SIGTERM or execution_timeout)")
+        handling = sys.exc_info()[1]
+        if threading.current_thread() is threading.main_thread() and not isinstance(
+            handling, AirflowTaskTimeout | AirflowTaskTerminated
+        ):
+            raise_if_cancelled()
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-credential state: announced waits and the secret's derived forms
+# --------------------------------------------------------------------------------------------------
+
+_SCRUBBED = "***"
+
+
+class CredentialState:
+    """
+    What every hook and thread of a process using one credential must share.
+
+    * ``not_before``: per ``(method, path)``, the monotonic time a ``429``/``503`` told us to wait
+      for. Nothing is sent to that endpoint before it, whichever thread or hook asks.
+    * ``secrets``: every form of the credential (raw token, ``base64(email:token)``); error texts
+      built from a response body have them replaced with ``***``.
+    """
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        self._lock = threading.Lock()
+        self._not_before: dict[tuple[str, str], float] = {}
+        #: Answers looked up once per task for every hook of the credential (the directory id
+        #: discovered for an org); :func:`begin_atlassian_calls` forgets them.
+        self.memo_lock = threading.Lock()
+        self.memos: dict[Any, Any] = {}
+        self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
+        self._pattern = re.compile("|".join(re.escape(s) for s in self.secrets)) if self.secrets else None
+
+    def not_before(self, method: str, path: str) -> float:
+        """The monotonic time before which ``method path`` must not be sent (0.0 when none)."""
+        with self._lock:
+            return self._not_before.get((method.upper(), path), 0.0)
+
+    def wait_before(self, method: str, path: str, now: float | None = None) -> float:
+        """Seconds until ``method path`` may be sent (0 when it may go now)."""
+        now = time.monotonic() if now is None else now
+        return max(0.0, self.not_before(method, path) - now)
+
+    def announce(self, method: str, path: str, seconds: float, now: float | None = None) -> None:
+        """Record that the server asked to wait ``seconds`` before calling ``method path`` again."""
+        now = time.monotonic() if now is None else now
+        key = (method.upper(), path)
+        with self._lock:
+            self._not_before[key] = max(self._not_before.get(key, 0.0), now + seconds)
+
+    def forget_task_memos(self) -> None:
+        """Forget what was looked up for the previous task."""
+        with self.memo_lock:
+            self.memos.clear()
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every form of the credential replaced by ``***``."""
+        return self._pattern.sub(_SCRUBBED, text) if self._pattern is not None and text else text
+
+
+_CREDENTIALS: dict[str, CredentialState] = {}
+_CREDENTIALS_LOCK = threading.Lock()
+
+
+def credential_forms(password: str | None, login: str | None = None) -> tuple[str, ...]:
+    """
+    Every form in which a credential travels: the raw secret, and for Basic auth ``login:secret``
+    and its base64 (what the ``Authorization`` header carries, and what an echoing server returns).
+
+    :param password: the API token or Admin API key.
+    :param login: the e-mail of a Basic-auth credential, or ``None`` for a Bearer key.
+    :return: the forms, longest first; empty when there is no secret.
+    """
+    if not password:
+        return ()
+    forms = [password]
+    if login:
+        pair = f"{login}:{password}"
+        encoded = base64.b64encode(pair.encode("latin-1", "replace")).decode("ascii")
+        forms += [pair, encoded, encoded.rstrip("=")]
+    return tuple(forms)
+
+
+def credential_state(base_url: str, forms: tuple[str, ...]) -> CredentialState:
+    """
+    The process's one :class:`CredentialState` for this host and credential.
+
+    Keyed by the host and a hash of the credential, so two connections with the same key share the
+    announced waits, and the secret itself is never a dictionary key.
+
+    :param base_url: the API's base URL.
+    :param forms: :func:`credential_forms` of the credential.
+    :return: the shared state.
+    """
+    digest = hashlib.sha256("\0".join((base_url.rstrip("/"), *forms)).encode()).hexdigest()
+    with _CREDENTIALS_LOCK:
+        state = _CREDENTIALS.get(digest)
+        if state is None:
+            state = _CREDENTIALS[digest] = CredentialState(forms)
+        return state
 
 
 # --------------------------------------------------------------------------------------------------
@@ -244,7 +451,11 @@ _ERROR_CLASSES: dict[int, type[AtlassianApiError]] = {
 
 
 def error_from_response(
-    resp: requests.Response, method: str, path: str, conn_id: str | None = None
+    resp: requests.Response,
+    method: str,
+    path: str,
+    conn_id: str | None = None,
+    scrub: Callable[[str], str] | None = None,
 ) -> AtlassianApiError:
     """
     Map a non-2xx response to the matching :class:`AtlassianApiError` subclass.
@@ -253,9 +464,13 @@ def error_from_response(
     :param method: HTTP method of the request.
     :param path: URL path of the request (without query string).
     :param conn_id: Airflow connection id, named in the 401 message so the admin knows what to fix.
+    :param scrub: removes the credential's forms from the text (a body may echo request headers).
     :return: the exception to raise (not raised here).
     """
     code, message = _decode_error(resp)
+    if scrub is not None:
+        message = scrub(message)
+        code = scrub(code) if code else code
     status = resp.status_code
     detail = None
     if status == 401:
@@ -409,10 +624,13 @@ class RetryPolicy:
     :param max_wait: longest single wait accepted inside a task; a longer required wait raises
         :class:`AtlassianRetryExhausted` at once so the Airflow task retry takes over.
     :param jitter: bounds of the multiplicative jitter; both ``>= 1`` so a server-given wait is a floor.
-    :param sleep: called with the seconds to wait (inject a recorder in tests).
+    :param sleep: called with the seconds to wait (inject a recorder in tests); the default wakes
+        up at once when the task is being stopped (:func:`interruptible_sleep`).
     :param clock: returns the current aware time (for ``Retry-After`` dates and ``X-RateLimit-Reset``).
     :param rng: random source for the jitter.
     :param rate_limit: latest rate-limit headers seen; a hook gets its own tracker.
+    :param credential: the per-credential state shared by every hook of the process (announced
+        waits, secret forms to scrub); a hook sets it from its connection.
     """
 
     max_attempts: int = 5
@@ -420,10 +638,11 @@ class RetryPolicy:
     max_backoff: float = 30.0
     max_wait: float = 300.0
     jitter: tuple[float, float] = (1.0, 1.3)
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    sleep: Callable[[float], None] = field(default=interruptible_sleep, compare=False, repr=False)
     clock: Callable[[], datetime] = field(default=_utc_now, compare=False, repr=False)
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
     rate_limit: RateLimitTracker = field(default_factory=RateLimitTracker, compare=False, repr=False)
+    credential: CredentialState | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -494,8 +713,12 @@ class RetryPolicy:
         :raises AtlassianApiError: (or a subclass) when the request fails for good.
         """
         method = method.upper()
+        credential = self.credential
+        scrub = credential.scrub if credential is not None else None
+        slept_until = 0.0  # the announced time this thread's own back-off already waited for
         for attempt in range(1, self.max_attempts + 1):
             response: requests.Response | None = None
+            self._await_announced_wait(method, path, slept_until)
             try:
                 response = send()
             except requests.exceptions.RequestException as exc:
@@ -514,8 +737,12 @@ class RetryPolicy:
                 status = response.status_code
                 if status < 400:
                     return response
-                error = error_from_response(response, method, path, conn_id)
+                error = error_from_response(response, method, path, conn_id, scrub)
                 server_wait = self.server_delay(response)
+                if credential is not None and server_wait is not None and status in (429, 503):
+                    # Every thread and hook on this credential now holds this endpoint back.
+                    credential.announce(method, path, server_wait)
+                    slept_until = credential.not_before(method, path)
                 if status == 429 or (status == 503 and server_wait is not None):
                     pass  # the server did not process the request: safe to replay anything
                 elif status >= 500 and idempotent:
@@ -565,3 +792,30 @@ class RetryPolicy:
             )
             self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _await_announced_wait(self, method: str, path: str, slept_until: float = 0.0) -> None:
+        """Stop if the task is being stopped; wait out a wait another thread was told about.
+
+        :param slept_until: the announced time this thread's own back-off sleep already covered.
+        """
+        raise_if_cancelled(f"{method} {path}")
+        credential = self.credential
+        if credential is None:
+            return
+        not_before = credential.not_before(method, path)
+        if not_before <= slept_until:
+            return
+        wait = not_before - time.monotonic()
+        if wait <= 0:
+            return
+        if wait > self.max_wait:
+            raise AtlassianRetryExhausted(
+                f"Atlassian asked to wait {wait:.0f}s before calling this again, more than the "
+                f"{self.max_wait:.0f}s allowed inside a task",
+                method=method,
+                path=path,
+                detail="Not waiting; the Airflow task retry will pick it up",
+            )
+        log.info("Atlassian %s %s: waiting %.1fs, as Atlassian asked on an earlier call", method, path, wait)
+        self.sleep(wait)
+        raise_if_cancelled(f"{method} {path}")

@@ -28,7 +28,7 @@ import requests
 from atlassian_cleanup.enforcement import ActionOutcome, Enforcer
 from atlassian_cleanup.hooks import AtlassianAdminHook
 from atlassian_cleanup.records import user_record_from_v2
-from atlassian_cleanup.retry import RetryPolicy
+from atlassian_cleanup.retry import RetryPolicy, begin_atlassian_calls
 from atlassian_cleanup.state import StateStore
 from tools.airflow_env import REPO, connection_env
 
@@ -493,12 +493,20 @@ def test_chaos_every_write_lands_exactly_once(sb: Any, store: StateStore) -> Non
         chaos_retry_after=1,
     )
 
+    # Real waits (short exponential steps; the 1 s the sandbox announces is honoured), so the
+    # call log can prove no thread repeats a request before the time a 429/503 announced.
+    honest = RetryPolicy(base_delay=0.05, max_backoff=0.2, max_attempts=8)
     outcomes: list[ActionOutcome] = []
     for _attempt in range(3):  # like Airflow task retries: a user may exhaust its attempts once
-        outcomes = enforcer(store, run_id="chaos", concurrency=6).apply(rows)
+        engine = Enforcer(
+            lambda: AtlassianAdminHook(retry_policy=honest), store, run_id="chaos", at=AT, concurrency=6
+        )
+        outcomes = engine.apply(rows)
         if all(o.result in ("done", "skipped_already_done") for o in outcomes):
             break
     sb.configure(**_NO_CHAOS)
+    early = [(c["method"], c["path"], c["early_by_ms"]) for c in sb.calls() if c.get("early_repeat")]
+    assert early == []
 
     assert all(o.result in ("done", "skipped_already_done") for o in outcomes), [
         (o.account_id, o.detail) for o in outcomes if o.result not in ("done", "skipped_already_done")
@@ -518,6 +526,33 @@ def test_chaos_every_write_lands_exactly_once(sb: Any, store: StateStore) -> Non
     assert not duplicates(writes), duplicates(writes)
     assert len(writes) == len(rows)  # one effective write per planned action
     assert store.uncertain_entries() == []
+
+
+def test_directory_found_once_per_task_and_no_thread_repeats_a_request_early(
+    sb: Any, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``directory_id`` every worker thread needs the directory; under 429s they share one
+    discovery and one announced wait, so no identical request goes out before its time."""
+    admin = json.loads(os.environ["AIRFLOW_CONN_ATLASSIAN_ADMIN"])
+    del admin["extra"]["directory_id"]
+    monkeypatch.setenv("AIRFLOW_CONN_ATLASSIAN_ADMIN", json.dumps(admin))
+    rows = plan_rows(pick(sb, "active", 12), "suspend")
+    begin_atlassian_calls()  # the apply task starts: nothing is known about the directory yet
+    sb.clear_calls()
+    sb.configure(chaos_seed=3, chaos_429=0.6, chaos_retry_after=1, chaos_path_regex="/directories$")
+    honest = RetryPolicy(base_delay=0.05, max_backoff=0.2, max_attempts=10)
+    engine = Enforcer(
+        lambda: AtlassianAdminHook(retry_policy=honest), store, run_id="discover", at=AT, concurrency=6
+    )
+    outcomes = engine.apply(rows)
+    sb.configure(**_NO_CHAOS)
+
+    assert {o.result for o in outcomes} == {"done"}
+    listings = [c for c in sb.calls() if c["path"].endswith("/directories")]
+    answered = [c for c in listings if c["status"] == 200]
+    assert len(answered) == 1  # one discovery for the task, not one per thread
+    assert any(c["status"] == 429 for c in listings)  # the chaos did hit it
+    assert [c for c in sb.calls() if c.get("early_repeat")] == []
 
 
 # --------------------------------------------------------------------------------------------------

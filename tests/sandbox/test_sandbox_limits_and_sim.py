@@ -226,3 +226,27 @@ def test_activity_hook_updates_last_active(api: Any) -> None:
     response = api.client.post("/_sim/activity", json={"accountId": user.account_id, "product": "jira"})
     assert response.status_code == 200
     assert response.json()["last_active"]["jira-software"] == "2026-11-26T09:00:00Z"
+
+
+def test_a_request_repeated_before_its_announced_wait_is_flagged_in_the_call_log(make_api: Any) -> None:
+    api = make_api(chaos_503=1.0, chaos_retry_after=30)
+    search = api.v2("/users/search")
+    assert api.post(search, json={"limit": 5}).status_code == 503  # told to come back in 30 s
+    api.post(search, json={"limit": 5})  # the identical request, at once: early
+    api.post(search, json={"limit": 6})  # another request to the same endpoint: not a repeat
+    calls = [c for c in api.client.get("/_sim/calls").json()["calls"] if c["path"] == search]
+    assert [bool(c.get("early_repeat")) for c in calls] == [False, True, False]
+    assert calls[1]["early_by_ms"] > 25_000
+
+
+def test_a_request_repeated_after_its_announced_wait_is_not_flagged(make_api: Any) -> None:
+    api = make_api(rate_limit_enabled=True, rate_limit_per_second=20, rate_limit_burst=1)
+    path = "/rest/api/3/users/search"
+    assert api.get(path).status_code == 200
+    limited = api.get(path)
+    assert limited.status_code == 429
+    time.sleep(float(limited.headers["Retry-After"]) + 0.05)
+    api.get(path)
+    calls = [c for c in api.client.get("/_sim/calls").json()["calls"] if c["path"] == path]
+    assert len(calls) == 3
+    assert not any(c.get("early_repeat") for c in calls)

@@ -529,8 +529,14 @@ def _answer(request: requests.PreparedRequest, context: Any) -> Any:
     if path.endswith("/user/groups") or path.endswith("/applicationrole"):
         return []
     if path.startswith("/admin/") or path.startswith("/users/"):
+        # Lists answer a list under "data" (anything else is a broken page); single objects an object.
+        listing = path.endswith(("/users/search", "/groups/search", "/role-assignments", "/users"))
         return {
-            "data": [{"directoryId": DIR, "name": "Acme"}] if path.endswith("/directories") else {},
+            "data": [{"directoryId": DIR, "name": "Acme"}]
+            if path.endswith("/directories")
+            else []
+            if listing
+            else {},
             "links": {},
         }
     return {}
