@@ -57,6 +57,7 @@ from atlassian_cleanup.pagination import (
 from atlassian_cleanup.retry import (
     AtlassianApiError,
     AtlassianConfigurationError,
+    AtlassianPaginationError,
     RateLimitTracker,
     RetryPolicy,
     credential_forms,
@@ -151,6 +152,21 @@ def _mask_in_logs(forms: Sequence[str]) -> None:
         return
     for form in forms:
         mask_secret(form)
+
+
+def _directory_users(page: Page, endpoint: str) -> list[dict[str, Any]]:
+    """The users of one directory page; a user without an ``accountId`` makes the page unusable."""
+    users = items_of(page, "data", endpoint)
+    for position, found in enumerate(users):
+        account_id = found.get("accountId") if isinstance(found, Mapping) else None
+        if not isinstance(account_id, str) or not account_id.strip():
+            raise AtlassianPaginationError(
+                f"user {position + 1} of a page has no accountId (got {type(account_id).__name__}); "
+                "a user list that cannot say who is who is not used",
+                path=endpoint,
+                detail="Nothing was changed; retry later or report it",
+            )
+    return users
 
 
 class _AtlassianHttpHook(HttpHook):
@@ -665,7 +681,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         self.get_conn()  # connect (and resolve the directory) before any background thread starts
         endpoint = f"POST {path}"
         pages = (
-            items_of(page, "data", endpoint)
+            _directory_users(page, endpoint)
             for page in pages_v2_cursor(fetch, on_page=on_page, endpoint=endpoint)
         )
         if ahead > 0:

@@ -288,6 +288,7 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
             site_accounts = site.result() if site is not None else {}
 
         directory_users = len(table)
+        _refuse_duplicates(table.account_ids, directory_id)
         retyped = 0
         added: list[dict[str, Any]] = []
         if site_accounts:
@@ -336,6 +337,18 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
                 accounts[str(user["accountId"])] = {key: user.get(key) for key in fields if key in user}
         progress.update(len(accounts), force=True)
         return accounts
+
+
+def _refuse_duplicates(account_ids: Sequence[str], directory_id: str) -> None:
+    """Stop when the directory listed an account more than once: its pages cannot be trusted."""
+    if len(set(account_ids)) == len(account_ids):
+        return
+    repeated = [account_id for account_id, count in Counter(account_ids).items() if count > 1]
+    raise AirflowException(
+        f"extract_users: the user search of directory {directory_id} listed {len(repeated)} "
+        f"account(s) on more than one page (e.g. {repeated[0]}); the listing changed while it was "
+        "read or is broken, so nothing was planned. The task retry reads it again."
+    )
 
 
 class ComputeInactivityOperator(BaseOperator):

@@ -412,10 +412,18 @@ def iter_jsm_pages(
     """
     bounds = _Bounds(on_page, endpoint, "start", max_pages)
     start = 0
+    previous: list[Any] | None = None
     while True:
         page = fetch(start, page_size)
         values = items_of(page, "values", endpoint)
         bounds.page(values)
+        if values and values == previous:
+            raise bounds.error(
+                f"the server ignored start={start} and returned the previous page again; "
+                "stopping instead of looping forever",
+                "This is a server-side paging bug; retry later or report it",
+            )
+        previous = values
         yield from values
         if page.get("isLastPage", True) or not values:
             return

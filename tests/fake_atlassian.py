@@ -1,0 +1,173 @@
+"""A loopback HTTP server that answers whatever a test scripts: the hostile half of Atlassian.
+
+The sandbox models Atlassian faithfully; this one is for answers Atlassian should never give but
+sometimes does (HTML error pages, cut bodies, cursor loops, echoed headers, absurd waits). Each
+request is handed to ``script(request)``, which returns a :class:`Reply`; every request is recorded.
+Bound to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+ADMIN_KEY = "hostile-admin-key-0123456789"
+SITE_EMAIL = "automation@acme.example"
+SITE_TOKEN = "hostile-site-token-ABCDEFGHIJ"
+ORG = "org-1"
+DIRECTORY = "dir-1"
+SEARCH = f"/admin/v2/orgs/{ORG}/directories/{DIRECTORY}/users/search"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    headers: dict[str, str]
+    seen: int  # how many requests to this method + path came before this one
+
+    @property
+    def cursor(self) -> str | None:
+        if isinstance(self.body, dict):
+            return self.body.get("cursor")
+        return (self.query.get("cursor") or [None])[0]
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # dict / list: JSON; str / bytes: sent as-is
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering
+    cut_after: int | None = None  # announce the full length, send this many bytes, close
+
+
+def user(account_id: str, **extra: Any) -> dict[str, Any]:
+    """A v2 directory user as ``users/search`` returns it."""
+    return {
+        "accountId": account_id,
+        "accountType": "atlassian",
+        "status": "active",
+        "email": f"{account_id}@acme.example",
+        "name": account_id,
+        "productAccess": [{"key": "jira-software", "lastActiveTimestamp": "2026-01-01T00:00:00Z"}],
+        "groups": [],
+        **extra,
+    }
+
+
+class FakeAtlassian:
+    """``with FakeAtlassian(script) as fake: ... fake.url ... fake.calls``."""
+
+    def __init__(self, script: Callable[[Request], Reply]) -> None:
+        self.script = script
+        self.calls: list[Request] = []
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body: Any = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                split = urlsplit(self.path)
+                with fake._lock:
+                    seen = fake._counts[(self.command, split.path)]
+                    fake._counts[(self.command, split.path)] += 1
+                    request = Request(
+                        self.command, split.path, parse_qs(split.query), body, dict(self.headers), seen
+                    )
+                    fake.calls.append(request)
+                reply = fake.script(request)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if isinstance(reply.body, dict | list):
+                    payload = json.dumps(reply.body).encode()
+                    content_type = reply.content_type or "application/json"
+                elif reply.body is None:
+                    payload, content_type = b"", reply.content_type
+                else:
+                    payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
+                    content_type = reply.content_type
+                try:
+                    self.send_response(reply.status)
+                    if content_type:
+                        self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(payload)))
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    if reply.cut_after is not None:
+                        self.wfile.write(payload[: reply.cut_after])
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+                        return
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-atlassian", daemon=True)
+
+    def __enter__(self) -> FakeAtlassian:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def writes(self) -> list[Request]:
+        """Calls that would change something in Atlassian (searches are reads)."""
+        return [
+            c for c in self.calls if c.method != "GET" and not c.path.endswith(("/search", "/search/jql"))
+        ]
+
+    def connections(
+        self, *, timeout: list[float] | None = None, retry: dict[str, Any] | None = None
+    ) -> dict[str, str]:
+        """Airflow connection env vars (``AIRFLOW_CONN_*``) pointing the hooks at this server."""
+        extra: dict[str, Any] = {"timeout": timeout or [2.0, 2.0]}
+        extra["retry"] = retry or {"base_delay": 0.01, "max_backoff": 0.05, "max_attempts": 3}
+        admin = {
+            "conn_type": "http",
+            "host": self.url,
+            "password": ADMIN_KEY,
+            "extra": {"org_id": ORG, "directory_id": DIRECTORY, **extra},
+        }
+        site = {
+            "conn_type": "http",
+            "host": self.url,
+            "login": SITE_EMAIL,
+            "password": SITE_TOKEN,
+            "extra": extra,
+        }
+        return {
+            "AIRFLOW_CONN_ATLASSIAN_ADMIN": json.dumps(admin),
+            "AIRFLOW_CONN_ATLASSIAN_SITE": json.dumps(site),
+        }
