@@ -53,6 +53,16 @@ class Reply:
     cut_after: int | None = None  # announce the full length, send this many bytes, close
 
 
+NOT_FOUND = Reply(404, {"errors": [{"code": "ADMIN-404-1", "title": "Not found"}]})
+
+
+def page(users: list[Any] | None, cursor: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One v2 page: ``data`` and ``links.next`` (absent on the last page)."""
+    body: dict[str, Any] = {"data": users, "links": {"next": cursor} if cursor else {}}
+    body.update(extra)
+    return body
+
+
 def user(account_id: str, **extra: Any) -> dict[str, Any]:
     """A v2 directory user as ``users/search`` returns it."""
     return {
@@ -171,3 +181,65 @@ class FakeAtlassian:
             "AIRFLOW_CONN_ATLASSIAN_ADMIN": json.dumps(admin),
             "AIRFLOW_CONN_ATLASSIAN_SITE": json.dumps(site),
         }
+
+
+class Directory:
+    """A script with state: active users ``u1``..``u<count>``; suspend works unless a case changes it.
+
+    :param search: answers the user search instead (``None`` from it = the normal answer).
+    :param suspend: ``suspend(directory, account_id, request) -> Reply`` instead of the normal 204.
+    """
+
+    def __init__(
+        self,
+        *,
+        count: int = 2,
+        search: Callable[[Request], Reply | None] | None = None,
+        suspend: Any = None,
+    ) -> None:
+        self.status = {f"u{i}": "active" for i in range(1, count + 1)}
+        self.search = search
+        self.suspend = suspend
+
+    def __call__(self, request: Request) -> Reply:
+        if request.path == SEARCH:
+            custom = self.search(request) if self.search else None
+            if custom is not None:
+                return custom
+            wanted = (request.body or {}).get("accountIds") or list(self.status)
+            found = [user(a, status=self.status[a]) for a in wanted if a in self.status]
+            return Reply(body=page(found))
+        if request.path.endswith("/suspend"):
+            account_id = request.path.split("/")[-2]
+            if self.suspend is not None:
+                return self.suspend(self, account_id, request)
+            self.status[account_id] = "suspended"
+            return Reply(204)
+        return NOT_FOUND
+
+
+def rows(*account_ids: str) -> list[dict[str, Any]]:
+    """Plan rows suspending these users, shaped as the planner writes them."""
+    from atlassian_cleanup.records import user_record_from_v2
+
+    planned = []
+    for account_id in account_ids:
+        record = user_record_from_v2(user(account_id))
+        planned.append(
+            {
+                "account_id": account_id,
+                "email": record["email"],
+                "name": record["name"],
+                "status": "active",
+                "product_last_active": json.dumps(record["product_access"], sort_keys=True),
+                "days_inactive": 300,
+                "proposed_action": "suspend",
+                "planned_action": "suspend",
+                "products_to_remove": [],
+                "warning_lead_days": None,
+                "action_date": "2026-11-26",
+                "reason": "hostile-api test",
+                "rule": "inactive_all_products",
+            }
+        )
+    return planned

@@ -32,13 +32,17 @@ from atlassian_cleanup.retry import (
 )
 from tests.fake_atlassian import (
     ADMIN_KEY,
+    NOT_FOUND,
     ORG,
     SEARCH,
     SITE_EMAIL,
     SITE_TOKEN,
+    Directory,
     FakeAtlassian,
     Reply,
     Request,
+    page,
+    rows,
     user,
 )
 
@@ -50,14 +54,7 @@ JIRA_USERS = "/rest/api/3/users/search"
 GROUP_MEMBERS = "/rest/api/3/group/member"
 JQL = "/rest/api/3/search/jql"
 JSM_DESKS = "/rest/servicedeskapi/servicedesk"
-NOT_FOUND = Reply(404, {"errors": [{"code": "ADMIN-404-1", "title": "Not found"}]})
 HTML = "text/html; charset=utf-8"
-
-
-def page(users: list[Any] | None, cursor: str | None = None, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"data": users, "links": {"next": cursor} if cursor else {}}
-    body.update(extra)
-    return body
 
 
 def by_cursor(*replies: Reply | dict[str, Any], path: str = SEARCH) -> Callable[[Request], Reply]:
@@ -84,62 +81,6 @@ def by_attempt(*replies: Reply, path: str = SEARCH) -> Callable[[Request], Reply
 
 def endless(make: Callable[[int], Reply], path: str = SEARCH) -> Callable[[Request], Reply]:
     return lambda request: make(request.seen) if request.path == path else NOT_FOUND
-
-
-# -- the engine's cases: a small directory with state ---------------------------------------------
-
-
-class Directory:
-    """Two active users, ``u1`` and ``u2``; suspend works unless a case changes it."""
-
-    def __init__(
-        self, *, search: Callable[[Request], Reply | None] | None = None, suspend: Any = None
-    ) -> None:
-        self.status = {"u1": "active", "u2": "active"}
-        self.search = search
-        self.suspend = suspend
-
-    def __call__(self, request: Request) -> Reply:
-        if request.path == SEARCH:
-            custom = self.search(request) if self.search else None
-            if custom is not None:
-                return custom
-            wanted = (request.body or {}).get("accountIds") or list(self.status)
-            found = [user(a, status=self.status[a]) for a in wanted if a in self.status]
-            return Reply(body=page(found))
-        if request.path.endswith("/suspend"):
-            account_id = request.path.split("/")[-2]
-            if self.suspend is not None:
-                return self.suspend(self, account_id, request)
-            self.status[account_id] = "suspended"
-            return Reply(204)
-        return NOT_FOUND
-
-
-def rows(*account_ids: str) -> list[dict[str, Any]]:
-    from atlassian_cleanup.records import user_record_from_v2
-
-    planned = []
-    for account_id in account_ids:
-        record = user_record_from_v2(user(account_id))
-        planned.append(
-            {
-                "account_id": account_id,
-                "email": record["email"],
-                "name": record["name"],
-                "status": "active",
-                "product_last_active": json.dumps(record["product_access"], sort_keys=True),
-                "days_inactive": 300,
-                "proposed_action": "suspend",
-                "planned_action": "suspend",
-                "products_to_remove": [],
-                "warning_lead_days": None,
-                "action_date": "2026-11-26",
-                "reason": "hostile-api test",
-                "rule": "inactive_all_products",
-            }
-        )
-    return planned
 
 
 def applied_then(
