@@ -115,3 +115,53 @@ def test_dag_files_do_not_import_pandas_at_parse_time():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO, timeout=120
     )
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+#: Tasks that call Atlassian, per DAG: each must be stoppable by an execution_timeout.
+ATLASSIAN_TASKS = {
+    "atlassian_user_cleanup": ("extract_users", "apply_actions", "delete_dormant"),
+    "atlassian_access_restoration": (
+        "fetch_requests",
+        "evaluate_rules",
+        "restore_access",
+        "comment_and_resolve",
+    ),
+}
+
+
+def _timeouts(bag: DagBag) -> dict[str, object]:
+    return {
+        f"{dag_id}.{task_id}": bag.dags[dag_id].get_task(task_id).execution_timeout
+        for dag_id, task_ids in ATLASSIAN_TASKS.items()
+        for task_id in task_ids
+    }
+
+
+def test_every_atlassian_task_has_the_policys_execution_timeout(dagbag):
+    from datetime import timedelta
+
+    # include/policy.yaml documents 120 minutes.
+    assert set(_timeouts(dagbag).values()) == {timedelta(minutes=120)}
+
+
+def test_execution_timeout_follows_the_policy_file_and_survives_a_broken_one(tmp_path, monkeypatch):
+    from datetime import timedelta
+
+    custom = tmp_path / "policy.yaml"
+    custom.write_text("safety:\n  task_timeout_minutes: 9\n", encoding="utf-8")
+    monkeypatch.setenv("ATLASSIAN_CLEANUP_POLICY", str(custom))
+    bag = DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool", ATLASSIAN_POOL})
+    assert bag.import_errors == {}
+    assert set(_timeouts(bag).values()) == {timedelta(minutes=9)}
+
+    custom.write_text("safety:\n  task_timeout_minutes: nine\n", encoding="utf-8")
+    bag = DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool", ATLASSIAN_POOL})
+    assert bag.import_errors == {}
+    assert set(_timeouts(bag).values()) == {timedelta(minutes=120)}
+
+
+def test_approval_and_planning_tasks_have_no_execution_timeout(dagbag):
+    # A human approval may take a day; the planner calls no API.
+    dag = dagbag.dags["atlassian_user_cleanup"]
+    assert dag.get_task("approve_plan").execution_timeout is None
+    assert dag.get_task("compute_inactivity").execution_timeout is None

@@ -295,3 +295,113 @@ def test_prefetch_stops_the_producer_when_the_caller_stops() -> None:
     stream.close()  # joins the producer thread
     assert closed == [True]
     assert len(produced) < 10  # it stopped after at most a few pages ahead
+
+
+# -- bounds: every listing ends, with an error naming the endpoint ---------------------------------
+
+ENDPOINT = "POST /admin/v2/orgs/o/directories/d/users/search"
+
+
+def endless_v2(items_per_page: int, **extra: Any) -> Any:
+    count = {"n": 0}
+
+    def fetch(_cursor: str | None) -> dict[str, Any]:
+        count["n"] += 1
+        n = count["n"]
+        return {"data": list(range(items_per_page)), "links": {"next": f"c{n}"}, **extra}
+
+    fetch.count = count  # type: ignore[attr-defined]
+    return fetch
+
+
+def test_three_empty_pages_with_a_cursor_are_tolerated_the_fourth_stops() -> None:
+    pages = iter([{"data": [], "links": {"next": f"c{i}"}} for i in range(3)] + [{"data": [1], "links": {}}])
+    assert list(iter_v2_cursor(lambda _c: next(pages), endpoint=ENDPOINT)) == [1]
+
+    fetch = endless_v2(0)
+    with pytest.raises(AtlassianPaginationError) as raised:
+        list(iter_v2_cursor(fetch, endpoint=ENDPOINT))
+    assert fetch.count["n"] == 4  # type: ignore[attr-defined]
+    assert str(raised.value).startswith(f"Atlassian API {ENDPOINT}: paging stopped: 4 empty pages in a row")
+
+
+def test_an_empty_page_between_full_ones_resets_the_count() -> None:
+    pattern = [[], [], [], [1], [], [], [], [2]]
+    pages = iter([{"data": d, "links": {"next": f"c{i}"}} for i, d in enumerate(pattern)] + [{"data": []}])
+    assert list(iter_v2_cursor(lambda _c: next(pages), endpoint=ENDPOINT)) == [1, 2]
+
+
+def test_the_page_ceiling_stops_an_endless_valid_listing() -> None:
+    fetch = endless_v2(1)
+    with pytest.raises(AtlassianPaginationError) as raised:
+        list(iter_v2_cursor(fetch, endpoint=ENDPOINT, max_pages=5))
+    assert fetch.count["n"] == 6  # type: ignore[attr-defined]
+    assert "more than 5 pages" in str(raised.value)
+    assert ENDPOINT in str(raised.value)
+
+
+def test_the_default_ceiling_is_far_above_a_real_org() -> None:
+    from atlassian_cleanup.pagination import MAX_PAGES
+
+    assert MAX_PAGES * 100 >= 1_000_000  # a 1M-user org at 100 per page fits
+
+
+def test_more_items_than_the_reported_total_allows_stops_with_a_margin() -> None:
+    # total 200: the margin is max(100, 10 %) = 100 items, so 300 items are fine and 301 are not.
+    ok = iter(
+        [{"data": list(range(100)), "meta": {"total": 200}, "links": {"next": f"c{i}"}} for i in range(2)]
+    )
+    last = iter([{"data": list(range(100)), "meta": {"total": 200}, "links": {}}])
+    pages = iter([*ok, *last])
+    assert len(list(iter_v1_links_next(lambda _u: next(pages), endpoint="GET /admin/v1/orgs/o/users"))) == 300
+
+    fetch = endless_v2(100, meta={"total": 200})
+    with pytest.raises(AtlassianPaginationError) as raised:
+        list(iter_v1_links_next(fetch, endpoint="GET /admin/v1/orgs/o/users"))
+    assert fetch.count["n"] == 4  # type: ignore[attr-defined]
+    assert "400 items after 4 pages, but the server reported a total of 200" in str(raised.value)
+
+
+def test_a_total_on_jira_pages_bounds_them_too() -> None:
+    def fetch(start: int, _size: int) -> dict[str, Any]:
+        return {"values": [start], "isLast": False, "total": 5}
+
+    with pytest.raises(AtlassianPaginationError, match="GET /rest/api/3/group/member: paging stopped"):
+        list(iter_jira_is_last(fetch, endpoint="GET /rest/api/3/group/member"))
+
+
+def test_a_cursor_loop_over_several_pages_is_caught() -> None:
+    cursors = iter(["a", "b", "c", "a"])
+    with pytest.raises(AtlassianPaginationError, match="already returned"):
+        list(iter_v2_cursor(lambda _c: {"data": [1], "links": {"next": next(cursors)}}, endpoint=ENDPOINT))
+
+
+def test_a_jsm_server_ignoring_start_is_caught() -> None:
+    with pytest.raises(AtlassianPaginationError, match="ignored start=1"):
+        list(iter_jsm_pages(lambda _s, _l: {"values": ["same"], "isLastPage": False}, endpoint="GET /x"))
+
+
+def test_a_wrongly_typed_list_field_is_an_error_not_its_keys() -> None:
+    with pytest.raises(AtlassianPaginationError, match="expected a list under 'values', got dict"):
+        list(iter_jira_is_last(lambda _s, _m: {"values": {"a": 1}, "isLast": True}, endpoint="GET /x"))
+
+
+def test_prefetch_caller_stops_waiting_when_the_task_is_stopped() -> None:
+    import threading
+
+    from atlassian_cleanup.retry import AtlassianCallsCancelled, cancel_atlassian_calls
+
+    release = threading.Event()
+
+    def stuck() -> Any:
+        release.wait(30)  # a producer blocked in a call that ignores the flag
+        yield 1
+
+    timer = threading.Timer(0.2, cancel_atlassian_calls)
+    timer.start()
+    try:
+        with pytest.raises(AtlassianCallsCancelled):
+            list(prefetch(stuck(), ahead=1))
+    finally:
+        release.set()
+        timer.cancel()

@@ -375,3 +375,42 @@ def test_overrides_do_not_change_the_original_policy():
     before = policy.to_dict()
     apply_overrides(policy, {"product_thresholds": {"jira": 99}, "inactivity_days": 99})
     assert policy.to_dict() == before
+
+
+# -- safety.task_timeout_minutes: the execution_timeout of the tasks that call Atlassian -------------
+
+
+def test_task_timeout_defaults_to_two_hours_as_documented():
+    import yaml
+
+    shipped = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+    assert shipped["safety"]["task_timeout_minutes"] == 120
+    assert policy_from_dict({}).safety.task_timeout_minutes == 120
+    assert load_policy(SHIPPED).safety.task_timeout_minutes == 120
+
+
+@pytest.mark.parametrize("value", [0, -1, 1441, "ten", 2.5, True, None])
+def test_task_timeout_rejects_what_is_not_a_sane_whole_number_of_minutes(value):
+    problem = only_problem({"safety": {"task_timeout_minutes": value}})
+    assert problem.startswith("safety.task_timeout_minutes: "), problem
+    assert "1 to 1440" in problem
+
+
+def test_task_timeout_typo_is_caught_not_ignored():
+    assert "did you mean 'safety.task_timeout_minutes'" in only_problem(
+        {"safety": {"task_timeout_minute": 5}}
+    )
+
+
+def test_task_timeout_for_the_dags_never_breaks_parsing(tmp_path):
+    from datetime import timedelta
+
+    from atlassian_cleanup.policy import task_timeout
+
+    custom = tmp_path / "policy.yaml"
+    custom.write_text("safety:\n  task_timeout_minutes: 7\n", encoding="utf-8")
+    assert task_timeout(custom) == timedelta(minutes=7)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("safety:\n  task_timeout_minutes: 0\n", encoding="utf-8")
+    assert task_timeout(broken) == timedelta(minutes=120)  # the run's first task reports the error
+    assert task_timeout(tmp_path / "missing.yaml") == timedelta(minutes=120)
