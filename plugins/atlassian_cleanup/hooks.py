@@ -255,8 +255,11 @@ class _AtlassianHttpHook(HttpHook):
         """The process's shared state for this host and credential; its secret forms are masked in logs."""
         conn = self.connection
         forms = self._credential_forms(conn)
-        _mask_in_logs(forms)
-        return credential_state(self._base_url_from(conn), forms)
+        state = credential_state(self._base_url_from(conn), forms)
+        if not state.masked:  # once per credential and process, not once per hook
+            _mask_in_logs(forms)
+            state.masked = True
+        return state
 
     @property
     def rate_limit(self) -> RateLimitTracker:

@@ -287,6 +287,8 @@ class CredentialState:
         #: discovered for an org); :func:`begin_atlassian_calls` forgets them.
         self.memo_lock = threading.Lock()
         self.memos: dict[Any, Any] = {}
+        #: Whether the forms were registered with Airflow's secrets masker.
+        self.masked = False
         self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
         self._pattern = re.compile("|".join(re.escape(s) for s in self.secrets)) if self.secrets else None
 
