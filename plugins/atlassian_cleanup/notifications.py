@@ -42,7 +42,7 @@ from jinja2 import (
 
 from atlassian_cleanup.enforcement import RecipientNotAddressable
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
-from atlassian_cleanup.records import parse_timestamp, plan_product_activity
+from atlassian_cleanup.records import parse_timestamp, plan_product_activity, valid_email_address
 
 log = logging.getLogger(__name__)
 
@@ -473,11 +473,7 @@ def _idna_encode(domain: str) -> str:
         raise UnicodeError(str(exc)) from None
 
 
-def _valid_address(value: Any) -> str | None:
-    address = str(value or "").strip()
-    if not address or "@" not in address or any(ch.isspace() or ch in "<>,;" for ch in address):
-        return None
-    return address
+_valid_address = valid_email_address
 
 
 class MailSession:

@@ -14,8 +14,10 @@ How a user is judged
 user has access to, the baseline is the last activity on that product; a product the user can use
 but never opened is measured from the day the user was added to the org (so a never-logged-in user
 counts from joining). If neither is known the product counts as inactive since forever and the
-reason says "no activity ever recorded". Days are whole days between ``as_of`` and the baseline
-(rounded down). A product is *past its threshold* when its days inactive reach the threshold
+reason says "no activity ever recorded". Days are calendar days from the UTC date of the baseline
+to the UTC date of ``as_of`` (:mod:`atlassian_cleanup.days`, the one day arithmetic of every count
+here: inactivity, grace periods, notice, deletion), so the count matches the dates in the reason. A
+product is *past its threshold* when its days inactive reach the threshold
 (``inactivity.products[product]``, else ``inactivity.default_days``): with a 90-day threshold, a
 user last active exactly 90 days before ``as_of`` is due that day. ``days_inactive`` is counted
 from the latest baseline over all products (the last time the user did anything anywhere).
@@ -27,16 +29,26 @@ latest of the per-product due dates. With ``action: remove_product_access`` each
 on its own: the products past their threshold are removed (e.g. Confluence removed, Jira kept) and
 listed in ``products_to_remove``; the next action date is the earliest product due date.
 
-**Warnings.** With ``warning.lead_days`` configured (say 14, 7, 1), a user whose action date is 1 to
-14 days away gets a ``warn`` for the matching bucket: the smallest lead day that is at least the
-days remaining (10 days away -> the 14-day warning, 3 days away -> the 7-day warning). A bucket is
-not sent twice: when history says that bucket or a smaller one was already sent, the row is
-``none`` / ``already_warned``. **Nobody is actioned without notice:** a user who is due but holds no
-current warning (never warned, or warned in an earlier cycle) gets a final warning
-(``final_warning``, lead ``min(lead_days)``) and the action date moves to ``as_of +
-min(lead_days)``. A user whose current warning is younger than ``min(lead_days)`` days waits
-(``notice_period``). Only a user warned at least ``min(lead_days)`` days ago is actioned. With
+**Warnings and the notice period.** With ``warning.lead_days`` configured (say 14, 7, 1), the
+notice is ``warning.min_notice_days`` (default: the largest lead day, 14): **nobody is actioned
+sooner than that many days after the first warning of their cycle** (the state store's
+``first_warned_at``; the latest warning when it is not known). The action date is the later of the
+day the user is due and the end of that notice; a user not warned yet would be warned today, so
+their action date is at least ``as_of + notice``, also on a first run over a backlog. A user whose
+inactivity puts them at most ``max(lead_days)`` days from due gets a ``warn`` for the bucket
+matching the days left to that action date: the smallest lead day that is at least the days
+remaining (10 days away -> the 14-day warning, 3 days away -> the 7-day warning). A bucket is not
+sent twice: when history says that bucket or a smaller one was already sent, the row is ``none`` /
+``already_warned`` (``notice_period`` when the user is already due and waits out the notice). A
+user who is due but holds no current warning (never warned, or warned in an earlier cycle) gets
+``final_warning``. Only a user first warned at least the notice ago is actioned. With
 ``lead_days: []`` users are actioned as soon as they are due.
+
+**Users without a visible e-mail address** are planned like everyone else; ``notify_warnings``
+lists them to the admins instead of e-mailing them and, with ``warning.without_email:
+action_after_notice`` (the default), records that listing as their warning, so their notice runs
+from the first listing; with ``hold`` nothing is recorded and they stay at ``final_warning``. The
+reason says which applies.
 
 **Deactivate needs a managed account.** Atlassian only deactivates managed accounts, so with
 ``action: deactivate`` an unmanaged (or unknown) account is suspended instead, and the reason says
@@ -100,6 +112,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from atlassian_cleanup.days import days_between, utc_day
 from atlassian_cleanup.policy import Policy
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
 from atlassian_cleanup.records import (
@@ -109,6 +122,7 @@ from atlassian_cleanup.records import (
     WRITE_ACTIONS,
     UserHistory,
     UserRecord,
+    valid_email_address,
 )
 from atlassian_cleanup.user_table import UserTable
 
@@ -131,7 +145,6 @@ from atlassian_cleanup.user_table import UserTable
 
 ADMIN_ROLES: tuple[str, ...] = ("atlassian/org-admin", "atlassian/site-admin", "atlassian/user-access-admin")
 
-_DAY = 86_400.0
 _EPOCH = pd.Timestamp(0, tz="UTC")
 _ACTION_VERBS = {
     "suspend": "Suspended",
@@ -216,7 +229,7 @@ def _dates(seconds: np.ndarray) -> np.ndarray:
     out = np.full(len(seconds), None, dtype=object)
     ok = np.isfinite(seconds)
     if ok.any():
-        days = np.floor(seconds[ok] / _DAY).astype("int64")
+        days = utc_day(seconds[ok]).astype("int64")
         low, high = int(days.min()), int(days.max())
         if high - low < 1_000_000:  # a table of every day in the range: no sorting
             table = np.arange(low, high + 1).astype("datetime64[D]").astype(str).astype(object)
@@ -228,8 +241,9 @@ def _dates(seconds: np.ndarray) -> np.ndarray:
 
 
 def _whole_days(as_of_s: float, seconds: np.ndarray) -> np.ndarray:
-    """Whole days from ``seconds`` to ``as_of`` (NaN stays NaN; the future counts as 0)."""
-    return np.maximum(np.floor((as_of_s - seconds) / _DAY), 0.0)
+    """Calendar days from the UTC date of ``seconds`` to the run's date (NaN stays NaN; the future
+    counts as 0): :func:`atlassian_cleanup.days.days_between`, the one day arithmetic."""
+    return np.maximum(days_between(seconds, as_of_s), 0.0)
 
 
 def _label(product: str) -> str:
@@ -463,6 +477,7 @@ def _plan_actions(
     acted: list[str] = []
     last_warned = np.full(n, np.nan)
     actioned_at, restored_at, warned_at = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    first_warned_at = np.full(n, np.nan)
     if history:
         keys = list(history)
         found = pd.Index(keys, dtype=object).get_indexer(pd.Index(ids, dtype=object))
@@ -485,6 +500,8 @@ def _plan_actions(
                 restored_at[row] = h.restored_at.timestamp()
             if h.warned_at:
                 warned_at[row] = h.warned_at.timestamp()
+            if h.first_warned_at:
+                first_warned_at[row] = h.first_warned_at.timestamp()
 
     def stage_is(name: str) -> np.ndarray:
         return stage_code == STAGES.index(name)
@@ -609,7 +626,7 @@ def _plan_actions(
 
     since_added = _whole_days(as_of_s, added_s)
     decide(since_added < policy.new_user_grace_days, "new_user_grace", "new_user_grace")  # NaN -> False
-    since_restored = np.floor((as_of_s - restored_at) / _DAY)
+    since_restored = days_between(restored_at, as_of_s)
     decide(since_restored < policy.restored_grace_days, "restored_grace", "restored_grace")
 
     # 2. Lifecycle: finished, reset by activity, deletion.
@@ -639,8 +656,8 @@ def _plan_actions(
     else:
         # Atlassian no longer shows the account as we left it: someone restored it by hand.
         decide(waiting & ~in_place, "changed_outside_tool")
-        delete_days = np.ceil((actioned_at + delete_after * _DAY - as_of_s) / _DAY)
-        since_action = np.floor((as_of_s - actioned_at) / _DAY)
+        since_action = days_between(actioned_at, as_of_s)
+        delete_days = delete_after - since_action
         chosen = decide(waiting & (since_action >= delete_after), "dormant_delete")
         proposed[chosen] = planned[chosen] = _A["delete"]
         action_days[chosen] = delete_days[chosen]
@@ -678,27 +695,38 @@ def _plan_actions(
     planned[open_ & due] = act[open_ & due]
 
     lead = sorted(policy.warning.lead_days)
+    # The notice period, in one place: nobody is actioned sooner than ``notice`` days after the
+    # first warning of their cycle. Without a known first warning the latest one counts (a later
+    # start can only lengthen the notice); a user not warned yet would be warned today.
+    notice = policy.warning.notice_days
+    current_warning = stage_is("warned") & ~np.isnan(warned_at) & ~np.isnan(last_warned)
+    first_warned_at = np.where(current_warning & np.isnan(first_warned_at), warned_at, first_warned_at)
+    first_warned_at[~current_warning] = np.nan
     if lead:
-        min_lead, max_lead = lead[0], lead[-1]
-        current_warning = stage_is("warned") & ~np.isnan(warned_at) & ~np.isnan(last_warned)
-        notice_ok = current_warning & (as_of_s - warned_at >= min_lead * _DAY)
-        chosen = decide(open_ & due & ~current_warning, "final_warning")
-        proposed[chosen] = _A["warn"]
-        bucket[chosen] = min_lead
-        action_days[chosen] = min_lead
-        chosen = decide(open_ & due & ~notice_ok, "notice_period")
-        action_days[chosen] = np.ceil((warned_at[chosen] + min_lead * _DAY - as_of_s) / _DAY)
-        window = open_ & ~due & (until > 0) & (until <= max_lead)
+        max_lead = lead[-1]
+        notice_left = np.where(current_warning, notice - days_between(first_warned_at, as_of_s), notice)
+        # Days until the action may happen: when the user is due, and not before the notice is over.
+        effective = np.maximum(until, notice_left)
+        window = open_ & (until <= max_lead) & (effective > 0)
         lead_arr = np.asarray(lead, dtype=float)
         window_bucket = lead_arr[
-            np.clip(np.searchsorted(lead_arr, np.where(window, until, 0)), 0, len(lead) - 1)
+            np.clip(np.searchsorted(lead_arr, np.where(window, effective, 0)), 0, len(lead) - 1)
         ]
-        chosen = decide(window & current_warning & (last_warned <= window_bucket), "already_warned")
+        sent = window & current_warning & (last_warned <= window_bucket)
+        chosen = decide(sent & due, "notice_period")
+        action_days[chosen] = effective[chosen]
+        chosen = decide(sent, "already_warned")
         planned[chosen] = act[chosen]
+        action_days[chosen] = effective[chosen]
+        chosen = decide(window & due & ~current_warning, "final_warning")
+        proposed[chosen] = _A["warn"]
+        bucket[chosen] = window_bucket[chosen]
+        action_days[chosen] = effective[chosen]
         chosen = decide(window, "warning_window")
         proposed[chosen] = _A["warn"]
         planned[chosen] = act[chosen]
         bucket[chosen] = window_bucket[chosen]
+        action_days[chosen] = effective[chosen]
     # Due, and warned long enough ago (or warnings are off): act.
     chosen = open_ & due & (rule == 0)
     rule[chosen] = act_rule[chosen]
@@ -728,6 +756,13 @@ def _plan_actions(
         concerned = remove_row[pu] & (puntil <= horizon[pu])
         remove_masks = masks.masks(concerned)
         remove_lists = masks.lists(concerned, remove_masks)
+
+    # Users in the notice pipeline whose e-mail cannot be used: listed to the admins instead of
+    # e-mailed; the reason says what warning.without_email makes of them.
+    no_email = np.zeros(n, dtype=bool)
+    if lead:
+        rows = np.flatnonzero(np.isin(rule, [_R[r] for r in _NO_EMAIL_RULES]))
+        no_email[rows] = [valid_email_address(e) is None for e in raw_emails[rows].tolist()]
 
     planned_names = _objects(_ACTIONS)[planned]
     reasons = _Reasons(
@@ -760,6 +795,9 @@ def _plan_actions(
         restored=_dates(restored_at),
         reset_ref=reset_ref,
         warned_at=warned_at,
+        first_warned_at=first_warned_at,
+        first_warned=_dates(first_warned_at),
+        no_email=no_email,
         product_rows=(pu, pc, pdays, pthreshold, plast),
         masks=masks,
         due_masks=due_masks,
@@ -882,6 +920,25 @@ _DETAIL_RULES = (
     "warning_window",
     "already_warned",
 )
+# Rules of users being warned, waiting out their notice or actioned after it (warning.without_email).
+_WARN_RULES = ("final_warning", "warning_window")
+_NO_EMAIL_RULES = (
+    *_WARN_RULES,
+    "notice_period",
+    "already_warned",
+    "inactive_all_products",
+    "inactive_no_product_access",
+    "inactive_product",
+)
+_NO_EMAIL_NOTES = {
+    ("action_after_notice", True): " No visible e-mail address: listed to the admins in the digest instead "
+    "of e-mailed; actioned after the same notice, counted from the first listing "
+    "(warning.without_email: action_after_notice).",
+    ("action_after_notice", False): " No visible e-mail address: listed to the admins in the digest "
+    "instead of e-mailed (warning.without_email: action_after_notice).",
+    ("hold", True): " No visible e-mail address: reported to the admins and held; never actioned without "
+    "a warning (warning.without_email: hold).",
+}
 _UNMANAGED = " Unmanaged account: Atlassian only allows deactivating managed accounts; suspending instead."
 
 
@@ -917,15 +974,26 @@ class _Reasons:
         policy: Policy = self.policy
         self.all_masks = self.masks.masks()
         # Day numbers stand for the dates in the sentences (equal day, equal date text).
-        self.last_day = np.floor(self.last_any_s / _DAY)
-        self.added_day_if_never = np.where(np.isnan(self.last_day), np.floor(self.added_s / _DAY), np.nan)
-        self.warned_day = np.floor(self.warned_at / _DAY)
+        self.last_day = utc_day(self.last_any_s)
+        self.added_day_if_never = np.where(np.isnan(self.last_day), utc_day(self.added_s), np.nan)
+        self.warned_day = utc_day(self.warned_at)
+        self.first_warned_day = utc_day(self.first_warned_at)
         self.default_days = policy.inactivity.default_days
         self.is_remove = policy.action == "remove_product_access"
-        self.min_lead = min(policy.warning.lead_days) if policy.warning.lead_days else 0
+        self.notice = policy.warning.notice_days
+        self.email_notes = self._email_notes()
         self.delete_after = policy.delete_after_days
 
     # -- shared pieces ------------------------------------------------------------------------------
+
+    def _email_notes(self) -> np.ndarray:
+        """Per user, the sentence added for a user without a visible e-mail address ("" for others)."""
+        notes = np.full(self.n, "", dtype=object)
+        choice = self.policy.warning.without_email
+        for code in np.unique(self.rule[self.no_email]).tolist():
+            rows = np.flatnonzero(self.no_email & (self.rule == code))
+            notes[rows] = _NO_EMAIL_NOTES.get((choice, _RULES[code] in _WARN_RULES), "")
+        return notes
 
     def _label_of(self, code: int) -> str | None:
         return _label(self.products[code]) if code >= 0 else None
@@ -1015,8 +1083,8 @@ class _Reasons:
         picked = np.flatnonzero((row_of[pu] >= 0) & ((self.remove_masks[pu] >> pc) & 1).astype(bool))
         users, codes, days, last = row_of[pu[picked]], pc[picked], pdays[picked], plast[picked]
         # The joining date is worded only for a product never used (and then only if days are known).
-        added_day = np.where(np.isnan(last), np.floor(self.added_s[pu[picked]] / _DAY), np.nan)
-        group, first = _groups([codes, days, np.floor(last / _DAY), added_day])
+        added_day = np.where(np.isnan(last), utc_day(self.added_s[pu[picked]]), np.nan)
+        group, first = _groups([codes, days, utc_day(last), added_day])
         last_dates = _dates(last[first])
         parts = []
         for k, j in enumerate(first.tolist()):
@@ -1098,9 +1166,14 @@ class _Reasons:
                     )
             else:
                 slow.append(rows)
+        noted = self.email_notes != ""
         if slow:
             rows = np.sort(np.concatenate(slow))
-            out[rows] = _objects(self._row_by_row(rows))
+            out[rows] = _objects(self._row_by_row(rows))  # with their notes
+            noted[rows] = False
+        rows = np.flatnonzero(noted)
+        notes = self.email_notes[rows]
+        out[rows] = _objects([f"{text}{note}" for text, note in zip(out[rows], notes, strict=True)])
         return out
 
     def _inputs(self, rule: str) -> list[np.ndarray]:
@@ -1122,8 +1195,8 @@ class _Reasons:
                 self.warned_day,
                 self.last_warned,
             ],
-            "final_warning": [*core, *when],
-            "notice_period": [*core, *when, self.warned_day],
+            "final_warning": [*core, *when, self.bucket],
+            "notice_period": [*core, *when, self.first_warned_day],
             "warning_window": [*core, *when, self.bucket],
             "already_warned": [*when, self.last_warned, self.warned_day],
         }[rule]
@@ -1145,23 +1218,27 @@ class _Reasons:
         return [""] * len(rows), tails
 
     def _final_warning_frame(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
-        lead = self.min_lead
+        notice = _days(self.notice)
         tails = [
-            f". Not warned yet: sending the final {lead}-day warning; {coming} on {date} at the "
-            f"earliest.{fallback}"
-            for coming, date, fallback in zip(
-                self.comings(rows), self.action_date[rows].tolist(), self.fallbacks(rows), strict=True
+            f". Not warned yet: sending the {int(bucket)}-day warning; {coming} on {date} at the "
+            f"earliest ({notice} of notice).{fallback}"
+            for bucket, coming, date, fallback in zip(
+                self.bucket[rows].tolist(),
+                self.comings(rows),
+                self.action_date[rows].tolist(),
+                self.fallbacks(rows),
+                strict=True,
             )
         ]
         return [""] * len(rows), tails
 
     def _notice_period_frame(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
-        notice = _days(self.min_lead)
+        notice = _days(self.notice)
         tails = [
-            f". Warned on {warned}; {coming} waits until {date} so the user has at least {notice} of "
-            f"notice.{fallback}"
+            f". First warned on {warned}; {coming} waits until {date} so the user has at least {notice} "
+            f"of notice.{fallback}"
             for warned, coming, date, fallback in zip(
-                self.warned[rows].tolist(),
+                self.first_warned[rows].tolist(),
                 self.comings(rows),
                 self.action_date[rows].tolist(),
                 self.fallbacks(rows),
@@ -1295,13 +1372,13 @@ class _Reasons:
             ):
                 entry = (self.products[code], None if math.isnan(days) else int(days), int(threshold), last)
                 details.setdefault(user, []).append(entry)
-        return [self._text(i, details) for i in rows.tolist()]
+        return [self._text(i, details) + self.email_notes[i] for i in rows.tolist()]
 
     def _text(self, i: int, details: Mapping[int, list[tuple[str, int | None, int, str | None]]]) -> str:
         policy = self.policy
         default_days = self.default_days
         is_remove = self.is_remove
-        min_lead = self.min_lead
+        notice = self.notice
         delete_after = self.delete_after
         added, warned, actioned, restored = self.added, self.warned, self.actioned, self.restored
         action_date, action_days, days_inactive = self.action_date, self.action_days, self.days_inactive
@@ -1444,13 +1521,13 @@ class _Reasons:
             return f"{core(i)} Removing {_join_and([_label(p) for p in removal(i)])} access.{keep}"
         if r == "final_warning":
             return (
-                f"{core(i)} Not warned yet: sending the final {min_lead}-day warning; {coming(i)} on "
-                f"{action_date[i]} at the earliest.{fallback(i)}"
+                f"{core(i)} Not warned yet: sending the {int(self.bucket[i])}-day warning; {coming(i)} on "
+                f"{action_date[i]} at the earliest ({_days(notice)} of notice).{fallback(i)}"
             )
         if r == "notice_period":
             return (
-                f"{core(i)} Warned on {warned[i]}; {coming(i)} waits until {action_date[i]} so the user "
-                f"has at least {_days(min_lead)} of notice.{fallback(i)}"
+                f"{core(i)} First warned on {self.first_warned[i]}; {coming(i)} waits until "
+                f"{action_date[i]} so the user has at least {_days(notice)} of notice.{fallback(i)}"
             )
         if r == "warning_window":
             detail = core(i)

@@ -46,6 +46,12 @@ from atlassian_cleanup.products import KNOWN_PRODUCTS, canonical_product
 Action = Literal["suspend", "deactivate", "remove_product_access"]
 ACTIONS: tuple[str, ...] = ("suspend", "deactivate", "remove_product_access")
 ON_CAP_EXCEEDED: tuple[str, ...] = ("fail", "approve")
+#: What happens to an inactive user whose e-mail address Atlassian does not show (``warning.without_email``).
+WITHOUT_EMAIL: tuple[str, ...] = ("action_after_notice", "hold")
+#: Longest period of days a policy may name (100 years): anything longer cannot be meant.
+MAX_DAYS = 36_500
+#: Periods longer than this (ten years) are accepted with a plausibility warning.
+PLAUSIBLE_DAYS = 3_650
 BILLING_MODELS: tuple[str, ...] = ("monthly", "annual")
 
 DEFAULT_ADMIN_GROUPS: tuple[str, ...] = (
@@ -105,13 +111,28 @@ class InactivityPolicy:
 
 @dataclass(frozen=True)
 class WarningPolicy:
-    """Warning e-mails: send one this many days before the action date (descending, unique)."""
+    """Warning e-mails: send one this many days before the action date (descending, unique).
+
+    ``min_notice_days``: nobody is actioned sooner than this many days after their first warning
+    (``None``: the largest of ``lead_days``; see :attr:`notice_days`). ``without_email``: a user
+    whose e-mail Atlassian hides is listed to the admins instead of warned, then actioned after the
+    same notice (``action_after_notice``), or never actioned (``hold``).
+    """
 
     lead_days: tuple[int, ...] = (14, 7, 1)
+    min_notice_days: int | None = None
+    without_email: Literal["action_after_notice", "hold"] = "action_after_notice"
 
     @property
     def enabled(self) -> bool:
         return bool(self.lead_days)
+
+    @property
+    def notice_days(self) -> int:
+        """Days from the first warning before any action: ``min_notice_days`` or the largest lead day."""
+        if self.min_notice_days is not None:
+            return self.min_notice_days
+        return max(self.lead_days, default=0)
 
 
 @dataclass(frozen=True)
@@ -220,7 +241,11 @@ class Policy:
                 "default_days": self.inactivity.default_days,
                 "products": dict(sorted(self.inactivity.products.items())),
             },
-            "warning": {"lead_days": list(self.warning.lead_days)},
+            "warning": {
+                "lead_days": list(self.warning.lead_days),
+                "min_notice_days": self.warning.min_notice_days,
+                "without_email": self.warning.without_email,
+            },
             "action": self.action,
             "delete_after_days": self.delete_after_days,
             "new_user_grace_days": self.new_user_grace_days,
@@ -272,8 +297,11 @@ class Policy:
 # --------------------------------------------------------------------------------------------------
 
 
-def _int(minimum: int, default: Any, description: str) -> dict[str, Any]:
-    return {"type": "integer", "minimum": minimum, "default": default, "description": description}
+def _int(minimum: int, default: Any, description: str, maximum: int | None = None) -> dict[str, Any]:
+    schema = {"type": "integer", "minimum": minimum, "default": default, "description": description}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return schema
 
 
 def _strings(description: str, *, item: dict[str, Any] | None = None, nullable: bool = True) -> dict:
@@ -312,11 +340,13 @@ _SCHEMA: dict[str, Any] = {
         },
         "inactivity": _section(
             {
-                "default_days": _int(1, 90, "Days without activity after which a user is inactive."),
+                "default_days": _int(
+                    1, 90, "Days without activity after which a user is inactive.", MAX_DAYS
+                ),
                 "products": {
                     "type": ["object", "null"],
                     "propertyNames": {"pattern": _PRODUCT_KEY_PATTERN},
-                    "additionalProperties": {"type": "integer", "minimum": 1},
+                    "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS},
                     "default": {},
                     "description": "Per-product thresholds in days (jira, confluence, jsm, ...).",
                 },
@@ -327,11 +357,25 @@ _SCHEMA: dict[str, Any] = {
             {
                 "lead_days": {
                     "type": "array",
-                    "items": {"type": "integer", "minimum": 1},
+                    "items": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS},
                     "uniqueItems": True,
                     "default": [14, 7, 1],
                     "description": "Send a warning this many days before the action date; [] = none.",
-                }
+                },
+                "min_notice_days": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": MAX_DAYS,
+                    "default": None,
+                    "description": "Nobody is actioned sooner than this many days after their first "
+                    "warning; null = the largest of lead_days.",
+                },
+                "without_email": {
+                    "enum": list(WITHOUT_EMAIL),
+                    "default": "action_after_notice",
+                    "description": "Users whose e-mail is hidden: listed to the admins and actioned "
+                    "after the notice period, or held (never actioned).",
+                },
             },
             "Warning e-mails before the action.",
         ),
@@ -343,11 +387,12 @@ _SCHEMA: dict[str, Any] = {
         "delete_after_days": {
             "type": ["integer", "null"],
             "minimum": 1,
+            "maximum": MAX_DAYS,
             "default": None,
             "description": "Delete accounts this tool actioned at least this many days ago; null = never.",
         },
-        "new_user_grace_days": _int(0, 30, "No action for users added to the org fewer days ago."),
-        "restored_grace_days": _int(0, 30, "No action for this many days after a restore."),
+        "new_user_grace_days": _int(0, 30, "No action for users added to the org fewer days ago.", MAX_DAYS),
+        "restored_grace_days": _int(0, 30, "No action for this many days after a restore.", MAX_DAYS),
         "protected": _section(
             {
                 "groups": _strings("Group names whose members are never touched."),
@@ -524,8 +569,11 @@ _FIXES: dict[str, str] = {
     "inactivity": "make it a mapping with default_days and, optionally, products",
     "inactivity.default_days": "use a whole number of days, at least 1, e.g. 90",
     "inactivity.products": "map lower-case product keys to whole days, e.g. {confluence: 180}",
-    "warning": "make it a mapping with lead_days",
+    "warning": "make it a mapping with lead_days, min_notice_days and without_email",
     "warning.lead_days": "use a list of distinct whole days, each at least 1, e.g. [14, 7, 1]; [] = none",
+    "warning.min_notice_days": "use a whole number of days, at least 1, e.g. 14, or null for the largest "
+    "lead day",
+    "warning.without_email": "use action_after_notice or hold",
     "action": "use one of: suspend, deactivate, remove_product_access",
     "delete_after_days": "use a whole number of days, at least 1, or null to never delete",
     "new_user_grace_days": "use a whole number of days, 0 or more, e.g. 30",
@@ -637,6 +685,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if kind == "minimum":
         return f"must be at least {expected}"
     if kind == "maximum":
+        if expected == MAX_DAYS:
+            return f"must be at most {MAX_DAYS} days (100 years): a longer period cannot be meant"
         return f"must be at most {expected}"
     if kind == "exclusiveMinimum":
         return f"must be greater than {expected}"
@@ -821,7 +871,11 @@ def _build(data: Mapping[str, Any]) -> Policy:
             products=dict(sorted(products.items())),
         ),
         # Stored descending: the order warnings go out.
-        warning=WarningPolicy(tuple(sorted(warning.get("lead_days", [14, 7, 1]), reverse=True))),
+        warning=WarningPolicy(
+            tuple(sorted(warning.get("lead_days", [14, 7, 1]), reverse=True)),
+            min_notice_days=warning.get("min_notice_days"),
+            without_email=warning.get("without_email") or WarningPolicy.without_email,
+        ),
         action=data.get("action", "suspend"),
         delete_after_days=data.get("delete_after_days"),
         new_user_grace_days=int(data.get("new_user_grace_days", 30)),
@@ -935,6 +989,52 @@ def load_policy(path: str | Path) -> Policy:
     except yaml.YAMLError as exc:
         raise PolicyError([f"not valid YAML: {exc}"], source=source) from exc
     return policy_from_dict(data, source=source)
+
+
+# --------------------------------------------------------------------------------------------------
+# Plausibility
+# --------------------------------------------------------------------------------------------------
+
+
+def plausibility_warnings(policy: Policy) -> list[str]:
+    """What a valid policy allows but is probably not meant; one sentence per finding.
+
+    These are accepted (the run goes on) and shown in the ``compute_inactivity`` log and the admin
+    digest: a policy that protects nobody beyond the built-in protections, periods longer than ten
+    years (:data:`PLAUSIBLE_DAYS`), a notice period without warnings. Values that cannot be meant
+    (longer than :data:`MAX_DAYS`) are errors of :func:`policy_from_dict` instead. The warning
+    about caps allowing more than half the org needs the org size:
+    :func:`atlassian_cleanup.gates.cap_plausibility_warnings`.
+    """
+    warnings: list[str] = []
+    protected = policy.protected
+    if not (protected.groups or protected.account_ids or protected.emails or protected.domains):
+        warnings.append(
+            "protected: nobody is protected beyond the built-in protections (apps, customers, admins, "
+            "admin groups, the API user, new and restored users). If that is not meant, list your "
+            "VIP groups, break-glass accounts or partner domains under protected, e.g. "
+            "protected.groups: [vip-executives]."
+        )
+    periods: list[tuple[str, int | None]] = [
+        ("inactivity.default_days", policy.inactivity.default_days),
+        *((f"inactivity.products.{p}", d) for p, d in sorted(policy.inactivity.products.items())),
+        ("warning.min_notice_days", policy.warning.min_notice_days),
+        ("delete_after_days", policy.delete_after_days),
+        ("new_user_grace_days", policy.new_user_grace_days),
+        ("restored_grace_days", policy.restored_grace_days),
+    ]
+    for key, days in periods:
+        if days is not None and days > PLAUSIBLE_DAYS:
+            warnings.append(
+                f"{key}: {days} days is more than ten years ({PLAUSIBLE_DAYS} days); check that it "
+                "is meant (a threshold in weeks or months is usual)."
+            )
+    if policy.warning.min_notice_days is not None and not policy.warning.lead_days:
+        warnings.append(
+            "warning.min_notice_days is set but warning.lead_days is []: nobody is warned, so there is "
+            "no notice period and users are actioned as soon as they are due."
+        )
+    return warnings
 
 
 # --------------------------------------------------------------------------------------------------

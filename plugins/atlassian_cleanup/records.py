@@ -92,6 +92,17 @@ def plan_product_activity(row: Mapping[str, Any]) -> dict[str, datetime | None]:
     }
 
 
+def valid_email_address(value: Any) -> str | None:
+    """The address stripped, or None when it cannot be mailed (empty, no ``@``, spaces or ``<>,;``).
+
+    Atlassian hides the e-mail of some accounts; such a user is never guessed at, only reported.
+    """
+    address = str(value or "").strip()
+    if not address or "@" not in address or any(ch.isspace() or ch in "<>,;" for ch in address):
+        return None
+    return address
+
+
 def format_timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -199,11 +210,12 @@ class UserHistory:
     restored_at: datetime | None = None
     last_warned_lead_days: int | None = None
     warned_at: datetime | None = None
+    first_warned_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"UserHistory.stage must be one of {', '.join(STAGES)} (got {self.stage!r})")
-        for name in ("actioned_at", "restored_at", "warned_at"):
+        for name in ("actioned_at", "restored_at", "warned_at", "first_warned_at"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = parse_timestamp(value)
@@ -224,6 +236,7 @@ class UserHistory:
             "restored_at",
             "last_warned_lead_days",
             "warned_at",
+            "first_warned_at",
         )
         return cls(**{name: data[name] for name in names if name in data and data[name] is not None})
 
@@ -236,4 +249,5 @@ class UserHistory:
             "restored_at": format_timestamp(self.restored_at),
             "last_warned_lead_days": self.last_warned_lead_days,
             "warned_at": format_timestamp(self.warned_at),
+            "first_warned_at": format_timestamp(self.first_warned_at),
         }

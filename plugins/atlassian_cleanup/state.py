@@ -495,7 +495,7 @@ def _run(row: Any) -> RunRecord:
     )
 
 
-def _history(row: Any) -> UserHistory:
+def _history(row: Any, first_warned_at: datetime | None = None) -> UserHistory:
     return UserHistory(
         stage=row.stage,
         actioned_at=row.actioned_at,
@@ -503,6 +503,7 @@ def _history(row: Any) -> UserHistory:
         restored_at=row.restored_at,
         last_warned_lead_days=row.last_warned_lead_days,
         warned_at=row.warned_at,
+        first_warned_at=first_warned_at,
     )
 
 
@@ -689,9 +690,10 @@ class StateStore:
         )
         result: dict[str, UserHistory] = {}
         with self._read() as conn:
+            first_warned = self._first_warned(conn)
             if account_ids is None:
                 for row in conn.execute(sa.select(*columns)):
-                    result[row.account_id] = _history(row)
+                    result[row.account_id] = _history(row, first_warned.get(row.account_id))
                 return result
             ids = sorted({str(a) for a in account_ids})
             if len(ids) > 20 * _CHUNK:
@@ -699,13 +701,44 @@ class StateStore:
                 wanted = set(ids)
                 for row in conn.execute(sa.select(*columns)):
                     if row.account_id in wanted:
-                        result[row.account_id] = _history(row)
+                        result[row.account_id] = _history(row, first_warned.get(row.account_id))
                 return result
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 for row in conn.execute(sa.select(*columns).where(USER_STATE.c.account_id.in_(chunk))):
-                    result[row.account_id] = _history(row)
+                    result[row.account_id] = _history(row, first_warned.get(row.account_id))
         return result
+
+    @staticmethod
+    def _first_warned(conn: Connection) -> dict[str, datetime]:
+        """When each user at stage ``warned`` got the first warning of their current warning cycle.
+
+        Read from the append-only journal, so it survives reruns and crashes: the earliest
+        ``warned`` transition in the user's current cycle (and, after a partial product removal,
+        after that action). A warning recorded for a user without a visible e-mail address (listed
+        to the admins instead) is such a transition too, so their notice starts at the first listing.
+        """
+        j, us = JOURNAL, USER_STATE
+        query = (
+            sa.select(us.c.account_id, sa.func.min(j.c.result_at).label("first"))
+            .select_from(us.join(j, j.c.account_id == us.c.account_id))
+            .where(
+                us.c.stage == "warned",
+                j.c.cycle == us.c.cycle,
+                j.c.event == "warned",
+                j.c.stage_after == "warned",
+                sa.or_(us.c.actioned_at.is_(None), j.c.result_at >= us.c.actioned_at),
+            )
+            .group_by(us.c.account_id)
+        )
+        out: dict[str, datetime] = {}
+        for row in conn.execute(query):
+            first = row.first
+            if isinstance(first, str):  # SQLite may hand an aggregate back as text
+                first = datetime.fromisoformat(first)
+            if first is not None:
+                out[row.account_id] = first if first.tzinfo else first.replace(tzinfo=UTC)
+        return out
 
     def cycle_of(self, account_id: str) -> int:
         """The user's inactivity cycle (0 for a user never recorded)."""

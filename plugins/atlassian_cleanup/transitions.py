@@ -28,9 +28,10 @@ journal row that caused it.
 Events and their data:
 
 ``warned`` (``lead_days``: int ≥ 1)
-    active | restored -> warned: ``warned_at = at``, ``last_warned_lead_days = lead_days``.
-    warned -> warned: a later, tighter bucket; ``last_warned_lead_days = min(old, new)``,
-    ``warned_at = at``. actioned -> warned only after ``remove_product_access`` (the removal goes on
+    active | restored -> warned: ``warned_at = first_warned_at = at``, ``last_warned_lead_days =
+    lead_days``. warned -> warned: a later, tighter bucket; ``last_warned_lead_days = min(old, new)``,
+    ``warned_at = at`` (``first_warned_at`` stays: the notice period runs from it). actioned ->
+    warned only after ``remove_product_access`` (the removal goes on
     product by product, and the next product is warned about first, as the planner proposes).
 ``actioned`` (``action``: ``suspend`` | ``deactivate`` | ``remove_product_access``; ``products``:
     optional list of the products removed)
@@ -169,7 +170,9 @@ def apply_event(history: UserHistory | None, event: str, at: datetime, **data: A
             )
         if stage == "warned" and current.last_warned_lead_days is not None:
             lead = min(lead, current.last_warned_lead_days)
-        return replace(current, stage=after, warned_at=at, last_warned_lead_days=lead)
+        # The notice period runs from the first warning of a warning cycle.
+        first = current.first_warned_at if stage == "warned" else at
+        return replace(current, stage=after, warned_at=at, last_warned_lead_days=lead, first_warned_at=first)
 
     if event == "actioned":
         action = data.get("action")
@@ -182,13 +185,18 @@ def apply_event(history: UserHistory | None, event: str, at: datetime, **data: A
             raise InvalidTransition(
                 stage, event, "already actioned; only a further remove_product_access may follow one"
             )
-        return replace(current, stage=after, actioned_at=at, actioned_action=action)
+        return replace(current, stage=after, actioned_at=at, actioned_action=action, first_warned_at=None)
 
     if event in ("activity_seen", "restored"):
         # A new cycle: an old warning must neither count as notice nor hold back a new warning.
         restored_at = at if event == "restored" else current.restored_at
         return replace(
-            current, stage=after, warned_at=None, last_warned_lead_days=None, restored_at=restored_at
+            current,
+            stage=after,
+            warned_at=None,
+            last_warned_lead_days=None,
+            first_warned_at=None,
+            restored_at=restored_at,
         )
 
     # delete_requested, deleted, delete_cancelled: the stage changes, the record of our action stays.

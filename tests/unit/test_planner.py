@@ -77,6 +77,9 @@ def policy(**overrides: Any) -> Policy:
 
 
 NO_WARNINGS = {"lead_days": []}
+# The default lead days with a one-day notice: isolates the choice of warning bucket from the
+# notice period (whose default, the largest lead day, is tested on its own below).
+SHORT_NOTICE = {"lead_days": [14, 7, 1], "min_notice_days": 1}
 
 
 def plan_one(record: UserRecord, pol: Policy | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -257,27 +260,31 @@ def test_remove_product_access_warning_names_the_products():
     pol = policy(action="remove_product_access")
     row = plan_one(user(products={"jira": ago(10), "confluence": ago(85)}), pol)
     assert row["proposed_action"] == "warn"
-    assert row["warning_lead_days"] == 7
+    # Due in 5 days, never warned: the first warning gives the 14 days of notice.
+    assert row["warning_lead_days"] == 14
     assert row["products_to_remove"] == ["confluence"]
     assert row["planned_action"] == "remove_product_access"
     assert "Confluence" in row["reason"]
-    assert date_in(5) in row["reason"]
+    assert date_in(14) in row["reason"]
 
 
 # --- day boundaries and time zones ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("days", "hours", "due"),
-    [(90, 0, True), (90, 1, True), (89, 23, False), (91, 0, True), (89, 0, False)],
+    ("days", "hours", "calendar_days", "due"),
+    # AS_OF is midnight: 89 days and 23 hours earlier is 90 dates back, 90 days and 1 hour is 91.
+    [(90, 0, 90, True), (90, 1, 91, True), (89, 23, 90, True), (91, 0, 91, True), (89, 0, 89, False)],
 )
-def test_threshold_day_itself_is_due(days, hours, due):
+def test_threshold_day_itself_is_due(days, hours, calendar_days, due):
     row = plan_one(user(products={"jira": ago(days, hours)}), policy(warning=NO_WARNINGS))
     assert (row["proposed_action"] == "suspend") is due
-    assert row["days_inactive"] == days
+    assert row["days_inactive"] == calendar_days
 
 
-@pytest.mark.parametrize(("days", "hours", "protected"), [(30, 0, False), (29, 23, True), (0, 0, True)])
+@pytest.mark.parametrize(
+    ("days", "hours", "protected"), [(30, 0, False), (29, 23, False), (29, 0, True), (0, 0, True)]
+)
 def test_new_user_grace_boundary(days, hours, protected):
     row = plan_one(user(products={"jira": None}, added=ago(days, hours)))
     assert (row["rule"] == "new_user_grace") is protected
@@ -296,7 +303,7 @@ def test_naive_as_of_is_rejected():
 
 def test_action_dates_use_the_utc_date_of_as_of():
     late = datetime(2026, 12, 1, 23, 30, tzinfo=UTC)
-    frame = plan_actions([user(products={"jira": ago(80)})], Policy(), late)
+    frame = plan_actions([user(products={"jira": ago(80)})], policy(warning=SHORT_NOTICE), late)
     assert frame.loc[0, "action_date"] == date_in(10)
 
 
@@ -316,7 +323,7 @@ def test_action_dates_use_the_utc_date_of_as_of():
     ],
 )
 def test_warning_buckets(inactive, action, bucket):
-    row = plan_one(user(products={"jira": ago(inactive)}))
+    row = plan_one(user(products={"jira": ago(inactive)}), policy(warning=SHORT_NOTICE))
     assert row["proposed_action"] == action
     assert row["warning_lead_days"] == bucket
     assert row["days_until_action"] == 90 - inactive
@@ -344,37 +351,44 @@ def test_already_warned_bucket_is_not_sent_again():
 def test_next_bucket_is_sent_after_a_larger_one():
     record = user(products={"jira": ago(89)})  # 1 day to go
     warned = history(record, stage="warned", warned_at=AS_OF - timedelta(days=6), last_warned_lead_days=7)
-    row = plan_one(record, history=warned)
+    row = plan_one(record, policy(warning=SHORT_NOTICE), history=warned)
     assert row["proposed_action"] == "warn"
     assert row["warning_lead_days"] == 1
 
 
 def test_unwarned_due_user_gets_a_final_warning_first():
     record = user(products={"jira": ago(120)})
-    row = plan_one(record)
+    pol = policy(warning=SHORT_NOTICE)
+    row = plan_one(record, pol)
     assert row["proposed_action"] == "warn"
     assert row["rule"] == "final_warning"
     assert row["warning_lead_days"] == 1
     assert row["action_date"] == date_in(1)
     assert row["planned_action"] == "suspend"
-    assert "final 1-day warning" in row["reason"]
+    assert "sending the 1-day warning" in row["reason"]
 
     # Warned (the final warning) a day ago: now it happens.
     warned = history(record, stage="warned", warned_at=AS_OF - timedelta(days=1), last_warned_lead_days=1)
-    acted = plan_one(record, history=warned)
+    acted = plan_one(record, pol, history=warned)
     assert acted["proposed_action"] == "suspend"
     assert f"Warned on {date_ago(1)}" in acted["reason"]
 
-    # Warned only 12 hours ago: wait for the notice period.
-    recent = history(record, stage="warned", warned_at=AS_OF - timedelta(hours=12), last_warned_lead_days=1)
-    waiting = plan_one(record, history=recent)
+    # Warned today: wait for the notice period.
+    recent = history(record, stage="warned", warned_at=AS_OF, last_warned_lead_days=1)
+    waiting = plan_one(record, pol, history=recent)
     assert waiting["proposed_action"] == "none"
     assert waiting["rule"] == "notice_period"
     assert waiting["action_date"] == date_in(1)
 
 
-def test_final_warning_uses_the_smallest_lead_day():
+def test_final_warning_gives_the_notice_period():
+    # README: the notice defaults to the largest lead day (10 here) and can be set on its own.
     row = plan_one(user(products={"jira": ago(120)}), policy(warning={"lead_days": [10, 3]}))
+    assert row["warning_lead_days"] == 10
+    assert row["action_date"] == date_in(10)
+    row = plan_one(
+        user(products={"jira": ago(120)}), policy(warning={"lead_days": [10, 3], "min_notice_days": 3})
+    )
     assert row["warning_lead_days"] == 3
     assert row["action_date"] == date_in(3)
 

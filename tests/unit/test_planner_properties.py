@@ -75,10 +75,14 @@ def policies(draw: st.DrawFn) -> Policy:
     products = draw(PRODUCT_THRESHOLDS)
     smallest = min([default_days, *products.values()])
     lead_days = draw(st.lists(st.integers(1, smallest - 1), unique=True, max_size=3))
+    warning: dict[str, Any] = {"lead_days": lead_days}
+    if draw(st.booleans()):
+        warning["min_notice_days"] = draw(st.integers(1, 40))
+    warning["without_email"] = draw(st.sampled_from(["action_after_notice", "hold"]))
     data = {
         **draw(POLICY_REST),
         "inactivity": {"default_days": default_days, "products": products},
-        "warning": {"lead_days": lead_days},
+        "warning": warning,
     }
     return policy_from_dict(data)
 
@@ -95,6 +99,8 @@ HISTORY_AGO = (
     | st.tuples(st.integers(-2, 40), st.integers(0, 23))
     | st.tuples(st.integers(-2, 500), st.integers(0, 23))
 )
+# How long before the latest warning the first one of the cycle went out (None: not known).
+FIRST_WARNED_GAP = st.none() | st.tuples(st.integers(0, 20), st.integers(0, 23))
 # Strategies are built once: building them per draw makes hypothesis spend its time validating.
 USER_SPEC = st.fixed_dictionaries(
     {
@@ -128,6 +134,7 @@ USER_SPEC = st.fixed_dictionaries(
                 "restored_at": HISTORY_AGO,
                 "last_warned_lead_days": st.none() | st.integers(1, 30),
                 "warned_at": HISTORY_AGO,
+                "first_warned_gap": FIRST_WARNED_GAP,
             }
         ),
     }
@@ -142,6 +149,7 @@ LIFECYCLE_HISTORY = st.fixed_dictionaries(
         "restored_at": st.none() | HISTORY_AGO,
         "last_warned_lead_days": st.none() | st.integers(1, 30),
         "warned_at": HISTORY_AGO,
+        "first_warned_gap": FIRST_WARNED_GAP,
     }
 )
 
@@ -176,6 +184,7 @@ def orgs(draw: st.DrawFn, *, lifecycle: bool = False) -> dict[str, Any]:
                 if fields[key] is not None:
                     days, hours = fields[key]
                     fields[key] = as_of - timedelta(days=days, hours=hours)
+            gap = fields.pop("first_warned_gap")
             if fields["stage"] in ("warned", "actioned") and (spec["consistent"] or spec["quiet"]):
                 # What the state store would really hold: a warning with its bucket and the time
                 # of our action.
@@ -189,6 +198,8 @@ def orgs(draw: st.DrawFn, *, lifecycle: bool = False) -> dict[str, Any]:
                     status = {"suspend": "suspended", "deactivate": "deactivated"}.get(
                         fields["actioned_action"], "active"
                     )
+            if gap is not None and fields["warned_at"] is not None:
+                fields["first_warned_at"] = fields["warned_at"] - timedelta(days=gap[0], hours=gap[1])
             history[account_id] = UserHistory(**fields)
         product_access = {}
         for product, value in sorted(spec["access"].items()):
@@ -239,6 +250,11 @@ def parse(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def dates_apart(earlier: datetime, later: datetime) -> int:
+    """Calendar days between the UTC dates of two moments (the README's day count)."""
+    return (later.astimezone(UTC).date() - earlier.astimezone(UTC).date()).days
+
+
 def must_be_protected(user: UserRecord, policy: Policy, as_of: datetime, hist: UserHistory | None) -> str:
     """An independent statement of the never-touch rules; returns why, or "" when none applies."""
     if user["account_type"] != "atlassian":
@@ -261,13 +277,9 @@ def must_be_protected(user: UserRecord, policy: Policy, as_of: datetime, hist: U
     if {g.lower() for g in policy.protected.groups} & set(groups):
         return "group"
     added = parse(user["added_to_org"])
-    if added is not None and max((as_of - added).total_seconds(), 0) < policy.new_user_grace_days * 86400:
+    if added is not None and max(dates_apart(added, as_of), 0) < policy.new_user_grace_days:
         return "new user"
-    if (
-        hist
-        and hist.restored_at
-        and (as_of - hist.restored_at).total_seconds() < policy.restored_grace_days * 86400
-    ):
+    if hist and hist.restored_at and dates_apart(hist.restored_at, as_of) < policy.restored_grace_days:
         return "restored"
     return ""
 
@@ -316,7 +328,7 @@ def test_delete_only_for_users_we_actioned_long_enough_ago(org):
         assert hist is not None
         assert hist.stage == "actioned"
         assert hist.actioned_at is not None
-        assert hist.actioned_at <= org["as_of"] - timedelta(days=policy.delete_after_days)
+        assert dates_apart(hist.actioned_at, org["as_of"]) >= policy.delete_after_days
         assert hist.restored_at is None or hist.restored_at < hist.actioned_at
         assert user["status"] != "for_deletion"
         # Atlassian still shows the account as we left it (nobody restored it by hand).
@@ -349,11 +361,44 @@ def test_nobody_is_actioned_without_notice(org):
                 hist = (org["history"] or {}).get(user["account_id"])
                 assert hist is not None
                 assert hist.stage == "warned"
-                assert hist.warned_at <= org["as_of"] - timedelta(days=min(lead_days))
+                # The notice runs from the first warning (the latest one when that is not known).
+                first = hist.first_warned_at or hist.warned_at
+                assert dates_apart(first, org["as_of"]) >= notice_days(policy)
         if row.proposed_action == "warn":
             assert row.warning_lead_days in lead_days
         else:
             assert row.warning_lead_days is pd.NA
+
+
+def notice_days(policy: Policy) -> int:
+    """README: warning.min_notice_days, by default the largest lead day."""
+    if policy.warning.min_notice_days is not None:
+        return policy.warning.min_notice_days
+    return max(policy.warning.lead_days)
+
+
+@SETTINGS
+@given(orgs() | orgs(lifecycle=True))
+def test_no_action_date_before_the_notice_period_ends(org):
+    """Every date the plan announces or acts on is at least min_notice_days after the first warning."""
+    plan = run(org)
+    policy = org["policy"]
+    if not policy.warning.lead_days:
+        return
+    as_of = org["as_of"]
+    today = as_of.astimezone(UTC).date()
+    for user, row in zip(org["users"], plan.itertuples(index=False), strict=True):
+        hist = (org["history"] or {}).get(user["account_id"])
+        warned = hist is not None and hist.stage == "warned" and hist.warned_at and hist.last_warned_lead_days
+        first = (hist.first_warned_at or hist.warned_at).astimezone(UTC).date() if warned else today
+        if row.proposed_action == "warn" or row.rule in ("notice_period", "already_warned"):
+            # The first warning is today's (not warned yet) or the recorded one.
+            action_date = datetime.fromisoformat(row.action_date).date()
+            assert (action_date - first).days >= notice_days(policy), (row.rule, row.reason)
+            assert row.planned_action in ("suspend", "deactivate", "remove_product_access")
+        if row.proposed_action in ("suspend", "deactivate", "remove_product_access"):
+            assert warned
+            assert (today - first).days >= notice_days(policy), (row.rule, row.reason)
 
 
 @SETTINGS

@@ -142,12 +142,12 @@ def test_remove_product_access_sentences_for_each_rule():
         user("never", products={"jira": None}, added=None),  # no join date either: nothing known
         user("window", products={"jira": None, "confluence": ago(10)}, added=ago(85)),
         user("two", products={"jira": ago(84), "jsm": ago(84, hours=3), "confluence": ago(1)}),
-        user("act", products={"jira": ago(120), "confluence": ago(10)}),
+        user("act", products={"jira": ago(120), "confluence": ago(20)}),
         user("notice", products={"jira": ago(100)}),
         user("warned", products={"jira": ago(85)}),
     ]
     history = {
-        "act": UserHistory(stage="warned", warned_at=AS_OF - timedelta(days=3), last_warned_lead_days=1),
+        "act": UserHistory(stage="warned", warned_at=AS_OF - timedelta(days=14), last_warned_lead_days=1),
         "notice": UserHistory(stage="warned", warned_at=AS_OF - timedelta(hours=5), last_warned_lead_days=1),
         "warned": UserHistory(stage="warned", warned_at=AS_OF - timedelta(days=2), last_warned_lead_days=7),
     }
@@ -156,25 +156,27 @@ def test_remove_product_access_sentences_for_each_rule():
             "final_warning",
             f"No activity in Confluence for 200 days (threshold 120, last active {date_ago(200)}); no "
             f"activity in Jira for 100 days (threshold 90, last active {date_ago(100)}). Not warned yet: "
-            f"sending the final 1-day warning; removal of Confluence and Jira access on {date_in(1)} at "
-            "the earliest.",
+            f"sending the 14-day warning; removal of Confluence and Jira access on {date_in(14)} at "
+            "the earliest (14 days of notice).",
         ),
         "never": (
             "final_warning",
-            "No activity ever recorded in Jira (threshold 90). Not warned yet: sending the final 1-day "
-            f"warning; removal of Jira access on {date_in(1)} at the earliest.",
+            "No activity ever recorded in Jira (threshold 90). Not warned yet: sending the 14-day "
+            f"warning; removal of Jira access on {date_in(14)} at the earliest (14 days of notice).",
         ),
+        # Due in 5 days but never warned: the first warning gives the full 14 days of notice.
         "window": (
             "warning_window",
-            f"Removal of Jira access due on {date_in(5)} (in 5 days): no activity in Jira for 85 days "
-            f"(threshold 90, never used since joining on {date_ago(85)}). Sending the 7-day warning.",
+            f"Removal of Jira access due on {date_in(14)} (in 14 days): no activity in Jira for 85 days "
+            f"(threshold 90, never used since joining on {date_ago(85)}). Sending the 14-day warning.",
         ),
+        # Days are counted between dates: last active 84 days and 3 hours ago is 85 calendar days.
         "two": (
             "warning_window",
-            f"Removal of Jira and Jira Service Management access due on {date_in(6)} (in 6 days): no "
+            f"Removal of Jira and Jira Service Management access due on {date_in(14)} (in 14 days): no "
             f"activity in Jira for 84 days (threshold 90, last active {date_ago(84)}); no activity in Jira "
-            f"Service Management for 84 days (threshold 90, last active {date_ago(85)}). Sending the "
-            "7-day warning.",
+            f"Service Management for 85 days (threshold 90, last active {date_ago(85)}). Sending the "
+            "14-day warning.",
         ),
         "act": (
             "inactive_product",
@@ -183,14 +185,15 @@ def test_remove_product_access_sentences_for_each_rule():
         ),
         "notice": (
             "notice_period",
-            f"No activity in Jira for 100 days (threshold 90, last active {date_ago(100)}). Warned on "
-            f"{date_ago(1)}; removal of Jira access waits until {date_in(1)} so the user has at least 1 day "
-            "of notice.",
+            f"No activity in Jira for 100 days (threshold 90, last active {date_ago(100)}). First warned "
+            f"on {date_ago(1)}; removal of Jira access waits until {date_in(13)} so the user has at least "
+            "14 days of notice.",
         ),
+        # First warned 2 days ago: the action waits for the 14 days of notice, not the 5 days to go.
         "warned": (
             "already_warned",
-            f"7-day warning already sent on {date_ago(2)}; removal of Jira access due on {date_in(5)} (in 5 "
-            "days).",
+            f"7-day warning already sent on {date_ago(2)}; removal of Jira access due on {date_in(12)} (in "
+            "12 days).",
         ),
     }
     fast, reference = plan_both_ways(users, pol, AS_OF, history)

@@ -258,7 +258,7 @@ def test_claim_complete_then_claim_again_is_done(store: StateStore):
     assert again == Claim(first.entry_id, first.idempotency_key, "done")
     assert len(store.journal("acc-1")) == 1  # no second intent row
     assert store.history(["acc-1"])["acc-1"] == UserHistory(
-        stage="warned", warned_at=T0, last_warned_lead_days=7
+        stage="warned", warned_at=T0, last_warned_lead_days=7, first_warned_at=T0
     )
     with pytest.raises(ValueError, match="already has its result"):
         store.complete(first.entry_id, outcome="failed", at=T0)
@@ -424,6 +424,44 @@ def test_a_new_cycle_allows_a_new_warning(store: StateStore):
     assert [e.cycle for e in store.journal("acc-1")] == [0, 0, 1, 1, 1]
 
 
+def test_the_notice_period_starts_at_the_first_warning_of_the_cycle(store_url: str):
+    def warn(store: StateStore, at: datetime, lead: int, run: str) -> None:
+        claim = store.claim(run_id=run, account_id="acc-1", action="warn", at=at, lead_days=lead)
+        store.complete(claim.entry_id, outcome="succeeded", at=at, event="warned")
+
+    with StateStore(store_url) as store:
+        warn(store, T0, 14, "run-1")
+        warn(store, T0 + timedelta(days=7), 7, "run-2")
+        # A warning that did not go out (no address, failed) does not start the clock.
+        failed = store.claim(run_id="run-0", account_id="acc-1", action="warn", at=T0, lead_days=1)
+        store.complete(failed.entry_id, outcome="skipped", at=T0 - timedelta(days=5))
+    with StateStore(store_url) as reopened:  # a rerun, another worker: read from the journal
+        history = reopened.history(["acc-1"])["acc-1"]
+        assert (history.first_warned_at, history.warned_at, history.last_warned_lead_days) == (
+            T0, T0 + timedelta(days=7), 7,
+        )  # fmt: skip
+        assert reopened.history()["acc-1"].first_warned_at == T0  # the whole-org read too
+        # The user came back: the next cycle's notice starts at its own first warning.
+        reopened.record_event("acc-1", "activity_seen", at=T0 + timedelta(days=9), run_id="run-3")
+        assert reopened.history()["acc-1"].first_warned_at is None
+        warn(reopened, T0 + timedelta(days=100), 7, "run-4")
+        assert reopened.history()["acc-1"].first_warned_at == T0 + timedelta(days=100)
+        # After a partial product removal, the next product's warning starts a new notice.
+        remove = reopened.claim(
+            run_id="run-5", account_id="acc-1", action="remove_product_access", at=T0 + timedelta(days=107)
+        )
+        reopened.complete(
+            remove.entry_id, outcome="succeeded", at=T0 + timedelta(days=107), event="actioned",
+            event_data={"action": "remove_product_access", "products": ["confluence"]},
+        )  # fmt: skip
+        again = reopened.claim(
+            run_id="run-6", account_id="acc-1", action="warn", at=T0 + timedelta(days=130), lead_days=14,
+            products=["jira"],
+        )  # fmt: skip
+        reopened.complete(again.entry_id, outcome="succeeded", at=T0 + timedelta(days=130), event="warned")
+        assert reopened.history()["acc-1"].first_warned_at == T0 + timedelta(days=130)
+
+
 def test_record_event_is_idempotent_per_run_and_checks_the_machine(store: StateStore):
     claim = claim_warn(store)
     store.complete(claim.entry_id, outcome="succeeded", at=T0, event="warned")
@@ -475,22 +513,22 @@ def _user(account_id: str, last_active: str) -> UserRecord:
 
 
 def test_history_round_trips_into_the_planner(store: StateStore):
-    as_of = T0 + timedelta(days=10)
+    as_of = T0 + timedelta(days=14)  # the default notice: the largest lead day
     quiet = format_timestamp(T0 - timedelta(days=200))
-    claim = claim_warn(store, account="warned-10-days-ago", lead=1)
+    claim = claim_warn(store, account="warned-14-days-ago", lead=1)
     store.complete(claim.entry_id, outcome="succeeded", at=T0, event="warned")
     claim = claim_warn(store, account="warned-today", lead=1)
     store.complete(claim.entry_id, outcome="succeeded", at=as_of, event="warned")
-    history = store.history(["warned-10-days-ago", "warned-today", "unknown"])
-    assert set(history) == {"warned-10-days-ago", "warned-today"}
+    history = store.history(["warned-14-days-ago", "warned-today", "unknown"])
+    assert set(history) == {"warned-14-days-ago", "warned-today"}
     assert all(isinstance(h, UserHistory) for h in history.values())
     assert UserHistory.from_dict(history["warned-today"].to_dict()) == history["warned-today"]
-    users = [_user(a, quiet) for a in ("warned-10-days-ago", "warned-today", "unknown")]
+    users = [_user(a, quiet) for a in ("warned-14-days-ago", "warned-today", "unknown")]
     plan = {
         row["account_id"]: row
         for row in plan_to_records(plan_actions(users, Policy(), as_of, history=history))
     }
-    assert (plan["warned-10-days-ago"]["stage"], plan["warned-10-days-ago"]["proposed_action"]) == (
+    assert (plan["warned-14-days-ago"]["stage"], plan["warned-14-days-ago"]["proposed_action"]) == (
         "warned",
         "suspend",
     )

@@ -52,7 +52,7 @@ BY_STAGE = {
 
 def test_first_warning_of_a_new_user():
     after = apply_event(None, "warned", T1, lead_days=14)
-    assert after == UserHistory(stage="warned", warned_at=T1, last_warned_lead_days=14)
+    assert after == UserHistory(stage="warned", warned_at=T1, last_warned_lead_days=14, first_warned_at=T1)
 
 
 def test_warning_after_restore_keeps_the_restore_record():
@@ -68,6 +68,16 @@ def test_a_tighter_warning_keeps_the_smallest_bucket_and_the_latest_time():
     # A wider bucket (a late retry of an old warning) never loosens what was already sent.
     again = apply_event(after, "warned", T1 + timedelta(days=1), lead_days=14)
     assert again.last_warned_lead_days == 7
+
+
+def test_the_notice_clock_starts_at_the_first_warning_of_a_cycle():
+    first = apply_event(None, "warned", T1, lead_days=14)
+    later = apply_event(first, "warned", T1 + timedelta(days=7), lead_days=7)
+    assert (later.first_warned_at, later.warned_at) == (T1, T1 + timedelta(days=7))
+    back = apply_event(later, "activity_seen", T1 + timedelta(days=8))
+    assert back.first_warned_at is None
+    again = apply_event(back, "warned", T1 + timedelta(days=90), lead_days=14)
+    assert again.first_warned_at == T1 + timedelta(days=90)
 
 
 @pytest.mark.parametrize("start", ["active", "warned", "restored"])
