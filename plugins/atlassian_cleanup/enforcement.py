@@ -147,8 +147,10 @@ class RecipientNotAddressable(Exception):
 
     A warning for a user without a visible e-mail address is *reported*: retrying cannot make an
     address appear, so failing the task (and its retries) every day would only bury real errors.
-    The journal records it as skipped, so the next run reports it again until someone acts; the
-    planner keeps such a user at the final warning, so nobody is actioned without notice.
+    With ``warning.without_email: action_after_notice`` the user is listed to the admins in the
+    digest and that listing is recorded as the warning (the notice runs from it); with ``hold`` the
+    journal records it as skipped, so the next run reports it again until someone acts, and the
+    planner keeps such a user at the final warning.
     """
 
 
@@ -471,7 +473,11 @@ class Enforcer:
             self._close_hooks()
 
     def warn(
-        self, rows: Sequence[Mapping[str, Any]], sender: Callable[[Mapping[str, Any]], Any]
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        sender: Callable[[Mapping[str, Any]], Any],
+        *,
+        list_unaddressable: bool = False,
     ) -> list[ActionOutcome]:
         """
         Send one warning e-mail per row through ``sender`` and record the ``warned`` event.
@@ -480,12 +486,19 @@ class Enforcer:
 
         :param rows: plan rows with ``proposed_action == "warn"`` and ``warning_lead_days``.
         :param sender: sends the e-mail for one row; raises on failure.
+        :param list_unaddressable: policy ``warning.without_email: action_after_notice``: a user the
+            sender cannot reach (:class:`RecipientNotAddressable`) is listed to the admins in the
+            digest instead, and that listing is recorded as their warning (result ``reported``,
+            event ``warned``), so their notice period starts now and survives reruns. False
+            (``hold``): only reported, nothing recorded, so they are never actioned.
         :return: one outcome per row, in input order.
         """
         rows = list(rows)
         self._check_actions(rows, frozenset({"warn"}), "warn")
         history = self._history(rows)
-        handler = functools.partial(self._warn_one, sender=sender, history=history)
+        handler = functools.partial(
+            self._warn_one, sender=sender, history=history, list_unaddressable=list_unaddressable
+        )
         with self._pool("notify_warnings", workers=1) as pool:
             return self._run("notify_warnings", rows, handler, pool)
 
@@ -1101,7 +1114,11 @@ class Enforcer:
     # -- warn --------------------------------------------------------------------------------------
 
     def _warn_one(
-        self, row: Mapping[str, Any], sender: Callable[[Mapping[str, Any]], Any], history: Mapping[str, Any]
+        self,
+        row: Mapping[str, Any],
+        sender: Callable[[Mapping[str, Any]], Any],
+        history: Mapping[str, Any],
+        list_unaddressable: bool = False,
     ) -> ActionOutcome:
         account_id = str(row["account_id"])
         lead_days = _int_or_none(row.get("warning_lead_days"))
@@ -1124,6 +1141,17 @@ class Enforcer:
             sender(row)
         except RecipientNotAddressable as exc:
             detail = f"Warning e-mail not sent: {exc}"
+            if list_unaddressable:
+                detail += (
+                    f". Listed to the admins in the digest instead ({lead_days}-day stage); the planned "
+                    f"{row.get('planned_action')} follows after the notice period, counted from the first "
+                    "listing (warning.without_email: action_after_notice)."
+                )
+                return self._finish(
+                    row, claim,
+                    _Result("succeeded", REPORTED, "none", detail, event="warned", event_data=data),
+                )  # fmt: skip
+            detail += ". Held: never actioned without a warning (warning.without_email: hold)."
             return self._finish(row, claim, _Result("skipped", REPORTED, "none", detail))
         except Exception as exc:  # SMTP errors: this user only; the claim is retried next run
             detail = f"Warning e-mail not sent: {exc}"

@@ -1,6 +1,6 @@
 """Safety gates that stop a run before its first write (DESIGN.md §6, rules 3 and 4).
 
-Two questions are asked of every run, both as pure functions so they can be tested exhaustively and
+These questions are asked of every run, all as pure functions so they can be tested exhaustively and
 called from any operator:
 
 * :func:`sanity_problems` — does the input look wrong? A user count that collapsed compared with the
@@ -12,6 +12,9 @@ called from any operator:
 * :func:`memory_problems` — is the state store the one earlier live runs used? A store that was
   deleted, truncated or swapped comes back empty, and planning against an empty memory warns
   everyone again; the run stops unless the admin acknowledges a fresh start for that one run.
+* :func:`plausibility_warnings` — is the policy plausible (someone protected, periods under ten
+  years, caps that do not allow more than half of the org)? Findings are warnings for the log and
+  the digest, never a stop.
 * :func:`check_caps` — would the run act on more users than the policy allows? A cap applies to
   each write action kind *and* to the total, as an absolute count (``max_actions_per_run``) and as
   a share of the org (``max_action_share``). What happens when a cap is exceeded (fail, or wait for
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atlassian_cleanup.policy import ACKNOWLEDGE_NEW_STATE_STORE, Policy
+from atlassian_cleanup.policy import plausibility_warnings as policy_plausibility_warnings
 from atlassian_cleanup.records import WRITE_ACTIONS
 
 #: Write action kinds in the order they are reported.
@@ -288,3 +292,38 @@ def check_caps(plan_rows: Any, *, user_count: int, policy: Policy) -> CapDecisio
     elif not total:
         lines.append("No writes planned.")
     return CapDecision(exceeded=exceeded, counts=counts, total=total, limits=limits, over=over, lines=lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Plausibility of the caps
+# --------------------------------------------------------------------------------------------------
+
+
+def cap_plausibility_warnings(policy: Policy, *, user_count: int) -> list[str]:
+    """
+    A warning when the caps let one run action more than half of the org (accepted, not an error).
+
+    Which share of the org the caps allow depends on its size, so this is asked where the caps are
+    checked; the policy-only plausibility warnings are
+    :func:`atlassian_cleanup.policy.plausibility_warnings`.
+
+    :param policy: the run's policy (``safety.max_actions_per_run``, ``safety.max_action_share``).
+    :param user_count: users in the org this run.
+    :return: one sentence, or an empty list.
+    """
+    safety = policy.safety
+    if user_count <= 0:
+        return []
+    allowed = min(safety.max_actions_per_run, math.floor(safety.max_action_share * user_count))
+    if allowed * 2 <= user_count:
+        return []
+    return [
+        f"safety caps: one run may action up to {allowed} of the {user_count} users, more than half "
+        f"of the org (safety.max_actions_per_run {safety.max_actions_per_run}, "
+        f"safety.max_action_share {safety.max_action_share:g}); lower them unless that is meant."
+    ]
+
+
+def plausibility_warnings(policy: Policy, *, user_count: int) -> list[str]:
+    """Every plausibility warning of a run: the policy's own and the caps' against the org size."""
+    return [*policy_plausibility_warnings(policy), *cap_plausibility_warnings(policy, user_count=user_count)]

@@ -192,6 +192,7 @@ def _sample_context(name: str) -> dict[str, Any]:
         plan = [
             {**_SAMPLE_ROW, "protected_by": ""},
             {**_SAMPLE_ROW, "account_id": "557058:p", "proposed_action": "none", "protected_by": "api_user"},
+            {**_SAMPLE_ROW, "account_id": "557058:n", "email": None, "protected_by": ""},
         ]
         return digest_context(
             plan=plan,
@@ -202,6 +203,7 @@ def _sample_context(name: str) -> dict[str, Any]:
             audit_file="atlassian-user-audit_2026-11-26.csv",
             audit_page_url="https://airflow.example.com/audit",
             failed_tasks=["notify_warnings"],
+            policy_warnings=["protected: nobody is protected beyond the built-in protections."],
             seats={
                 "projected": False,
                 "total_before": 120,
@@ -728,9 +730,12 @@ def digest_context(
     audit_page_url: str | None = None,
     failed_tasks: Sequence[str] = (),
     seats: Mapping[str, Any] | None = None,
+    without_email: str = "action_after_notice",
+    policy_warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """
-    The figures of one run for the admin digest (counts only: the names are in the audit CSV).
+    The figures of one run for the admin digest (counts; the names are in the audit CSV, except
+    for the users who cannot be e-mailed, whom the digest lists because it is their warning).
 
     :param plan: the plan rows of the run.
     :param outcomes: ``{account_id: outcome sentence}`` from the stages.
@@ -741,6 +746,8 @@ def digest_context(
     :param audit_page_url: link to the audit page (policy ``audit_page_url``).
     :param failed_tasks: tasks of the run that failed.
     :param seats: the run's billable-seat figures (:func:`atlassian_cleanup.seats.seat_figures`).
+    :param without_email: the policy's ``warning.without_email`` (how those users are treated).
+    :param policy_warnings: plausibility warnings about the run's policy.
     :return: a dict for the digest templates.
     """
     rows = list(plan)
@@ -766,6 +773,11 @@ def digest_context(
         for action, counts in sorted(by_action.items())
     ]
     failed_users = sum(counts["failed"] for counts in by_action.values())
+    unaddressable = [
+        {"account_id": str(row.get("account_id")), "name": row.get("name") or "no name", "what": what}
+        for row in rows
+        if (what := _unaddressable_stage(row, without_email))
+    ]
     return {
         "run_id": run_id,
         "as_of": as_of,
@@ -783,7 +795,37 @@ def digest_context(
         "audit_file": audit_file or "",
         "audit_page_url": audit_page_url or "",
         "seats": dict(seats or {}),
+        "without_email": without_email,
+        "unaddressable_count": len(unaddressable),
+        "unaddressable": unaddressable[:DIGEST_MAX_LISTED],
+        "unaddressable_more": max(len(unaddressable) - DIGEST_MAX_LISTED, 0),
+        "policy_warnings": list(policy_warnings),
     }
+
+
+#: Most users without an e-mail address listed by name in one digest (the rest are in the audit CSV).
+DIGEST_MAX_LISTED = 200
+
+
+def _unaddressable_stage(row: Mapping[str, Any], without_email: str) -> str:
+    """Where a user who cannot be e-mailed stands in the notice period ("" when nowhere).
+
+    From the first warning stage on, such a user is listed in every digest until actioned.
+    """
+    if row.get("protected_by") or _valid_address(row.get("email")) is not None:
+        return ""
+    action = str(row.get("proposed_action") or "none")
+    planned = str(row.get("planned_action") or "none")
+    date = row.get("action_date") or "the action date"
+    if action == "warn":
+        if without_email == "hold":
+            return f"held: no {planned} without a warning (warning.without_email: hold)"
+        return f"{row.get('warning_lead_days')}-day warning stage; {planned} on {date} at the earliest"
+    if action in ("suspend", "deactivate", "remove_product_access"):
+        return f"{action} in this run, after the notice period"
+    if row.get("rule") in ("notice_period", "already_warned"):
+        return f"notice period running; {planned} on {date} at the earliest"
+    return ""
 
 
 def _ordered(counts: Mapping[str, int]) -> list[str]:

@@ -380,7 +380,12 @@ class ComputeInactivityOperator(BaseOperator):
         self.audit_dir = audit_dir
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from atlassian_cleanup.gates import check_caps, missing_activity_share, sanity_problems
+        from atlassian_cleanup.gates import (
+            check_caps,
+            missing_activity_share,
+            plausibility_warnings,
+            sanity_problems,
+        )
         from atlassian_cleanup.planner import plan_actions, plan_to_records, summarise_plan
 
         policy = resolve_policy(self.policy_path, context["params"])
@@ -461,6 +466,13 @@ class ComputeInactivityOperator(BaseOperator):
             "EXCEEDED" if caps.exceeded else "respected",
             "".join(f"; {line}" for line in caps.lines),
         )
+        warnings = plausibility_warnings(policy, user_count=len(users))
+        if warnings:
+            self.log.warning(
+                "compute_inactivity: %d policy plausibility warning(s), accepted (also in the digest):\n- %s",
+                len(warnings),
+                "\n- ".join(warnings),
+            )
         return records
 
     def _check_memory(self, store: Any, policy: Policy, context: Context) -> None:
@@ -821,7 +833,9 @@ class NotifyWarningsOperator(_StageOperator):
             restore_url=settings.request_access_url,
             templates_dir=resolve_templates_dir(settings.templates_dir, self.policy_path),
         ) as sender:
-            return enforcer.warn(rows, sender)
+            return enforcer.warn(
+                rows, sender, list_unaddressable=policy.warning.without_email == "action_after_notice"
+            )
 
 
 WARNING_TEMPLATE_SET = "warning"
@@ -1049,6 +1063,7 @@ class ExportAuditOperator(BaseOperator):
         logged as an error but does not fail the task; the audit, the journal and the run state
         stay the record, and failing here would hide the run's own outcome.
         """
+        from atlassian_cleanup.gates import plausibility_warnings
         from atlassian_cleanup.notifications import (
             SmtpUnavailableError,
             TemplateError,
@@ -1071,6 +1086,8 @@ class ExportAuditOperator(BaseOperator):
             audit_page_url=settings.audit_page_url,
             failed_tasks=failed_tasks,
             seats=seats,
+            without_email=policy.warning.without_email,
+            policy_warnings=plausibility_warnings(policy, user_count=len(rows)),
         )
         try:
             subject = send_digest(

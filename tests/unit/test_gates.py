@@ -11,9 +11,11 @@ import pytest
 from atlassian_cleanup.gates import (
     CAP_KINDS,
     StoreWitness,
+    cap_plausibility_warnings,
     check_caps,
     memory_problems,
     missing_activity_share,
+    plausibility_warnings,
     sanity_problems,
 )
 from atlassian_cleanup.policy import Policy, policy_from_dict
@@ -255,3 +257,34 @@ def test_memory_problems(store_id, known_runs, seen, expected) -> None:
     assert "Restore the state database" in problems[0]
     assert "acknowledge_new_state_store" in problems[0]
     assert LAST_LIVE in problems[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Plausibility of the caps
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("max_actions", "share", "users", "warned"),
+    [
+        (50, 0.1, 300, False),  # the defaults: 30 of 300
+        (1000, 0.6, 100, True),  # 60 of 100
+        (1000, 0.5, 100, False),  # exactly half: allowed without a warning
+        (51, 1.0, 100, True),  # the count cap alone allows 51 of 100
+        (50, 1.0, 100, False),
+        (1000, 0.6, 0, False),  # an empty org: nothing to compare with
+    ],
+)
+def test_caps_allowing_more_than_half_the_org_warn(max_actions, share, users, warned):
+    pol = policy(max_actions_per_run=max_actions, max_action_share=share)
+    found = cap_plausibility_warnings(pol, user_count=users)
+    assert bool(found) is warned
+    if warned:
+        allowed = min(max_actions, int(share * users))
+        assert found[0].startswith(f"safety caps: one run may action up to {allowed} of the {users} users")
+
+
+def test_all_plausibility_warnings_of_a_run():
+    pol = policy_from_dict({"safety": {"max_actions_per_run": 1000, "max_action_share": 1}})
+    found = plausibility_warnings(pol, user_count=10)
+    assert [w.split(":")[0] for w in found] == ["protected", "safety caps"]

@@ -476,7 +476,76 @@ def test_digest_figures() -> None:
     assert "failed tasks: apply_actions" in text
     assert "Audit CSV: atlassian-user-audit_2026-11-26.csv" in text
     assert 'href="https://airflow.acme.example/audit"' in html
-    assert "Users without a visible e-mail address (not warned, reported in the audit): 1" in text
+    assert "Users without a visible e-mail address (not e-mailed, reported in the audit): 1" in text
+    # The user who cannot be e-mailed is listed by name: the digest is their warning.
+    assert (
+        "Users who cannot be e-mailed, listed here instead of warned and actioned after the same notice "
+        "period (warning.without_email: action_after_notice): 1"
+    ) in text
+    assert (
+        "  - a2 (Siobhán O'Brien <script>alert(1)</script>): 14-day warning stage; suspend on 2026-12-10 "
+        in text
+    )
+    assert "<script>" not in html  # names are escaped in the HTML part
+    assert "Policy warnings" not in text
+
+
+def test_digest_lists_users_without_email_from_the_first_warning_until_actioned() -> None:
+    plan = [
+        warn_row(account_id="w1", email=None, rule="final_warning"),
+        warn_row(account_id="w2", email="  ", rule="warning_window"),  # blank: no usable address
+        {**warn_row(account_id="np", email=None), "proposed_action": "none", "rule": "notice_period"},
+        {**warn_row(account_id="aw", email=None), "proposed_action": "none", "rule": "already_warned"},
+        {
+            **warn_row(account_id="act", email=None),
+            "proposed_action": "suspend",
+            "rule": "inactive_all_products",
+        },
+        {**warn_row(account_id="ok", email="ok@acme.example")},  # e-mailed: not listed
+        {**warn_row(account_id="prot", email=None), "protected_by": "group:vip", "proposed_action": "none"},
+        {**warn_row(account_id="idle", email=None), "proposed_action": "none", "rule": "active"},
+    ]
+    context = digest_context(
+        plan=plan, outcomes={}, run_id="r", as_of="2026-11-26", mode="live", audit_file="a.csv"
+    )
+    listed = {user["account_id"]: user["what"] for user in context["unaddressable"]}
+    assert listed == {
+        "w1": "14-day warning stage; suspend on 2026-12-10 at the earliest",
+        "w2": "14-day warning stage; suspend on 2026-12-10 at the earliest",
+        "np": "notice period running; suspend on 2026-12-10 at the earliest",
+        "aw": "notice period running; suspend on 2026-12-10 at the earliest",
+        "act": "suspend in this run, after the notice period",
+    }
+    held = digest_context(
+        plan=plan, outcomes={}, run_id="r", as_of="2026-11-26", mode="live", audit_file="a.csv",
+        without_email="hold",
+    )  # fmt: skip
+    assert (
+        held["unaddressable"][0]["what"] == "held: no suspend without a warning (warning.without_email: hold)"
+    )
+    _, html, text = render_digest(held)
+    assert "Users who cannot be e-mailed, held: never actioned without a warning" in text
+    assert "Held: never actioned without a warning" in html
+
+
+def test_digest_lists_at_most_200_users_by_name() -> None:
+    plan = [warn_row(account_id=f"u{i}", email=None) for i in range(205)]
+    context = digest_context(
+        plan=plan, outcomes={}, run_id="r", as_of="2026-11-26", mode="live", audit_file="a.csv"
+    )
+    assert (context["unaddressable_count"], len(context["unaddressable"])) == (205, 200)
+    _, _, text = render_digest(context)
+    assert "  - ... and 5 more in the audit CSV" in text
+
+
+def test_digest_shows_the_policy_warnings() -> None:
+    context = digest_context(
+        plan=_digest_plan(), outcomes={}, run_id="r", as_of="2026-11-26", mode="live", audit_file="a.csv",
+        policy_warnings=["protected: nobody is protected beyond the built-in protections."],
+    )  # fmt: skip
+    _, html, text = render_digest(context)
+    assert "Policy warnings (accepted, but check they are meant):\n  - protected: nobody is protected" in text
+    assert "<li>protected: nobody is protected beyond the built-in protections.</li>" in html
 
 
 def test_digest_dry_run_says_so_and_escapes(sink: Any) -> None:

@@ -17,6 +17,7 @@ from atlassian_cleanup.policy import (
     PolicyError,
     apply_overrides,
     load_policy,
+    plausibility_warnings,
     policy_from_dict,
     policy_json_schema,
 )
@@ -414,3 +415,94 @@ def test_task_timeout_for_the_dags_never_breaks_parsing(tmp_path):
     broken.write_text("safety:\n  task_timeout_minutes: 0\n", encoding="utf-8")
     assert task_timeout(broken) == timedelta(minutes=120)  # the run's first task reports the error
     assert task_timeout(tmp_path / "missing.yaml") == timedelta(minutes=120)
+
+
+# --- notice period, users without e-mail, plausibility ----------------------------------------------
+
+
+def test_notice_defaults_to_the_largest_lead_day_and_can_be_set():
+    assert policy_from_dict({}).warning.notice_days == 14
+    assert policy_from_dict({"warning": {"lead_days": [30, 3]}}).warning.notice_days == 30
+    custom = policy_from_dict({"warning": {"min_notice_days": 21}})
+    assert (custom.warning.min_notice_days, custom.warning.notice_days) == (21, 21)
+    assert policy_from_dict({}).warning.without_email == "action_after_notice"
+    assert policy_from_dict({"warning": {"without_email": "hold"}}).warning.without_email == "hold"
+    assert policy_from_dict(custom.to_dict()) == custom
+
+
+@pytest.mark.parametrize(
+    ("warning", "expected"),
+    [
+        ({"min_notice_days": 0}, "warning.min_notice_days: must be at least 1 (got 0)"),
+        ({"min_notice_days": "14"}, "warning.min_notice_days: must be a whole number (got '14')"),
+        ({"min_notice_days": True}, "warning.min_notice_days: must be a whole number (got True)"),
+        ({"without_email": "skip"}, "warning.without_email: must be one of action_after_notice, hold"),
+        (
+            {"min_notice_dayz": 3},
+            "warning.min_notice_dayz: unknown key; did you mean 'warning.min_notice_days'?",
+        ),
+    ],
+)
+def test_notice_and_without_email_typos_are_errors(warning, expected):
+    assert only_problem({"warning": warning}).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"inactivity": {"default_days": 36_501}},
+        {"inactivity": {"products": {"confluence": 40_000}}},
+        {"delete_after_days": 100_000},
+        {"new_user_grace_days": 36_501},
+        {"restored_grace_days": 99_999},
+        {"warning": {"min_notice_days": 36_501}},
+    ],
+)
+def test_periods_beyond_a_hundred_years_are_errors(data):
+    problem = only_problem(data)
+    assert "must be at most 36500 days (100 years): a longer period cannot be meant" in problem
+
+
+def test_exactly_a_hundred_years_is_valid_with_a_warning():
+    policy = policy_from_dict(
+        {
+            "inactivity": {"default_days": 36_500},
+            "warning": {"lead_days": [14]},
+            "protected": {"groups": ["vip"]},
+        }
+    )
+    (warning,) = plausibility_warnings(policy)
+    assert warning.startswith("inactivity.default_days: 36500 days is more than ten years (3650 days)")
+
+
+def test_plausibility_warnings():
+    protected = {"protected": {"groups": ["vip-executives"]}}
+    assert plausibility_warnings(policy_from_dict(protected)) == []
+    # The shipped policy protects nobody beyond the built-in protections: accepted, with a warning.
+    (warning,) = plausibility_warnings(load_policy(SHIPPED))
+    assert warning.startswith("protected: nobody is protected beyond the built-in protections")
+    for key in ("account_ids", "emails", "domains"):
+        value = {"account_ids": ["712020:x"], "emails": ["ceo@acme.example"], "domains": ["acme.example"]}[
+            key
+        ]
+        assert plausibility_warnings(policy_from_dict({"protected": {key: value}})) == []
+    ten_years = policy_from_dict(
+        {**protected, "inactivity": {"default_days": 3650, "products": {"jira": 3651}}}
+    )
+    assert [w.split(":")[0] for w in plausibility_warnings(ten_years)] == ["inactivity.products.jira"]
+    long = policy_from_dict({**protected, "delete_after_days": 4000, "new_user_grace_days": 5000})
+    assert [w.split(":")[0] for w in plausibility_warnings(long)] == [
+        "delete_after_days",
+        "new_user_grace_days",
+    ]
+    silent = policy_from_dict({**protected, "warning": {"lead_days": [], "min_notice_days": 14}})
+    assert plausibility_warnings(silent)[0].startswith(
+        "warning.min_notice_days is set but warning.lead_days is []"
+    )
+
+
+def test_a_param_override_beyond_a_hundred_years_is_an_error_naming_the_param():
+    with pytest.raises(PolicyError) as caught:
+        apply_overrides(Policy(), {"inactivity_days": 40_000})
+    assert "param inactivity_days" in str(caught.value)
+    assert "100 years" in str(caught.value)
