@@ -393,6 +393,101 @@ def test_final_warning_gives_the_notice_period():
     assert row["action_date"] == date_in(3)
 
 
+def test_a_first_run_over_a_backlog_gives_the_full_notice():
+    # README: nobody is actioned sooner than warning.min_notice_days (default: the largest lead
+    # day, 14) after their first warning, also when they are long overdue on the first live run.
+    record = user(products={"jira": ago(400)})
+    first = plan_one(record)
+    assert (first["rule"], first["proposed_action"], first["warning_lead_days"]) == (
+        "final_warning",
+        "warn",
+        14,
+    )
+    assert first["action_date"] == date_in(14)
+    assert (
+        f"sending the 14-day warning; suspension on {date_in(14)} at the earliest (14 days of notice)"
+        in (first["reason"])
+    )
+    # The next runs count down from that first warning: the 7-day and 1-day warnings, then the action.
+    expected = {1: ("notice_period", "none"), 7: ("warning_window", "warn"), 8: ("notice_period", "none")}
+    expected |= {13: ("warning_window", "warn"), 14: ("inactive_all_products", "suspend")}
+    last_bucket = 14
+    for day in range(1, 15):
+        as_of = AS_OF + timedelta(days=day)
+        hist = {
+            "u1": UserHistory(
+                stage="warned", warned_at=AS_OF + timedelta(days=day - 1), first_warned_at=AS_OF,
+                last_warned_lead_days=last_bucket,
+            )
+        }  # fmt: skip
+        (row,) = plan_to_records(plan_actions([record], Policy(), as_of, history=hist))
+        if day in expected:
+            assert (row["rule"], row["proposed_action"]) == expected[day], day
+        if row["proposed_action"] == "warn":
+            last_bucket = row["warning_lead_days"]
+            assert row["action_date"] == date_in(14)
+        if row["proposed_action"] == "none":
+            assert row["action_date"] == date_in(14)
+    assert last_bucket == 1
+
+
+def test_the_notice_counts_from_the_first_warning_not_the_latest():
+    record = user(products={"jira": ago(120)})
+    hist = history(
+        record, stage="warned", warned_at=AS_OF - timedelta(days=1), last_warned_lead_days=1,
+        first_warned_at=AS_OF - timedelta(days=14),
+    )  # fmt: skip
+    assert plan_one(record, history=hist)["proposed_action"] == "suspend"
+    # First warned 13 days ago: one more day.
+    hist = history(
+        record, stage="warned", warned_at=AS_OF - timedelta(days=1), last_warned_lead_days=1,
+        first_warned_at=AS_OF - timedelta(days=13),
+    )  # fmt: skip
+    row = plan_one(record, history=hist)
+    assert (row["rule"], row["action_date"]) == ("notice_period", date_in(1))
+    assert f"First warned on {date_ago(13)}; suspension waits until {date_in(1)}" in row["reason"]
+    assert "at least 14 days of notice" in row["reason"]
+    # Unknown first warning: the latest counts, which can only lengthen the notice.
+    hist = history(record, stage="warned", warned_at=AS_OF - timedelta(days=13), last_warned_lead_days=1)
+    assert plan_one(record, history=hist)["action_date"] == date_in(1)
+    # A longer notice set on its own.
+    longer = policy(warning={"lead_days": [14, 7, 1], "min_notice_days": 30})
+    hist = history(
+        record, stage="warned", warned_at=AS_OF - timedelta(days=1), last_warned_lead_days=1,
+        first_warned_at=AS_OF - timedelta(days=20),
+    )  # fmt: skip
+    assert plan_one(record, longer, history=hist)["action_date"] == date_in(10)
+
+
+@pytest.mark.parametrize("choice", ["action_after_notice", "hold"])
+def test_users_without_email_are_planned_alike_and_the_reason_says_which_choice_applied(choice):
+    pol = policy(warning={"lead_days": [14, 7, 1], "without_email": choice})
+    hidden = user(products={"jira": ago(120)}, email=None)
+    row = plan_one(hidden, pol)
+    assert (row["rule"], row["proposed_action"]) == ("final_warning", "warn")
+    if choice == "action_after_notice":
+        assert row["reason"].endswith(
+            "No visible e-mail address: listed to the admins in the digest instead of e-mailed; actioned "
+            "after the same notice, counted from the first listing (warning.without_email: "
+            "action_after_notice)."
+        )
+    else:
+        assert row["reason"].endswith(
+            "No visible e-mail address: reported to the admins and held; never actioned without a warning "
+            "(warning.without_email: hold)."
+        )
+    # Listed 14 days ago (recorded as the warning): actioned, and the audit reason says why.
+    listed = history(hidden, stage="warned", warned_at=AS_OF - timedelta(days=14), last_warned_lead_days=14)
+    acted = plan_one(hidden, pol, history=listed)
+    assert acted["proposed_action"] == "suspend"
+    if choice == "action_after_notice":
+        assert acted["reason"].endswith("(warning.without_email: action_after_notice).")
+    # Users with an address get no such sentence; neither do protected ones.
+    assert "e-mail address" not in plan_one(user(products={"jira": ago(120)}), pol)["reason"]
+    vip = plan_one(user(products={"jira": ago(120)}, email=None, roles=("atlassian/org-admin",)), pol)
+    assert "e-mail address" not in vip["reason"]
+
+
 def test_a_warning_from_an_earlier_cycle_does_not_count():
     record = user(products={"jira": ago(120)})
     # The state store moved the user back to active after they came back; old warning fields remain.
