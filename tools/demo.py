@@ -103,7 +103,7 @@ def demo_policy(workdir: Path) -> Path:
     Changes: the group ``vip-executives`` is protected (to show protection at work), deletion is on
     (7 days after the action, so the simulated days reach it), and the safety caps are raised
     because the seeded org has far more long-inactive users than a real org's daily run would
-    (the shipped caps would stop day 1, which is their job). Dry run stays the default: the live
+    (the shipped caps would stop day 14, which is their job). Dry run stays the default: the live
     days switch it off through the run's ``dry_run`` param.
     ``ATLASSIAN_CLEANUP_POLICY`` set by the caller wins, so a policy can be tried on the sandbox.
     """
@@ -271,10 +271,11 @@ def _done_by_action(manifest: Mapping[str, object]) -> Counter[str]:
 
 
 def _live_days(demo: _Demo, day0: date) -> None:
-    """Warn on day 0, act on day 1, run day 1 again (nothing twice), delete on day 8."""
+    """Warn on day 0, act on day 14 (after the notice), run day 14 again (nothing twice), delete on day 21."""
     print("\n== Live runs over simulated days (dry_run switched off with the run's dry_run param)")
     print("   state store: embedded SQLite (connection atlassian_cleanup_state is not defined)")
-    schedule = [(0, 0, "warn"), (1, 1, "act"), (1, 0, "same day again"), (8, 7, "delete")]
+    # The shipped policy gives 14 days of notice from the first warning (warning.min_notice_days).
+    schedule = [(0, 0, "warn"), (14, 14, "act"), (14, 0, "same day again"), (21, 7, "delete")]
     for offset, advance, label in schedule:
         day = day0 + timedelta(days=offset)
         if advance:
@@ -296,9 +297,9 @@ def _live_days(demo: _Demo, day0: date) -> None:
         if label == "same day again" and (sum(writes.values()) or sent):
             raise DemoError("re-running the same day wrote to Atlassian or sent mail again")
         if label == "act" and not done["suspend"]:
-            raise DemoError("day 1 suspended nobody: the warned users were not actioned")
+            raise DemoError("day 14 suspended nobody: the warned users were not actioned")
         if label == "delete" and not done["delete"]:
-            raise DemoError("day 8 deleted nobody: the actioned users were not deleted")
+            raise DemoError("day 21 deleted nobody: the actioned users were not deleted")
         if label == "delete":
             _restore_request(demo, day, manifest)
 

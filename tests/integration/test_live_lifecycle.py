@@ -51,7 +51,9 @@ class LiveOrg:
         data = yaml.safe_load((REPO / "include" / "policy.yaml").read_text(encoding="utf-8"))
         data["dry_run"] = False
         data["protected"]["groups"] = ["vip-executives"]
-        data["warning"] = {"lead_days": [3, 1]}
+        # A one-day notice, so one simulated day goes from the final warning to the action; the
+        # shipped notice (the largest lead day) has its own test.
+        data["warning"] = {"lead_days": [3, 1], "min_notice_days": 1}
         data["delete_after_days"] = 7
         data["safety"].update(HIGH_CAPS)
         data.update(changes)
@@ -288,6 +290,51 @@ def test_warn_then_act_then_delete_each_exactly_once(live_org_any_store):
             assert user["status"] == "for_deletion", user
         else:
             assert user is None or user["status"] in {"not_invited", "for_deletion"}, user
+
+
+def test_a_first_live_run_over_a_backlog_gives_the_full_notice(live_org):
+    import csv
+
+    from atlassian_cleanup.notifications import HEADER_ACCOUNT, HEADER_WARNING
+
+    org = live_org
+    # The shipped notice: the largest lead day (3 here), from each user's FIRST warning.
+    org.write_policy(warning={"lead_days": [3, 1]})
+    mails_before = len(org.smtp_sink.messages())
+
+    # Day 0, the first live run: the backlog of long-overdue users is warned, nobody is suspended,
+    # and every warning announces an action date three days away.
+    run = org.run(0)
+    assert str(run.state) == "success", _states(run)
+    assert not [c for c in org.write_calls() if "/suspend" in c["path"]]
+    audits = sorted(
+        Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]).glob("*.csv"), key=lambda p: p.stat().st_mtime
+    )
+    with audits[-1].open(encoding="utf-8", newline="") as handle:
+        finals = [r for r in csv.DictReader(handle) if r["rule"] == "final_warning"]
+    assert finals, "day 0 found no overdue user"
+    day3 = (DAY0 + timedelta(days=3)).date().isoformat()
+    assert {(r["action_date"], r["warning_lead_days"]) for r in finals} == {(day3, "3")}
+    warned_day0 = {m[HEADER_ACCOUNT] for m in org.smtp_sink.messages()[mails_before:] if m[HEADER_WARNING]}
+    assert {r["account_id"] for r in finals} <= warned_day0
+
+    # Day 2: still within the notice; the 1-day warnings of the countdown go out, nothing else.
+    org.advance_clock(2)
+    seq, mails = org.last_seq(), len(org.smtp_sink.messages())
+    run = org.run(2)
+    assert str(run.state) == "success", _states(run)
+    assert _successful(org.write_calls(seq)) == []
+    day2 = [m for m in org.smtp_sink.messages()[mails:] if m[HEADER_WARNING]]
+    assert {m[HEADER_ACCOUNT] for m in day2 if m[HEADER_WARNING] == "1"} >= {r["account_id"] for r in finals}
+
+    # Day 3: three days after their first warning, the overdue users are suspended.
+    org.advance_clock(1)
+    seq = org.last_seq()
+    run = org.run(3)
+    assert str(run.state) == "success", _states(run)
+    suspended = {c["account_id"] for c in _successful(org.write_calls(seq)) if c["path"].endswith("/suspend")}
+    assert suspended, "day 3 suspended nobody"
+    assert suspended <= warned_day0, "suspended less than three days after a first warning"
 
 
 def test_the_daily_dag_leaves_a_user_restored_through_jsm_alone(live_org):

@@ -42,7 +42,8 @@ class MailOrg(LiveOrg):
             "admin_emails": [ADMIN],
             "audit_page_url": AUDIT_PAGE,
         }
-        super().write_policy(warning={"lead_days": [3, 2, 1]}, notifications=notifications, **changes)
+        changes.setdefault("warning", {"lead_days": [3, 2, 1], "min_notice_days": 1})
+        super().write_policy(notifications=notifications, **changes)
 
     def run(self, day: int, run_conf: dict | None = None):
         """Like LiveOrg.run, without Airflow task retries (a failed send must show in this run)."""
@@ -273,3 +274,64 @@ def test_users_without_email_are_reported_not_guessed(mail_org: MailOrg) -> None
         assert row["outcome"].startswith("dry run: would report")
     if no_email:
         assert f"reported in the audit): {len(no_email)}" in text
+
+
+@pytest.mark.parametrize("choice", ["action_after_notice", "hold"])
+def test_users_without_email_are_listed_to_the_admins_then_actioned_after_the_notice(
+    mail_org: MailOrg, choice: str
+) -> None:
+    org = mail_org
+    org.write_policy(warning={"lead_days": [3, 2, 1], "min_notice_days": 2, "without_email": choice})
+    (hidden,) = _candidates(org, 1)
+    account_id = hidden["account_id"]
+    org.make_due_in(account_id, 0)  # due today, never warned
+    org.sandbox.runtime.state.users[account_id].email = None  # Atlassian hides the address
+    day2 = (DAY0 + timedelta(days=2)).date().isoformat()
+
+    # Day 0: no e-mail can be sent; the user is listed to the admins in the digest instead.
+    start = len(org.smtp_sink.messages())
+    run = org.run(0)
+    assert str(run.state) == "success", _states(run)
+    mails = org.smtp_sink.messages()[start:]
+    assert not [m for m in _warnings(mails) if m[HEADER_ACCOUNT] == account_id]
+    row = next(r for r in org.audit_rows() if r["account_id"] == account_id)
+    assert (row["rule"], row["proposed_action"], row["email"]) == ("final_warning", "warn", "")
+    assert row["outcome"].startswith("reported: Warning e-mail not sent: no e-mail address")
+    assert row["reason"].endswith(f"(warning.without_email: {choice}).")
+    (digest,) = _digests(mails)
+    text = _text(digest)
+    assert f"(warning.without_email: {choice}): " in text
+    if choice == "action_after_notice":
+        assert "Listed to the admins in the digest instead" in row["outcome"]
+        assert (
+            f"  - {account_id} ({hidden['name']}): 2-day warning stage; suspend on {day2} at the earliest"
+            in text
+        )
+    else:
+        assert "Held: never actioned without a warning" in row["outcome"]
+        assert f"  - {account_id} ({hidden['name']}): held: no suspend without a warning" in text
+
+    # Day 2: the notice has run from the first listing (action_after_notice), or it has not (hold).
+    org.advance_clock(2)
+    seq = org.last_seq()
+    start = len(org.smtp_sink.messages())
+    run = org.run(2)
+    assert str(run.state) == "success", _states(run)
+    suspended = {
+        c["account_id"]
+        for c in org.write_calls(seq)
+        if c["path"].endswith("/suspend") and c["status"] and 200 <= c["status"] < 300
+    }
+    row = next(r for r in org.audit_rows() if r["account_id"] == account_id)
+    (digest,) = _digests(org.smtp_sink.messages()[start:])
+    if choice == "action_after_notice":
+        assert account_id in suspended
+        assert (row["proposed_action"], row["result"]) == ("suspend", "done")
+        assert row["reason"].endswith("(warning.without_email: action_after_notice).")
+        assert f"  - {account_id} ({hidden['name']}): suspend in this run, after the notice period" in _text(
+            digest
+        )
+    else:
+        assert account_id not in suspended
+        assert (row["rule"], row["proposed_action"]) == ("final_warning", "warn")
+        assert row["outcome"].startswith("reported: ")
