@@ -7,6 +7,7 @@ the runs' logical dates, so the Atlassian side and our memory agree on what "tod
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -292,7 +293,7 @@ def test_warn_then_act_then_delete_each_exactly_once(live_org_any_store):
             assert user is None or user["status"] in {"not_invited", "for_deletion"}, user
 
 
-def test_a_first_live_run_over_a_backlog_gives_the_full_notice(live_org):
+def test_a_first_live_run_over_a_backlog_gives_the_full_notice(live_org, caplog, capfd):
     import csv
 
     from atlassian_cleanup.notifications import HEADER_ACCOUNT, HEADER_WARNING
@@ -304,8 +305,14 @@ def test_a_first_live_run_over_a_backlog_gives_the_full_notice(live_org):
 
     # Day 0, the first live run: the backlog of long-overdue users is warned, nobody is suspended,
     # and every warning announces an action date three days away.
-    run = org.run(0)
+    with caplog.at_level(logging.WARNING):
+        run = org.run(0)
     assert str(run.state) == "success", _states(run)
+    # The test policy's caps allow actioning the whole org: accepted, with a warning in the log.
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err
+    assert "compute_inactivity: 1 policy plausibility warning(s), accepted" in logged, logged[-3000:]
+    assert "safety caps: one run may action up to" in logged
     assert not [c for c in org.write_calls() if "/suspend" in c["path"]]
     audits = sorted(
         Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]).glob("*.csv"), key=lambda p: p.stat().st_mtime

@@ -301,6 +301,11 @@ def test_users_without_email_are_listed_to_the_admins_then_actioned_after_the_no
     (digest,) = _digests(mails)
     text = _text(digest)
     assert f"(warning.without_email: {choice}): " in text
+    # The test policy's caps let one run action the whole org: accepted, and said in the digest.
+    assert (
+        "Policy warnings (accepted, but check they are meant):\n  - safety caps: one run may action up to"
+        in text
+    )
     if choice == "action_after_notice":
         assert "Listed to the admins in the digest instead" in row["outcome"]
         assert (
