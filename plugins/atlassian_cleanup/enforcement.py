@@ -71,7 +71,12 @@ from atlassian_cleanup.outcomes import (  # re-exported: callers import them fro
 )
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
 from atlassian_cleanup.progress import ProgressLog
-from atlassian_cleanup.records import parse_timestamp, plan_product_activity, user_record_from_v2
+from atlassian_cleanup.records import (
+    parse_timestamp,
+    plan_product_activity,
+    user_record_from_v2,
+    valid_email_address,
+)
 from atlassian_cleanup.retry import (
     AtlassianApiError,
     AtlassianAuthError,
@@ -1141,17 +1146,20 @@ class Enforcer:
             sender(row)
         except RecipientNotAddressable as exc:
             detail = f"Warning e-mail not sent: {exc}"
-            if list_unaddressable:
-                detail += (
-                    f". Listed to the admins in the digest instead ({lead_days}-day stage); the planned "
-                    f"{row.get('planned_action')} follows after the notice period, counted from the first "
-                    "listing (warning.without_email: action_after_notice)."
-                )
-                return self._finish(
-                    row, claim,
-                    _Result("succeeded", REPORTED, "none", detail, event="warned", event_data=data),
-                )  # fmt: skip
-            detail += ". Held: never actioned without a warning (warning.without_email: hold)."
+            # warning.without_email is about addresses Atlassian does not show; an address the relay
+            # cannot take is only reported (the admin can fix the relay or the address).
+            if valid_email_address(row.get("email")) is None:
+                if list_unaddressable:
+                    detail += (
+                        f". Listed to the admins in the digest instead ({lead_days}-day stage); the "
+                        f"planned {row.get('planned_action')} follows after the notice period, counted "
+                        "from the first listing (warning.without_email: action_after_notice)."
+                    )
+                    return self._finish(
+                        row, claim,
+                        _Result("succeeded", REPORTED, "none", detail, event="warned", event_data=data),
+                    )  # fmt: skip
+                detail += ". Held: never actioned without a warning (warning.without_email: hold)."
             return self._finish(row, claim, _Result("skipped", REPORTED, "none", detail))
         except Exception as exc:  # SMTP errors: this user only; the claim is retried next run
             detail = f"Warning e-mail not sent: {exc}"

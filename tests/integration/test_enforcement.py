@@ -351,6 +351,44 @@ def test_delete_managed_and_unmanaged(sb: Any, store: StateStore) -> None:
     assert write_calls(sb, mark) == []
 
 
+def test_a_user_without_a_visible_address_is_listed_and_the_listing_counts_as_the_warning(
+    sb: Any, store: StateStore
+) -> None:
+    from atlassian_cleanup.enforcement import RecipientNotAddressable
+
+    hidden, refused = pick(sb, "inactive_60", 2)
+    rows = plan_rows([hidden, refused], "warn")
+    for row in rows:
+        row.update(planned_action="suspend", warning_lead_days=14, action_date="2026-12-10")
+    rows[0]["email"] = None  # Atlassian shows no address
+    sent: list[str] = []
+
+    def sender(row: dict[str, Any]) -> None:
+        sent.append(row["account_id"])
+        raise RecipientNotAddressable("cannot be reached")  # no address / the relay refuses it
+
+    outcomes = enforcer(store).warn(rows, sender, list_unaddressable=True)
+    assert [o.result for o in outcomes] == ["reported", "reported"]
+    assert "Listed to the admins in the digest instead (14-day stage)" in outcomes[0].detail
+    assert "warning.without_email: action_after_notice" in outcomes[0].detail
+    history = store.history([hidden, refused])
+    # The listing is recorded as the warning: the notice period starts today.
+    assert (history[hidden].stage, history[hidden].first_warned_at) == ("warned", AT)
+    # A visible address the relay refused is only reported: warning.without_email is not about it.
+    assert refused not in history or history[refused].stage == "active"
+    assert "Listed to the admins" not in outcomes[1].detail
+    # A rerun does not list the same stage twice (the journal says it is done).
+    again = enforcer(store, run_id="run-2").warn(rows, sender)
+    assert [o.result for o in again] == ["skipped_already_done", "reported"]
+    # hold: only reported, never recorded as a warning.
+    held = plan_rows([pick(sb, "inactive_60", 3)[2]], "warn")
+    held[0].update(planned_action="suspend", warning_lead_days=14, action_date="2026-12-10", email=None)
+    (outcome,) = enforcer(store, run_id="run-3").warn(held, sender, list_unaddressable=False)
+    assert outcome.result == "reported"
+    assert "Held: never actioned without a warning (warning.without_email: hold)." in outcome.detail
+    assert held[0]["account_id"] not in store.history([held[0]["account_id"]])
+
+
 def test_warn_sends_once_per_bucket(sb: Any, store: StateStore, tmp_path: Path, monkeypatch: Any) -> None:
     from atlassian_cleanup.notifications import WarningSender
     from tools.smtp_sink import SmtpSink
