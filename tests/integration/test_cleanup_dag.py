@@ -94,7 +94,8 @@ def test_dry_run_plans_every_user_and_changes_nothing(
             and truth["account_type"] == "atlassian"
         ):
             last = datetime.fromisoformat(truth["last_active_overall"].replace("Z", "+00:00"))
-            assert int(row["days_inactive"]) == (LOGICAL_DATE - last).days, row
+            # Calendar days between the UTC dates (README), not elapsed time rounded down.
+            assert int(row["days_inactive"]) == (LOGICAL_DATE.date() - last.astimezone(UTC).date()).days, row
         if row["proposed_action"] != "none":
             assert row["outcome"].startswith("dry run: would"), row
             assert row["reason"], row
