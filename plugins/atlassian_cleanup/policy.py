@@ -16,8 +16,9 @@ choice (``dry_run: true``, ``action: suspend``, no deletion).
 
 A DAG run may override a few keys through DAG Params. :data:`PARAM_SCHEMAS` describes them (JSON
 Schema fragments ready for ``airflow.sdk.Param(**schema)``) and :func:`apply_overrides` applies
-them: a param left at ``None`` keeps the policy file's value, and the merged policy is validated
-again, with errors naming the param.
+them: a param left untouched (``None``, ``"policy"``) keeps the policy file's value, and the merged
+policy is validated again, with errors naming the param. :func:`conf_key_problems` rejects a run
+conf key that is no param at all (``{"dryrun": true}``), naming the closest one.
 
 The API user (the account whose token runs the DAG) is deliberately *not* a policy key: it comes
 from the Airflow connections, and the planner receives it as ``api_user_emails`` /
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -1045,46 +1047,72 @@ def plausibility_warnings(policy: Policy) -> list[str]:
 #: earlier live runs (read by ``compute_inactivity``; see README "Where the memory lives").
 ACKNOWLEDGE_NEW_STATE_STORE = "acknowledge_new_state_store"
 
-#: DAG Params that may override the policy for one run. Each value is a JSON Schema fragment with
-#: ``default: None`` ("keep the policy file's value"), ``title`` and ``description``, usable as
-#: ``Param(**PARAM_SCHEMAS[name])``.
+#: The value of a choice param (``mode``, ``action``) that keeps the policy file's value.
+KEEP_POLICY = "policy"
+
+#: ``mode`` choice -> the run's ``dry_run`` (``None``: the policy file decides).
+MODE_DRY_RUN: dict[str, bool | None] = {KEEP_POLICY: None, "dry_run": True, "live": False}
+
+_KEEP = "Empty: the policy's value."
+
+#: DAG Params that may override the policy for one run. Each value is a JSON Schema fragment usable
+#: as ``Param(**PARAM_SCHEMAS[name])``, with ``title`` and ``description``. Every default keeps the
+#: policy file's value, and no field has an untouched state that differs from its toggled-back one:
+#: the trigger form draws choices as dropdowns with readable labels (``values_display``) whose
+#: default is "as the policy says", and free values as empty boxes (a cleared box submits null,
+#: exactly like an untouched one). There is no boolean: a switch toggled on and off again submits
+#: ``false``, which is how a "dry run" switch once sent a run live.
 PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
-    "dry_run": {
-        "default": None,
-        "type": ["null", "boolean"],
-        "title": "Dry run",
-        "description": "true = plan only; false = send e-mails and act. Empty keeps the policy's dry_run.",
+    "mode": {
+        "default": KEEP_POLICY,
+        "type": "string",
+        "enum": list(MODE_DRY_RUN),
+        "values_display": {
+            KEEP_POLICY: "As the policy says (dry_run in the policy file)",
+            "dry_run": "Dry run: plan and audit only, nothing is sent or changed",
+            "live": "Live: warning e-mails and Atlassian writes",
+        },
+        "title": "Mode",
+        "description": "What this run may do. 'As the policy says' follows dry_run in the policy file; "
+        "only 'Live' sends warning e-mails and changes Atlassian.",
     },
     "inactivity_days": {
         "default": None,
         "type": ["null", "integer"],
         "minimum": 1,
         "title": "Inactivity threshold (days)",
-        "description": "Days without activity before a user is inactive (inactivity.default_days).",
+        "description": f"Days without activity before a user is inactive (inactivity.default_days). {_KEEP}",
     },
     "product_thresholds": {
         "default": None,
-        "type": ["null", "object"],
+        "type": ["null", "string", "object"],
         "propertyNames": {"pattern": _PRODUCT_KEY_PATTERN},
         "additionalProperties": {"type": "integer", "minimum": 1},
         "title": "Per-product thresholds (days)",
-        "description": 'e.g. {"confluence": 180}. Merged over inactivity.products; other products keep '
-        "their policy value.",
+        "description": "e.g. confluence=180, jira=120 (or JSON). Merged over inactivity.products; other "
+        f"products keep their policy value. {_KEEP}",
     },
     "warning_lead_days": {
         "default": None,
-        "type": ["null", "array"],
+        "type": ["null", "string", "array"],
         "items": {"type": "integer", "minimum": 1},
         "uniqueItems": True,
         "title": "Warning lead days",
-        "description": "Warn this many days before the action date, e.g. [14, 7, 1]; [] = no warnings.",
+        "description": "Warn this many days before the action date, e.g. 14, 7, 1; none = no warnings. "
+        f"{_KEEP}",
     },
     "action": {
-        "default": None,
-        "type": ["null", "string"],
-        "enum": [None, *ACTIONS],
+        "default": KEEP_POLICY,
+        "type": "string",
+        "enum": [KEEP_POLICY, *ACTIONS],
+        "values_display": {
+            KEEP_POLICY: "As the policy says (action in the policy file)",
+            "suspend": "Suspend",
+            "deactivate": "Deactivate (managed accounts; others are suspended)",
+            "remove_product_access": "Remove access to the inactive products",
+        },
         "title": "Action",
-        "description": "suspend, deactivate (managed accounts only) or remove_product_access.",
+        "description": "What happens to an inactive user in this run.",
     },
     "delete_after_days": {
         "default": None,
@@ -1092,21 +1120,21 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "minimum": 0,
         "title": "Delete after (days)",
         "description": "Delete accounts actioned at least this many days ago; 0 = never delete in this "
-        "run. Empty keeps the policy's value.",
+        f"run. {_KEEP}",
     },
     "new_user_grace_days": {
         "default": None,
         "type": ["null", "integer"],
         "minimum": 0,
         "title": "New-user grace (days)",
-        "description": "No action for users added to the org fewer than this many days ago.",
+        "description": f"No action for users added to the org fewer than this many days ago. {_KEEP}",
     },
     "max_actions_per_run": {
         "default": None,
         "type": ["null", "integer"],
         "minimum": 0,
         "title": "Max actions per run",
-        "description": "Stop before the first write when the plan has more actions than this.",
+        "description": f"Stop before the first write when the plan has more actions than this. {_KEEP}",
     },
     "max_action_share": {
         "default": None,
@@ -1114,7 +1142,8 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "exclusiveMinimum": 0,
         "maximum": 1,
         "title": "Max share of users actioned",
-        "description": "Stop before the first write when more than this fraction of users would be actioned.",
+        "description": "Stop before the first write when more than this fraction of users would be "
+        f"actioned. {_KEEP}",
     },
     ACKNOWLEDGE_NEW_STATE_STORE: {
         "default": None,
@@ -1130,9 +1159,10 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
 #: params, validated here like the others).
 RUN_ONLY_PARAMS: frozenset[str] = frozenset({ACKNOWLEDGE_NEW_STATE_STORE})
 
-#: Which policy key each param overrides.
+#: Which policy key each param overrides (every param of :data:`PARAM_SCHEMAS` but the
+#: :data:`RUN_ONLY_PARAMS`).
 PARAM_POLICY_KEYS: dict[str, str] = {
-    "dry_run": "dry_run",
+    "mode": "dry_run",
     "inactivity_days": "inactivity.default_days",
     "product_thresholds": "inactivity.products",
     "warning_lead_days": "warning.lead_days",
@@ -1143,6 +1173,42 @@ PARAM_POLICY_KEYS: dict[str, str] = {
     "max_action_share": "safety.max_action_share",
 }
 
+#: Conf keys still understood but no longer in the trigger form: ``dry_run: true`` (old
+#: scripts) still means a dry run; ``dry_run: false`` alone no longer goes live (see
+#: :func:`apply_overrides`).
+LEGACY_PARAMS: dict[str, str] = {"dry_run": "mode"}
+
+
+def keeps_policy(value: Any) -> bool:
+    """True when a param value means "keep the policy file's value" (untouched or cleared field)."""
+    return value is None or value == KEEP_POLICY or (isinstance(value, str) and not value.strip())
+
+
+def active_overrides(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run params that change something (in :data:`PARAM_SCHEMAS` order, then legacy keys)."""
+    params = params or {}
+    names = [*PARAM_SCHEMAS, *LEGACY_PARAMS]
+    return {name: params[name] for name in names if name in params and not keeps_policy(params[name])}
+
+
+def conf_key_problems(conf: Mapping[str, Any] | None, known: Iterable[str]) -> list[str]:
+    """One line per key of a run's conf that is not a param of the DAG, with the closest known key.
+
+    An unknown key is an error, never ignored: ``{"dryrun": true}`` once ran live because the
+    misspelt key was silently dropped.
+    """
+    known = sorted(set(known))
+    problems = []
+    for key in conf or {}:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        problems.append(
+            f"conf key {key!r} is not a parameter of this DAG{hint} Fix: use one of {', '.join(known)}"
+        )
+    return problems
+
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     *parents, leaf = path.split(".")
@@ -1152,25 +1218,109 @@ def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
+def _parse_thresholds(text: str) -> dict[str, Any]:
+    """``"confluence=180, jira: 120"`` -> ``{"confluence": 180, "jira": 120}`` (JSON text too)."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return dict(json.loads(text))
+        except ValueError as exc:
+            raise ValueError(f"not valid JSON ({exc})") from None
+    result: dict[str, Any] = {}
+    for part in re.split(r"[,;\n]+", text):
+        if not part.strip():
+            continue
+        match = re.fullmatch(r"\s*([^=:\s]+)\s*[=:]\s*(\d+)\s*", part)
+        if match is None:
+            raise ValueError(f"{part.strip()!r} is not product=days")
+        key, days = match.groups()
+        result[key] = int(days)
+    return result
+
+
+def _parse_lead_days(text: str) -> list[Any]:
+    """``"14, 7, 1"`` -> ``[14, 7, 1]``; ``"none"`` -> ``[]`` (JSON text too)."""
+    text = text.strip()
+    if text.lower() in ("none", "no", "[]"):
+        return []
+    if text.startswith("["):
+        try:
+            return list(json.loads(text))
+        except ValueError as exc:
+            raise ValueError(f"not valid JSON ({exc})") from None
+    parts = [p for p in re.split(r"[,;\s]+", text) if p]
+    if not all(re.fullmatch(r"\d+", p) for p in parts):
+        raise ValueError("not a list of whole days")
+    return [int(p) for p in parts]
+
+
+def _param_value(name: str, value: Any) -> Any:
+    """The policy value a param stands for (strings parsed, choices mapped); ValueError if unusable."""
+    if name == "mode":
+        return MODE_DRY_RUN.get(value, value)
+    if name == "product_thresholds" and isinstance(value, str):
+        return _parse_thresholds(value)
+    if name == "warning_lead_days" and isinstance(value, str):
+        return _parse_lead_days(value)
+    return value
+
+
+def _legacy_dry_run(params: Mapping[str, Any]) -> tuple[bool | None, list[str]]:
+    """The old ``dry_run`` conf key: ``true`` still means a dry run; going live must say ``mode: live``."""
+    value = params.get("dry_run")
+    mode = params.get("mode")
+    if value is None:
+        return None, []
+    if not isinstance(value, bool):
+        return None, [f"param dry_run: must be true or false (got {value!r}). Fix: use mode instead"]
+    if value and mode == "live":
+        return None, ["param dry_run: true contradicts mode 'live'. Fix: drop dry_run and choose one mode"]
+    if not value and mode != "live":
+        return None, [
+            "param dry_run: false no longer makes a run live (an untouched or toggled-back switch "
+            "submitted false). Fix: to go live, set mode to 'live'; otherwise drop dry_run"
+        ]
+    return value, []
+
+
 def apply_overrides(policy: Policy, params: Mapping[str, Any] | None) -> Policy:
     """Return ``policy`` with the per-run DAG Params in ``params`` applied.
 
-    Only the keys of :data:`PARAM_SCHEMAS` are read (a DAG's other params are ignored); ``None``
-    keeps the policy file's value. ``product_thresholds`` is merged over the file's per-product
-    thresholds; ``delete_after_days: 0`` turns deletion off for the run. The result is validated
-    again (for example lead days against a lowered threshold); every problem names the param.
+    Only the keys of :data:`PARAM_SCHEMAS` (and the legacy ``dry_run``) are read (run-only params are
+    validated, not applied); a value that
+    :func:`keeps_policy` (``None``, ``"policy"``, an empty string) keeps the policy file's value.
+    ``mode`` maps to ``dry_run``; ``product_thresholds`` (``"confluence=180"`` or a mapping) is
+    merged over the file's per-product thresholds; ``warning_lead_days`` takes ``"14, 7, 1"``,
+    ``"none"`` or a list; ``delete_after_days: 0`` turns deletion off for the run. The result is
+    validated again (for example lead days against a lowered threshold); every problem names the
+    param.
     """
+    params = params or {}
     problems: list[str] = []
     data = policy.to_dict()
     overridden: dict[str, str] = {}  # policy key -> param name
+    legacy, legacy_problems = _legacy_dry_run(params)
+    problems.extend(legacy_problems)
+    if legacy is not None and keeps_policy(params.get("mode")):
+        data["dry_run"] = legacy
+        overridden["dry_run"] = "dry_run"
     for name, schema in PARAM_SCHEMAS.items():
-        value = (params or {}).get(name)
-        if value is None:
+        value = params.get(name)
+        if keeps_policy(value):
             continue
         validator = jsonschema.Draft202012Validator(schema)
-        errors = sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))
+        errors = list(validator.iter_errors(value))
+        if not errors:
+            try:
+                value = _param_value(name, value)
+            except ValueError as exc:
+                fix = schema["description"]
+                problems.append(f"param {name}: {exc} (got {params.get(name)!r}). Fix: {fix}")
+                continue
+            if isinstance(params.get(name), str) and isinstance(value, (list, dict)):
+                errors = list(validator.iter_errors(value))  # parsed from text: check what it says
         if errors:
-            for error in errors:
+            for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
                 inner = _format_path(error.absolute_path) if error.absolute_path else ""
                 where = f"{name}.{inner}" if inner else name
                 seen = error.instance
