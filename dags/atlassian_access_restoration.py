@@ -8,7 +8,9 @@ the cleanup acted), restore the reporter's own account the way it was actioned (
 lifecycle enable, groups re-added, deletion cancelled within Atlassian's 14-day window), answer the
 request with a public comment and resolve it. Requests no rule allows are answered and left open
 for an admin. Each request is handled once (journalled in the state store); at most
-`restore.max_restores_per_run` restores per run. Dry run (the policy's `dry_run`) changes nothing.
+`restore.max_restores_per_run` restores per run. Dry run (the policy's `dry_run`, or the run's
+`mode`) changes nothing. The policy is read once, by the run's first task, and that copy governs
+the whole run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, TriggerRule, chain, dag
 
+from atlassian_cleanup.operators import RUN_POLICY_KEY
 from atlassian_cleanup.policy import PARAM_SCHEMAS, task_timeout
 from atlassian_cleanup.restore_operators import (
     CommentAndResolveOperator,
@@ -59,8 +62,8 @@ def _schedule() -> str:
     dagrun_timeout=timedelta(minutes=30),
     doc_md=__doc__,
     tags=["atlassian", "user-cleanup", "restore"],
-    # Like the daily DAG, a run may switch dry run on or off; empty keeps the policy's value.
-    params={"dry_run": Param(**PARAM_SCHEMAS["dry_run"])},
+    # Like the daily DAG, a run may choose its mode; the default keeps the policy's dry_run.
+    params={"mode": Param(**PARAM_SCHEMAS["mode"])},
     default_args={
         "owner": "platform",
         "retries": 1,
@@ -70,20 +73,22 @@ def _schedule() -> str:
 def atlassian_access_restoration() -> None:
     calls_atlassian = {"pool": ATLASSIAN_POOL, "execution_timeout": ATLASSIAN_TASK_TIMEOUT}
     fetch = FetchRestoreRequestsOperator(task_id="fetch_requests", policy_path=POLICY_PATH, **calls_atlassian)
+    # The policy is resolved once, by the first task; every later task uses that copy.
+    run_policy = fetch.output[RUN_POLICY_KEY]
     evaluate = EvaluateRestoreRulesOperator(
-        task_id="evaluate_rules", requests=fetch.output, policy_path=POLICY_PATH, **calls_atlassian
+        task_id="evaluate_rules", requests=fetch.output, run_policy=run_policy, **calls_atlassian
     )
     restore = RestoreAccessOperator(
-        task_id="restore_access", decisions=evaluate.output, policy_path=POLICY_PATH, **calls_atlassian
+        task_id="restore_access", decisions=evaluate.output, run_policy=run_policy, **calls_atlassian
     )
     answer = CommentAndResolveOperator(
-        task_id="comment_and_resolve", decisions=restore.output, policy_path=POLICY_PATH, **calls_atlassian
+        task_id="comment_and_resolve", decisions=restore.output, run_policy=run_policy, **calls_atlassian
     )
     export = ExportRestoreAuditOperator(
         task_id="export_audit",
         stages=[evaluate.output, restore.output, answer.output],
+        run_policy=run_policy,
         audit_dir=audit_dir(),
-        policy_path=POLICY_PATH,
         # The audit is written whatever happened upstream, and fails the run last if a task failed.
         trigger_rule=TriggerRule.ALL_DONE,
     )

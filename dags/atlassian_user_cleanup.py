@@ -28,6 +28,7 @@ import pendulum
 from airflow.sdk import Param, TriggerRule, chain, dag
 
 from atlassian_cleanup.operators import (
+    RUN_POLICY_KEY,
     ApplyActionsOperator,
     ComputeInactivityOperator,
     DeleteDormantOperator,
@@ -114,14 +115,19 @@ def atlassian_user_cleanup() -> None:
         pool=ATLASSIAN_POOL,
         execution_timeout=ATLASSIAN_TASK_TIMEOUT,
     )
+    # The policy is resolved once, by the first task; every later task uses that copy.
+    run_policy = extract.output[RUN_POLICY_KEY]
     compute = ComputeInactivityOperator(
-        task_id="compute_inactivity", users=extract.output, policy_path=POLICY_PATH, audit_dir=audit_dir()
+        task_id="compute_inactivity", users=extract.output, run_policy=run_policy, audit_dir=audit_dir()
     )
     approve = PlanApprovalOperator(task_id="approve_plan", gate=compute.output["gate"])
-    notify = NotifyWarningsOperator(task_id="notify_warnings", plan=compute.output, policy_path=POLICY_PATH)
+    notify = NotifyWarningsOperator(
+        task_id="notify_warnings", plan=compute.output, run_policy=run_policy, policy_path=POLICY_PATH
+    )
     apply = ApplyActionsOperator(
         task_id="apply_actions",
         plan=compute.output,
+        run_policy=run_policy,
         policy_path=POLICY_PATH,
         pool=ATLASSIAN_POOL,
         execution_timeout=ATLASSIAN_TASK_TIMEOUT,
@@ -129,6 +135,7 @@ def atlassian_user_cleanup() -> None:
     delete = DeleteDormantOperator(
         task_id="delete_dormant",
         plan=compute.output,
+        run_policy=run_policy,
         policy_path=POLICY_PATH,
         pool=ATLASSIAN_POOL,
         execution_timeout=ATLASSIAN_TASK_TIMEOUT,
@@ -137,6 +144,8 @@ def atlassian_user_cleanup() -> None:
         task_id="export_audit",
         plan=compute.output,
         outcomes=[notify.output, apply.output, delete.output],
+        run_policy=run_policy,
+        approval=approve.output,
         audit_dir=audit_dir(),
         policy_path=POLICY_PATH,
         outlets=[AUDIT_ASSET],

@@ -62,13 +62,48 @@ def test_api_tasks_use_the_atlassian_pool(dagbag):
         assert dag.get_task(task_id).pool == ATLASSIAN_POOL
 
 
-def test_params_default_to_the_policy_file(dagbag):
+@pytest.mark.parametrize("dag_id", ["atlassian_user_cleanup", "atlassian_access_restoration"])
+def test_params_default_to_the_policy_file(dagbag, dag_id):
+    from atlassian_cleanup.policy import RUN_ONLY_PARAMS, apply_overrides, keeps_policy, load_policy
+
+    dag = dagbag.dags[dag_id]
+    assert "mode" in dag.params
+    assert "dry_run" not in dag.params  # a switch toggled on and off again submits false
+    # Untouched, every field keeps include/policy.yaml: a default never switches a run live.
+    defaults = {name: dag.params[name] for name in dag.params}
+    assert all(keeps_policy(value) for value in defaults.values()), defaults
+    policy = load_policy(REPO / "include" / "policy.yaml")
+    assert apply_overrides(policy, defaults) == policy
+    for name in dag.params:
+        schema = dag.params.get_param(name).schema
+        types = schema.get("type") if isinstance(schema.get("type"), list) else [schema.get("type")]
+        assert "boolean" not in types or name in RUN_ONLY_PARAMS, name  # see test_policy
+        if "enum" in schema:  # a dropdown: every choice has a readable label
+            assert set(schema["values_display"]) == set(schema["enum"]), name
+
+
+def test_cleanup_dag_schedule(dagbag):
     dag = dagbag.dags["atlassian_user_cleanup"]
-    assert "dry_run" in dag.params
-    # None means "use include/policy.yaml"; a param default must never silently switch to live.
-    assert all(dag.params[name] is None for name in dag.params)
     assert dag.schedule == "@daily" or str(dag.timetable.summary) == "@daily"
     assert dag.catchup is False
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "first"),
+    [("atlassian_user_cleanup", "extract_users"), ("atlassian_access_restoration", "fetch_requests")],
+)
+def test_every_later_task_uses_the_policy_of_the_first_task(dagbag, dag_id, first):
+    from airflow.sdk import XComArg
+
+    from atlassian_cleanup.operators import RUN_POLICY_KEY
+
+    dag = dagbag.dags[dag_id]
+    for task in dag.tasks:
+        if task.task_id in (first, "approve_plan"):
+            continue  # approve_plan judges the gate compute_inactivity made under that policy
+        wired = task.run_policy
+        assert isinstance(wired, XComArg), task.task_id
+        assert (wired.operator.task_id, wired.key) == (first, RUN_POLICY_KEY), task.task_id
 
 
 def test_audit_task_produces_the_asset(dagbag):

@@ -67,6 +67,20 @@ class AuditManifest:
     #: Identity of the state store a live run used (a witness that survives the store's loss);
     #: None for dry runs and older manifests.
     state_store_id: str | None = None
+    #: The effective policy itself (the one ``policy_sha256`` hashes): the policy the run resolved
+    #: at its start and planned, approved and acted under.
+    policy: dict[str, Any] | None = None
+    #: The policy file the run read at its start.
+    policy_file: str | None = None
+    #: Who started the run: the Airflow user who triggered it, or ``scheduler`` (:func:`triggered_by`).
+    triggered_by: str | None = None
+    #: Airflow's run type (``scheduled``, ``manual``, ``backfill``, ...).
+    run_type: str | None = None
+    #: The run params that changed the policy for this run (param -> value); empty: none.
+    overrides: dict[str, Any] | None = None
+    #: What ``approve_plan`` decided: ``required``, ``decision`` (``not_needed``, ``stopped``,
+    #: ``approved``, ``rejected``), ``by`` (the Airflow user who answered), ``at``, ``summary``.
+    approval: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,6 +147,19 @@ def audit_rows(
         }
 
 
+def triggered_by(run_type: str | None, triggering_user_name: str | None) -> str:
+    """Who started a run, in words: the user who triggered it, or ``scheduler`` for a scheduled run.
+
+    A run without a user name that the scheduler did not create (an asset event, a backfill
+    started from the CLI) is named by its run type, so "unknown" never hides a scheduled run.
+    """
+    if triggering_user_name:
+        return str(triggering_user_name)
+    if not run_type or run_type == "scheduled":
+        return "scheduler"
+    return f"{run_type} run (no user recorded)"
+
+
 def policy_fingerprint(policy: Mapping[str, Any]) -> str:
     """SHA-256 of a policy's canonical JSON form (key order and whitespace do not matter)."""
     canonical = json.dumps(policy, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -169,6 +196,7 @@ def write_audit(
     summary: Mapping[str, Any] | None = None,
     policy: Mapping[str, Any] | None = None,
     state_store_id: str | None = None,
+    run: Mapping[str, Any] | None = None,
 ) -> AuditManifest:
     """Write ``<stem>.csv`` and ``<stem>.manifest.json`` into ``directory`` and return the manifest.
 
@@ -178,6 +206,9 @@ def write_audit(
         be mistaken for a record of real changes.
     :param logical_date: the DAG run's logical date (ISO-8601 UTC); ``as_of`` is the date the
         decisions were made for (the end of the data interval).
+    :param policy: the run's effective policy: recorded, and hashed into ``policy_sha256``.
+    :param run: who and how (``triggered_by``, ``run_type``, ``overrides``, ``approval``,
+        ``policy_file``), recorded as given.
     """
     stem = audit_file_stem(as_of, run_id)
     csv_path = Path(directory) / f"{stem}.csv"
@@ -216,6 +247,12 @@ def write_audit(
         policy_sha256=policy_fingerprint(policy) if policy is not None else None,
         logical_date=logical_date,
         state_store_id=state_store_id,
+        policy=dict(policy) if policy is not None else None,
+        policy_file=(run or {}).get("policy_file"),
+        triggered_by=(run or {}).get("triggered_by"),
+        run_type=(run or {}).get("run_type"),
+        overrides=dict((run or {}).get("overrides") or {}) if run is not None else None,
+        approval=dict((run or {}).get("approval") or {}) or None,
     )
     manifest_path = csv_path.with_name(f"{stem}.manifest.json")
     _atomic_write(

@@ -204,6 +204,11 @@ def _sample_context(name: str) -> dict[str, Any]:
             audit_page_url="https://airflow.example.com/audit",
             failed_tasks=["notify_warnings"],
             policy_warnings=["protected: nobody is protected beyond the built-in protections."],
+            run={
+                "triggered_by": "admin",
+                "overrides": {"mode": "live", "max_actions_per_run": 200},
+                "approval": {"required": True, "summary": "approved by admin at 2026-11-26T09:00:00Z"},
+            },
             seats={
                 "projected": False,
                 "total_before": 120,
@@ -732,6 +737,7 @@ def digest_context(
     seats: Mapping[str, Any] | None = None,
     without_email: str = "action_after_notice",
     policy_warnings: Sequence[str] = (),
+    run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """
     The figures of one run for the admin digest (counts; the names are in the audit CSV, except
@@ -748,9 +754,13 @@ def digest_context(
     :param seats: the run's billable-seat figures (:func:`atlassian_cleanup.seats.seat_figures`).
     :param without_email: the policy's ``warning.without_email`` (how those users are treated).
     :param policy_warnings: plausibility warnings about the run's policy.
+    :param run: who and how (:func:`atlassian_cleanup.operators.run_record`): ``triggered_by``,
+        ``overrides`` (param -> value) and ``approval`` (its ``summary`` is shown when an approval
+        was required).
     :return: a dict for the digest templates.
     """
     rows = list(plan)
+    approval = (run or {}).get("approval") or {}
     actions: Counter[str] = Counter()
     by_action: dict[str, Counter[str]] = {}
     protected = no_email = undeliverable = 0
@@ -800,6 +810,12 @@ def digest_context(
         "unaddressable": unaddressable[:DIGEST_MAX_LISTED],
         "unaddressable_more": max(len(unaddressable) - DIGEST_MAX_LISTED, 0),
         "policy_warnings": list(policy_warnings),
+        "triggered_by": str((run or {}).get("triggered_by") or "unknown"),
+        "overrides": [
+            {"param": name, "value": json.dumps(value) if not isinstance(value, str) else value}
+            for name, value in ((run or {}).get("overrides") or {}).items()
+        ],
+        "approval": str(approval.get("summary") or "") if approval.get("required") else "",
     }
 
 

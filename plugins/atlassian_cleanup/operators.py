@@ -34,14 +34,36 @@ MODE_DRY_RUN = "dry_run"
 MODE_LIVE = "live"
 
 
-def resolve_policy(policy_path: str, params: Mapping[str, Any] | None) -> Policy:
+def resolve_policy(
+    policy_path: str,
+    params: Mapping[str, Any] | None,
+    *,
+    conf: Mapping[str, Any] | None = None,
+    known_params: Iterable[str] | None = None,
+) -> Policy:
     """Load the policy file and apply this run's DAG params; raise a clear failure when invalid.
+
+    With ``known_params``, every key of the run's ``conf`` must be one of them (or a legacy key):
+    a misspelt key fails the run instead of being ignored.
 
     Raised as :class:`AirflowFailException` so Airflow does not retry a run whose configuration is
     wrong: retrying cannot fix a typo, it only delays the message the admin needs to see.
     """
-    from atlassian_cleanup.policy import PolicyError, apply_overrides, load_policy
+    from atlassian_cleanup.policy import (
+        LEGACY_PARAMS,
+        PolicyError,
+        apply_overrides,
+        conf_key_problems,
+        load_policy,
+    )
 
+    if known_params is not None:
+        problems = conf_key_problems(conf, [*known_params, *LEGACY_PARAMS])
+        if problems:
+            raise AirflowFailException(
+                "The run's conf has keys this DAG does not know; nothing was called or changed:\n- "
+                + "\n- ".join(problems)
+            )
     try:
         policy = load_policy(policy_path)
         return apply_overrides(policy, dict(params or {}))
@@ -54,6 +76,83 @@ def resolve_policy(policy_path: str, params: Mapping[str, Any] | None) -> Policy
         raise AirflowFailException(
             f"Invalid policy ({policy_path}); nothing was called or changed:\n{exc}"
         ) from exc
+
+
+#: XCom key under which a run's first task publishes the run's policy (see :func:`start_run_policy`).
+RUN_POLICY_KEY = "policy"
+
+
+def run_policy_record(policy: Policy, policy_path: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run's policy as it travels between tasks: the effective policy, its SHA-256, the file it
+    came from and the params that changed it."""
+    from atlassian_cleanup.audit import policy_fingerprint
+    from atlassian_cleanup.policy import active_overrides
+
+    data = policy.to_dict()
+    return {
+        "policy": data,
+        "sha256": policy_fingerprint(data),
+        "source": policy_path,
+        "overrides": active_overrides(params),
+    }
+
+
+def start_run_policy(task: BaseOperator, policy_path: str, context: Context) -> tuple[Policy, dict[str, Any]]:
+    """Resolve the policy file and the run's params once, at the run's first task, and publish it.
+
+    Every later task of the run uses this copy (:func:`policy_of_run`), whatever happens to the
+    file meanwhile: the caps approved, the mode shown and the policy in the manifest are the ones
+    the plan was made under. The run's conf is checked against the DAG's params first.
+    """
+    dag_run = context.get("dag_run")
+    policy = resolve_policy(
+        policy_path,
+        context["params"],
+        conf=getattr(dag_run, "conf", None) or {},
+        known_params=task.dag.params.keys() if task.has_dag() else (),
+    )
+    record = run_policy_record(policy, policy_path, context["params"])
+    context["ti"].xcom_push(key=RUN_POLICY_KEY, value=record)
+    task.log.info(
+        "%s: policy %s (sha256 %s), %s; run overrides: %s",
+        task.task_id,
+        policy_path,
+        record["sha256"],
+        mode_of(policy),
+        ", ".join(f"{k}={v!r}" for k, v in record["overrides"].items()) or "none",
+    )
+    return policy, record
+
+
+def policy_of_run(record: Any) -> Policy:
+    """The :class:`Policy` of a record made by :func:`start_run_policy`, checked against its SHA-256."""
+    from atlassian_cleanup.audit import policy_fingerprint
+    from atlassian_cleanup.policy import PolicyError, policy_from_dict
+
+    if not isinstance(record, Mapping) or not isinstance(record.get("policy"), Mapping):
+        raise AirflowFailException(
+            "This run's policy (published by its first task) is missing; nothing was changed. "
+            "Clear the whole run from its first task to start it again."
+        )
+    if policy_fingerprint(record["policy"]) != record.get("sha256"):
+        raise AirflowFailException(
+            "This run's policy does not match its SHA-256; nothing was changed. Clear the whole run "
+            "from its first task to start it again."
+        )
+    try:
+        return policy_from_dict(record["policy"], source="the run's policy")
+    except PolicyError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def resolve_optional_input(value: Any, context: Context) -> Any:
+    """Like :func:`resolve_large_input`, but None when the producing task never pushed it."""
+    from airflow.sdk.exceptions import XComNotFound
+
+    try:
+        return resolve_large_input(value, context)
+    except XComNotFound:
+        return None
 
 
 def run_as_of(context: Context) -> datetime:
@@ -172,7 +271,10 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
     only documents ``accountType: atlassian``, so bots and portal customers are recognised from
     Jira's ``accountType`` too.
 
-    Returns the table's JSON form (:meth:`~atlassian_cleanup.user_table.UserTable.to_json`).
+    Returns the table's JSON form (:meth:`~atlassian_cleanup.user_table.UserTable.to_json`). As the
+    run's first task it also resolves the run's policy (the file plus the run's params, the conf
+    checked for unknown keys) before any API call, and publishes it as the ``policy`` XCom that every
+    later task uses (:func:`start_run_policy`).
 
     :param policy_path: policy YAML, validated (with the run's params) before any API call.
     :param admin_conn_id: Airflow connection of the org Admin API (Bearer API key).
@@ -202,8 +304,8 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.site_conn_id = site_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        resolve_policy(self.policy_path, context["params"])
-        table, stats = self.extract(expected=self._expected_users(context))
+        policy, _ = start_run_policy(self, self.policy_path, context)
+        table, stats = self.extract(expected=self._expected_users(context, policy))
         self.log.info(
             "extract_users: %d users from directory %s in %.1fs; status %s; account types %s; "
             "%d never active; %d re-typed and %d added (not in the directory) from Jira's user list",
@@ -315,10 +417,9 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
         }
         return table, stats
 
-    def _expected_users(self, context: Context) -> int | None:
+    def _expected_users(self, context: Context, policy: Policy) -> int | None:
         """The previous run's user count (for progress ETAs), if the state store knows one."""
         try:
-            policy = resolve_policy(self.policy_path, context["params"])
             with open_state_store(policy, self.log) as store:
                 previous = store.previous_run(context["run_id"], as_of=run_as_of(context))
             return int(previous.user_count) if previous and previous.user_count else None
@@ -359,22 +460,22 @@ class ComputeInactivityOperator(BaseOperator):
     passed as protected so the tool can never lock itself out.
     """
 
-    # ``users`` is deliberately not a template field: see :func:`wire_large_input`.
-    template_fields: Sequence[str] = ("policy_path", "site_conn_id", "audit_dir")
+    # ``users`` and ``run_policy`` are deliberately not template fields: see :func:`wire_large_input`.
+    template_fields: Sequence[str] = ("site_conn_id", "audit_dir")
     ui_color = "#eae6ff"
 
     def __init__(
         self,
         *,
         users: Any,
-        policy_path: str,
+        run_policy: Any,
         site_conn_id: str | None = "atlassian_site",
         audit_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.users = wire_large_input(self, users)
-        self.policy_path = policy_path
+        self.run_policy = wire_large_input(self, run_policy)
         self.site_conn_id = site_conn_id
         #: Where ``export_audit`` writes manifests: they witness which state store live runs used.
         self.audit_dir = audit_dir
@@ -388,7 +489,8 @@ class ComputeInactivityOperator(BaseOperator):
         )
         from atlassian_cleanup.planner import plan_actions, plan_to_records, summarise_plan
 
-        policy = resolve_policy(self.policy_path, context["params"])
+        record = resolve_large_input(self.run_policy, context)
+        policy = policy_of_run(record)
         as_of = run_as_of(context)
         mode = mode_of(policy)
         run_id = context["run_id"]
@@ -451,6 +553,7 @@ class ComputeInactivityOperator(BaseOperator):
             "on_cap_exceeded": policy.safety.on_cap_exceeded,
             "lines": caps.lines,
             "caps": caps.to_dict(),
+            "policy_sha256": record["sha256"],
         }
         context["ti"].xcom_push(key="gate", value=gate)
         self.log.info(
@@ -618,6 +721,9 @@ class PlanApprovalOperator(ApprovalOperator):
     plan in the Airflow UI (``approve``; Required Actions page). A rejection or a timeout skips
     every write.
 
+    Returns the decision for the audit (:func:`approval_record`): whether an approval was needed,
+    and for a capped run who approved or rejected it and when (Airflow's HITL response).
+
     :param gate: the ``gate`` XCom of ``compute_inactivity``.
     """
 
@@ -636,12 +742,21 @@ class PlanApprovalOperator(ApprovalOperator):
         gate = self.gate or {}
         if gate.get("mode") != MODE_LIVE:
             self.log.info("approve_plan: dry run, nothing will be written; no approval needed")
-            return None
+            return approval_record("not_needed", summary="not needed: dry run")
         if not gate.get("exceeded"):
             self.log.info("approve_plan: the plan is within the safety caps; no approval needed")
-            return None
+            return approval_record("not_needed", summary="not needed: within the safety caps")
         lines = list(gate.get("lines") or [])
         if gate.get("on_cap_exceeded") != "approve":
+            context["ti"].xcom_push(
+                key="return_value",
+                value=approval_record(
+                    "stopped",
+                    required=True,
+                    summary="the plan exceeds the safety caps and safety.on_cap_exceeded is fail: "
+                    "the run stopped before any write",
+                ),
+            )
             raise AirflowFailException(
                 "approve_plan: the plan exceeds the safety caps, so nothing was written:\n- "
                 + "\n- ".join(lines)
@@ -654,10 +769,47 @@ class PlanApprovalOperator(ApprovalOperator):
             + "\n".join(f"- {line}" for line in lines)
             + "\n\n**Approve** to let the run warn and act as planned; **Reject** (or no answer "
             "within the timeout) skips every write. The planned rows are in the "
-            "`compute_inactivity` XCom and, after the run, in the audit CSV."
+            "`compute_inactivity` XCom and, after the run, in the audit CSV. The run acts under "
+            f"the policy it was planned with (SHA-256 `{gate.get('policy_sha256')}`), whatever the "
+            "policy file says by now."
         )
         self.log.info("approve_plan: waiting for an admin to approve (%s)", "; ".join(lines))
         return super().execute(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        # The parent skips every write on Reject; what is kept is who decided, what and when.
+        payload = super().execute_complete(context=context, event=event)
+        user = payload.get("responded_by_user") or {}
+        by = str(user.get("name") or user.get("id") or "") or None
+        at = payload.get("responded_at")
+        approved = self.APPROVE in (payload.get("chosen_options") or [])
+        decision = "approved" if approved else "rejected"
+        when = format_timestamp(at) if at else None
+        if by:
+            summary = f"{decision} by {by}" + (f" at {when}" if when else "")
+        else:
+            summary = f"{decision}: no answer within the timeout" + (f" ({when})" if when else "")
+        record = approval_record(decision, required=True, by=by, at=when, summary=summary)
+        self.log.info("approve_plan: %s", summary)
+        return record
+
+
+def approval_record(
+    decision: str,
+    *,
+    summary: str,
+    required: bool = False,
+    by: str | None = None,
+    at: str | None = None,
+) -> dict[str, Any]:
+    """What ``approve_plan`` decided, for the manifest, the audit page and the digest.
+
+    :param decision: ``not_needed``, ``stopped`` (caps exceeded, ``on_cap_exceeded: fail``),
+        ``approved`` or ``rejected``.
+    :param by: the Airflow user who answered (None: nobody, e.g. the timeout answered).
+    :param at: when they answered (ISO-8601 UTC).
+    """
+    return {"required": required, "decision": decision, "by": by, "at": at, "summary": summary}
 
 
 class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
@@ -669,11 +821,14 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
     audit CSV; per-user failures fail the task after every other user was processed.
 
     :param plan: the plan records from ``compute_inactivity``.
+    :param run_policy: the run's policy (the ``policy`` XCom of the run's first task): a stage acts
+        under the policy the plan was made with, never under a policy file edited since.
+    :param policy_path: the policy file, only to find templates named relative to it.
     :param max_user_lines: per-user lines to log (the full list is in the audit CSV; a 100k-user
         org must not turn a task log into a user dump).
     """
 
-    # ``plan`` is deliberately not a template field: see :func:`wire_large_input`.
+    # ``plan`` and ``run_policy`` are deliberately not template fields: see :func:`wire_large_input`.
     template_fields: Sequence[str] = ("policy_path", "admin_conn_id")
     stage_actions: ClassVar[frozenset[str]] = frozenset()
     stage_name: ClassVar[str] = ""
@@ -682,6 +837,7 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self,
         *,
         plan: Any,
+        run_policy: Any,
         policy_path: str,
         admin_conn_id: str = "atlassian_admin",
         max_user_lines: int = 200,
@@ -689,6 +845,7 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.plan = wire_large_input(self, plan)
+        self.run_policy = wire_large_input(self, run_policy)
         self.policy_path = policy_path
         self.admin_conn_id = admin_conn_id
         self.max_user_lines = max_user_lines
@@ -701,8 +858,12 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
     ) -> list[Any]:
         raise NotImplementedError
 
+    def policy(self, context: Context) -> Policy:
+        """The run's policy (see :func:`start_run_policy`)."""
+        return policy_of_run(resolve_large_input(self.run_policy, context))
+
     def execute(self, context: Context) -> dict[str, str]:
-        policy = resolve_policy(self.policy_path, context["params"])
+        policy = self.policy(context)
         plan = resolve_large_input(self.plan, context)
         selected = [row for row in plan or [] if row.get("proposed_action") in self.stage_actions]
         if policy.dry_run:
@@ -805,9 +966,7 @@ class NotifyWarningsOperator(_StageOperator):
         self.smtp_conn_id = smtp_conn_id
 
     def execute(self, context: Context) -> dict[str, str]:
-        check_policy_templates(
-            resolve_policy(self.policy_path, context["params"]), self.policy_path, WARNING_TEMPLATE_SET
-        )
+        check_policy_templates(self.policy(context), self.policy_path, WARNING_TEMPLATE_SET)
         return super().execute(context)
 
     def describe(self, row: Mapping[str, Any]) -> str:
@@ -906,10 +1065,12 @@ class ExportAuditOperator(BaseOperator):
 
     :param plan: plan records from ``compute_inactivity``.
     :param outcomes: the per-user outcome maps returned by the three action stages.
+    :param run_policy: the run's policy (the ``policy`` XCom of the run's first task).
+    :param approval: what ``approve_plan`` decided (:func:`approval_record`), if it ran.
     :param audit_dir: directory the CSVs go to (shared with the api-server that serves them).
     """
 
-    # ``plan`` and ``outcomes`` are deliberately not template fields: see :func:`wire_large_input`.
+    # The XCom inputs are deliberately not template fields: see :func:`wire_large_input`.
     template_fields: Sequence[str] = ("audit_dir", "policy_path")
     ui_color = "#e3fcef"
 
@@ -918,18 +1079,21 @@ class ExportAuditOperator(BaseOperator):
         *,
         plan: Any,
         outcomes: Any,
+        run_policy: Any,
         audit_dir: str,
         policy_path: str,
+        approval: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.plan = wire_large_input(self, plan)
         self.outcomes = [wire_large_input(self, stage) for stage in as_list(outcomes)]
+        self.run_policy = wire_large_input(self, run_policy)
+        self.approval = wire_large_input(self, approval)
         self.audit_dir = audit_dir
         self.policy_path = policy_path
 
     def execute(self, context: Context) -> dict[str, Any]:
-        policy = resolve_policy(self.policy_path, context["params"])
         failed_upstream = failed_upstream_tasks(self, context)
         plan = resolve_large_input(self.plan, context)
         stage_results = [resolve_large_input(stage, context) for stage in self.outcomes]
@@ -942,6 +1106,10 @@ class ExportAuditOperator(BaseOperator):
                     "failed; nothing was written to Atlassian. See those task logs."
                 )
             raise AirflowSkipException("export_audit: no plan was produced; nothing to export")
+        # A plan exists, so the first task published the run's policy: audit under that one.
+        record = resolve_optional_input(self.run_policy, context)
+        policy = policy_of_run(record)
+        run = run_record(context, record, resolve_optional_input(self.approval, context))
         outcome_by_account: dict[str, str] = {}
         for stage_outcomes in stage_results:
             outcome_by_account.update(stage_outcomes or {})
@@ -950,7 +1118,7 @@ class ExportAuditOperator(BaseOperator):
             # store session for both. A dry run writes no journal and records nothing.
             store = None if policy.dry_run else stack.enter_context(open_state_store(policy, self.log))
             manifest, rows, summary = self._write_audit(
-                context, policy, plan, outcome_by_account, failed_upstream, store
+                context, policy, plan, outcome_by_account, failed_upstream, store, run
             )
         seats = summary["seats"]
         self.log.info(
@@ -973,7 +1141,14 @@ class ExportAuditOperator(BaseOperator):
             manifest.mode,
         )
         digest = self._send_digest(
-            policy, context, rows, outcome_by_account, failed_upstream, manifest.csv_path, summary["seats"]
+            policy,
+            context,
+            rows,
+            outcome_by_account,
+            failed_upstream,
+            manifest.csv_path,
+            summary["seats"],
+            run,
         )
         if failed_upstream:
             # The audit is written for every run, but a run whose gate or writes failed must not
@@ -992,6 +1167,7 @@ class ExportAuditOperator(BaseOperator):
         outcomes: Mapping[str, str],
         failed_upstream: Sequence[str],
         store: Any,
+        run: Mapping[str, Any],
     ) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
         """Write the CSV and manifest, set the Asset event, and (live) record the run's end."""
         from atlassian_cleanup.audit import audit_rows, write_audit
@@ -1021,6 +1197,7 @@ class ExportAuditOperator(BaseOperator):
             summary=summary,
             policy=policy.to_dict(),
             state_store_id=store.store_id() if store is not None else None,
+            run=run,
         )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {
@@ -1056,6 +1233,7 @@ class ExportAuditOperator(BaseOperator):
         failed_tasks: Sequence[str],
         csv_path: str,
         seats: Mapping[str, Any],
+        run: Mapping[str, Any],
     ) -> str:
         """E-mail the run's figures to ``notifications.admin_emails`` (dry runs too, saying so).
 
@@ -1088,6 +1266,7 @@ class ExportAuditOperator(BaseOperator):
             seats=seats,
             without_email=policy.warning.without_email,
             policy_warnings=plausibility_warnings(policy, user_count=len(rows)),
+            run=run,
         )
         try:
             subject = send_digest(
@@ -1104,6 +1283,29 @@ class ExportAuditOperator(BaseOperator):
             "export_audit: admin digest sent to %d address(es): %s", len(settings.admin_emails), subject
         )
         return f"sent: {subject}"
+
+
+def run_record(
+    context: Context, policy_record: Mapping[str, Any] | None, approval: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Who started the run and how, for the manifest, the audit page and the digest.
+
+    ``triggered_by`` is the Airflow user who triggered the run (``DagRun.triggering_user_name``),
+    or ``scheduler`` for a scheduled run; ``overrides`` the run params that changed the policy;
+    ``approval`` what ``approve_plan`` decided (None when it never ran).
+    """
+    from atlassian_cleanup.audit import triggered_by
+
+    dag_run = context.get("dag_run")
+    run_type = getattr(dag_run, "run_type", None)
+    run_type = str(getattr(run_type, "value", run_type) or "") or None  # an enum in the SDK
+    return {
+        "triggered_by": triggered_by(run_type, getattr(dag_run, "triggering_user_name", None)),
+        "run_type": run_type,
+        "overrides": dict((policy_record or {}).get("overrides") or {}),
+        "policy_file": (policy_record or {}).get("source"),
+        "approval": dict(approval) if approval else None,
+    }
 
 
 def as_list(value: Any) -> list[Any]:

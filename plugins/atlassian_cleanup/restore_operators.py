@@ -27,8 +27,13 @@ from atlassian_cleanup.operators import (
     failed_upstream_tasks,
     mode_of,
     open_state_store,
-    resolve_policy,
+    policy_of_run,
+    resolve_large_input,
+    resolve_optional_input,
     run_as_of,
+    run_record,
+    start_run_policy,
+    wire_large_input,
 )
 from atlassian_cleanup.restore_rules import (
     DEFERRED,
@@ -66,6 +71,10 @@ class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
     a numeric id is turned into the project key / type name JQL needs. Returns one small dict per
     request (key, reporter, summary, created, status); the description is never read, because only
     the reporter's own account may be restored.
+
+    As the run's first task it resolves the run's policy once (file, params, conf keys checked)
+    and publishes it as the ``policy`` XCom the later tasks use (see
+    :func:`~atlassian_cleanup.operators.start_run_policy`).
     """
 
     template_fields: Sequence[str] = ("policy_path", "site_conn_id")
@@ -79,7 +88,7 @@ class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from atlassian_cleanup.hooks import AtlassianSiteHook
 
-        policy = resolve_policy(self.policy_path, context["params"])
+        policy, _ = start_run_policy(self, self.policy_path, context)
         with AtlassianSiteHook(atlassian_site_conn_id=self.site_conn_id) as site:
             jql = self.build_jql(site, policy)
             self.log.info("fetch_requests: JQL %s", jql)
@@ -124,21 +133,21 @@ class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
 class EvaluateRestoreRulesOperator(StopsAtlassianCallsOnKill, BaseOperator):
     """Decide per request (pure rules) from the reporter's live account and the state store."""
 
-    template_fields: Sequence[str] = ("requests", "policy_path", "admin_conn_id")
+    template_fields: Sequence[str] = ("requests", "admin_conn_id")
     ui_color = "#eae6ff"
 
     def __init__(
-        self, *, requests: Any, policy_path: str, admin_conn_id: str = "atlassian_admin", **kwargs: Any
+        self, *, requests: Any, run_policy: Any, admin_conn_id: str = "atlassian_admin", **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.requests = requests
-        self.policy_path = policy_path
+        self.run_policy = wire_large_input(self, run_policy)
         self.admin_conn_id = admin_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from atlassian_cleanup.hooks import AtlassianAdminHook
 
-        policy = resolve_policy(self.policy_path, context["params"])
+        policy = policy_of_run(resolve_large_input(self.run_policy, context))
         requests = [RestoreRequest.from_dict(r) for r in self.requests or []]
         if not requests:
             self.log.info("evaluate_rules: no open restore requests")
@@ -203,21 +212,21 @@ class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
     already there (an interrupted earlier attempt, or an admin who was quicker).
     """
 
-    template_fields: Sequence[str] = ("decisions", "policy_path", "admin_conn_id")
+    template_fields: Sequence[str] = ("decisions", "admin_conn_id")
     ui_color = "#e3fcef"
 
     def __init__(
-        self, *, decisions: Any, policy_path: str, admin_conn_id: str = "atlassian_admin", **kwargs: Any
+        self, *, decisions: Any, run_policy: Any, admin_conn_id: str = "atlassian_admin", **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.decisions = decisions
-        self.policy_path = policy_path
+        self.run_policy = wire_large_input(self, run_policy)
         self.admin_conn_id = admin_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from atlassian_cleanup.hooks import AtlassianAdminHook
 
-        policy = resolve_policy(self.policy_path, context["params"])
+        policy = policy_of_run(resolve_large_input(self.run_policy, context))
         rows = [dict(row) for row in self.decisions or []]
         cap = policy.restore.max_restores_per_run
         attempted = 0
@@ -373,21 +382,21 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
     request whose restore failed or was deferred by the cap is not answered (the next run is).
     """
 
-    template_fields: Sequence[str] = ("decisions", "policy_path", "site_conn_id")
+    template_fields: Sequence[str] = ("decisions", "site_conn_id")
     ui_color = "#fffae6"
 
     def __init__(
-        self, *, decisions: Any, policy_path: str, site_conn_id: str = "atlassian_site", **kwargs: Any
+        self, *, decisions: Any, run_policy: Any, site_conn_id: str = "atlassian_site", **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.decisions = decisions
-        self.policy_path = policy_path
+        self.run_policy = wire_large_input(self, run_policy)
         self.site_conn_id = site_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from atlassian_cleanup.hooks import AtlassianSiteHook
 
-        policy = resolve_policy(self.policy_path, context["params"])
+        policy = policy_of_run(resolve_large_input(self.run_policy, context))
         rows = [dict(row) for row in self.decisions or []]
         todo = [r for r in rows if _answerable(r)]
         for row in rows:
@@ -511,20 +520,19 @@ class ExportRestoreAuditOperator(BaseOperator):
     restore steps) / ``outcome``, and ``stage`` is the store's stage when the rules ran.
     """
 
-    template_fields: Sequence[str] = ("stages", "audit_dir", "policy_path")
+    template_fields: Sequence[str] = ("stages", "audit_dir")
     ui_color = "#e3fcef"
 
-    def __init__(self, *, stages: Any, audit_dir: str, policy_path: str, **kwargs: Any) -> None:
+    def __init__(self, *, stages: Any, run_policy: Any, audit_dir: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stages = stages
+        self.run_policy = wire_large_input(self, run_policy)
         self.audit_dir = audit_dir
-        self.policy_path = policy_path
 
     def execute(self, context: Context) -> dict[str, Any]:
         from atlassian_cleanup.audit import write_audit
         from atlassian_cleanup.settings import restore_audit_dir
 
-        policy = resolve_policy(self.policy_path, context["params"])
         merged: dict[str, dict[str, Any]] = {}
         for stage in as_list(self.stages):
             for row in stage or []:
@@ -536,6 +544,8 @@ class ExportRestoreAuditOperator(BaseOperator):
             )
         if not merged:
             raise AirflowSkipException("export_audit: no open restore requests; nothing to export")
+        record = resolve_optional_input(self.run_policy, context)
+        policy = policy_of_run(record)
         rows = [audit_row(row) for row in merged.values()]
         verdicts = Counter(row["proposed_action"] for row in rows)
         manifest = write_audit(
@@ -549,6 +559,8 @@ class ExportRestoreAuditOperator(BaseOperator):
                 "verdicts": dict(sorted(verdicts.items())),
                 "failed_tasks": failed_upstream,
             },
+            policy=policy.to_dict(),
+            run=run_record(context, record),
         )
         self.log.info(
             "export_audit: wrote %d rows to %s (sha256 %s)", manifest.rows, manifest.csv_path, manifest.sha256

@@ -10,12 +10,16 @@ import pytest
 
 from atlassian_cleanup.policy import (
     DEFAULT_ADMIN_GROUPS,
+    LEGACY_PARAMS,
     PARAM_POLICY_KEYS,
     PARAM_SCHEMAS,
     RUN_ONLY_PARAMS,
     Policy,
     PolicyError,
+    active_overrides,
     apply_overrides,
+    conf_key_problems,
+    keeps_policy,
     load_policy,
     plausibility_warnings,
     policy_from_dict,
@@ -266,11 +270,11 @@ def test_to_dict_round_trips_and_is_json_native():
 # --- overrides ---------------------------------------------------------------------------------------
 
 
-def test_param_schemas_are_valid_and_default_to_none():
+def test_param_schemas_are_valid_and_default_to_the_policy():
     assert set(PARAM_SCHEMAS) == set(PARAM_POLICY_KEYS) | RUN_ONLY_PARAMS
     assert not RUN_ONLY_PARAMS & set(PARAM_POLICY_KEYS)
     assert set(PARAM_SCHEMAS) == {
-        "dry_run",
+        "mode",
         "inactivity_days",
         "product_thresholds",
         "warning_lead_days",
@@ -283,17 +287,43 @@ def test_param_schemas_are_valid_and_default_to_none():
     }
     for name, schema in PARAM_SCHEMAS.items():
         jsonschema.Draft202012Validator.check_schema(schema)
-        assert schema["default"] is None, name
+        assert keeps_policy(schema["default"]), name
         assert schema["title"], name
         assert schema["description"], name
-        jsonschema.validate(None, schema)  # None = keep the policy value
+        jsonschema.validate(schema["default"], schema)
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if name in RUN_ONLY_PARAMS:
+            # A one-run acknowledgement: only true acknowledges, so a switch toggled back (false)
+            # acts like an untouched one (null).
+            assert schema["default"] is None, name
+            assert "Empty:" in schema["description"], name
+            continue
+        # No switch: a boolean toggled on and off again submits false, not "untouched".
+        assert "boolean" not in types, name
+        if "enum" in schema:
+            # A dropdown: readable labels, "as the policy says" first and the default.
+            assert schema["enum"][0] == schema["default"] == "policy", name
+            assert set(schema["values_display"]) == set(schema["enum"]), name
+            assert "policy" in schema["values_display"]["policy"].lower(), name
+        else:
+            # A free field starts empty (the form shows nothing, not null, {} or []) and says so.
+            assert schema["default"] is None, name
+            assert "Empty: the policy's value." in schema["description"], name
 
 
-def test_none_params_keep_the_file_values():
+def test_untouched_params_keep_the_file_values():
     policy = policy_from_dict(FULL)
+    live = policy_from_dict({**FULL, "dry_run": False})
     assert apply_overrides(policy, {}) == policy
     assert apply_overrides(policy, None) == policy
     assert apply_overrides(policy, dict.fromkeys(PARAM_SCHEMAS)) == policy
+    untouched = {name: schema["default"] for name, schema in PARAM_SCHEMAS.items()}
+    assert apply_overrides(policy, untouched) == policy
+    assert apply_overrides(live, untouched) == live
+    # A text field typed into and cleared again submits "" or null: still the policy's value.
+    assert (
+        apply_overrides(policy, {**untouched, "warning_lead_days": "", "product_thresholds": " "}) == policy
+    )
     # A DAG's other params are ignored.
     assert apply_overrides(policy, {"approve_plan": True}) == policy
 
@@ -306,12 +336,92 @@ def test_the_state_store_acknowledgement_is_validated_but_changes_no_policy_key(
         apply_overrides(policy, {"acknowledge_new_state_store": "yes"})
 
 
+@pytest.mark.parametrize(
+    ("file_dry_run", "mode", "expected"),
+    [
+        (True, "policy", True),
+        (False, "policy", False),
+        (True, "dry_run", True),
+        (False, "dry_run", True),
+        (True, "live", False),
+        (False, "live", False),
+    ],
+)
+def test_mode_choice(file_dry_run, mode, expected):
+    policy = policy_from_dict({"dry_run": file_dry_run})
+    assert apply_overrides(policy, {"mode": mode}).dry_run is expected
+
+
+def test_only_an_explicit_choice_goes_live():
+    dry = Policy()
+    # The old conf key still means a dry run...
+    assert apply_overrides(policy_from_dict({"dry_run": False}), {"dry_run": True}).dry_run is True
+    assert apply_overrides(dry, {"dry_run": False, "mode": "live"}).dry_run is False
+    # ...but false alone (what a toggled-back switch submitted) no longer goes live.
+    for params in (
+        {"dry_run": False},
+        {"dry_run": False, "mode": "policy"},
+        {"dry_run": False, "mode": "dry_run"},
+    ):
+        with pytest.raises(PolicyError) as caught:
+            apply_overrides(dry, params)
+        assert "mode" in str(caught.value)
+        assert "live" in str(caught.value)
+    for params in ({"dry_run": True, "mode": "live"}, {"dry_run": "no"}, {"mode": "Live"}, {"mode": True}):
+        with pytest.raises(PolicyError):
+            apply_overrides(dry, params)
+
+
+def test_text_fields_are_parsed():
+    policy = policy_from_dict(FULL)
+    assert apply_overrides(policy, {"warning_lead_days": "none"}).warning.lead_days == ()
+    assert apply_overrides(policy, {"warning_lead_days": "7, 21 1"}).warning.lead_days == (21, 7, 1)
+    assert apply_overrides(policy, {"warning_lead_days": "[3]"}).warning.lead_days == (3,)
+    thresholds = apply_overrides(policy, {"product_thresholds": "jira-software=100; confluence: 95"})
+    assert dict(thresholds.inactivity.products) == {"confluence": 95, "jira": 100, "jsm": 45}
+    as_json = apply_overrides(policy, {"product_thresholds": '{"confluence": 95}'})
+    assert as_json.inactivity.products["confluence"] == 95
+    for params, named in (
+        ({"warning_lead_days": "seven"}, "param warning_lead_days:"),
+        ({"warning_lead_days": "0"}, "param warning_lead_days.[0]:"),
+        ({"product_thresholds": "confluence"}, "param product_thresholds:"),
+        ({"product_thresholds": "confluence=0"}, "param product_thresholds.confluence:"),
+    ):
+        with pytest.raises(PolicyError) as caught:
+            apply_overrides(policy, params)
+        assert caught.value.problems[0].startswith(named), caught.value.problems
+
+
+def test_unknown_conf_keys_name_the_closest_param():
+    known = [*PARAM_SCHEMAS, *LEGACY_PARAMS]
+    (problem,) = conf_key_problems({"dryrun": True, "mode": "dry_run"}, known)
+    assert "'dryrun'" in problem
+    assert "did you mean 'dry_run'?" in problem
+    (problem,) = conf_key_problems({"max_action_per_run": 5}, known)
+    assert "did you mean 'max_actions_per_run'?" in problem
+    (problem,) = conf_key_problems({"zzz": 1}, known)
+    assert "did you mean" not in problem
+    assert "mode" in problem
+    assert conf_key_problems({"mode": "live", "dry_run": True}, known) == []
+    assert conf_key_problems(None, known) == []
+
+
+def test_active_overrides_lists_what_changed():
+    untouched = {name: schema["default"] for name, schema in PARAM_SCHEMAS.items()}
+    assert active_overrides(untouched) == {}
+    assert active_overrides({**untouched, "mode": "live", "max_actions_per_run": 0, "dry_run": True}) == {
+        "mode": "live",
+        "max_actions_per_run": 0,
+        "dry_run": True,
+    }
+
+
 def test_overrides_are_applied():
     policy = policy_from_dict(FULL)
     result = apply_overrides(
         policy,
         {
-            "dry_run": True,
+            "mode": "dry_run",
             "inactivity_days": 200,
             "product_thresholds": {"jira-software": 100, "confluence": 90},
             "warning_lead_days": [3],
