@@ -777,21 +777,27 @@ class PlanApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        # The parent skips every write on Reject; what is kept is who decided, what and when.
-        payload = super().execute_complete(context=context, event=event)
-        user = payload.get("responded_by_user") or {}
+        # Recorded before the parent acts: on Reject it skips the writes by raising, so nothing
+        # after it would run. What is kept is who decided, what and when.
+        record = self.decision_of(event)
+        context["ti"].xcom_push(key="return_value", value=record)
+        self.log.info("approve_plan: %s", record["summary"])
+        super().execute_complete(context=context, event=event)
+        return record
+
+    def decision_of(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """The approval record of a HITL response event (see :func:`approval_record`)."""
+        user = event.get("responded_by_user") or {}
         by = str(user.get("name") or user.get("id") or "") or None
-        at = payload.get("responded_at")
-        approved = self.APPROVE in (payload.get("chosen_options") or [])
+        at = event.get("responded_at")
+        when = format_timestamp(at) if isinstance(at, datetime) else (str(at) if at else None)
+        approved = "error" not in event and self.APPROVE in (event.get("chosen_options") or [])
         decision = "approved" if approved else "rejected"
-        when = format_timestamp(at) if at else None
         if by:
             summary = f"{decision} by {by}" + (f" at {when}" if when else "")
         else:
             summary = f"{decision}: no answer within the timeout" + (f" ({when})" if when else "")
-        record = approval_record(decision, required=True, by=by, at=when, summary=summary)
-        self.log.info("approve_plan: %s", summary)
-        return record
+        return approval_record(decision, required=True, by=by, at=when, summary=summary)
 
 
 def approval_record(
@@ -1089,7 +1095,9 @@ class ExportAuditOperator(BaseOperator):
         self.plan = wire_large_input(self, plan)
         self.outcomes = [wire_large_input(self, stage) for stage in as_list(outcomes)]
         self.run_policy = wire_large_input(self, run_policy)
-        self.approval = wire_large_input(self, approval)
+        # Read, but deliberately not made a direct upstream: on Reject an ApprovalOperator skips
+        # its direct downstream tasks whatever their trigger rule, and the audit must still run.
+        self.approval = approval
         self.audit_dir = audit_dir
         self.policy_path = policy_path
 

@@ -448,6 +448,8 @@ class _Approver:
         self.subject: str | None = None
         self.body: str | None = None
         self.status: int | None = None
+        self.responder: str | None = None
+        self.asked_at = datetime.min.replace(tzinfo=UTC)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._answer, daemon=True)
 
@@ -479,8 +481,10 @@ class _Approver:
                     f"/api/v2/dags/{ti.dag_id}/dagRuns/{ti.run_id}/taskInstances/{ti.task_id}/"
                     f"{ti.map_index}/hitlDetails"
                 )
+            self.asked_at = datetime.now(UTC).replace(microsecond=0)
             response = self.api.patch(path, json={"chosen_options": [self.choice], "params_input": {}})
             self.status = response.status_code
+            self.responder = (response.json().get("responded_by") or {}).get("name")
             return
 
 
@@ -525,6 +529,20 @@ def test_capped_run_waits_for_an_admin(live_org, airflow_api, choice, expect_wri
         assert states["apply_actions"] == "skipped", states
         assert suspends == []
     assert states["export_audit"] == "success", states
+    # Who approved or rejected, and when, is on the record (Airflow's HITL response).
+    manifest = json.loads(
+        max(
+            Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]).glob("*.manifest.json"),
+            key=lambda p: p.stat().st_mtime,
+        ).read_text(encoding="utf-8")
+    )
+    approval = manifest["approval"]
+    assert approval["required"] is True
+    assert approval["decision"] == ("approved" if expect_writes else "rejected")
+    assert approver.responder  # the user the API says answered
+    assert approval["by"] == approver.responder
+    assert datetime.fromisoformat(approval["at"].replace("Z", "+00:00")) >= approver.asked_at
+    assert approval["summary"].startswith(f"{approval['decision']} by {approver.responder} at ")
 
 
 def _ground_truth_seats(users: dict[str, dict]) -> int:
