@@ -64,6 +64,8 @@ def test_api_tasks_use_the_atlassian_pool(dagbag):
 
 @pytest.mark.parametrize("dag_id", ["atlassian_user_cleanup", "atlassian_access_restoration"])
 def test_params_default_to_the_policy_file(dagbag, dag_id):
+    from airflow.sdk.exceptions import ParamValidationError
+
     from atlassian_cleanup.policy import RUN_ONLY_PARAMS, apply_overrides, keeps_policy, load_policy
 
     dag = dagbag.dags[dag_id]
@@ -80,6 +82,9 @@ def test_params_default_to_the_policy_file(dagbag, dag_id):
         assert "boolean" not in types or name in RUN_ONLY_PARAMS, name  # see test_policy
         if "enum" in schema:  # a dropdown: every choice has a readable label
             assert set(schema["values_display"]) == set(schema["enum"]), name
+            # The form's dropdown can be cleared (it then submits null): refused, never "live".
+            with pytest.raises(ParamValidationError):
+                dag.params.get_param(name).resolve(None)
 
 
 def test_cleanup_dag_schedule(dagbag):
