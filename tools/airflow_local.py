@@ -11,7 +11,7 @@ login, and where e-mails and audit CSVs land; Ctrl-C stops everything it started
 
 Every start is fresh (the sandbox is re-seeded, so old Airflow state would not match it). The
 policy is the one ``make demo`` uses (``ATLASSIAN_CLEANUP_POLICY`` wins): dry run by default; a
-run's ``dry_run`` param in the trigger form switches it off.
+run's ``mode`` choice in the trigger form ("Live: ...") makes one run live.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ Airflow {stack.executor} on SQLite is up.
   Sandbox     {info["base_url"]}  ({info["users"]} users, org {info["org_id"]}; /_sim/users, /_sim/calls)
   E-mails     {_rel(workdir / "mail")}/*.eml  (warnings, admin digests, failure alerts)
   Audit CSVs  {_rel(audit_dir)}/  (and the audit page in the UI: Browse -> Atlassian audit)
-  Policy      {policy}  (dry run; the trigger form's dry_run param overrides it)
+  Policy      {policy}  (dry run; the trigger form's Mode choice overrides it for one run)
   Logs        {_rel(stack.log_dir)}/*.log, task logs in {_rel(stack.home / "logs")}/
 
 The DAGs start unpaused: atlassian_user_cleanup runs once now for today (dry run, catchup is off),

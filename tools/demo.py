@@ -104,7 +104,7 @@ def demo_policy(workdir: Path) -> Path:
     (7 days after the action, so the simulated days reach it), and the safety caps are raised
     because the seeded org has far more long-inactive users than a real org's daily run would
     (the shipped caps would stop day 14, which is their job). Dry run stays the default: the live
-    days switch it off through the run's ``dry_run`` param.
+    days go live through the run's ``mode`` param (``live``).
     ``ATLASSIAN_CLEANUP_POLICY`` set by the caller wins, so a policy can be tried on the sandbox.
     """
     configured = os.environ.get("ATLASSIAN_CLEANUP_POLICY")
@@ -227,7 +227,7 @@ class _Demo:
         log = self.logs / f"dags-test-{self.runs}-{dag_id}-{day.isoformat()}{'-live' if live else ''}.log"
         cmd = [sys.executable, "-m", "airflow", "dags", "test", dag_id, day.isoformat()]
         if live:
-            cmd += ["-c", json.dumps({"dry_run": False})]
+            cmd += ["-c", json.dumps({"mode": "live"})]
         output = _run(cmd, self.env, log, f"airflow dags test {dag_id} {day.isoformat()}")
         _check_run_succeeded(output, log)
         audit_dir = self.audit_dir / "restore" if dag_id == RESTORE_DAG_ID else self.audit_dir
@@ -272,7 +272,7 @@ def _done_by_action(manifest: Mapping[str, object]) -> Counter[str]:
 
 def _live_days(demo: _Demo, day0: date) -> None:
     """Warn on day 0, act on day 14 (after the notice), run day 14 again (nothing twice), delete on day 21."""
-    print("\n== Live runs over simulated days (dry_run switched off with the run's dry_run param)")
+    print("\n== Live runs over simulated days (the run's mode param set to live)")
     print("   state store: embedded SQLite (connection atlassian_cleanup_state is not defined)")
     # The shipped policy gives 14 days of notice from the first warning (warning.min_notice_days).
     schedule = [(0, 0, "warn"), (14, 14, "act"), (14, 0, "same day again"), (21, 7, "delete")]

@@ -230,7 +230,7 @@ def _trigger_and_wait(stack: AirflowStack, api: ApiClient) -> dict:
     run_id = f"e2e_celery_{uuid.uuid4().hex[:8]}"
     api.post(
         f"/api/v2/dags/{DAG_ID}/dagRuns",
-        {"dag_run_id": run_id, "logical_date": f"{AS_OF.isoformat()}T00:00:00Z", "conf": {"dry_run": False}},
+        {"dag_run_id": run_id, "logical_date": f"{AS_OF.isoformat()}T00:00:00Z", "conf": {"mode": "live"}},
     )
     while True:
         run = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
@@ -282,7 +282,7 @@ def _celery_successes(meta_url: str, expected: int, timeout: float = 30) -> int:
 def _check_run(result: dict) -> None:
     run, tis = result["run"], result["task_instances"]
     assert run["state"] == "success", {ti["task_id"]: ti["state"] for ti in tis}
-    assert run["conf"] == {"dry_run": False}
+    assert run["conf"] == {"mode": "live"}
     assert {ti["task_id"] for ti in tis} == TASKS
     assert {ti["state"] for ti in tis} == {"success"}
 
