@@ -164,3 +164,43 @@ def test_formula_payloads_in_names_come_out_inert_in_the_file(tmp_path, name):
     assert written["name"] == "'" + name
     assert written["email"] == "'" + name
     assert not written["name"].startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_triggered_by_names_the_user_or_the_scheduler():
+    from atlassian_cleanup.audit import triggered_by
+
+    assert triggered_by("manual", "alice") == "alice"
+    assert triggered_by("scheduled", None) == "scheduler"
+    assert triggered_by(None, None) == "scheduler"
+    assert triggered_by("asset_triggered", None) == "asset_triggered run (no user recorded)"
+
+
+def test_manifest_records_the_policy_and_who_ran_it(tmp_path):
+    from pathlib import Path
+
+    from atlassian_cleanup.audit import policy_fingerprint
+
+    policy = {"dry_run": False, "safety": {"max_actions_per_run": 1}}
+    run = {
+        "triggered_by": "alice",
+        "run_type": "manual",
+        "overrides": {"mode": "live"},
+        "policy_file": "/opt/policy.yaml",
+        "approval": {"required": True, "decision": "rejected", "by": "bob", "at": "2026-11-26T09:00:00Z"},
+    }
+    manifest = write_audit(
+        [_row("x")], tmp_path, run_id="r", as_of="2026-11-26", mode="live", policy=policy, run=run
+    )
+    on_disk = verify_audit(Path(manifest.csv_path))
+    assert on_disk.policy == policy
+    assert on_disk.policy_sha256 == policy_fingerprint(policy)
+    assert (on_disk.triggered_by, on_disk.run_type, on_disk.policy_file) == (
+        "alice",
+        "manual",
+        "/opt/policy.yaml",
+    )
+    assert on_disk.overrides == {"mode": "live"}
+    assert on_disk.approval == run["approval"]
+    # A manifest written before these fields existed still reads.
+    bare = write_audit([_row("y")], tmp_path / "old", run_id="o", as_of="2026-11-26", mode="dry_run")
+    assert (bare.triggered_by, bare.overrides, bare.approval, bare.policy) == (None, None, None, None)

@@ -391,3 +391,55 @@ def test_chart_with_many_runs_keeps_lines_and_hover_targets_but_no_marker_clutte
     assert all('fill-opacity="0"' in marker for marker in markers)
     few = seats_chart_svg(_chart_points(5), projected=False)
     assert not [m for m in re.findall(r"<circle [^>]*>", few) if "fill-opacity" in m]
+
+
+def test_a_run_shows_who_triggered_it_its_overrides_and_the_approval(tmp_path: Path):
+    folder = tmp_path / "who"
+    write_audit(
+        [{"account_id": "a", "proposed_action": "suspend"}],
+        folder,
+        run_id="manual__capped",
+        as_of="2026-11-26",
+        mode="live",
+        policy={"dry_run": False},
+        run={
+            "triggered_by": "alice<script>",
+            "run_type": "manual",
+            "overrides": {"mode": "live", "max_actions_per_run": 200},
+            "policy_file": "/opt/airflow/include/policy.yaml",
+            "approval": {
+                "required": True,
+                "decision": "approved",
+                "by": "bob",
+                "at": "2026-11-26T09:12:03Z",
+                "summary": "approved by bob at 2026-11-26T09:12:03Z",
+            },
+        },
+    )
+    write_audit(
+        [{"account_id": "b"}],
+        folder,
+        run_id="scheduled__2026-11-27",
+        as_of="2026-11-27",
+        mode="dry_run",
+        run={"triggered_by": "scheduler", "run_type": "scheduled", "overrides": {}, "approval": None},
+    )
+    app = create_app(folder)
+    app.dependency_overrides[authorize] = lambda: None
+    client = TestClient(app)
+
+    listing = client.get("/").text
+    assert "alice&lt;script&gt;" in listing
+    assert "<script>" not in listing
+    assert "approved by bob at 2026-11-26T09:12:03Z" in listing
+    assert "scheduler" in listing
+
+    one = client.get("/", params={"run_id": "manual__capped"}).text
+    assert 'id="triggered-by">alice&lt;script&gt; (manual run)' in one
+    assert "<code>mode=&#34;live&#34;</code>" in one or '<code>mode="live"</code>' in one
+    assert "<code>max_actions_per_run=200</code>" in one
+    assert 'id="approval">approved by bob at 2026-11-26T09:12:03Z' in one
+    scheduled = client.get("/", params={"run_id": "scheduled__2026-11-27"}).text
+    assert 'id="triggered-by">scheduler (scheduled run)' in scheduled
+    assert 'id="overrides">none (the policy file as it was)' in scheduled
+    assert 'id="approval"' not in scheduled

@@ -603,3 +603,49 @@ def test_failure_alert_goes_to_the_policy_admins(tmp_path: Path) -> None:
     policy.write_text("dry_run: [", encoding="utf-8")
     assert module.failure_callbacks(str(policy)) == []
     assert module.failure_callbacks(str(tmp_path / "missing.yaml")) == []
+
+
+def test_digest_says_who_triggered_with_which_overrides_and_who_approved() -> None:
+    common = {
+        "plan": _digest_plan(),
+        "outcomes": {},
+        "run_id": "manual__2026-11-26",
+        "as_of": "2026-11-26",
+        "mode": "live",
+        "audit_file": "audit.csv",
+    }
+    capped = digest_context(
+        **common,
+        run={
+            "triggered_by": "alice <ops>",
+            "overrides": {"mode": "live", "max_actions_per_run": 200, "warning_lead_days": [7, 1]},
+            "approval": {
+                "required": True,
+                "decision": "approved",
+                "by": "bob",
+                "at": "2026-11-26T09:12:03Z",
+                "summary": "approved by bob at 2026-11-26T09:12:03Z",
+            },
+        },
+    )
+    _, html, text = render_digest(capped)
+    assert "Triggered by: alice <ops>" in text
+    assert "Run overrides: mode=live, max_actions_per_run=200, warning_lead_days=[7, 1]" in text
+    assert "Approval: approved by bob at 2026-11-26T09:12:03Z" in text
+    assert "alice &lt;ops&gt;" in html
+    assert "<code>max_actions_per_run=200</code>" in html
+    assert "approved by bob at 2026-11-26T09:12:03Z" in html
+
+    scheduled = digest_context(
+        **common,
+        run={
+            "triggered_by": "scheduler",
+            "overrides": {},
+            "approval": {"required": False, "decision": "not_needed", "summary": "not needed: dry run"},
+        },
+    )
+    _, html, text = render_digest(scheduled)
+    assert "Triggered by: scheduler" in text
+    assert "Run overrides: none (the policy file as it is)" in text
+    assert "Approval" not in text  # nothing to approve: no line
+    assert "Approval" not in html
