@@ -289,7 +289,16 @@ def verify_audit(csv_path: str | os.PathLike[str]) -> AuditManifest:
 
 # What a manifest must hold for the audit page to show it: anything else is a damaged file.
 _REQUIRED_TEXT = ("csv_file", "run_id", "as_of", "mode")
-_OPTIONAL_TEXT = ("csv_path", "policy_sha256", "logical_date", "state_store_id")
+_OPTIONAL_TEXT = (
+    "csv_path",
+    "policy_sha256",
+    "logical_date",
+    "state_store_id",
+    "policy_file",
+    "triggered_by",
+    "run_type",
+)
+_OPTIONAL_OBJECTS = ("policy", "overrides", "approval")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SUMMARY_COUNTS = ("by_action", "results", "verdicts")
 _SEAT_COUNTS = ("total_before", "total_after", "total_reclaimed")
@@ -326,6 +335,12 @@ def manifest_problems(data: Any) -> list[str]:
         problems.append(f"rows must be a whole number (got {data.get('rows')!r})")
     if not isinstance(data.get("sha256"), str) or not _SHA256.match(data["sha256"]):
         problems.append(f"sha256 must be 64 hexadecimal characters (got {data.get('sha256')!r})")
+    for key in _OPTIONAL_OBJECTS:
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            problems.append(f"{key} must be an object or null (got {data[key]!r})")
+    approval = data.get("approval")
+    if isinstance(approval, dict) and not isinstance(approval.get("summary", ""), str):
+        problems.append(f"approval.summary must be a text (got {approval.get('summary')!r})")
     if data.get("columns") is not None and not isinstance(data["columns"], list):
         problems.append(f"columns must be a list (got {type(data['columns']).__name__})")
     summary = data.get("summary", {})

@@ -214,6 +214,13 @@ DAMAGED_MANIFESTS = [
     ("summary.writes", "7", "summary.writes"),
     ("policy_sha256", 7, "policy_sha256"),
     ("columns", "a,b", "columns"),
+    ("triggered_by", ["alice"], "triggered_by"),
+    ("run_type", 3, "run_type"),
+    ("overrides", "mode=live", "overrides"),
+    ("overrides", ["mode"], "overrides"),
+    ("approval", "approved", "approval"),
+    ("approval", {"required": True, "summary": {"by": "bob"}}, "approval.summary"),
+    ("policy", [1], "policy"),
 ]
 
 
