@@ -190,6 +190,8 @@ def test_a_stage_refuses_a_store_that_did_not_plan_its_run(live_org, stage):  # 
         ApplyActionsOperator,
         DeleteDormantOperator,
         NotifyWarningsOperator,
+        resolve_policy,
+        run_policy_record,
     )
 
     org = live_org
@@ -209,7 +211,9 @@ def test_a_stage_refuses_a_store_that_did_not_plan_its_run(live_org, stage):  # 
         "apply_actions": ApplyActionsOperator,
         "delete_dormant": DeleteDormantOperator,
     }[stage]
-    operator = operator_class(task_id=stage, plan=[row], policy_path=str(org.policy_path))
+    policy_path = str(org.policy_path)
+    run_policy = run_policy_record(resolve_policy(policy_path, {}), policy_path, {})
+    operator = operator_class(task_id=stage, plan=[row], run_policy=run_policy, policy_path=policy_path)
     context = {"params": {}, "run_id": "scheduled__never_planned_here", "logical_date": None}
     mails, seq = len(org.smtp_sink.messages()), org.last_seq()
     with pytest.raises(AirflowFailException, match="has no record of this run"):
