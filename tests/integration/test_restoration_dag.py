@@ -331,3 +331,43 @@ def test_a_broken_policy_never_breaks_parsing(tmp_path, monkeypatch) -> None:
     bag = DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool", "atlassian_api"})
     assert "atlassian_access_restoration" not in bag.import_errors
     assert bag.dags["atlassian_access_restoration"].schedule == "*/10 * * * *"
+
+
+def test_a_policy_edited_mid_run_does_not_make_the_restore_run_live(
+    org: RestoreOrg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from atlassian_cleanup.restore_operators import FetchRestoreRequestsOperator
+
+    suspended = pick(org.sandbox, "inactive_180", 1)[0]
+    org.action([suspended], "suspend")
+    key = org.ask(suspended)
+    data = yaml.safe_load(org.policy_path.read_text(encoding="utf-8"))
+    org.policy_path.write_text(yaml.safe_dump({**data, "dry_run": True}), encoding="utf-8")
+    original = FetchRestoreRequestsOperator.execute
+
+    def fetch_then_go_live_in_the_file(self, context):
+        requests_found = original(self, context)
+        org.policy_path.write_text(yaml.safe_dump({**data, "dry_run": False}), encoding="utf-8")
+        return requests_found
+
+    monkeypatch.setattr(FetchRestoreRequestsOperator, "execute", fetch_then_go_live_in_the_file)
+    seq = org.last_seq()
+
+    run = org.run()
+
+    assert str(run.state) == "success", _states(run)
+    assert yaml.safe_load(org.policy_path.read_text(encoding="utf-8"))["dry_run"] is False
+    # The run kept the dry run it started with: no restore, no comment, no transition.
+    assert org.restore_writes(seq) == []
+    assert org.comment_calls(seq) == Counter()
+    assert org.users()[suspended]["status"] == "suspended"
+    assert org.request_status(key) != "Resolved"
+    folder = Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]) / "restore"
+    manifest = json.loads(
+        max(folder.glob("*.manifest.json"), key=lambda p: p.stat().st_mtime).read_text(encoding="utf-8")
+    )
+    assert manifest["mode"] == "dry_run"
+    assert manifest["policy"]["dry_run"] is True
+    assert manifest["triggered_by"] == "dag_test"
