@@ -371,3 +371,19 @@ def test_a_policy_edited_mid_run_does_not_make_the_restore_run_live(
     assert manifest["mode"] == "dry_run"
     assert manifest["policy"]["dry_run"] is True
     assert manifest["triggered_by"] == "dag_test"
+
+
+def test_an_unknown_conf_key_fails_the_restore_run_before_any_call(org: RestoreOrg) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    org.monkeypatch.setenv("ATLASSIAN_CLEANUP_POLICY", str(org.policy_path))
+    dag = DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool", "atlassian_api"}).dags[
+        "atlassian_access_restoration"
+    ]
+    org.sandbox.clear_calls()
+
+    run = dag.test(logical_date=RESTORE_DAY, run_conf={"mode": "live", "dryrun": True})
+
+    assert str(run.state) == "failed", _states(run)
+    assert _states(run)["fetch_requests"] == "failed"
+    assert org.sandbox.calls() == []
