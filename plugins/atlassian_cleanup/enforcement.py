@@ -82,6 +82,7 @@ from atlassian_cleanup.retry import (
     AtlassianAuthError,
     AtlassianNotFoundError,
     AtlassianPermissionError,
+    cancel_atlassian_calls,
     interruptible_sleep,
     raise_if_cancelled,
 )
@@ -526,7 +527,11 @@ class Enforcer:
         pool = ThreadPoolExecutor(max_workers=workers or self.concurrency, thread_name_prefix=label)
         try:
             yield pool
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # A timeout or a kill unwinds the task: wake the workers from back-off and pacing
+                # sleeps rather than wait for them.
+                cancel_atlassian_calls(f"{label} is being stopped")
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)

@@ -33,11 +33,12 @@ the only overlap possible (each cursor comes from the previous page).
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from atlassian_cleanup.retry import AtlassianPaginationError, raise_if_cancelled
+from atlassian_cleanup.retry import AtlassianPaginationError, cancel_atlassian_calls, raise_if_cancelled
 
 Page = Mapping[str, Any]
 OnPage = Callable[[int, int], None]
@@ -109,7 +110,16 @@ def prefetch(items: Iterator[T], *, ahead: int = 2, name: str = "atlassian-prefe
             yield item
     finally:
         stop.set()
+        if _task_is_ending(sys.exc_info()[1]):
+            # A timeout or a kill is unwinding the task: wake the producer from a back-off sleep
+            # instead of waiting for it (the stop flag is the task's, so nothing else runs on).
+            cancel_atlassian_calls("the task is being stopped")
         worker.join(timeout=5)
+
+
+def _task_is_ending(error: BaseException | None) -> bool:
+    """Whether ``error`` ends the task whatever happens (a timeout, a kill), unlike an ordinary error."""
+    return error is not None and not isinstance(error, Exception | GeneratorExit)
 
 
 class _Bounds:

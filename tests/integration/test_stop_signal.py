@@ -14,10 +14,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -220,3 +222,78 @@ def test_sigterm_during_the_write_pool_leaves_the_journal_for_the_next_run(
         assert set(directory.status.values()) == {"suspended"}
         suspends = [w.path.split("/")[-2] for w in fake.writes() if w.path.endswith("/suspend")]
         assert len(suspends) == len(throttled) + len(planned)  # 4 refused by the 429, then one each
+
+
+# -- execution_timeout: Airflow raises AirflowTaskTimeout in the main thread, then calls on_kill ----
+
+
+def _extract_under_timeout(operator: Any, timeout: Any, timed_out: type[BaseException]) -> None:
+    try:
+        with timeout(2):
+            operator.extract()
+    except timed_out:
+        operator.on_kill()
+        raise
+
+
+# Airflow's timeout uses SIGALRM, so the test's own limit runs in a thread.
+@pytest.mark.timeout(120, method="thread")
+def test_execution_timeout_does_not_wait_for_the_page_threads_back_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow.sdk.execution_time.timeout import timeout
+
+    from atlassian_cleanup.operators import ExtractUsersOperator
+
+    def script(request: Request) -> Reply:
+        return (
+            Reply(429, {"message": "slow down"}, headers=LONG_WAIT) if request.path == SEARCH else NOT_FOUND
+        )
+
+    operator = ExtractUsersOperator(task_id="extract_users", policy_path="unused", site_conn_id=None)
+    with FakeAtlassian(script) as fake:
+        for key, value in fake.connections(retry=REAL_RETRY).items():
+            monkeypatch.setenv(key, value)
+        started = time.monotonic()
+        # What Airflow's task runner does with execution_timeout: SIGALRM raises in the main
+        # thread, then on_kill is called while the timeout is being handled.
+        with pytest.raises(AirflowTaskTimeout):
+            _extract_under_timeout(operator, timeout, AirflowTaskTimeout)
+        elapsed = time.monotonic() - started
+        # The page thread was woken from its back-off, not abandoned asleep.
+        assert not [
+            t for t in threading.enumerate() if t.name == "atlassian-directory-pages" and t.is_alive()
+        ]
+        assert _calls(fake, SEARCH) == 1
+    assert elapsed < 30  # not the 120 s back-off; generous against a loaded machine
+
+
+@pytest.mark.timeout(120, method="thread")
+def test_a_timeout_in_the_write_pool_does_not_wait_for_the_workers_back_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow.sdk.execution_time.timeout import timeout
+
+    from atlassian_cleanup.enforcement import Enforcer
+    from atlassian_cleanup.hooks import AtlassianAdminHook
+    from atlassian_cleanup.state import StateStore
+
+    directory = Directory(
+        count=8, suspend=lambda d, a, r: Reply(429, {"message": "later"}, headers=LONG_WAIT)
+    )
+    with FakeAtlassian(directory) as fake, StateStore(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        for key, value in fake.connections(retry=REAL_RETRY).items():
+            monkeypatch.setenv(key, value)
+        engine = Enforcer(
+            AtlassianAdminHook, store, run_id="timed-out", at=datetime(2026, 11, 26, tzinfo=UTC)
+        )
+        started = time.monotonic()
+        with pytest.raises(AirflowTaskTimeout), timeout(2):  # what Airflow wraps execute in
+            engine.apply(rows(*directory.status))
+        assert time.monotonic() - started < 30
+        assert len(fake.writes()) == 4  # one per worker; the queued users were dropped
+        assert {e.account_id for e in store.uncertain_entries()} == {
+            w.path.split("/")[-2] for w in fake.writes()
+        }
