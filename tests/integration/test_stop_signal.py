@@ -66,7 +66,7 @@ from atlassian_cleanup.operators import ApplyActionsOperator
 from atlassian_cleanup.state import StateStore
 
 args = json.loads(open(sys.argv[1]).read())
-operator = ApplyActionsOperator(task_id="apply_actions", plan=[], policy_path="unused")
+operator = ApplyActionsOperator(task_id="apply_actions", plan=[], run_policy={}, policy_path="unused")
 signal.signal(signal.SIGTERM, lambda _signum, _frame: operator.on_kill())
 store = StateStore(args["db"])
 at = datetime.fromisoformat(args["at"])
