@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from atlassian_cleanup.account_facts import DELETE_GRACE_DAYS
 from atlassian_cleanup.outcomes import (  # re-exported: callers import them from here too
     DONE,
     FAILED,
@@ -93,8 +94,6 @@ if TYPE_CHECKING:
     from atlassian_cleanup.state import StateStore
 
 APPLY_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access"})
-#: Atlassian keeps a deleted managed account for this many days; ``cancel-delete`` works meanwhile.
-DELETE_GRACE_DAYS = 14
 #: Shown by Atlassian to a deactivated user who tries to log in.
 DEFAULT_DEACTIVATE_MESSAGE = (
     "Your Atlassian account was deactivated after a long period without activity. "
@@ -713,6 +712,7 @@ class Enforcer:
                         at=self.at,
                         run_id=self.run_id,
                         reason="removed from the directory: there is no grace period to wait for",
+                        evidence={"performed": result.performed},
                     )
         except Exception as exc:
             # The write is done but unrecorded: the entry stays open, so the next run re-checks

@@ -11,9 +11,12 @@ Rules, in order
    whatever the summary or description says: a request cannot be used to restore someone else.
 2. **This request was already handled** (the journal has a succeeded ``restore`` for it): the
    decision is ``restore`` again, so that an interrupted run only finishes the answer.
-3. **Deleted for good** (stage ``deleted``, the account gone from the directory, or a pending
-   deletion older than Atlassian's 14-day grace): a clear answer, nothing to restore; left open
-   for an admin (a re-invite is a human decision).
+3. **Removed from the directory** (the journal shows this tool's ``delete`` became a v2 removal
+   from the directory, as for unmanaged accounts): no grace window applies; the answer says so
+   and that a new invitation with the groups re-added (an admin's decision) is the way back; left
+   open. **Deleted for good** (stage ``deleted``, the account gone from the directory, or a
+   lifecycle deletion whose 14-day cancel window, counted from the deletion request, is over): a
+   clear answer with the dates, nothing to restore; left open for an admin.
 4. **Never actioned by this tool** (unknown to the store, or at a stage where we removed nothing):
    answered, not acted on; left open for an admin.
 5. **Already restored** (stage ``restored``, or active again after a restore): answered, resolved.
@@ -31,22 +34,34 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from atlassian_cleanup.account_facts import (
+    DEACTIVATE,
+    DELETE_GRACE_DAYS,
+    REMOVE_FROM_DIRECTORY,
+    REMOVE_PRODUCT_ACCESS,
+    SUSPEND,
+    AccountFacts,
+    admin_done_sentence,
+    day,
+    facts_from_journal,
+    user_done_sentence,
+    user_next_sentence,
+)
 from atlassian_cleanup.transitions import can_apply
-
-#: Atlassian keeps a deleted managed account this many days; cancel-delete works meanwhile.
-DELETE_GRACE_DAYS = 14
 
 RESTORE = "restore"
 ALREADY_RESTORED = "already_restored"
 REFUSED = "refused"
 NOT_ACTIONED = "not_actioned"
 DELETED = "deleted"
+#: Removed from the directory (an unmanaged account's "deletion"): no grace, only a re-invite helps.
+REMOVED = "removed_from_directory"
 #: Set by the operator, not by :func:`decide`: over ``max_restores_per_run``, left for the next run.
 DEFERRED = "deferred"
-VERDICTS: tuple[str, ...] = (RESTORE, ALREADY_RESTORED, REFUSED, NOT_ACTIONED, DELETED, DEFERRED)
+VERDICTS: tuple[str, ...] = (RESTORE, ALREADY_RESTORED, REFUSED, NOT_ACTIONED, DELETED, REMOVED, DEFERRED)
 
 #: Restore steps, in the order they are carried out.
 STEPS: tuple[str, ...] = ("cancel_delete", "restore_user", "enable_user", "add_group_member")
@@ -54,11 +69,6 @@ _STEP_FOR_ACTION = {
     "suspend": "restore_user",
     "deactivate": "enable_user",
     "remove_product_access": "add_group_member",
-}
-_ACTION_WORDS = {
-    "suspend": "suspended",
-    "deactivate": "deactivated",
-    "remove_product_access": "removed from some products",
 }
 
 
@@ -185,14 +195,6 @@ def groups_before_action(journal: Sequence[Any]) -> list[dict[str, str]]:
     return sorted(seen.values(), key=lambda g: (g["name"].lower(), g["id"]))
 
 
-def delete_requested_at(journal: Sequence[Any]) -> datetime | None:
-    """When this tool's latest lifecycle delete was accepted (the start of Atlassian's grace)."""
-    for entry in reversed(journal):
-        if _entry_get(entry, "outcome") == "succeeded" and _entry_get(entry, "event") == "delete_requested":
-            return _entry_get(entry, "result_at") or _entry_get(entry, "intent_at")
-    return None
-
-
 def restore_done_for(journal: Sequence[Any], request_key: str) -> bool:
     """Whether the journal has a succeeded restore made for this very request."""
     for entry in journal:
@@ -229,10 +231,6 @@ def group_allowed(groups: Iterable[Mapping[str, str]], allowed_groups: Iterable[
     return None
 
 
-def _date(value: datetime | None) -> str:
-    return value.date().isoformat() if value else "an earlier date"
-
-
 def decide(
     request: RestoreRequest,
     *,
@@ -244,6 +242,10 @@ def decide(
     restored_grace_days: int = 30,
 ) -> Decision:
     """Decide what to do with one request (see the module docstring for the rules).
+
+    Every answer and reason states what this tool really did to the account and when, as the
+    journal recorded it (:func:`~atlassian_cleanup.account_facts.facts_from_journal`), and what
+    can be done next.
 
     :param account: the reporter's directory user (v2 shape, with ``groups``) read now, or ``None``
         when the directory does not list them.
@@ -258,7 +260,6 @@ def decide(
     email = (account or {}).get("email") or request.reporter_email
     stage = _history_get(history, "stage")
     actioned_action = _history_get(history, "actioned_action")
-    actioned_at = _history_get(history, "actioned_at")
     base = {"request_key": key, "account_id": account_id, "email": email, "stage": stage,
             "actioned_action": actioned_action}  # fmt: skip
     admin_review = "An administrator will review your request."
@@ -277,49 +278,81 @@ def decide(
             comment="Your access has been restored.",
         )  # fmt: skip
 
-    delete_at = delete_requested_at(journal)
-    grace_over = (
-        stage == "pending_delete"
-        and delete_at is not None
-        and as_of >= delete_at + timedelta(days=DELETE_GRACE_DAYS)
-    )
-    if stage == "deleted" or grace_over or (stage == "pending_delete" and account is None):
-        when = f" (deletion requested on {_date(delete_at)})" if delete_at else ""
+    facts = facts_from_journal(journal, history)
+    told = user_done_sentence(facts)
+    noted = admin_done_sentence(facts)
+    deletion = facts.deletion
+
+    if (
+        stage in ("pending_delete", "deleted")
+        and deletion is not None
+        and deletion.kind == REMOVE_FROM_DIRECTORY
+    ):
         return Decision(
-            **base, verdict=DELETED, rule="deleted", resolve=False,
-            reason=f"The account was deleted for good{when}; it cannot be restored, only re-invited.",
-            comment=(
-                "Your account was deleted after a long period without activity and Atlassian's "
-                f"{DELETE_GRACE_DAYS}-day window to undo the deletion is over, so it cannot be restored "
-                f"automatically. {admin_review} If access is approved, you will be invited again."
+            **base, verdict=REMOVED, rule="removed_from_directory", resolve=False,
+            reason=(
+                f"{noted} A removal from the directory is not a deletion and has no grace window; only a "
+                "new invitation with the groups re-added (journal) gives access back."
             ),
+            comment=f"{told} {user_next_sentence(facts, as_of)} {admin_review}",
         )  # fmt: skip
 
+    grace_over = stage == "pending_delete" and facts.grace_over(as_of)
+    if stage == "deleted" or grace_over or (stage == "pending_delete" and account is None):
+        if facts.touched:
+            next_step = user_next_sentence(facts, as_of, account_listed=account is not None)
+            comment = f"{told} {next_step} {admin_review}"
+            reason = f"{noted} {next_step}"
+        else:
+            comment = (
+                "This tool's records show your account as deleted, so it cannot be restored "
+                f"automatically. {admin_review} If access is approved, you will be invited again."
+            )
+            reason = "The state store has the account as deleted (no journal entry of the deletion)."
+        return Decision(
+            **base, verdict=DELETED, rule="deleted", resolve=False, reason=reason, comment=comment,
+        )  # fmt: skip
+
+    restored_at = _history_get(history, "restored_at")
+    actioned_at = _history_get(history, "actioned_at")
     if stage == "restored" or (
         stage in ("active", "warned")
-        and _history_get(history, "restored_at") is not None
+        and restored_at is not None
         and actioned_at is not None
-        and _history_get(history, "restored_at") >= actioned_at
+        and restored_at >= actioned_at
     ):
         return Decision(
             **base, verdict=ALREADY_RESTORED, rule="already_restored", resolve=True,
-            reason=f"Access was already restored on {_date(_history_get(history, 'restored_at'))}.",
-            comment="Your access was already restored; nothing else was needed. Please try logging in again.",
+            reason=_text(noted, f"Access was already restored on {day(restored_at)}."),
+            comment=_text(
+                told,
+                f"Your access was already restored on {day(restored_at)}; nothing else was needed. "
+                "Please try logging in again.",
+            ),
         )  # fmt: skip
 
     if not can_apply(history, "restored"):
-        why = (
-            "This tool has no record of this account."
-            if history is None
-            else f"This tool did not remove this account's access (its state is {stage})."
-        )
+        if facts.touched:
+            why = f"{noted} The account has been active again since (stage {stage}); nothing is left to undo."
+            comment = (
+                f"{told} The account has been active again since, so this tool has nothing left to undo "
+                f"and nothing was changed automatically. {admin_review}"
+            )
+        else:
+            why = (
+                "This tool has no record of this account."
+                if history is None
+                else f"This tool did not change this account (its state is {stage})."
+            )
+            warned = _history_get(history, "warned_at") if stage == "warned" else None
+            only = f" It only sent you a warning e-mail on {day(warned)}." if warned else ""
+            comment = (
+                "The inactive-user cleanup has not suspended, deactivated, removed or deleted your "
+                f"account, so nothing was changed automatically.{only} {admin_review}"
+            )
         return Decision(
             **base, verdict=NOT_ACTIONED, rule="not_actioned", resolve=False,
-            reason=f"{why} Nothing was restored automatically.",
-            comment=(
-                "We have no record of the inactive-user cleanup removing your access, so nothing was "
-                f"changed automatically. {admin_review}"
-            ),
+            reason=f"{why} Nothing was restored automatically.", comment=comment,
         )  # fmt: skip
 
     groups_before = groups_before_action(journal)
@@ -334,11 +367,15 @@ def decide(
     if rule is None:
         return Decision(
             **base, verdict=REFUSED, rule="no_rule", resolve=False,
-            reason=(
+            reason=_text(
+                noted,
                 "No restore rule allows this account (neither its e-mail domain nor the groups it had "
-                "before the action are listed in restore.allowed_domains / restore.allowed_groups)."
+                "before the action are listed in restore.allowed_domains / restore.allowed_groups).",
             ),
-            comment=f"Your request cannot be granted automatically. {admin_review}",
+            comment=_text(
+                "Your request cannot be granted automatically.", told, user_next_sentence(facts, as_of),
+                admin_review,
+            ),
         )  # fmt: skip
 
     steps: list[str] = []
@@ -351,26 +388,41 @@ def decide(
     if step == "add_group_member":
         current = {str(g.get("id")) for g in (account or {}).get("groups") or [] if g.get("id")}
         groups_to_add = [g for g in groups_before if g["id"] not in current]
-    what = _ACTION_WORDS.get(str(actioned_action), "actioned")
-    if stage == "pending_delete":
-        what = f"{what} and then scheduled for deletion"
     grace = (
-        f" The inactive-user cleanup will leave your account alone for {restored_grace_days} days."
+        f"The inactive-user cleanup will leave your account alone for {restored_grace_days} days."
         if restored_grace_days
         else ""
     )
     return Decision(
         **base, verdict=RESTORE, rule=rule, resolve=True, steps=tuple(steps),
         groups_to_add=tuple(groups_to_add),
-        reason=(
-            f"Allowed by {rule}: the account was {what} by this tool on {_date(actioned_at)}; "
-            f"restore with {', '.join(steps) or 'no call'}."
-        ),
-        comment=(
-            f"Your access has been restored (your account had been {what} on {_date(actioned_at)} "
-            f"after a long period without activity).{grace}"
-        ),
+        reason=_text(f"Allowed by {rule}.", noted, f"Restore with {', '.join(steps) or 'no call'}."),
+        comment=_text("Your access has been restored.", told, _undone(facts, groups_to_add), grace),
     )  # fmt: skip
+
+
+def _text(*sentences: str) -> str:
+    """Sentences joined by one space, empty ones left out."""
+    return " ".join(s for s in sentences if s)
+
+
+def _undone(facts: AccountFacts, groups_to_add: Sequence[Mapping[str, str]]) -> str:
+    """What the restore gives back, for the answer (the restore steps follow the facts)."""
+    parts = []
+    if facts.deletion is not None:
+        parts.append(
+            f"The deletion was cancelled within Atlassian's {DELETE_GRACE_DAYS}-day window, which would "
+            f"have ended on {day(facts.grace_ends())}."
+        )
+    kinds = {s.kind for s in facts.access}
+    if SUSPEND in kinds:
+        parts.append("The suspension was lifted: your groups and roles are back as they were.")
+    elif DEACTIVATE in kinds:
+        parts.append("Your account was re-activated.")
+    elif REMOVE_PRODUCT_ACCESS in kinds:
+        names = ", ".join(g["name"] for g in groups_to_add)
+        parts.append(f"You were added back to {names}." if names else "You are back in your groups.")
+    return " ".join(parts)
 
 
 def decision_from_dict(data: Mapping[str, Any]) -> Decision:

@@ -60,13 +60,15 @@ class RestoreOrg:
     def store(self) -> StateStore:
         return StateStore(f"sqlite:///{self.state_path}")
 
-    def action(self, ids: list[str], action: str, products: list[str] | None = None) -> None:
+    def action(
+        self, ids: list[str], action: str, products: list[str] | None = None, at: datetime = ACTIONED
+    ) -> None:
         with self.store() as store:
             enforcer = Enforcer(
                 lambda: AtlassianAdminHook(retry_policy=RetryPolicy.without_sleep()),
                 store,
-                run_id="daily",
-                at=ACTIONED,
+                run_id=f"daily-{at.date()}",
+                at=at,
             )
             if action == "delete":
                 outcomes = enforcer.delete(plan_rows(ids, "delete"))
@@ -250,6 +252,50 @@ def test_each_action_kind_is_restored_once_and_the_rest_is_answered(org: Restore
         assert str(again.state) == "success", _states(again)
         assert org.restore_writes(seq) == []
         assert org.comment_calls(seq) == Counter()
+
+
+def test_answers_say_what_was_done_and_when(org: RestoreOrg) -> None:
+    """The posted comments state the real writes and their dates, from the journal.
+
+    A managed account suspended on 11-26 and lifecycle-deleted on 12-03 is told both dates and the
+    window (14 days from the deletion request); an unmanaged contractor, whose "deletion" became a
+    removal from the directory, is told that no window applies, two days after the removal.
+    """
+    managed = pick(org.sandbox, "inactive_180", 1)[0]
+    contractor = pick(org.sandbox, "unmanaged_contractor", 1)[0]
+    org.action([managed, contractor], "suspend")
+    deleted_on = ACTIONED + timedelta(days=7)
+    org.action([managed, contractor], "delete", at=deleted_on)
+    users = org.users()
+    assert users[managed]["status"] == "for_deletion"
+    assert users[contractor]["status"] != "for_deletion"
+    keys = {"managed": org.ask(managed), "contractor": org.ask(contractor)}
+
+    run = org.run(deleted_on + timedelta(days=2))
+
+    assert str(run.state) == "success", _states(run)
+    assert org.comments(keys["managed"])[-1] == (
+        "Your access has been restored. After a long period without activity, your account was suspended in "
+        "the organization's directory on 2026-11-26 and its deletion was requested on 2026-12-03. "
+        "The deletion "
+        "was cancelled within Atlassian's 14-day window, which would have ended on 2026-12-17. The "
+        "suspension "
+        "was lifted: your groups and roles are back as they were. The inactive-user cleanup will leave your "
+        "account alone for 30 days."
+    )
+    assert org.comments(keys["contractor"])[-1] == (
+        "After a long period without activity, your account was suspended in the organization's directory on "
+        "2026-11-26 and then removed from the organization's directory on 2026-12-03. This was not "
+        "a deletion "
+        "and no 14-day window applies: your Atlassian account still exists, but it is no longer a member of "
+        "the organization and lost its groups and roles, so it cannot be restored automatically. "
+        "If access is "
+        "approved, an administrator will invite you again and re-add your groups (this tool recorded them). "
+        "An administrator will review your request."
+    )
+    assert org.request_status(keys["managed"]) == "Resolved"
+    assert org.request_status(keys["contractor"]) != "Resolved"
+    assert org.users()[managed]["status"] == "active"
 
 
 def test_the_cap_defers_the_rest_to_the_next_run(org: RestoreOrg) -> None:
