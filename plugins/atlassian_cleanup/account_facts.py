@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from atlassian_cleanup.days import calendar_days
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
 
 #: Atlassian keeps a deleted managed account this many days after the request; cancel-delete works meanwhile.
@@ -92,8 +93,9 @@ class AccountFacts:
 
     def grace_over(self, as_of: datetime) -> bool:
         """Whether a lifecycle deletion can no longer be cancelled on ``as_of``."""
-        ends = self.grace_ends()
-        return ends is not None and as_of >= ends
+        if self.grace_ends() is None or self.deletion is None or self.deletion.at is None:
+            return False
+        return calendar_days(self.deletion.at, as_of) >= DELETE_GRACE_DAYS
 
 
 def _get(entry: Any, name: str) -> Any:
@@ -143,7 +145,7 @@ def facts_from_journal(journal: Sequence[Any], history: Any = None) -> AccountFa
         entry = cycle_deletes[-1]
         at = _when(entry)
         removed = any(
-            _is_removal(e, at) for e in journal if _get(e, "cycle") == cycle and _succeeded(e, "deleted")
+            is_removal(e, at) for e in journal if _get(e, "cycle") == cycle and _succeeded(e, "deleted")
         )
         if removed:
             deletion = Step(REMOVE_FROM_DIRECTORY, at, instead_of=LIFECYCLE_DELETE)
@@ -159,7 +161,7 @@ def _suspended_instead(entry: Any, effective: str | None) -> bool:
     return "suspended instead" in detail or "the user is suspended" in detail
 
 
-def _is_removal(deleted_entry: Any, delete_at: datetime | None) -> bool:
+def is_removal(deleted_entry: Any, delete_at: datetime | None) -> bool:
     """A ``deleted`` observation that records a removal from the directory (no grace to wait for)."""
     evidence = _get(deleted_entry, "evidence")
     if isinstance(evidence, Mapping) and evidence.get("performed"):

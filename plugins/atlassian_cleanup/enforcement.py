@@ -487,9 +487,15 @@ class Enforcer:
         """
         Send one warning e-mail per row through ``sender`` and record the ``warned`` event.
 
+        ``delete_notice`` rows (the notice before a deletion) are claimed as ``delete_notice``, once
+        per cycle, with no state transition: the journal row is what the planner reads back
+        (``UserHistory.delete_notice_at``). The sender gets the row with the store's record of the
+        action (``actioned_action``, ``actioned_at``), so the notice says what was done and when.
+
         Sequential: the sender holds one SMTP session, which is not shared between threads.
 
-        :param rows: plan rows with ``proposed_action == "warn"`` and ``warning_lead_days``.
+        :param rows: plan rows with ``proposed_action == "warn"`` and ``warning_lead_days``, or
+            ``delete_notice``.
         :param sender: sends the e-mail for one row; raises on failure.
         :param list_unaddressable: policy ``warning.without_email: action_after_notice``: a user the
             sender cannot reach (:class:`RecipientNotAddressable`) is listed to the admins in the
@@ -499,7 +505,7 @@ class Enforcer:
         :return: one outcome per row, in input order.
         """
         rows = list(rows)
-        self._check_actions(rows, frozenset({"warn"}), "warn")
+        self._check_actions(rows, frozenset({"warn", "delete_notice"}), "warn")
         history = self._history(rows)
         handler = functools.partial(
             self._warn_one, sender=sender, history=history, list_unaddressable=list_unaddressable
@@ -1131,6 +1137,8 @@ class Enforcer:
         list_unaddressable: bool = False,
     ) -> ActionOutcome:
         account_id = str(row["account_id"])
+        if row.get("proposed_action") == "delete_notice":
+            return self._notice_one(row, sender, history)
         lead_days = _int_or_none(row.get("warning_lead_days"))
         claim = self._claim(row, "warn", lead_days=lead_days)
         if claim.status == "done":
@@ -1183,6 +1191,44 @@ class Enforcer:
         return self._finish(
             row, claim, _Result("succeeded", DONE, "warn", detail, event="warned", event_data=data)
         )
+
+    def _notice_one(
+        self, row: Mapping[str, Any], sender: Callable[[Mapping[str, Any]], Any], history: Mapping[str, Any]
+    ) -> ActionOutcome:
+        """E-mail the deletion notice once per cycle (journal action ``delete_notice``)."""
+        account_id = str(row["account_id"])
+        claim = self._claim(row, "delete_notice")
+        if claim.status == "done":
+            return self._already_done(row)
+        user_history = history.get(account_id)
+        if not can_apply(user_history, "delete_requested"):
+            stage = getattr(user_history, "stage", "active")
+            return self._skip(
+                row, claim, f"The state store has the user at stage {stage}; no deletion notice sent."
+            )
+        actioned_at = getattr(user_history, "actioned_at", None)
+        facts = {
+            "actioned_action": getattr(user_history, "actioned_action", None),
+            "actioned_at": actioned_at.isoformat() if actioned_at else None,
+        }
+        try:
+            sender({**row, **facts})
+        except RecipientNotAddressable as exc:
+            return self._finish(
+                row, claim, _Result("skipped", REPORTED, "none", f"Deletion notice not sent: {exc}")
+            )
+        except Exception as exc:  # SMTP errors: this user only; the claim is retried next run
+            return self._finish(
+                row, claim, _Result("failed", FAILED, "none", f"Deletion notice not sent: {exc}")
+            )
+        again = (
+            " (an earlier attempt was interrupted, so it may be the second copy)"
+            if claim.status != "new"
+            else ""
+        )
+        due = row.get("action_date") or "a later run"
+        detail = f"Deletion notice e-mailed{again}; the deletion is due on {due}."
+        return self._finish(row, claim, _Result("succeeded", DONE, "delete_notice", detail))
 
 
 _REASONS = {

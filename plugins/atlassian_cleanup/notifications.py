@@ -55,6 +55,10 @@ TEXT_TEMPLATE = "warning_email.txt"
 DIGEST_HTML_TEMPLATE = "admin_digest.html"
 DIGEST_TEXT_TEMPLATE = "admin_digest.txt"
 WARNING_TEMPLATES: tuple[str, ...] = (HTML_TEMPLATE, TEXT_TEMPLATE)
+NOTICE_HTML_TEMPLATE = "deletion_notice.html"
+NOTICE_TEXT_TEMPLATE = "deletion_notice.txt"
+#: The deletion notice. A customer's ``templates_dir`` without these files uses the shipped ones.
+NOTICE_TEMPLATES: tuple[str, ...] = (NOTICE_HTML_TEMPLATE, NOTICE_TEXT_TEMPLATE)
 DIGEST_TEMPLATES: tuple[str, ...] = (DIGEST_HTML_TEMPLATE, DIGEST_TEXT_TEMPLATE)
 #: The files a customer's ``templates_dir`` must hold (copy ``include/templates`` and edit).
 TEMPLATE_FILES: tuple[str, ...] = WARNING_TEMPLATES + DIGEST_TEMPLATES
@@ -118,6 +122,18 @@ def _environment(directory: str) -> Environment:
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
+
+
+def notice_templates_dir(templates_dir: str | Path | None) -> Path:
+    """Where the deletion notice templates are: the customer's directory when it has both, else shipped.
+
+    Template sets made before the notice existed keep working: only the notice comes from
+    ``include/templates``.
+    """
+    directory = resolve_templates_dir(templates_dir)
+    if all((directory / name).is_file() for name in NOTICE_TEMPLATES):
+        return directory
+    return TEMPLATE_DIR
 
 
 def template_environment(templates_dir: str | Path | None = None) -> Environment:
@@ -222,6 +238,11 @@ def _sample_context(name: str) -> dict[str, Any]:
                 "saving_realised": "next monthly bill",
             },
         )
+    if name in NOTICE_TEMPLATES:
+        row = {**_SAMPLE_ROW, "proposed_action": "delete_notice", "planned_action": "delete",
+               "claim_status": "managed", "actioned_action": "suspend",
+               "actioned_at": "2026-11-20T00:00:00Z"}  # fmt: skip
+        return deletion_notice_context(row, org_name="Sample", restore_url="https://help.example.com/restore")
     return warning_context(_SAMPLE_ROW, org_name="Sample", restore_url="https://help.example.com/restore")
 
 
@@ -397,6 +418,96 @@ def render_warning(
     else:
         verb = {"suspend": "suspended"}.get(planned, planned.replace("_", " "))
         subject = f"{prefix}Action needed: your Atlassian access will be {verb} on {when}"
+    return _one_line(subject), html, text
+
+
+#: What this tool did, as a phrase completing "your Atlassian account / access ...".
+_DONE_PHRASES = {
+    "suspend": "your Atlassian account was suspended in this organization",
+    "deactivate": "your Atlassian account was deactivated",
+    "remove_product_access": "your access to some Atlassian products was removed",
+}
+
+
+def deletion_notice_context(
+    row: Mapping[str, Any],
+    *,
+    org_name: str | None = None,
+    restore_url: str | None = None,
+    sender_name: str = DEFAULT_SENDER_NAME,
+) -> dict[str, Any]:
+    """
+    The values the deletion notice templates see, from a ``delete_notice`` plan row.
+
+    The row carries the state store's record of what this tool did (``actioned_action``,
+    ``actioned_at``, added by the sender's caller) and the deletion date (``action_date``).
+    Atlassian deletes managed accounts only (14 days cancellable from the request); an unmanaged
+    account is removed from the directory instead, with no grace period, and the notice says so.
+
+    :return: a dict for :meth:`jinja2.Template.render`.
+    """
+    zone, zone_label = _zone(row.get("time_zone"))
+    day = _as_date(row.get("action_date"))
+    at = datetime(day.year, day.month, day.day, tzinfo=UTC).astimezone(zone) if day else None
+    actioned = _as_date(row.get("actioned_at"))
+    action = str(row.get("actioned_action") or "")
+    done = _DONE_PHRASES.get(action, "your Atlassian access was removed")
+    if actioned:
+        done += f" on {_long_date(actioned)}"
+    done = f"At {org_name}, {done}" if org_name else done[:1].upper() + done[1:]
+    managed = row.get("claim_status") == "managed"
+    if managed:
+        what = "your Atlassian account will be deleted"
+        after = (
+            "Atlassian keeps a deleted account for 14 days, during which an administrator can still "
+            "cancel the deletion; after that it is gone for good"
+        )
+    else:
+        what = "your account will be removed from the organization's directory"
+        after = (
+            "you will lose your groups and roles in this organization, and only a new invitation from "
+            "an administrator can bring you back"
+        )
+    return {
+        "name": row.get("name") or "there",
+        "email": row.get("email") or "",
+        "org_name": org_name or "",
+        "what_was_done": done,
+        "what_happens": what,
+        "after": after,
+        "deleted": managed,
+        "action_date": _long_date(at.date()) if at else "soon",
+        "action_date_iso": day.isoformat() if day else "",
+        "action_time": f"{at:%H:%M}" if at else "",
+        "time_zone": zone_label,
+        "restore_url": restore_url or "",
+        "sender_name": sender_name,
+    }
+
+
+def render_deletion_notice(
+    row: Mapping[str, Any],
+    *,
+    org_name: str | None = None,
+    restore_url: str | None = None,
+    sender_name: str = DEFAULT_SENDER_NAME,
+    templates_dir: str | Path | None = None,
+) -> tuple[str, str, str]:
+    """
+    Render the deletion notice for one ``delete_notice`` plan row: ``(subject, html, text)``.
+
+    :param templates_dir: the customer's template directory; without the notice files in it, the
+        shipped notice is used (:func:`notice_templates_dir`).
+    """
+    context = deletion_notice_context(
+        row, org_name=org_name, restore_url=restore_url, sender_name=sender_name
+    )
+    env = template_environment(notice_templates_dir(templates_dir))
+    html = env.get_template(NOTICE_HTML_TEMPLATE).render(**context)
+    text = env.get_template(NOTICE_TEXT_TEMPLATE).render(**context)
+    prefix = f"[{org_name}] " if org_name else ""
+    what = "will be deleted" if context["deleted"] else "will be removed from the directory"
+    subject = f"{prefix}Action needed: your Atlassian account {what} on {context['action_date']}"
     return _one_line(subject), html, text
 
 
@@ -641,6 +752,7 @@ class WarningSender(MailSession):
     def __enter__(self) -> Self:
         # Before the session opens: a broken template must stop the batch before any e-mail.
         check_templates(self.templates_dir, WARNING_TEMPLATES)
+        check_templates(notice_templates_dir(self.templates_dir), NOTICE_TEMPLATES)
         return super().__enter__()
 
     def __exit__(
@@ -675,14 +787,17 @@ class WarningSender(MailSession):
                 "e-mail visible to the organization admin"
             )
         email = self.recipient(email)
-        subject, html, text = render_warning(
+        notice = row.get("proposed_action") == "delete_notice"
+        render = render_deletion_notice if notice else render_warning
+        subject, html, text = render(
             row,
             org_name=self.org_name,
             restore_url=self.restore_url,
             sender_name=self.sender_name,
             templates_dir=self.templates_dir,
         )
-        headers = {HEADER_KIND: "warning", HEADER_ACCOUNT: str(row.get("account_id") or "")}
+        kind = "deletion_notice" if notice else "warning"
+        headers = {HEADER_KIND: kind, HEADER_ACCOUNT: str(row.get("account_id") or "")}
         lead_days = _int_or_none(row.get("warning_lead_days"))
         if lead_days is not None:
             headers[HEADER_WARNING] = str(lead_days)

@@ -963,7 +963,7 @@ class NotifyWarningsOperator(_StageOperator):
     """
 
     template_fields: Sequence[str] = (*_StageOperator.template_fields, "smtp_conn_id")
-    stage_actions = frozenset({"warn"})
+    stage_actions = frozenset({"warn", "delete_notice"})
     stage_name = "notify_warnings"
     ui_color = "#fffae6"
 
@@ -980,6 +980,11 @@ class NotifyWarningsOperator(_StageOperator):
             return (
                 f"report {_who(row)}: no visible e-mail address, so no warning can be sent "
                 f"(access ends on {row.get('action_date')})"
+            )
+        if row.get("proposed_action") == "delete_notice":
+            return (
+                f"email {_who(row)}: deletion notice, deletion on {row.get('action_date')} — "
+                f"{row.get('reason')}"
             )
         return (
             f"email {_who(row)}: access ends on {row.get('action_date')} "
@@ -1011,15 +1016,20 @@ def check_policy_templates(policy: Policy, policy_path: str, which: str) -> None
     """Validate the policy's e-mail templates; a broken set fails the task without retries."""
     from atlassian_cleanup.notifications import (
         DIGEST_TEMPLATES,
+        NOTICE_TEMPLATES,
         WARNING_TEMPLATES,
         TemplateError,
         check_templates,
+        notice_templates_dir,
         resolve_templates_dir,
     )
 
     names = WARNING_TEMPLATES if which == WARNING_TEMPLATE_SET else DIGEST_TEMPLATES
+    directory = resolve_templates_dir(policy.notifications.templates_dir, policy_path)
     try:
-        check_templates(resolve_templates_dir(policy.notifications.templates_dir, policy_path), names)
+        check_templates(directory, names)
+        if which == WARNING_TEMPLATE_SET:
+            check_templates(notice_templates_dir(directory), NOTICE_TEMPLATES)
     except TemplateError as exc:
         # A retry cannot fix a template: fail at once with the file and the placeholder.
         raise AirflowFailException(str(exc)) from exc

@@ -112,7 +112,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from atlassian_cleanup.days import days_between, utc_day
+from atlassian_cleanup.account_facts import DELETE_GRACE_DAYS
+from atlassian_cleanup.days import SECONDS_PER_DAY, days_between, utc_day
 from atlassian_cleanup.policy import Policy
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
 from atlassian_cleanup.records import (
@@ -174,6 +175,7 @@ _RULES: tuple[str, ...] = (
     "changed_outside_tool",
     "dormant_delete",
     "awaiting_delete",
+    "deletion_notice",
     "already_suspended",
     "already_deactivated",
     "not_invited",
@@ -478,6 +480,8 @@ def _plan_actions(
     last_warned = np.full(n, np.nan)
     actioned_at, restored_at, warned_at = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     first_warned_at = np.full(n, np.nan)
+    delete_at, notice_at = np.full(n, np.nan), np.full(n, np.nan)
+    removed_from_directory = np.zeros(n, dtype=bool)
     if history:
         keys = list(history)
         found = pd.Index(keys, dtype=object).get_indexer(pd.Index(ids, dtype=object))
@@ -502,6 +506,11 @@ def _plan_actions(
                 warned_at[row] = h.warned_at.timestamp()
             if h.first_warned_at:
                 first_warned_at[row] = h.first_warned_at.timestamp()
+            if h.delete_requested_at:
+                delete_at[row] = h.delete_requested_at.timestamp()
+            if h.delete_notice_at:
+                notice_at[row] = h.delete_notice_at.timestamp()
+            removed_from_directory[row] = h.deletion_kind == "remove_from_directory"
 
     def stage_is(name: str) -> np.ndarray:
         return stage_code == STAGES.index(name)
@@ -658,7 +667,17 @@ def _plan_actions(
         decide(waiting & ~in_place, "changed_outside_tool")
         since_action = days_between(actioned_at, as_of_s)
         delete_days = delete_after - since_action
-        chosen = decide(waiting & (since_action >= delete_after), "dormant_delete")
+        notice = policy.delete_notice_days
+        if notice:
+            # Nobody is deleted without notice: the deletion comes `notice` days after the notice.
+            noticed = ~np.isnan(notice_at)
+            after_notice = notice - days_between(notice_at, as_of_s)
+            delete_days = np.where(noticed, np.fmax(delete_days, after_notice), delete_days)
+            chosen = decide(waiting & ~noticed & (delete_days <= notice), "deletion_notice")
+            proposed[chosen] = _A["delete_notice"]
+            planned[chosen] = _A["delete"]
+            action_days[chosen] = np.fmax(delete_days[chosen], notice)
+        chosen = decide(waiting & (delete_days <= 0), "dormant_delete")
         proposed[chosen] = planned[chosen] = _A["delete"]
         action_days[chosen] = delete_days[chosen]
         chosen = decide(waiting, "awaiting_delete")
@@ -793,6 +812,13 @@ def _plan_actions(
         warned=_dates(warned_at),
         actioned=_dates(actioned_at),
         restored=_dates(restored_at),
+        since_action=days_between(actioned_at, as_of_s),
+        managed=claims.mask(lambda v: v == "managed"),
+        delete_requested=_dates(delete_at),
+        grace_ends=_dates(delete_at + DELETE_GRACE_DAYS * SECONDS_PER_DAY),
+        grace_over=days_between(delete_at, as_of_s) >= DELETE_GRACE_DAYS,
+        removed_from_directory=removed_from_directory,
+        noticed=_dates(notice_at),
         reset_ref=reset_ref,
         warned_at=warned_at,
         first_warned_at=first_warned_at,
@@ -895,9 +921,6 @@ _FIXED_TEXT = {
     "api_user": "Protected: this is the API user the DAG runs as.",
     "protected_account": "Protected: account id listed in protected.account_ids.",
     "protected_email": "Protected: e-mail address listed in protected.emails.",
-    "deleted": "Deleted by this tool earlier (stage deleted); nothing to do.",
-    "pending_delete": "Deletion already requested by this tool; Atlassian's 14-day cancellable grace "
-    "period is running.",
     "already_for_deletion": "Atlassian already shows the account as scheduled for deletion "
     "(status for_deletion); nothing to do.",
     "already_suspended": "Already suspended in Atlassian (status suspended); no new warning or action.",
@@ -994,6 +1017,15 @@ class _Reasons:
             rows = np.flatnonzero(self.no_email & (self.rule == code))
             notes[rows] = _NO_EMAIL_NOTES.get((choice, _RULES[code] in _WARN_RULES), "")
         return notes
+
+    def _deletion_kind(self, i: int) -> str:
+        """What a deletion will be for this account (Atlassian deletes managed accounts only)."""
+        if self.managed[i]:
+            return f"Atlassian keeps it cancellable for {DELETE_GRACE_DAYS} days from the deletion request"
+        return (
+            "an unmanaged account: Atlassian does not delete it, it is removed from the directory "
+            "instead, with no grace period"
+        )
 
     def _label_of(self, code: int) -> str | None:
         return _label(self.products[code]) if code >= 0 else None
@@ -1481,16 +1513,53 @@ class _Reasons:
             else:
                 event = f"this tool's action on {actioned[i]}"
             return f"Activity seen ({last_text(i)}) after {event}; access kept, the user is active again."
-        if r == "dormant_delete":
+        if r == "deleted":
+            if self.removed_from_directory[i] and self.delete_requested[i]:
+                return (
+                    f"{verb(i)} by this tool on {actioned[i]}, then removed from the directory on "
+                    f"{self.delete_requested[i]} (not a deletion: no grace period; only a re-invite brings "
+                    "the user back); nothing to do."
+                )
+            if self.delete_requested[i]:
+                return (
+                    f"{verb(i)} by this tool on {actioned[i]}; deletion requested on "
+                    f"{self.delete_requested[i]}, final since {self.grace_ends[i]}; nothing to do."
+                )
+            return "Deleted by this tool earlier (stage deleted); nothing to do."
+        if r == "pending_delete":
+            if not self.delete_requested[i]:
+                return (
+                    f"Deletion already requested by this tool; Atlassian's {DELETE_GRACE_DAYS}-day "
+                    "cancellable grace period is running."
+                )
+            window = (
+                f"Atlassian's {DELETE_GRACE_DAYS}-day window to cancel it ended on {self.grace_ends[i]}: "
+                "deleted for good"
+                if self.grace_over[i]
+                else f"Atlassian's {DELETE_GRACE_DAYS}-day window to cancel it ends on {self.grace_ends[i]}"
+            )
             return (
-                f"{verb(i)} by this tool on {actioned[i]} ({_days(delete_after - action_days[i])} ago, "
-                f"delete after {delete_after}), no activity since and not restored: proposing deletion "
-                "(Atlassian keeps it cancellable for 14 days)."
+                f"{verb(i)} by this tool on {actioned[i]}; deletion requested on {self.delete_requested[i]}; "
+                f"{window}."
+            )
+        if r == "dormant_delete":
+            notice = f", deletion notice e-mailed on {self.noticed[i]}" if self.noticed[i] else ""
+            return (
+                f"{verb(i)} by this tool on {actioned[i]} ({_days(self.since_action[i])} ago, delete after "
+                f"{delete_after}){notice}, no activity since and not restored: proposing deletion "
+                f"({self._deletion_kind(i)})."
+            )
+        if r == "deletion_notice":
+            return (
+                f"{verb(i)} by this tool on {actioned[i]}, no activity since and not restored: sending the "
+                f"deletion notice {_days(policy.delete_notice_days)} ahead; deletion on {action_date[i]} "
+                f"(in {_days(action_days[i])}) at the earliest ({self._deletion_kind(i)})."
             )
         if r == "awaiting_delete":
+            notice = f" Deletion notice e-mailed on {self.noticed[i]}." if self.noticed[i] else ""
             return (
                 f"{verb(i)} by this tool on {actioned[i]}; if still inactive it will be proposed for "
-                f"deletion on {action_date[i]} (in {_days(action_days[i])})."
+                f"deletion on {action_date[i]} (in {_days(action_days[i])}).{notice}"
             )
         if r == "already_actioned":
             when = actioned[i] or "an unknown date"

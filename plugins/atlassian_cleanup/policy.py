@@ -225,6 +225,7 @@ class Policy:
     warning: WarningPolicy = field(default_factory=WarningPolicy)
     action: Action = "suspend"
     delete_after_days: int | None = None
+    delete_notice_days: int = 7
     new_user_grace_days: int = 30
     restored_grace_days: int = 30
     protected: ProtectedPolicy = field(default_factory=ProtectedPolicy)
@@ -250,6 +251,7 @@ class Policy:
             },
             "action": self.action,
             "delete_after_days": self.delete_after_days,
+            "delete_notice_days": self.delete_notice_days,
             "new_user_grace_days": self.new_user_grace_days,
             "restored_grace_days": self.restored_grace_days,
             "protected": {
@@ -393,6 +395,9 @@ _SCHEMA: dict[str, Any] = {
             "default": None,
             "description": "Delete accounts this tool actioned at least this many days ago; null = never.",
         },
+        "delete_notice_days": _int(
+            0, 7, "E-mail a deletion notice this many days before deleting (0 = no notice).", MAX_DAYS
+        ),
         "new_user_grace_days": _int(0, 30, "No action for users added to the org fewer days ago.", MAX_DAYS),
         "restored_grace_days": _int(0, 30, "No action for this many days after a restore.", MAX_DAYS),
         "protected": _section(
@@ -578,6 +583,7 @@ _FIXES: dict[str, str] = {
     "warning.without_email": "use action_after_notice or hold",
     "action": "use one of: suspend, deactivate, remove_product_access",
     "delete_after_days": "use a whole number of days, at least 1, or null to never delete",
+    "delete_notice_days": "use a whole number of days, 0 or more, e.g. 7 (0 = no deletion notice)",
     "new_user_grace_days": "use a whole number of days, 0 or more, e.g. 30",
     "restored_grace_days": "use a whole number of days, 0 or more, e.g. 30",
     "protected": "make it a mapping with groups, account_ids, emails and domains lists",
@@ -880,6 +886,7 @@ def _build(data: Mapping[str, Any]) -> Policy:
         ),
         action=data.get("action", "suspend"),
         delete_after_days=data.get("delete_after_days"),
+        delete_notice_days=int(data.get("delete_notice_days", 7)),
         new_user_grace_days=int(data.get("new_user_grace_days", 30)),
         restored_grace_days=int(data.get("restored_grace_days", 30)),
         protected=ProtectedPolicy(

@@ -186,6 +186,7 @@ PROPOSED_ACTIONS: tuple[str, ...] = (
     "deactivate",
     "remove_product_access",
     "delete",
+    "delete_notice",
 )
 #: Proposed actions that write to Atlassian (what the safety caps count).
 WRITE_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access", "delete"})
@@ -201,7 +202,11 @@ class UserHistory:
     ``stage`` is one of :data:`STAGES`; ``last_warned_lead_days`` is the smallest lead-day bucket
     already sent in the current warning cycle and ``warned_at`` when the latest warning went out;
     ``actioned_at`` / ``actioned_action`` record this tool's last action, ``restored_at`` its last
-    restore.
+    restore. From the journal of the current cycle (:meth:`~atlassian_cleanup.state.StateStore.history`):
+    ``delete_requested_at`` when this tool's deletion was accepted, ``deletion_kind`` how
+    (``delete``: the lifecycle delete with Atlassian's 14-day cancel window; ``remove_from_directory``:
+    removed from the directory instead, no window), ``delete_notice_at`` when the deletion notice
+    e-mail went out.
     """
 
     stage: str = "active"
@@ -211,11 +216,21 @@ class UserHistory:
     last_warned_lead_days: int | None = None
     warned_at: datetime | None = None
     first_warned_at: datetime | None = None
+    delete_requested_at: datetime | None = None
+    deletion_kind: str | None = None
+    delete_notice_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"UserHistory.stage must be one of {', '.join(STAGES)} (got {self.stage!r})")
-        for name in ("actioned_at", "restored_at", "warned_at", "first_warned_at"):
+        for name in (
+            "actioned_at",
+            "restored_at",
+            "warned_at",
+            "first_warned_at",
+            "delete_requested_at",
+            "delete_notice_at",
+        ):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = parse_timestamp(value)
@@ -237,6 +252,9 @@ class UserHistory:
             "last_warned_lead_days",
             "warned_at",
             "first_warned_at",
+            "delete_requested_at",
+            "deletion_kind",
+            "delete_notice_at",
         )
         return cls(**{name: data[name] for name in names if name in data and data[name] is not None})
 
@@ -250,4 +268,7 @@ class UserHistory:
             "last_warned_lead_days": self.last_warned_lead_days,
             "warned_at": format_timestamp(self.warned_at),
             "first_warned_at": format_timestamp(self.first_warned_at),
+            "delete_requested_at": format_timestamp(self.delete_requested_at),
+            "deletion_kind": self.deletion_kind,
+            "delete_notice_at": format_timestamp(self.delete_notice_at),
         }

@@ -67,7 +67,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +76,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from atlassian_cleanup.account_facts import LIFECYCLE_DELETE, REMOVE_FROM_DIRECTORY, is_removal
 from atlassian_cleanup.records import UserHistory, format_timestamp
 from atlassian_cleanup.transitions import apply_event, starts_new_cycle
 
@@ -107,6 +108,8 @@ _EVENT_ACTIONS = {
     "activity_seen": "activity_seen",
     "restored": "restore",
 }
+#: Stages whose history carries the journal's deletion facts (see StateStore.history).
+_DELETION_STAGES = ("actioned", "pending_delete", "deleted")
 _CHUNK = 1000  # IN-list size: far below SQLite's and PostgreSQL's bind-parameter limits
 _PG_LOCK_MIGRATE = 0x6163_755F_6D69_67  # "acu_mig": serialises schema migrations across processes
 _PG_LOCK_RUNS = 0x6163_755F_7275_6E  # "acu_run": makes the runs' start order gap-free and unique
@@ -694,7 +697,7 @@ class StateStore:
             if account_ids is None:
                 for row in conn.execute(sa.select(*columns)):
                     result[row.account_id] = _history(row, first_warned.get(row.account_id))
-                return result
+                return self._with_deletion_facts(conn, result)
             ids = sorted({str(a) for a in account_ids})
             if len(ids) > 20 * _CHUNK:
                 # A whole-org lookup: one scan beats a hundred round-trips of IN lists.
@@ -702,11 +705,59 @@ class StateStore:
                 for row in conn.execute(sa.select(*columns)):
                     if row.account_id in wanted:
                         result[row.account_id] = _history(row, first_warned.get(row.account_id))
-                return result
+                return self._with_deletion_facts(conn, result)
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 for row in conn.execute(sa.select(*columns).where(USER_STATE.c.account_id.in_(chunk))):
                     result[row.account_id] = _history(row, first_warned.get(row.account_id))
+            return self._with_deletion_facts(conn, result)
+
+    @staticmethod
+    def _with_deletion_facts(conn: Connection, result: dict[str, UserHistory]) -> dict[str, UserHistory]:
+        """Fill the journal's deletion facts of the current cycle into the histories that have them.
+
+        One query over the succeeded ``delete_notice`` / ``delete`` / ``deleted`` rows of users at
+        a stage after an action (few rows: only users this tool is deleting or deleted).
+        """
+        if not any(h.stage in _DELETION_STAGES for h in result.values()):
+            return result
+        query = (
+            sa.select(
+                JOURNAL.c.account_id,
+                JOURNAL.c.action,
+                JOURNAL.c.event,
+                JOURNAL.c.result_at,
+                JOURNAL.c.intent_at,
+                JOURNAL.c.evidence,
+            )
+            .select_from(
+                JOURNAL.join(
+                    USER_STATE,
+                    sa.and_(
+                        JOURNAL.c.account_id == USER_STATE.c.account_id, JOURNAL.c.cycle == USER_STATE.c.cycle
+                    ),
+                )
+            )
+            .where(
+                USER_STATE.c.stage.in_(_DELETION_STAGES),
+                JOURNAL.c.outcome == "succeeded",
+                JOURNAL.c.action.in_(("delete_notice", "delete", "deleted")),
+            )
+            .order_by(JOURNAL.c.id)
+        )
+        facts: dict[str, dict[str, Any]] = {}
+        for row in conn.execute(query):
+            if row.account_id not in result:
+                continue
+            found = facts.setdefault(row.account_id, {})
+            if row.action == "delete_notice":
+                found["delete_notice_at"] = row.result_at
+            elif row.event == "delete_requested":
+                found.update(delete_requested_at=row.result_at, deletion_kind=LIFECYCLE_DELETE)
+            elif row.event == "deleted" and is_removal(row._mapping, found.get("delete_requested_at")):
+                found["deletion_kind"] = REMOVE_FROM_DIRECTORY
+        for account_id, found in facts.items():
+            result[account_id] = replace(result[account_id], **found)
         return result
 
     @staticmethod

@@ -40,8 +40,11 @@ Events and their data:
     further ``remove_product_access`` after an earlier one (the planner removes what became due).
 ``delete_requested``
     actioned -> pending_delete: Atlassian accepted the lifecycle delete; its 14-day grace runs.
+    ``delete_requested_at = at``, ``deletion_kind = "delete"``.
 ``deleted``
-    pending_delete -> deleted: the grace is over or the account is gone. Terminal.
+    pending_delete -> deleted: the grace is over or the account is gone. Terminal. At the very
+    moment of the request it is a removal from the directory (``deletion_kind =
+    "remove_from_directory"``: no grace).
 ``delete_cancelled``
     pending_delete -> actioned: the deletion was cancelled during the grace.
 ``activity_seen``
@@ -197,9 +200,17 @@ def apply_event(history: UserHistory | None, event: str, at: datetime, **data: A
             last_warned_lead_days=None,
             first_warned_at=None,
             restored_at=restored_at,
+            delete_requested_at=None,
+            deletion_kind=None,
+            delete_notice_at=None,
         )
 
-    # delete_requested, deleted, delete_cancelled: the stage changes, the record of our action stays.
+    if event == "delete_requested":
+        return replace(current, stage=after, delete_requested_at=at, deletion_kind="delete")
+    if event == "deleted" and current.delete_requested_at == at:
+        # Final at the very moment it was requested: a removal from the directory (no grace).
+        return replace(current, stage=after, deletion_kind="remove_from_directory")
+    # deleted, delete_cancelled: the stage changes, the record of our action stays.
     return replace(current, stage=after)
 
 

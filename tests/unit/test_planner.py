@@ -645,7 +645,7 @@ def actioned_user(days_ago: int, *, status: str = "suspended", **fields: Any) ->
 
 def test_delete_after_delete_after_days():
     record, hist = actioned_user(200)
-    row = plan_one(record, policy(delete_after_days=180), history=hist)
+    row = plan_one(record, policy(delete_after_days=180, delete_notice_days=0), history=hist)
     assert row["proposed_action"] == "delete"
     assert row["rule"] == "dormant_delete"
     assert row["action_date"] == date_ago(20)
@@ -655,10 +655,11 @@ def test_delete_after_delete_after_days():
 
 
 def test_delete_boundary_and_waiting():
+    no_notice = policy(delete_after_days=180, delete_notice_days=0)
     record, hist = actioned_user(180)
-    assert plan_one(record, policy(delete_after_days=180), history=hist)["proposed_action"] == "delete"
+    assert plan_one(record, no_notice, history=hist)["proposed_action"] == "delete"
     record, hist = actioned_user(179)
-    row = plan_one(record, policy(delete_after_days=180), history=hist)
+    row = plan_one(record, no_notice, history=hist)
     assert row["proposed_action"] == "none"
     assert row["rule"] == "awaiting_delete"
     assert row["planned_action"] == "delete"
@@ -720,7 +721,9 @@ def test_activity_between_warning_and_action_blocks_deletion():
 
 
 def test_product_removal_is_deleted_only_without_any_product_left():
-    pol = policy(delete_after_days=30, action="remove_product_access", warning=NO_WARNINGS)
+    pol = policy(
+        delete_after_days=30, delete_notice_days=0, action="remove_product_access", warning=NO_WARNINGS
+    )
     record = user(products={}, status="active")
     record["last_active"] = None
     hist = history(

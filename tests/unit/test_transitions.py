@@ -101,12 +101,22 @@ def test_product_by_product_removal_may_continue_from_actioned():
 
 def test_deletion_lifecycle():
     pending = apply_event(ACTIONED, "delete_requested", T1)
-    assert pending == UserHistory(**{**ACTIONED.__dict__, "stage": "pending_delete"})
+    assert pending == UserHistory(
+        **{
+            **ACTIONED.__dict__,
+            "stage": "pending_delete",
+            "delete_requested_at": T1,
+            "deletion_kind": "delete",
+        }
+    )
     cancelled = apply_event(pending, "delete_cancelled", T1 + timedelta(days=2))
     assert cancelled.stage == "actioned"
     assert cancelled.actioned_at == T0  # still the time of our action: the delete clock is not reset
     deleted = apply_event(pending, "deleted", T1 + timedelta(days=14))
-    assert deleted.stage == "deleted"
+    assert (deleted.stage, deleted.deletion_kind) == ("deleted", "delete")
+    # Final at the very moment it was requested: a removal from the directory, no grace.
+    removed = apply_event(pending, "deleted", T1)
+    assert (removed.stage, removed.deletion_kind) == ("deleted", "remove_from_directory")
     assert allowed_events("deleted") == ()
 
 
