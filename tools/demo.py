@@ -101,10 +101,10 @@ def demo_policy(workdir: Path) -> Path:
     """The shipped policy, adapted to show every stage on a 300-user sandbox org.
 
     Changes: the group ``vip-executives`` is protected (to show protection at work), deletion is on
-    (7 days after the action, so the simulated days reach it), and the safety caps are raised
-    because the seeded org has far more long-inactive users than a real org's daily run would
-    (the shipped caps would stop day 14, which is their job). Dry run stays the default: the live
-    days go live through the run's ``mode`` param (``live``).
+    (7 days after the action, its notice 3 days ahead, so the simulated days reach both), and the
+    safety caps are raised because the seeded org has far more long-inactive users than a real
+    org's daily run would (the shipped caps would stop day 14, which is their job). Dry run stays
+    the default: the live days go live through the run's ``mode`` param (``live``).
     ``ATLASSIAN_CLEANUP_POLICY`` set by the caller wins, so a policy can be tried on the sandbox.
     """
     configured = os.environ.get("ATLASSIAN_CLEANUP_POLICY")
@@ -113,6 +113,8 @@ def demo_policy(workdir: Path) -> Path:
     data = yaml.safe_load((REPO / "include" / "policy.yaml").read_text(encoding="utf-8"))
     data.setdefault("protected", {})["groups"] = ["vip-executives"]
     data["delete_after_days"] = 7
+    # The deletion notice 3 days ahead, so the simulated days show it (day 5) before deleting (day 8).
+    data["delete_notice_days"] = 3
     data["safety"].update({"max_actions_per_run": 500, "max_action_share": 0.5})
     # The admin digest (one per run) and failure alerts go to the sink too.
     data["notifications"]["admin_emails"] = ["atlassian-admins@acme.example"]
@@ -271,11 +273,18 @@ def _done_by_action(manifest: Mapping[str, object]) -> Counter[str]:
 
 
 def _live_days(demo: _Demo, day0: date) -> None:
-    """Warn on day 0, act on day 14 (after the notice), run day 14 again (nothing twice), delete on day 21."""
+    """Warn on day 0, act on day 14 (after the notice), run it again, notice day 18, delete day 21."""
     print("\n== Live runs over simulated days (the run's mode param set to live)")
     print("   state store: embedded SQLite (connection atlassian_cleanup_state is not defined)")
-    # The shipped policy gives 14 days of notice from the first warning (warning.min_notice_days).
-    schedule = [(0, 0, "warn"), (14, 14, "act"), (14, 0, "same day again"), (21, 7, "delete")]
+    # The shipped policy gives 14 days of notice from the first warning (warning.min_notice_days);
+    # the deletion 7 days after the action is announced 3 days ahead (delete_notice_days).
+    schedule = [
+        (0, 0, "warn"),
+        (14, 14, "act"),
+        (14, 0, "same day again"),
+        (18, 4, "deletion notice"),
+        (21, 3, "delete"),
+    ]
     for offset, advance, label in schedule:
         day = day0 + timedelta(days=offset)
         if advance:
@@ -290,7 +299,8 @@ def _live_days(demo: _Demo, day0: date) -> None:
         print(
             f"  {day.isoformat()} ({label}): warned {done['warn']}, suspended {done['suspend']}, "
             f"deactivated {done['deactivate']}, product access removed {done['remove_product_access']}, "
-            f"deleted {done['delete']}; Atlassian writes {sum(writes.values())} "
+            f"deletion notices {done['delete_notice']}, deleted {done['delete']}; "
+            f"Atlassian writes {sum(writes.values())} "
             f"({', '.join(f'{k} {v}' for k, v in sorted(writes.items())) or 'none'}), "
             f"warning e-mails {sent}; {_seats_line(manifest)}"
         )
@@ -298,6 +308,8 @@ def _live_days(demo: _Demo, day0: date) -> None:
             raise DemoError("re-running the same day wrote to Atlassian or sent mail again")
         if label == "act" and not done["suspend"]:
             raise DemoError("day 14 suspended nobody: the warned users were not actioned")
+        if label == "deletion notice" and not done["delete_notice"]:
+            raise DemoError("day 18 sent no deletion notice before the day 21 deletions")
         if label == "delete" and not done["delete"]:
             raise DemoError("day 21 deleted nobody: the actioned users were not deleted")
         if label == "delete":

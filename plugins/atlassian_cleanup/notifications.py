@@ -449,7 +449,8 @@ def deletion_notice_context(
     zone, zone_label = _zone(row.get("time_zone"))
     day = _as_date(row.get("action_date"))
     at = datetime(day.year, day.month, day.day, tzinfo=UTC).astimezone(zone) if day else None
-    actioned = _as_date(row.get("actioned_at"))
+    actioned_at = parse_timestamp(str(row.get("actioned_at") or "")) if row.get("actioned_at") else None
+    actioned = actioned_at.astimezone(zone).date() if actioned_at else None
     action = str(row.get("actioned_action") or "")
     done = _DONE_PHRASES.get(action, "your Atlassian access was removed")
     if actioned:

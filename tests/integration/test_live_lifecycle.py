@@ -213,7 +213,14 @@ def live_org_any_store(airflow_db, smtp_sink, tmp_path, monkeypatch, state_conn)
 
 
 def test_warn_then_act_then_delete_each_exactly_once(live_org_any_store):
+    from atlassian_cleanup.notifications import HEADER_ACCOUNT, HEADER_KIND
+
     org = live_org_any_store
+    restore_url = "https://help.acme.example/servicedesk/restore"
+    org.write_policy(
+        delete_notice_days=3,
+        notifications={"request_access_url": restore_url, "admin_emails": ["it-admins@acme.example"]},
+    )
     mails_before = len(org.smtp_sink.messages())
 
     # Day 0: nobody was ever warned, so due users get a final warning and nobody is suspended.
@@ -259,26 +266,85 @@ def test_warn_then_act_then_delete_each_exactly_once(live_org_any_store):
     run = org.run(1)
     assert str(run.state) == "success", _states(run)
     assert _successful(org.write_calls(seq)) == []
-    assert len(org.smtp_sink.messages()) == mails
+    assert [m for m in org.smtp_sink.messages()[mails:] if m[HEADER_KIND] != "digest"] == []
 
     # An admin gives one suspended user their access back (what the restore DAG will do): the
     # restore is recorded, so the user gets the restored grace instead of being deleted.
     restored_id = next(a for a in sorted(per_account) if after_day1[a]["claim_status"] == "managed")
     org.restore(restored_id, day=1)
 
-    # Day 8: seven days after the suspensions, the still-dormant accounts are deleted (managed:
-    # lifecycle delete with Atlassian's 14-day grace; unmanaged: removed from the directory).
-    org.advance_clock(7)
-    seq = org.last_seq()
+    # Deletion is due on day 8 (7 days after the suspensions); the notice goes 3 days ahead.
+    to_delete = set(per_account) - {restored_id}
+
+    def notices(since: int) -> list:
+        return [m for m in org.smtp_sink.messages()[since:] if m[HEADER_KIND] == "deletion_notice"]
+
+    def deletes(since: int) -> list:
+        return [
+            c
+            for c in _successful(org.write_calls(since))
+            if c["path"].endswith("/lifecycle/delete") or c["method"] == "DELETE"
+        ]
+
+    # Day 4: four days before the deletion: no notice yet, nothing deleted.
+    org.advance_clock(3)
+    seq, mails = org.last_seq(), len(org.smtp_sink.messages())
+    assert str(org.run(4).state) == "success"
+    assert notices(mails) == []
+    assert deletes(seq) == []
+
+    # Day 5: each account to be deleted gets the notice, once, with the request-access link.
+    org.advance_clock(1)
+    seq, mails = org.last_seq(), len(org.smtp_sink.messages())
+    run = org.run(5)
+    assert str(run.state) == "success", _states(run)
+    sent = notices(mails)
+    assert Counter(m[HEADER_ACCOUNT] for m in sent) == dict.fromkeys(to_delete, 1)
+    assert deletes(seq) == []  # a notice, not a deletion
+    deletion_day = (DAY0 + timedelta(days=8)).date().isoformat()
+    for message in sent:
+        account = after_day1[message[HEADER_ACCOUNT]]
+        assert message["To"] == account["email"]
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        assert f"deletion date {deletion_day}" in text
+        assert restore_url in text
+        deleted = account["claim_status"] == "managed" and not account["scim_managed"]
+        if account["claim_status"] != "managed":
+            assert "will be removed from the directory" in message["Subject"]
+        elif deleted:
+            assert "will be deleted" in message["Subject"]
+    row = org.audit_row(sent[0][HEADER_ACCOUNT])
+    assert (row["rule"], row["proposed_action"], row["result"]) == (
+        "deletion_notice",
+        "delete_notice",
+        "done",
+    )
+    assert row["planned_action"] == "delete"
+    assert row["action_date"] == deletion_day
+    digest = next(m for m in org.smtp_sink.messages()[mails:] if m[HEADER_KIND] == "digest")
+    digest_text = digest.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    assert f"  - delete_notice: {len(to_delete)}\n" in digest_text
+
+    # Day 5 again (a re-run): the journal says the notices went out; none is sent twice.
+    mails = len(org.smtp_sink.messages())
+    assert str(org.run(5).state) == "success"
+    assert notices(mails) == []
+
+    def noticed_again(since: int) -> list:
+        # Users suspended after day 1 get their own notice later; these ones never get a second.
+        return [m for m in notices(since) if m[HEADER_ACCOUNT] in to_delete]
+
+    # Day 8: seven days after the suspensions and three after the notice, the still-dormant
+    # accounts are deleted (managed: lifecycle delete with Atlassian's 14-day grace; unmanaged:
+    # removed from the directory).
+    org.advance_clock(3)
+    seq, mails = org.last_seq(), len(org.smtp_sink.messages())
     run = org.run(8)
     assert str(run.state) == "success", _states(run)
-    deletes = [
-        c
-        for c in _successful(org.write_calls(seq))
-        if c["path"].endswith("/lifecycle/delete") or c["method"] == "DELETE"
-    ]
-    assert {c["account_id"] for c in deletes} == set(per_account) - {restored_id}
-    assert max(Counter(c["account_id"] for c in deletes).values()) == 1
+    assert noticed_again(mails) == []
+    deleted = deletes(seq)
+    assert {c["account_id"] for c in deleted} == to_delete
+    assert max(Counter(c["account_id"] for c in deleted).values()) == 1
     final = org.users()
     assert final[restored_id]["status"] == "active"
     assert org.audit_row(restored_id)["rule"] == "restored_grace"
