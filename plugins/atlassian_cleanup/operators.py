@@ -1068,7 +1068,12 @@ class DeleteDormantOperator(_StageOperator):
     ui_color = "#ff8f73"
 
     def describe(self, row: Mapping[str, Any]) -> str:
-        return f"delete {_who(row)} (Atlassian keeps it cancellable for 14 days) — {row.get('reason')}"
+        how = (
+            "lifecycle delete, cancellable for 14 days"
+            if row.get("claim_status") == "managed"
+            else "unmanaged: removed from the directory, no grace"
+        )
+        return f"delete {_who(row)} ({how}) — {row.get('reason')}"
 
     def enforce(
         self, rows: list[Mapping[str, Any]], enforcer: Any, policy: Policy, context: Context

@@ -60,7 +60,10 @@ at least ``delete_after_days`` days before ``as_of``, the user shows no activity
 the warning that led to the action), was not restored since, Atlassian still shows the account as
 we left it (suspended / deactivated, or without product access after ``remove_product_access``),
 and the account is not already scheduled for deletion. Never otherwise: not from Atlassian data
-alone, and never with ``delete_after_days: null``.
+alone, and never with ``delete_after_days: null``. With ``delete_notice_days`` (N > 0) the user
+first gets a ``delete_notice`` (rule ``deletion_notice``) once the deletion is N days away or
+less, and the deletion waits until N days after the notice (``history.delete_notice_at``), so
+nobody is deleted with less notice, even when the key was switched on after they were due.
 
 **Never touched** (``proposed_action`` ``none``, ``protected_by`` says why), checked in this order:
 accounts whose type is not ``atlassian`` (apps, bots, portal-only customers, unknown), the platform
@@ -92,7 +95,7 @@ Rule ids (column ``rule``): protection ``app_account``, ``customer_account``,
 ``unknown_account_type``, ``admin_role``, ``admin_group``, ``api_user``, ``protected_account``,
 ``protected_email``, ``protected_domain``, ``protected_group``, ``new_user_grace``,
 ``restored_grace``; lifecycle ``deleted``, ``pending_delete``, ``already_for_deletion``,
-``activity_seen``, ``dormant_delete``, ``awaiting_delete``, ``already_actioned``,
+``activity_seen``, ``dormant_delete``, ``awaiting_delete``, ``deletion_notice``, ``already_actioned``,
 ``changed_outside_tool``, ``already_suspended``, ``already_deactivated``, ``not_invited``,
 ``unknown_status``; inactivity ``inactive_all_products``, ``inactive_no_product_access``,
 ``inactive_product``, ``no_product_access``, ``final_warning``, ``notice_period``,
@@ -135,7 +138,7 @@ from atlassian_cleanup.user_table import UserTable
 #: ``inactive_products`` list[str] (canonical products past their threshold); ``action_date`` str
 #: ``YYYY-MM-DD`` or None; ``days_until_action`` Int64 (negative = overdue); ``rule`` str (see the
 #: module docstring); ``stage`` str (the state-store stage before this run, ``active`` when unknown);
-#: ``proposed_action`` str (``none|warn|suspend|deactivate|remove_product_access|delete``);
+#: ``proposed_action`` str (``none|warn|suspend|deactivate|remove_product_access|delete|delete_notice``);
 #: ``products_to_remove`` list[str] (for ``remove_product_access``, and for its warnings: the
 #: products concerned); ``warning_lead_days`` Int64 (the bucket of a ``warn`` row); ``reason`` str
 #: (a sentence for admins); ``protected_by`` str (``""`` or e.g. ``group:vip``, ``role:...``,

@@ -201,3 +201,36 @@ def test_the_store_reads_the_deletion_facts_of_the_current_cycle_back(tmp_path: 
     assert history["noticed"].delete_requested_at is None
     # A new cycle starts without the old notice.
     assert after_return.delete_notice_at is None
+
+
+def test_the_notice_is_sent_once_per_cycle_whatever_retries_and_reruns_do(tmp_path: Path) -> None:
+    from atlassian_cleanup.enforcement import Enforcer
+
+    sent: list[dict] = []
+    actioned_at = AS_OF - timedelta(days=23)
+    row = {"account_id": "u1", "proposed_action": "delete_notice", "planned_action": "delete",
+           "action_date": date_in(7), "email": "ada@acme.example"}  # fmt: skip
+    stranger = {**row, "account_id": "u2"}  # never actioned by this tool
+    with StateStore(str(tmp_path / "state.db")) as store:
+        store.record_event("u1", "actioned", at=actioned_at, run_id="r0", action="suspend")
+
+        def run(run_id: str) -> list:
+            enforcer = Enforcer(lambda: None, store, run_id=run_id, at=AS_OF)
+            return enforcer.warn([row, stranger], sent.append)
+
+        first = run("r1")
+        retry = run("r1")  # the task retried
+        rerun = run("r2")  # the DAG re-run for the same day
+        history = store.history(["u1"])["u1"]
+    assert [(o.result, o.performed) for o in first] == [
+        ("done", "delete_notice"),
+        ("skipped_changed", "none"),
+    ]
+    assert [o.result for o in retry] == ["skipped_already_done", "skipped_changed"]
+    assert [o.result for o in rerun] == ["skipped_already_done", "skipped_changed"]
+    # One e-mail, with the store's record of what was done and when.
+    assert len(sent) == 1
+    assert (sent[0]["account_id"], sent[0]["actioned_action"]) == ("u1", "suspend")
+    assert sent[0]["actioned_at"] == actioned_at.isoformat()
+    assert history.stage == "actioned"  # a notice is no state change
+    assert history.delete_notice_at == AS_OF
