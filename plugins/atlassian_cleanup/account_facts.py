@@ -105,11 +105,12 @@ def _get(entry: Any, name: str) -> Any:
 
 
 def _when(entry: Any) -> datetime | None:
-    return _get(entry, "result_at") or _get(entry, "intent_at")
+    value = _get(entry, "result_at") or _get(entry, "intent_at")
+    return value if isinstance(value, datetime) else None
 
 
 def _succeeded(entry: Any, event: str) -> bool:
-    return _get(entry, "outcome") == "succeeded" and _get(entry, "event") == event
+    return bool(_get(entry, "outcome") == "succeeded" and _get(entry, "event") == event)
 
 
 def facts_from_journal(journal: Sequence[Any], history: Any = None) -> AccountFacts:
@@ -165,7 +166,7 @@ def is_removal(deleted_entry: Any, delete_at: datetime | None) -> bool:
     """A ``deleted`` observation that records a removal from the directory (no grace to wait for)."""
     evidence = _get(deleted_entry, "evidence")
     if isinstance(evidence, Mapping) and evidence.get("performed"):
-        return evidence["performed"] == REMOVE_FROM_DIRECTORY
+        return bool(evidence["performed"] == REMOVE_FROM_DIRECTORY)
     # Journals written before the evidence said so: the removal is recorded as deleted at the very
     # moment of the delete request (a lifecycle deletion only ends after its grace).
     return delete_at is not None and _when(deleted_entry) == delete_at
