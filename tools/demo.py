@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                 _live_days(demo, run_date)
             print(
                 f"\nE-mails sent (one .eml file each): {demo.maildir} "
-                f"({demo.mail_count('warning')} warnings, {demo.mail_count('digest')} admin digests)"
+                f"({demo.mail_count('warning')} warnings, "
+                f"{demo.mail_count('deletion_notice')} deletion notices, "
+                f"{demo.mail_count('digest')} admin digests)"
             )
             print(
                 f"Audit CSVs and manifests: {demo.audit_dir}; browse them on the audit page of the Airflow "
