@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from atlassian_cleanup.days import calendar_days
 from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
 
 #: Atlassian keeps a deleted managed account this many days after the request; cancel-delete works meanwhile.
@@ -93,6 +92,9 @@ class AccountFacts:
 
     def grace_over(self, as_of: datetime) -> bool:
         """Whether a lifecycle deletion can no longer be cancelled on ``as_of``."""
+        # Imported here: days needs numpy, which DAG files must not load while they are parsed.
+        from atlassian_cleanup.days import calendar_days
+
         if self.grace_ends() is None or self.deletion is None or self.deletion.at is None:
             return False
         return calendar_days(self.deletion.at, as_of) >= DELETE_GRACE_DAYS

@@ -1138,7 +1138,7 @@ class Enforcer:
     ) -> ActionOutcome:
         account_id = str(row["account_id"])
         if row.get("proposed_action") == "delete_notice":
-            return self._notice_one(row, sender, history)
+            return self._notice_one(row, sender, history, list_unaddressable)
         lead_days = _int_or_none(row.get("warning_lead_days"))
         claim = self._claim(row, "warn", lead_days=lead_days)
         if claim.status == "done":
@@ -1193,9 +1193,18 @@ class Enforcer:
         )
 
     def _notice_one(
-        self, row: Mapping[str, Any], sender: Callable[[Mapping[str, Any]], Any], history: Mapping[str, Any]
+        self,
+        row: Mapping[str, Any],
+        sender: Callable[[Mapping[str, Any]], Any],
+        history: Mapping[str, Any],
+        list_unaddressable: bool = False,
     ) -> ActionOutcome:
-        """E-mail the deletion notice once per cycle (journal action ``delete_notice``)."""
+        """E-mail the deletion notice once per cycle (journal action ``delete_notice``).
+
+        A user without a visible address is treated like a warning (``warning.without_email``):
+        listed to the admins, the listing journalled as the notice, so the deletion follows after
+        the same notice period; or held (never deleted without a notice).
+        """
         account_id = str(row["account_id"])
         claim = self._claim(row, "delete_notice")
         if claim.status == "done":
@@ -1214,9 +1223,17 @@ class Enforcer:
         try:
             sender({**row, **facts})
         except RecipientNotAddressable as exc:
-            return self._finish(
-                row, claim, _Result("skipped", REPORTED, "none", f"Deletion notice not sent: {exc}")
-            )
+            detail = f"Deletion notice not sent: {exc}"
+            if valid_email_address(row.get("email")) is None:
+                if list_unaddressable:
+                    detail += (
+                        ". Listed to the admins in the digest instead; the deletion follows after the "
+                        "notice period, counted from this listing (warning.without_email: "
+                        "action_after_notice)."
+                    )
+                    return self._finish(row, claim, _Result("succeeded", REPORTED, "none", detail))
+                detail += ". Held: never deleted without a notice (warning.without_email: hold)."
+            return self._finish(row, claim, _Result("skipped", REPORTED, "none", detail))
         except Exception as exc:  # SMTP errors: this user only; the claim is retried next run
             return self._finish(
                 row, claim, _Result("failed", FAILED, "none", f"Deletion notice not sent: {exc}")

@@ -888,9 +888,9 @@ def digest_context(
         if action == "none":
             continue
         kind = outcome_kind(outcomes.get(str(row.get("account_id"))))
-        if action == "warn" and _valid_address(row.get("email")) is None:
+        if action in ("warn", "delete_notice") and _valid_address(row.get("email")) is None:
             no_email += 1
-        elif action == "warn" and kind == "reported":
+        elif action in ("warn", "delete_notice") and kind == "reported":
             # An address the relay cannot take (SMTPUTF8 missing, an unencodable domain).
             undeliverable += 1
         by_action.setdefault(action, Counter())[kind] += 1
@@ -953,6 +953,10 @@ def _unaddressable_stage(row: Mapping[str, Any], without_email: str) -> str:
         if without_email == "hold":
             return f"held: no {planned} without a warning (warning.without_email: hold)"
         return f"{row.get('warning_lead_days')}-day warning stage; {planned} on {date} at the earliest"
+    if action == "delete_notice":
+        if without_email == "hold":
+            return "held: no deletion without a notice (warning.without_email: hold)"
+        return f"deletion notice stage; deletion on {date} at the earliest"
     if action in ("suspend", "deactivate", "remove_product_access"):
         return f"{action} in this run, after the notice period"
     if row.get("rule") in ("notice_period", "already_warned"):

@@ -75,7 +75,14 @@ def test_the_boundary_day_counts_90_days_at_any_time(run_time, active_time, tmp_
 @pytest.mark.parametrize("run_time", TIMES)
 def test_grace_periods_and_deletion_count_dates_too(run_time):
     as_of = RUN_DATE + run_time
-    pol = policy_from_dict({"new_user_grace_days": 30, "delete_after_days": 30, "warning": {"lead_days": []}})
+    pol = policy_from_dict(
+        {
+            "new_user_grace_days": 30,
+            "delete_after_days": 30,
+            "delete_notice_days": 0,
+            "warning": {"lead_days": []},
+        }
+    )
     # Added 30 dates before the run, late in the day: the 30-day grace is over.
     joined = record(
         LAST_ACTIVE_DATE, "new", added=RUN_DATE - timedelta(days=30) + timedelta(hours=23, minutes=59)

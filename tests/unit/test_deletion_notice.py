@@ -234,3 +234,24 @@ def test_the_notice_is_sent_once_per_cycle_whatever_retries_and_reruns_do(tmp_pa
     assert sent[0]["actioned_at"] == actioned_at.isoformat()
     assert history.stage == "actioned"  # a notice is no state change
     assert history.delete_notice_at == AS_OF
+
+
+@pytest.mark.parametrize(("listed", "counts_as_notice"), [(True, True), (False, False)])
+def test_a_user_without_an_address_is_listed_or_held_as_warning_without_email_says(
+    tmp_path: Path, listed: bool, counts_as_notice: bool
+) -> None:
+    from atlassian_cleanup.enforcement import Enforcer, RecipientNotAddressable
+
+    def no_address(row: dict) -> None:
+        raise RecipientNotAddressable("no e-mail address for account u1")
+
+    row = {"account_id": "u1", "proposed_action": "delete_notice", "planned_action": "delete",
+           "action_date": date_in(7), "email": None}  # fmt: skip
+    with StateStore(str(tmp_path / "state.db")) as store:
+        store.record_event("u1", "actioned", at=AS_OF - timedelta(days=23), run_id="r0", action="suspend")
+        enforcer = Enforcer(lambda: None, store, run_id="r1", at=AS_OF)
+        [outcome] = enforcer.warn([row], no_address, list_unaddressable=listed)
+        history = store.history(["u1"])["u1"]
+    assert outcome.result == "reported"
+    assert (history.delete_notice_at == AS_OF) is counts_as_notice
+    assert ("action_after_notice" if listed else "Held: never deleted") in outcome.detail
