@@ -8,6 +8,7 @@ files instead of the metadata database.
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,4 +49,7 @@ def airflow_env(home: Path, *, audit_dir: Path, xcom_dir: Path) -> dict[str, str
         "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD": str(XCOM_SPILL_THRESHOLD_BYTES),
         "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_COMPRESSION": "gzip",
         "ATLASSIAN_CLEANUP_AUDIT_DIR": str(audit_dir),
+        # Airflow signs task tokens with HS512; left unset, its generated key is shorter than the
+        # 64 bytes PyJWT asks for and every task log carries an InsecureKeyLengthWarning.
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
     }

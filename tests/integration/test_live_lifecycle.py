@@ -561,7 +561,7 @@ def airflow_api(airflow_db):
 
     mp = pytest.MonkeyPatch()
     mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
-    mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-only-secret-of-the-approval-tests")
+    mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "test-only-secret-of-the-approval-tests-" + "x" * 32)
     from airflow.api_fastapi.app import create_app
 
     with TestClient(create_app()) as client:
