@@ -20,7 +20,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from atlassian_cleanup.progress import ProgressLog
+from atlassian_cleanup.progress import ProgressLog, counts_in_words
 from atlassian_cleanup.records import format_timestamp
 from atlassian_cleanup.retry import StopsAtlassianCallsOnKill
 from atlassian_cleanup.settings import audit_dir as default_audit_dir
@@ -307,13 +307,13 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
         policy, _ = start_run_policy(self, self.policy_path, context)
         table, stats = self.extract(expected=self._expected_users(context, policy))
         self.log.info(
-            "extract_users: %d users from directory %s in %.1fs; status %s; account types %s; "
+            "extract_users: %d users from directory %s in %.1fs; by status: %s; by account type: %s; "
             "%d never active; %d re-typed and %d added (not in the directory) from Jira's user list",
             len(table),
             stats["directory_id"],
             stats["seconds"],
-            table.value_counts("status"),
-            table.value_counts("account_type"),
+            counts_in_words(table.value_counts("status")),
+            counts_in_words(table.value_counts("account_type")),
             table.never_active(),
             stats["retyped"],
             stats["added"],
@@ -702,14 +702,26 @@ def latest_store_witness(dag_id: str, audit_dir: str, log: Any) -> Any:
     return None
 
 
+#: How the plan summary's keys read in the compute_inactivity log line.
+_SUMMARY_LABELS = {
+    "total": "users",
+    "by_action": "actions",
+    "by_rule": "rules",
+    "writes": "Atlassian writes planned",
+    "protected": "protected",
+    "protected_by_kind": "protected by",
+}
+
+
 def _format_summary(summary: Mapping[str, Any]) -> str:
+    """The plan summary in words and numbers: ``actions: warn 79, none 221; rules: …``."""
     parts = []
     for key, value in summary.items():
+        label = _SUMMARY_LABELS.get(key, key.replace("_", " "))
         if isinstance(value, Mapping):
-            inner = ", ".join(f"{k} {v}" for k, v in sorted(value.items()))
-            parts.append(f"{key}: {inner or 'none'}")
+            parts.append(f"{label}: {counts_in_words(value)}")
         else:
-            parts.append(f"{key}: {value}")
+            parts.append(f"{label}: {value}")
     return "; ".join(parts)
 
 
@@ -911,7 +923,7 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
             "%s (live): %d users: %s",
             self.stage_name,
             len(outcomes),
-            ", ".join(f"{k} {v}" for k, v in sorted(results.items())) or "none",
+            counts_in_words(results),
         )
         if failed:
             # Keep what was done for the audit, then fail so the admin sees it and the retry
@@ -941,7 +953,7 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
             "%s (dry run): %d users planned (%s); nothing was changed in Atlassian",
             self.stage_name,
             len(selected),
-            ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none",
+            counts_in_words(kinds),
         )
         return outcomes
 

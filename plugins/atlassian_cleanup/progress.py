@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 
 class ProgressLog:
@@ -56,3 +56,13 @@ class ProgressLog:
                 f"({100 * self.done / self._total:.0f}%), {rate:.0f} {self._unit}/s, ETA {eta}"
             )
         return f"{self._label}: {self.done} {self._unit}, {rate:.0f} {self._unit}/s"
+
+
+def counts_in_words(counts: Mapping[str, int], *, none: str = "none") -> str:
+    """``{"active": 270, "suspended": 6, "closed": 0}`` as ``active 270, suspended 6``.
+
+    For the summary lines admins read in task logs: largest first (then by name), zero counts left
+    out, never a Python dict.
+    """
+    items = sorted(((str(k), int(v)) for k, v in counts.items() if v), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{name} {count}" for name, count in items) or none

@@ -35,6 +35,7 @@ from atlassian_cleanup.operators import (
     start_run_policy,
     wire_large_input,
 )
+from atlassian_cleanup.progress import counts_in_words
 from atlassian_cleanup.restore_rules import (
     DEFERRED,
     RESTORE,
@@ -180,7 +181,7 @@ class EvaluateRestoreRulesOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.log.info(
             "evaluate_rules: %d requests: %s",
             len(decisions),
-            ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+            counts_in_words(counts),
         )
         return decisions
 
@@ -269,7 +270,7 @@ class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
             mode_of(policy),
             attempted,
             cap,
-            ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none",
+            counts_in_words(counts),
         )
         if failed:
             context["ti"].xcom_push(key="return_value", value=rows)
@@ -421,7 +422,7 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.log.info(
             "comment_and_resolve: %d requests: %s",
             len(rows),
-            ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none",
+            counts_in_words(counts),
         )
         if failed:
             context["ti"].xcom_push(key="return_value", value=rows)

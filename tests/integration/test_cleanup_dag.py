@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from collections import Counter
 from datetime import UTC, datetime
@@ -58,16 +59,28 @@ def clean_audit(audit_dir):
 
 
 def test_dry_run_plans_every_user_and_changes_nothing(
-    airflow_db, sandbox, sandbox_env, clean_audit, tmp_path, monkeypatch
+    airflow_db, sandbox, sandbox_env, clean_audit, tmp_path, monkeypatch, caplog, capfd
 ):
     from atlassian_cleanup.audit import verify_audit
 
     sandbox.clear_calls()
     before = {user["account_id"]: user for user in sandbox_users(sandbox)}
 
-    dag_run = _run_dag(monkeypatch, _policy_file(tmp_path))
+    with caplog.at_level(logging.INFO):
+        dag_run = _run_dag(monkeypatch, _policy_file(tmp_path))
 
     assert str(dag_run.state) == "success", _states(dag_run)
+    # Each stage's summary line is there, in words and numbers: no Python dict or Counter.
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err
+    stage_lines = [
+        line
+        for line in logged.splitlines()
+        if any(f"{task}:" in line for task in ("extract_users", "compute_inactivity", "export_audit"))
+    ]
+    assert any("by status: active " in line for line in stage_lines), logged[-3000:]
+    assert any("compute_inactivity: as of" in line and "actions: " in line for line in stage_lines)
+    assert not [line for line in stage_lines if "{'" in line or "Counter(" in line], stage_lines
     csv_path = _latest_audit(clean_audit)
     manifest = verify_audit(csv_path)
     with csv_path.open(encoding="utf-8", newline="") as handle:
