@@ -30,7 +30,13 @@ from atlassian_cleanup.restore_operators import (
     FetchRestoreRequestsOperator,
     RestoreAccessOperator,
 )
-from atlassian_cleanup.settings import ATLASSIAN_POOL, RESTORE_DAG_ID, audit_dir, policy_path
+from atlassian_cleanup.settings import (
+    ATLASSIAN_POOL,
+    RESTORE_AUDIT_ASSET,
+    RESTORE_DAG_ID,
+    audit_dir,
+    policy_path,
+)
 
 POLICY_PATH = policy_path()
 #: ``execution_timeout`` of the tasks that call Atlassian (policy ``safety.task_timeout_minutes``).
@@ -89,6 +95,7 @@ def atlassian_access_restoration() -> None:
         stages=[evaluate.output, restore.output, answer.output],
         run_policy=run_policy,
         audit_dir=audit_dir(),
+        outlets=[RESTORE_AUDIT_ASSET],
         # The audit is written whatever happened upstream, and fails the run last if a task failed.
         trigger_rule=TriggerRule.ALL_DONE,
     )

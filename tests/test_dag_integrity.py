@@ -111,11 +111,15 @@ def test_every_later_task_uses_the_policy_of_the_first_task(dagbag, dag_id, firs
         assert (wired.operator.task_id, wired.key) == (first, RUN_POLICY_KEY), task.task_id
 
 
-def test_audit_task_produces_the_asset(dagbag):
-    from atlassian_cleanup.settings import AUDIT_ASSET
+def test_audit_tasks_produce_their_own_assets(dagbag):
+    from atlassian_cleanup.settings import AUDIT_ASSET, RESTORE_AUDIT_ASSET
 
-    task = dagbag.dags["atlassian_user_cleanup"].get_task("export_audit")
-    assert AUDIT_ASSET in task.outlets
+    cleanup = dagbag.dags["atlassian_user_cleanup"].get_task("export_audit")
+    restore = dagbag.dags["atlassian_access_restoration"].get_task("export_audit")
+    assert cleanup.outlets == [AUDIT_ASSET]
+    assert restore.outlets == [RESTORE_AUDIT_ASSET]
+    assert AUDIT_ASSET.name != RESTORE_AUDIT_ASSET.name
+    assert AUDIT_ASSET.uri != RESTORE_AUDIT_ASSET.uri
 
 
 def test_restoration_dag_shape_and_pools(dagbag):

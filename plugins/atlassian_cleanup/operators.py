@@ -1234,14 +1234,7 @@ class ExportAuditOperator(BaseOperator):
             state_store_id=store.store_id() if store is not None else None,
             run=run,
         )
-        for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = {
-                "path": manifest.csv_path,
-                "manifest": manifest.csv_path.removesuffix(".csv") + ".manifest.json",
-                "rows": manifest.rows,
-                "sha256": manifest.sha256,
-                "mode": manifest.mode,
-            }
+        announce_audit(self, context, manifest)
         if store is not None:
             summary["writes"] = store.write_counts(context["run_id"])
             store.finish_run(context["run_id"], at=run_as_of(context), summary=summary)
@@ -1341,6 +1334,22 @@ def run_record(
         "policy_file": (policy_record or {}).get("source"),
         "approval": dict(approval) if approval else None,
     }
+
+
+def announce_audit(task: BaseOperator, context: Context, manifest: Any) -> None:
+    """Record the written audit on the task's Asset outlets, so a downstream DAG finds the file.
+
+    Both DAGs' export tasks call this: the event names the CSV, its manifest, the row count, the
+    SHA-256 and the mode.
+    """
+    for outlet in task.outlets:
+        context["outlet_events"][outlet].extra = {
+            "path": manifest.csv_path,
+            "manifest": manifest.csv_path.removesuffix(".csv") + ".manifest.json",
+            "rows": manifest.rows,
+            "sha256": manifest.sha256,
+            "mode": manifest.mode,
+        }
 
 
 def as_list(value: Any) -> list[Any]:

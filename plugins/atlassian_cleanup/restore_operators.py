@@ -23,6 +23,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from atlassian_cleanup.operators import (
+    announce_audit,
     as_list,
     failed_upstream_tasks,
     mode_of,
@@ -566,6 +567,7 @@ class ExportRestoreAuditOperator(BaseOperator):
         self.log.info(
             "export_audit: wrote %d rows to %s (sha256 %s)", manifest.rows, manifest.csv_path, manifest.sha256
         )
+        announce_audit(self, context, manifest)
         if failed_upstream:
             raise AirflowFailException(
                 f"export_audit: audit written to {manifest.csv_path}, "

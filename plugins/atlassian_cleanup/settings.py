@@ -22,6 +22,10 @@ RESTORE_DAG_ID = "atlassian_access_restoration"
 ATLASSIAN_POOL = "atlassian_api"
 
 AUDIT_ASSET = Asset(name="atlassian_user_audit", uri="atlassian-audit://user-cleanup/audit-csv")
+#: The restore DAG's audit (``<audit dir>/restore/``), announced the same way.
+RESTORE_AUDIT_ASSET = Asset(
+    name="atlassian_restore_audit", uri="atlassian-audit://access-restoration/audit-csv"
+)
 
 
 def policy_path() -> str:

@@ -80,3 +80,18 @@ def forget_store_witness() -> None:
 @pytest.fixture
 def audit_dir() -> Path:
     return Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"])
+
+
+def asset_events(asset_name: str, run_id: str) -> list[dict]:
+    """The extras of the Asset events ``run_id`` recorded on the asset named ``asset_name``."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == asset_name, AssetEvent.source_run_id == run_id)
+        ).all()
+    return [dict(row[0]) for row in rows]

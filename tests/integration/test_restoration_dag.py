@@ -433,3 +433,27 @@ def test_an_unknown_conf_key_fails_the_restore_run_before_any_call(org: RestoreO
     assert str(run.state) == "failed", _states(run)
     assert _states(run)["fetch_requests"] == "failed"
     assert org.sandbox.calls() == []
+
+
+def test_the_restore_audit_is_announced_on_its_own_asset(org: RestoreOrg) -> None:
+    # README: the restore DAG emits an Asset for its audit, like the cleanup DAG.
+    import hashlib
+
+    from tests.integration.conftest import asset_events
+
+    suspended = pick(org.sandbox, "inactive_180", 1)[0]
+    org.action([suspended], "suspend")
+    org.ask(suspended)
+    run = org.run()
+    assert str(run.state) == "success", _states(run)
+
+    (event,) = asset_events("atlassian_restore_audit", run.run_id)
+    csv_path = Path(event["path"])
+    assert csv_path.parent.name == "restore"
+    assert event["sha256"] == hashlib.sha256(csv_path.read_bytes()).hexdigest()
+    manifest = json.loads(Path(event["manifest"]).read_text(encoding="utf-8"))
+    assert manifest["sha256"] == event["sha256"]
+    assert event["rows"] == manifest["rows"] >= 1
+    assert event["mode"] == manifest["mode"]
+    # The cleanup DAG's asset is not touched by a restore run.
+    assert asset_events("atlassian_user_audit", run.run_id) == []
