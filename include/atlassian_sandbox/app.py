@@ -810,10 +810,14 @@ def create_app(runtime: Runtime) -> SimMiddleware:
             state = check_org(org_id)
             check_dir(state, directory_id)
             group = state.group(group_id)
+            # One entry per resource with every role the group holds on it (§5.2).
+            per_resource: dict[str, list[str]] = {}
+            for product, role in group.roles:
+                per_resource.setdefault(product, []).append(role)
             data = [
                 {"resourceId": state.resources[p].ari, "resourceOwner": p,
-                 "roleAssignments": [{"role": r, "roleAssignmentMethods": ["direct"]}]}
-                for p, r in group.roles
+                 "roleAssignments": [{"role": r, "roleAssignmentMethods": ["direct"]} for r in roles]}
+                for p, roles in per_resource.items()
             ]  # fmt: skip
             return J({"data": data, "links": {"self": None, "prev": None, "next": None}})
 

@@ -41,8 +41,9 @@ class SandboxConfig:
     # --- unconfirmed Atlassian behaviours ---------------------------------------------------
     # v2 docs use ``jira``/``confluence``; v1 and Jira use ``jira-software``/``jira-servicedesk``.
     product_key_style: str = "v2"  # "v2" | "v1"
-    # A product the user may use but never opened: entry with null timestamp, or no entry.
-    never_used_product_entry: str = "null"  # "null" | "absent"
+    # A product the user may use but never opened: no entry (the contract, §3.6 / §9.2), or an
+    # entry with a null timestamp (the other plausible reading, kept to pin clients against it).
+    never_used_product_entry: str = "absent"  # "absent" | "null"
     # The v1 suspend endpoint moved from 204 to 200 + message in 2023; v2 is undocumented.
     suspend_restore_success_code: int = 204  # 204 | 200
     # Older lifecycle docs show ``200 {"message": "Success"}`` for delete.

@@ -75,6 +75,7 @@ from atlassian_cleanup.progress import ProgressLog
 from atlassian_cleanup.records import (
     parse_timestamp,
     plan_product_activity,
+    product_grants,
     user_record_from_v2,
     valid_email_address,
 )
@@ -376,14 +377,6 @@ def _privilege(privileges: Mapping[str, Any], name: str) -> tuple[bool, str | No
     entry = privileges.get(name) or {}
     reason = entry.get("reason") or {}
     return bool(entry.get("allowed")), (reason.get("key") if isinstance(reason, Mapping) else str(reason))
-
-
-def _ari_product(resource_id: str, owner: str | None) -> str | None:
-    # ari:cloud:<product>::site/<cloudId>; fall back to the resource owner when the id is opaque.
-    parts = resource_id.split(":")
-    if len(parts) >= 3 and parts[0] == "ari" and parts[2]:
-        return canonical_product(parts[2])
-    return canonical_product(owner) if owner else None
 
 
 # -- the engine ------------------------------------------------------------------------------------
@@ -903,21 +896,13 @@ class Enforcer:
                 return self._product_groups
             hook = self._hook()
             mapping: dict[str, list[_Group]] = {}
-            groups = list(hook.iter_groups())
-            for group in groups:
+            groups = list(hook.iter_groups_with_roles())
+            grants = product_grants(groups)
+            for group, _assignments in groups:
                 info = _Group(
                     str(group["id"]), str(group.get("name") or group["id"]), bool(group.get("externalSynced"))
                 )
-                granted: set[str] = set()
-                for assignment in hook.get_group_role_assignments(info.id):
-                    if not assignment.get("roleAssignments"):
-                        continue
-                    product = _ari_product(
-                        str(assignment.get("resourceId") or ""), assignment.get("resourceOwner")
-                    )
-                    if product:
-                        granted.add(product)
-                for product in granted:
+                for product in sorted(grants.get(info.id, ())):
                     mapping.setdefault(product, []).append(info)
             self._product_groups = mapping
             self.log.info(

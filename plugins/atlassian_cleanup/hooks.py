@@ -500,6 +500,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         )
         self._org_id = org_id
         self._directory_id = directory_id
+        self._group_roles: dict[str, list[dict[str, Any]]] = {}  # group id -> its role assignments
 
     def _host_hint(self) -> str:
         return "set it to https://api.atlassian.com"
@@ -815,6 +816,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         group_ids: Sequence[str] | None = None,
         limit: int = 100,
         on_page: OnPage | None = None,
+        expand: Sequence[str] = (),
     ) -> Iterator[dict[str, Any]]:
         """
         Yield the directory's groups via ``POST .../groups/search`` (v2).
@@ -823,6 +825,7 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         :param group_ids: restrict to these group ids.
         :param limit: page size, 1–100.
         :param on_page: progress callback ``(page_number, groups_so_far)``.
+        :param expand: ``counts.users`` / ``counts.resources`` (each group then carries ``counts``).
         :return: an iterator of group dicts (``id``, ``name``, ``externalSynced``, ``managementAccess``, ...).
         """
         path = f"{self._dir()}/groups/search"
@@ -831,6 +834,8 @@ class AtlassianAdminHook(_AtlassianHttpHook):
             base["searchTerm"] = search_term
         if group_ids:
             base["groupIds"] = list(group_ids)
+        if expand:
+            base["expand"] = list(expand)
 
         def fetch(cursor: str | None) -> Page:
             body = dict(base)
@@ -859,6 +864,29 @@ class AtlassianAdminHook(_AtlassianHttpHook):
         """
         path = f"{self._dir()}/groups/{_segment(group_id, 'group_id')}/role-assignments"
         return list(iter_v2_cursor(self._get_cursor_fetch(path), endpoint=f"GET {path}"))
+
+    def iter_groups_with_roles(self) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """
+        Yield every group of the directory with the role assignments it grants (what gives access).
+
+        Groups are searched once with ``expand=counts.resources``; a group that reports no resource
+        grants no role, so only the others cost a ``GET .../groups/{id}/role-assignments`` call (a
+        handful in a usual org: the products' default groups and a few more). Each group's
+        assignments are read once per hook and kept.
+
+        :return: an iterator of ``(group, role assignments)``; assignments are
+            ``[{"resourceId", "resourceOwner", "roleAssignments": [{"role", ...}]}]``.
+        """
+        for group in self.iter_groups(expand=("counts.resources",)):
+            group_id = str(group["id"])
+            counts = group.get("counts")
+            resources = counts.get("resources") if isinstance(counts, Mapping) else None
+            if resources == 0:
+                yield group, []
+                continue
+            if group_id not in self._group_roles:
+                self._group_roles[group_id] = self.get_group_role_assignments(group_id)
+            yield group, self._group_roles[group_id]
 
     def add_group_member(self, group_id: str, account_id: str) -> dict[str, Any] | None:
         """

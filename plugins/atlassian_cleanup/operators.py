@@ -368,19 +368,21 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
             site = pool.submit(self._site_accounts, expected) if self.site_conn_id else None
             pool.submit(import_timestamp_parser)
             try:
-                with (
-                    AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin,
+                with AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin:
+                    # What grants access: the groups' product role assignments. productAccess only
+                    # lists the products a user opened: it supplies the dates, not the access.
+                    grants = self._product_grants(admin)
+                    cache: dict[Any, Any] = {}
                     # Closed before the hook: the page thread must stop before its session does.
-                    closing(admin.iter_directory_user_pages(ahead=self.pages_ahead)) as pages,
-                ):
-                    pending: list[dict[str, Any]] = []
-                    for page in pages:
-                        pending.extend(user_record_from_v2(raw) for raw in page)
-                        if len(pending) >= self.batch_users:  # the table's cost is per call
-                            table.extend(pending)
-                            pending = []
-                        progress.update(len(table) + len(pending))
-                    table.extend(pending)
+                    with closing(admin.iter_directory_user_pages(ahead=self.pages_ahead)) as pages:
+                        pending: list[dict[str, Any]] = []
+                        for page in pages:
+                            pending.extend(user_record_from_v2(raw, grants, cache=cache) for raw in page)
+                            if len(pending) >= self.batch_users:  # the table's cost is per call
+                                table.extend(pending)
+                                pending = []
+                            progress.update(len(table) + len(pending))
+                        table.extend(pending)
                     directory_id = admin.directory_id
             except BaseException:
                 if site is not None:
@@ -416,6 +418,32 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
             "seconds": time.monotonic() - started,
         }
         return table, stats
+
+    def _product_grants(self, admin: Any) -> dict[str, frozenset[str]]:
+        """Group id -> products the group grants, read once per run (see README, "How users are judged")."""
+        from atlassian_cleanup.products import PRODUCT_LABELS
+        from atlassian_cleanup.records import product_grants
+
+        groups = list(admin.iter_groups_with_roles())
+        grants = product_grants(groups)
+        if not grants:
+            raise AirflowFailException(
+                f"extract_users: none of the {len(groups)} groups of directory {admin.directory_id} grants "
+                "a product role (GET .../groups/{groupId}/role-assignments), so no user would have any "
+                "product. Check that the Admin API key may read groups and role assignments "
+                "(read:groups:admin, read:directories:admin); nothing was planned."
+            )
+        per_product: dict[str, int] = {}
+        for products in grants.values():
+            for product in products:
+                per_product[product] = per_product.get(product, 0) + 1
+        self.log.info(
+            "extract_users: product access from group role assignments: %d of %d groups grant products (%s)",
+            len(grants),
+            len(groups),
+            ", ".join(f"{PRODUCT_LABELS.get(p, p)}: {n}" for p, n in sorted(per_product.items())),
+        )
+        return grants
 
     def _expected_users(self, context: Context, policy: Policy) -> int | None:
         """The previous run's user count (for progress ETAs), if the state store knows one."""

@@ -38,3 +38,25 @@ def canonical_product(key: str) -> str:
     """Return the canonical key for an Atlassian product key (``jira-servicedesk`` -> ``jsm``)."""
     normalised = key.strip().lower()
     return _ALIASES.get(normalised, normalised)
+
+
+#: ARI owners that are not products a user is given access to (org and site scoped roles).
+_NOT_PRODUCTS = frozenset({"platform", "identity"})
+
+
+def product_of_resource(resource_id: str, owner: str | None = None) -> str | None:
+    """The canonical product of a role assignment's resource, or None when it is not a product.
+
+    Resources are ARIs (``ari:cloud:jira-software::site/<cloudId>``); when the id is opaque the
+    assignment's ``resourceOwner`` names the product. Platform roles (``ari:cloud:platform::org/...``)
+    grant no product.
+    """
+    parts = str(resource_id or "").split(":")
+    if len(parts) >= 3 and parts[0] == "ari" and parts[2]:
+        key = parts[2]
+    elif owner:
+        key = str(owner)
+    else:
+        return None
+    product = canonical_product(key)
+    return None if product in _NOT_PRODUCTS else product

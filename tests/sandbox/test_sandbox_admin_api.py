@@ -86,8 +86,15 @@ def test_unexpanded_search_omits_expand_only_fields(api: Any) -> None:
 
 
 def test_product_access_entries_and_never_used_knob(make_api: Any) -> None:
-    api = make_api()
-    never = api.population("never_logged_in")[0]
+    # The contract's default (§3.6, §9.2): a product never opened is absent from productAccess.
+    default = make_api()
+    never = default.population("never_logged_in")[0]
+    body = {"accountIds": [never.account_id], "expand": ["productAccess", "groups"]}
+    user = default.post(default.v2("/users/search"), json=body).json()["data"][0]
+    assert user["productAccess"] == []
+    assert user["groups"], "the never-logged-in user still has product access through groups"
+
+    api = make_api(never_used_product_entry="null")
     found = api.post(
         api.v2("/users/search"), json={"accountIds": [never.account_id], "expand": ["productAccess"]}
     )
@@ -262,6 +269,31 @@ def test_role_assignments_show_group_roles_and_platform_roles(api: Any) -> None:
     product = [d for d in data if d["directoryId"] == api.dir]
     assert any(r["role"] == "atlassian/admin" for d in product for r in d["roleAssignments"])
     assert all(d["resourceId"].startswith("ari:cloud:") for d in data)
+
+
+def test_group_role_assignments_grant_exactly_the_seeded_product_access(api: Any) -> None:
+    """Access comes from groups (§5.1): a client reading group search (counts.resources) and the
+    groups' role assignments finds, for every user, the products the sandbox bills and that
+    ``productAccess`` dates; every product with activity is one the user's groups grant."""
+    groups = api.post(api.v2("/groups/search"), json={"limit": 100, "expand": ["counts.resources"]}).json()
+    assert "next" not in groups["links"]
+    grants: dict[str, set[str]] = {}
+    for group in groups["data"]:
+        assignments = api.get(api.v2(f"/groups/{group['id']}/role-assignments")).json()["data"]
+        assert group["counts"]["resources"] == len(assignments)
+        assert len({a["resourceId"] for a in assignments}) == len(assignments)  # one entry per resource
+        # ari:cloud:<product key>::site/<cloud id>
+        grants[group["id"]] = {a["resourceId"].split(":")[2] for a in assignments if a["roleAssignments"]}
+    assert any(grants.values())
+    users = api.search_all({"expand": ["productAccess", "groups"]}, limit=100)
+    for user in users:
+        truth = api.state.users[user["accountId"]]
+        granted = set().union(*(grants[g["id"]] for g in user["groups"])) if user["groups"] else set()
+        assert granted == set(api.state.user_products(truth)), user["accountId"]
+        assert set(truth.last_active) <= granted, user["accountId"]
+        # Default knob: only opened products are listed, each with a date.
+        assert all(e["lastActiveTimestamp"] for e in user["productAccess"])
+        assert len(user["productAccess"]) == len(set(truth.last_active) & granted)
 
 
 # ------------------------------------------------------------------ groups

@@ -382,6 +382,38 @@ def test_group_search_and_membership_writes(admin: AtlassianAdminHook, requests_
     assert history[2].json() == {"accountId": "a1"}
 
 
+def test_groups_with_roles_reads_each_granting_group_once(
+    admin: AtlassianAdminHook, requests_mock: rm.Mocker
+) -> None:
+    """Group search with counts.resources, then role assignments only where a group has resources
+    (paged with the v2 cursor), each group read once per hook."""
+    requests_mock.post(
+        f"{DIRS}/groups/search",
+        json=v2_page(
+            [
+                {"id": "g1", "counts": {"resources": 1}},
+                {"id": "g2", "counts": {"resources": 0}},
+                {"id": "g3"},  # no counts: read it to be sure
+            ]
+        ),
+    )
+    jira = {"resourceId": "ari:cloud:jira-software::site/c1", "roleAssignments": [{"role": "atlassian/user"}]}
+    conf = {"resourceId": "ari:cloud:confluence::site/c1", "roleAssignments": [{"role": "atlassian/user"}]}
+    g1 = requests_mock.get(
+        f"{DIRS}/groups/g1/role-assignments", [{"json": v2_page([jira], "rc2")}, {"json": v2_page([conf])}]
+    )
+    g2 = requests_mock.get(f"{DIRS}/groups/g2/role-assignments", json=v2_page([jira]))
+    g3 = requests_mock.get(f"{DIRS}/groups/g3/role-assignments", json=v2_page([]))
+
+    first = [(g["id"], roles) for g, roles in admin.iter_groups_with_roles()]
+    assert first == [("g1", [jira, conf]), ("g2", []), ("g3", [])]
+    assert requests_mock.request_history[0].json() == {"limit": 100, "expand": ["counts.resources"]}
+    assert g1.last_request.qs.get("cursor") == ["rc2"]
+    assert g2.call_count == 0
+    assert [(g["id"], roles) for g, roles in admin.iter_groups_with_roles()] == first
+    assert (g1.call_count, g3.call_count) == (2, 1)  # cached per group
+
+
 def test_group_add_over_the_seat_limit_is_a_conflict(
     admin: AtlassianAdminHook, requests_mock: rm.Mocker
 ) -> None:
