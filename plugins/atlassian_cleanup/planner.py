@@ -50,10 +50,11 @@ action_after_notice`` (the default), records that listing as their warning, so t
 from the first listing; with ``hold`` nothing is recorded and they stay at ``final_warning``. The
 reason says which applies.
 
-**Deactivate needs a managed account.** Atlassian only deactivates managed accounts, so with
-``action: deactivate`` an unmanaged (or unknown) account is suspended instead, and the reason says
-so. ``planned_action`` is the action that will follow at ``action_date``, so warning e-mails can
-name it.
+**Deactivate needs an account the organization manages.** Atlassian only deactivates managed
+accounts that no identity provider provisions, so with ``action: deactivate`` an unmanaged (or
+unknown) account, and a managed one whose ``managementSource`` is SCIM / an identity provider, is
+suspended instead, and the reason says which. ``planned_action`` is the action that will follow at
+``action_date``, so warning e-mails name exactly that action.
 
 **Deletion** is proposed only when history says this tool actioned the user (stage ``actioned``)
 at least ``delete_after_days`` days before ``as_of``, the user shows no activity since (nor since
@@ -106,6 +107,7 @@ from __future__ import annotations
 
 import fnmatch
 import gc
+import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -126,6 +128,7 @@ from atlassian_cleanup.records import (
     WRITE_ACTIONS,
     UserHistory,
     UserRecord,
+    is_idp_managed,
     valid_email_address,
 )
 from atlassian_cleanup.user_table import UserTable
@@ -392,6 +395,73 @@ def plan_actions(
             gc.enable()
 
 
+def _without_removed_products(
+    pu: np.ndarray,
+    pc: np.ndarray,
+    plast: np.ndarray,
+    products: Sequence[str],
+    ids: np.ndarray,
+    history: Mapping[str, UserHistory] | None,
+    table: UserTable,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Drop the product rows this tool already removed, until the access comes back.
+
+    A product removed by ``remove_product_access`` is gone for that user even if an Atlassian read
+    still lists it (a stale group read, an activity-only entry): planning it again would warn about
+    a product the user no longer has and keep the user from ever reaching deletion. It counts again
+    when the access evidently came back: this tool restored the user after the removal, or the user
+    was active on that product after it. Returns the kept rows and the plan's evidence column (the
+    removed products left out of it too).
+    """
+    evidence = table.objects("product_last_active")
+    if not history or not len(pu):
+        return pu, pc, plast, evidence
+    removals = {}
+    for key, entry in history.items():
+        if isinstance(entry, Mapping):
+            entry = UserHistory.from_dict(entry)
+        if entry is None or not entry.removed_products or entry.actioned_at is None:
+            continue
+        if entry.restored_at is not None and entry.restored_at >= entry.actioned_at:
+            continue  # restored since: the groups (and the access) came back
+        removals[key] = entry
+    if not removals:
+        return pu, pc, plast, evidence
+    keys = list(removals)
+    rows = pd.Index(ids, dtype=object).get_indexer(pd.Index(keys, dtype=object))
+    code = {product: i for i, product in enumerate(products)}
+    width = max(len(products), 1)
+    wanted: dict[int, float] = {}  # user * width + product code -> removal time
+    for key, row in zip(keys, rows.tolist(), strict=True):
+        if row < 0:
+            continue
+        entry = removals[key]
+        for product in entry.removed_products:
+            if product in code:
+                wanted[row * width + code[product]] = entry.actioned_at.timestamp()
+    if not wanted:
+        return pu, pc, plast, evidence
+    long_keys = pu * width + pc
+    wanted_keys = np.fromiter(wanted, dtype=np.int64, count=len(wanted))
+    cutoffs = np.fromiter(wanted.values(), dtype=float, count=len(wanted))
+    position = pd.Index(wanted_keys).get_indexer(long_keys)
+    hit = position >= 0
+    drop = hit & ~(plast > np.where(hit, cutoffs[np.maximum(position, 0)], np.inf))  # NaN: never used
+    if not drop.any():
+        return pu, pc, plast, evidence
+    evidence = evidence.copy()
+    removed: dict[int, set[str]] = {}
+    for user, product in zip(pu[drop].tolist(), pc[drop].tolist(), strict=True):
+        removed.setdefault(user, set()).add(products[product])
+    for user, gone in removed.items():
+        seen = json.loads(evidence[user] or "{}")
+        evidence[user] = json.dumps(
+            {k: v for k, v in seen.items() if canonical_product(str(k)) not in gone}, sort_keys=True
+        )
+    keep = ~drop
+    return pu[keep], pc[keep], plast[keep], evidence
+
+
 class _Coded:
     """A dictionary-encoded column of the user table as numpy codes + the distinct values."""
 
@@ -422,6 +492,13 @@ def _plan_actions(
     types = _Coded(table, "account_type")
     statuses = _Coded(table, "status")
     claims = _Coded(table, "claim_status")
+    # Who manages the account decides whether Atlassian lets us deactivate it: only claimed accounts
+    # that no identity provider provisions (SCIM). 0 = deactivatable, 1 = unmanaged, 2 = SCIM.
+    sources = _Coded(table, "management_source")
+    idp = sources.mask(is_idp_managed) if len(sources.codes) == n else np.zeros(n, dtype=bool)
+    suspend_why = np.where(
+        ~claims.mask(lambda v: v == "managed"), _WHY_UNMANAGED, np.where(idp, _WHY_IDP, 0)
+    ).astype(np.int8)
     type_names = [str(value or "unknown").lower() for value in types.values]
     status_names = [str(value or "active") for value in statuses.values]
     status_is = {name: statuses.mask(lambda v, name=name: str(v or "active") == name) for name in (
@@ -444,6 +521,7 @@ def _plan_actions(
         pu = long.index.get_level_values(0).to_numpy(dtype=np.int64)
         pc = long.index.get_level_values(1).to_numpy(dtype=np.int64)
         plast = long.to_numpy(dtype=float)
+    pu, pc, plast, evidence = _without_removed_products(pu, pc, plast, products, ids, history, table)
     default_days = policy.inactivity.default_days
     thresholds = np.array(
         [float(policy.inactivity.products.get(product, default_days)) for product in products], dtype=float
@@ -708,8 +786,7 @@ def _plan_actions(
             has_products, _R["inactive_all_products"], _R["inactive_no_product_access"]
         ).astype(np.int8)
         if policy.action == "deactivate":
-            managed = claims.mask(lambda v: v == "managed")
-            act = np.where(managed, _A["deactivate"], _A["suspend"]).astype(np.int8)
+            act = np.where(suspend_why == 0, _A["deactivate"], _A["suspend"]).astype(np.int8)
         else:
             act = np.full(n, _A["suspend"], dtype=np.int8)
     open_ = rule == 0
@@ -794,6 +871,7 @@ def _plan_actions(
         protected_by=protected_by,
         planned=planned,
         planned_names=planned_names,
+        suspend_why=suspend_why,
         account_types=type_names_arr[type_code] if n else np.empty(0, dtype=object),
         statuses=_objects(status_names)[statuses.codes] if n else np.empty(0, dtype=object),
         stage=stage_code,
@@ -850,7 +928,7 @@ def _plan_actions(
             "account_type": column(types.take(lambda v: "unknown" if v is None else v)),
             "claim_status": column(claims.take()),
             "status": column(statuses.take(lambda v: str(v or "active"))),
-            "product_last_active": column(table.objects("product_last_active")),
+            "product_last_active": column(evidence),
             "days_inactive": ints(days_inactive),
             "inactive_products": column(inactive_products),
             "action_date": column(action_date),
@@ -966,6 +1044,12 @@ _NO_EMAIL_NOTES = {
     "a warning (warning.without_email: hold).",
 }
 _UNMANAGED = " Unmanaged account: Atlassian only allows deactivating managed accounts; suspending instead."
+_IDP_MANAGED = (
+    " Account managed by the identity provider (SCIM): Atlassian does not let the organization "
+    "deactivate it; suspending instead."
+)
+#: Why ``deactivate`` becomes ``suspend`` for a user (0: it does not).
+_WHY_UNMANAGED, _WHY_IDP = 1, 2
 
 
 def _days(value: float) -> str:
@@ -1043,9 +1127,11 @@ class _Reasons:
             f"{_label(p)} {int(self.policy.inactivity.products.get(p, self.default_days))}" for p in products
         )
 
-    def _fallback(self, planned_code: int) -> str:
+    def _fallback(self, key: int) -> str:
+        """The fallback sentence for ``planned code * 4 + suspend_why`` (see :meth:`fallbacks`)."""
+        planned_code, why = divmod(int(key), 4)
         if self.policy.action == "deactivate" and planned_code == _A["suspend"]:
-            return _UNMANAGED
+            return _IDP_MANAGED if why == _WHY_IDP else _UNMANAGED
         return ""
 
     # -- column-wise pieces (``rows`` are user indexes) ---------------------------------------------
@@ -1150,7 +1236,8 @@ class _Reasons:
         return np.fromiter(sentences, dtype=object, count=len(rows))
 
     def fallbacks(self, rows: np.ndarray) -> list[str]:
-        return _by_key(self.planned[rows], self._fallback).tolist()
+        keys = self.planned[rows].astype(np.int64) * 4 + self.suspend_why[rows]
+        return _by_key(keys, self._fallback).tolist()
 
     # -- the sentences ------------------------------------------------------------------------------
 
@@ -1476,7 +1563,7 @@ class _Reasons:
             return _ACTION_WORDS.get(planned[i], str(planned[i]))
 
         def fallback(i: int) -> str:
-            return self._fallback(int(self.planned[i]))
+            return self._fallback(int(self.planned[i]) * 4 + int(self.suspend_why[i]))
 
         def core(i: int) -> str:
             return some_products(i, removal(i)) if is_remove else all_products(i)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
-from atlassian_cleanup.products import canonical_product
+from atlassian_cleanup.products import canonical_product, product_of_resource
 
 
 class UserRecord(TypedDict):
@@ -26,11 +26,15 @@ class UserRecord(TypedDict):
     account_status: str  # active | inactive | closed
     membership_status: str | None  # active | suspended | no_membership
     claim_status: str | None  # managed | unmanaged
+    # Who provisions the account (v2 ``managementSource``: ``invited``, ``scim``, ...); None unknown.
+    management_source: str | None
     added_to_org: str | None  # ISO-8601 UTC
     platform_roles: list[str]
     groups: list[str]  # group names
     group_ids: list[str]
-    # canonical product -> ISO-8601 UTC last activity; None = has access but never used it.
+    # canonical product -> ISO-8601 UTC last activity; None = has access but never used it. The
+    # products are those the user's groups grant (when the group grants are known, see
+    # :func:`product_grants`); the dates come from ``productAccess``, which lists activity only.
     product_access: dict[str, str | None]
     last_active: str | None  # latest activity over all products, None when never active
     # IANA zone from the profile (e.g. "Europe/Paris"); None when Atlassian does not say. Only used
@@ -124,12 +128,76 @@ def _product_access(entries: Iterable[Mapping[str, Any]] | None) -> dict[str, st
     return {product: format_timestamp(seen) for product, seen in sorted(access.items())}
 
 
-def user_record_from_v2(user: Mapping[str, Any]) -> UserRecord:
-    """Normalise one v2 ``users/search`` result (camelCase) into a :class:`UserRecord`."""
+#: Identity-provider values of the v2 ``managementSource`` (lower case): such accounts are
+#: provisioned by SCIM and Atlassian does not let the org deactivate them through the API
+#: (``GET /users/{id}/manage`` answers ``externalDirectory.scim``).
+IDP_MANAGEMENT_SOURCES: frozenset[str] = frozenset({"scim", "idp", "identity_provider", "external"})
+
+
+def is_idp_managed(management_source: str | None) -> bool:
+    """Whether a v2 ``managementSource`` says an identity provider (SCIM) manages the account."""
+    return bool(management_source) and str(management_source).strip().lower() in IDP_MANAGEMENT_SOURCES
+
+
+def product_grants(
+    groups: Iterable[tuple[Mapping[str, Any], Iterable[Mapping[str, Any]]]],
+) -> dict[str, frozenset[str]]:
+    """Group id -> canonical products its role assignments grant (groups granting none left out).
+
+    :param groups: ``(group, role assignments)`` pairs as the Admin API gives them (v2 group search
+        and ``GET .../groups/{id}/role-assignments``). An assignment without any role grants nothing;
+        platform roles grant no product.
+    """
+    grants: dict[str, frozenset[str]] = {}
+    for group, assignments in groups:
+        products = set()
+        for assignment in assignments:
+            if not assignment.get("roleAssignments"):
+                continue
+            resource = str(assignment.get("resourceId") or "")
+            product = product_of_resource(resource, assignment.get("resourceOwner"))
+            if product:
+                products.add(product)
+        if products:
+            grants[str(group["id"])] = frozenset(products)
+    return grants
+
+
+def _granted(group_ids: Iterable[str], grants: Mapping[str, frozenset[str]], cache: dict[Any, Any]) -> Any:
+    key = tuple(group_ids)
+    found = cache.get(key)
+    if found is None:
+        products: set[str] = set()
+        for group_id in key:
+            products.update(grants.get(group_id, ()))
+        found = cache[key] = tuple(sorted(products))
+    return found
+
+
+def user_record_from_v2(
+    user: Mapping[str, Any],
+    grants: Mapping[str, frozenset[str]] | None = None,
+    *,
+    cache: dict[Any, Any] | None = None,
+) -> UserRecord:
+    """Normalise one v2 ``users/search`` result (camelCase) into a :class:`UserRecord`.
+
+    :param grants: group id -> products the group grants (:func:`product_grants`). With it, the
+        user's products are the ones their groups grant, each with its last activity from
+        ``productAccess`` or ``None`` when never opened (Atlassian leaves such products out of
+        ``productAccess``, §3.6); activity on a product no group grants still counts as activity
+        (``last_active``) but not as access. Without it, ``productAccess`` is read as the access list.
+    """
     email = user.get("email") or None
-    product_access = _product_access(user.get("productAccess"))
-    active_times = [value for value in product_access.values() if value]
+    activity = _product_access(user.get("productAccess"))
+    active_times = [value for value in activity.values() if value]
     groups = user.get("groups") or []
+    if grants is None:
+        product_access = activity
+    else:
+        ids = sorted(str(group.get("id")) for group in groups if group.get("id"))
+        granted = _granted(ids, grants, cache if cache is not None else {})
+        product_access = {product: activity.get(product) for product in granted}
     return UserRecord(
         account_id=str(user["accountId"]),
         account_type=str(user.get("accountType") or "unknown"),
@@ -140,6 +208,7 @@ def user_record_from_v2(user: Mapping[str, Any]) -> UserRecord:
         account_status=str(user.get("accountStatus") or "active"),
         membership_status=user.get("membershipStatus"),
         claim_status=user.get("claimStatus"),
+        management_source=user.get("managementSource") or None,
         added_to_org=format_timestamp(parse_timestamp(user.get("addedToOrg"))),
         platform_roles=sorted(str(role) for role in user.get("platformRoles") or []),
         groups=sorted(str(group.get("name")) for group in groups if group.get("name")),
@@ -168,6 +237,7 @@ def user_record_from_jira(user: Mapping[str, Any]) -> UserRecord:
         account_status="active" if user.get("active", True) else "inactive",
         membership_status="no_membership",
         claim_status=None,
+        management_source=None,
         added_to_org=None,
         platform_roles=[],
         groups=[],
@@ -206,7 +276,9 @@ class UserHistory:
     ``delete_requested_at`` when this tool's deletion was accepted, ``deletion_kind`` how
     (``delete``: the lifecycle delete with Atlassian's 14-day cancel window; ``remove_from_directory``:
     removed from the directory instead, no window), ``delete_notice_at`` when the deletion notice
-    e-mail went out.
+    e-mail went out. ``removed_products`` lists the
+    products whose access this tool removed (``remove_product_access``), the latest removal at
+    ``actioned_at``.
     """
 
     stage: str = "active"
@@ -219,6 +291,7 @@ class UserHistory:
     delete_requested_at: datetime | None = None
     deletion_kind: str | None = None
     delete_notice_at: datetime | None = None
+    removed_products: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -240,6 +313,10 @@ class UserHistory:
             elif value is not None:
                 raise TypeError(f"UserHistory.{name} must be a datetime, ISO string or None")
             object.__setattr__(self, name, value)
+        if isinstance(self.removed_products, str):
+            raise TypeError("UserHistory.removed_products must be a list of products, not a string")
+        removed = {canonical_product(str(product)) for product in self.removed_products}
+        object.__setattr__(self, "removed_products", tuple(sorted(removed)))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UserHistory:
@@ -255,6 +332,7 @@ class UserHistory:
             "delete_requested_at",
             "deletion_kind",
             "delete_notice_at",
+            "removed_products",
         )
         return cls(**{name: data[name] for name in names if name in data and data[name] is not None})
 
@@ -271,4 +349,5 @@ class UserHistory:
             "delete_requested_at": format_timestamp(self.delete_requested_at),
             "deletion_kind": self.deletion_kind,
             "delete_notice_at": format_timestamp(self.delete_notice_at),
+            "removed_products": list(self.removed_products),
         }

@@ -499,6 +499,9 @@ def _run(row: Any) -> RunRecord:
 
 
 def _history(row: Any, first_warned_at: datetime | None = None) -> UserHistory:
+    removed = getattr(row, "actioned_products", None)
+    if row.actioned_action != "remove_product_access":
+        removed = None
     return UserHistory(
         stage=row.stage,
         actioned_at=row.actioned_at,
@@ -507,6 +510,7 @@ def _history(row: Any, first_warned_at: datetime | None = None) -> UserHistory:
         last_warned_lead_days=row.last_warned_lead_days,
         warned_at=row.warned_at,
         first_warned_at=first_warned_at,
+        removed_products=tuple(removed or ()),
     )
 
 
@@ -690,6 +694,7 @@ class StateStore:
             USER_STATE.c.restored_at,
             USER_STATE.c.last_warned_lead_days,
             USER_STATE.c.warned_at,
+            USER_STATE.c.actioned_products,
         )
         result: dict[str, UserHistory] = {}
         with self._read() as conn:
@@ -844,11 +849,12 @@ class StateStore:
         products = row.actioned_products if row is not None else None
         if event == "actioned":
             new = sorted(set(data.get("products") or ()))
-            # Product-by-product removal accumulates; any other action replaces the record.
+            # Product-by-product removal accumulates (also across the warning before the next
+            # product) until a restore gives the access back; any other action replaces the record.
             if (
                 before is not None
-                and before.stage == "actioned"
-                and data.get("action") == before.actioned_action
+                and data.get("action") == before.actioned_action == "remove_product_access"
+                and not (before.restored_at is not None and before.restored_at >= before.actioned_at)
             ):
                 new = sorted(set(products or ()) | set(new))
             products = new

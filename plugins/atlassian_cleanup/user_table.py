@@ -44,6 +44,7 @@ CODED_FIELDS: tuple[str, ...] = (
     "account_status",
     "membership_status",
     "claim_status",
+    "management_source",
     "email_domain",
     "time_zone",
 )

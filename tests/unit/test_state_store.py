@@ -395,6 +395,30 @@ def test_product_removal_keys_and_products(store: StateStore):
     store.complete(jira.entry_id, outcome="succeeded", at=later, event="actioned")
     assert store.user_state("u")["actioned_products"] == ["confluence", "jira"]
     assert store.history()["u"].actioned_at == later
+    assert store.history()["u"].removed_products == ("confluence", "jira")
+
+
+def test_removed_products_accumulate_across_the_next_warning_until_a_restore(store: StateStore):
+    """Confluence removed, then Jira warned about and removed: the store still knows both, so
+    neither is planned again; a restore gives the access back and starts a new record."""
+
+    def remove(product: str, at: datetime) -> None:
+        claim = store.claim(
+            run_id=RUN, account_id="u", action="remove_product_access", at=at, products=[product]
+        )
+        store.complete(claim.entry_id, outcome="succeeded", at=at, event="actioned")
+
+    remove("confluence", T0)
+    warn = store.claim(run_id=RUN, account_id="u", action="warn", at=T0 + timedelta(days=20), lead_days=7)
+    store.complete(warn.entry_id, outcome="succeeded", at=T0 + timedelta(days=20), event="warned")
+    assert store.history()["u"].stage == "warned"
+    assert store.history()["u"].removed_products == ("confluence",)
+    remove("jira", T0 + timedelta(days=30))
+    assert store.history()["u"].removed_products == ("confluence", "jira")
+
+    store.record_event("u", "restored", at=T0 + timedelta(days=31), run_id="admin")
+    remove("jira", T0 + timedelta(days=200))
+    assert store.history()["u"].removed_products == ("jira",)
 
 
 # --- cycles -----------------------------------------------------------------------------------------
