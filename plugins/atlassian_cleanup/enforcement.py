@@ -912,6 +912,15 @@ class Enforcer:
             )
             return mapping
 
+    def _granted_products(self, live: Mapping[str, Any]) -> set[str]:
+        """The products the live user's groups grant."""
+        member_of = {group["id"] for group in _group_refs(live)}
+        return {
+            product
+            for product, groups in self._granting_groups().items()
+            if any(group.id in member_of for group in groups)
+        }
+
     def _removal_targets(
         self, row: Mapping[str, Any], live: Mapping[str, Any]
     ) -> tuple[list[str], list[_Group], dict[str, list[_Group]]]:
@@ -1040,7 +1049,10 @@ class Enforcer:
         if status == "for_deletion":
             return self._skip(row, claim, "Atlassian already shows the account as scheduled for deletion.")
         user_history = history.get(account_id)
-        left_as = _left_as_we_did(live, getattr(user_history, "actioned_action", None))
+        acted = getattr(user_history, "actioned_action", None)
+        # Access is what the groups grant; productAccess would miss a product never opened.
+        granted = self._granted_products(live) if acted not in ("suspend", "deactivate") else set()
+        left_as = _left_as_we_did(live, acted, has_access=bool(granted))
         if left_as:
             return self._skip(row, claim, f"{left_as}; not deleted.")
         newer = _newer_activity(row, live)
@@ -1241,6 +1253,20 @@ _REASONS = {
 }
 
 
+def deactivation_refusals(hook: Any, account_ids: Iterable[str]) -> dict[str, str | None]:
+    """Account id -> Atlassian's reason key, for each account it will not let us deactivate.
+
+    Asks ``GET /users/{id}/manage`` for ``lifecycle.enablement`` (the privilege ``lifecycle/disable``
+    needs), so the plan and the warning e-mail promise what ``apply_actions`` will be able to do.
+    """
+    refused: dict[str, str | None] = {}
+    for account_id in dict.fromkeys(str(a) for a in account_ids):
+        allowed, reason = _privilege(hook.get_manage_privileges(account_id), "lifecycle.enablement")
+        if not allowed:
+            refused[account_id] = reason
+    return refused
+
+
 def _fallback_sentence(reason: str | None, verb: str) -> str:
     if reason == "accountNotManaged":
         return f"Unmanaged account: suspended instead of {verb}"
@@ -1250,10 +1276,12 @@ def _fallback_sentence(reason: str | None, verb: str) -> str:
     return f"Atlassian does not allow this account to be {verb} ({why}): suspended instead"
 
 
-def _left_as_we_did(live: Mapping[str, Any], actioned_action: str | None) -> str | None:
-    """Why the account no longer looks the way our action left it, or None when it still does."""
+def _left_as_we_did(live: Mapping[str, Any], actioned_action: str | None, *, has_access: bool) -> str | None:
+    """Why the account no longer looks the way our action left it, or None when it still does.
+
+    :param has_access: whether the user's groups grant any product now.
+    """
     status = str(live.get("status") or "active")
-    has_access = bool(live.get("productAccess"))
     if actioned_action == "suspend":
         ok = status in ("suspended", "deactivated")
     elif actioned_action == "deactivate":

@@ -489,7 +489,7 @@ class ComputeInactivityOperator(BaseOperator):
     """
 
     # ``users`` and ``run_policy`` are deliberately not template fields: see :func:`wire_large_input`.
-    template_fields: Sequence[str] = ("site_conn_id", "audit_dir")
+    template_fields: Sequence[str] = ("site_conn_id", "audit_dir", "admin_conn_id")
     ui_color = "#eae6ff"
 
     def __init__(
@@ -499,6 +499,7 @@ class ComputeInactivityOperator(BaseOperator):
         run_policy: Any,
         site_conn_id: str | None = "atlassian_site",
         audit_dir: str | None = None,
+        admin_conn_id: str = "atlassian_admin",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -507,6 +508,7 @@ class ComputeInactivityOperator(BaseOperator):
         self.site_conn_id = site_conn_id
         #: Where ``export_audit`` writes manifests: they witness which state store live runs used.
         self.audit_dir = audit_dir
+        self.admin_conn_id = admin_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from atlassian_cleanup.gates import (
@@ -559,6 +561,17 @@ class ComputeInactivityOperator(BaseOperator):
                 )
             started = time.monotonic()
             plan = plan_actions(users, policy, as_of, history=history, api_user_emails=api_user_emails)
+            refusals = self._deactivation_refusals(plan) if policy.action == "deactivate" else {}
+            if refusals:
+                # Planned again with Atlassian's answer, so every reason and warning says "suspend".
+                plan = plan_actions(
+                    users,
+                    policy,
+                    as_of,
+                    history=history,
+                    api_user_emails=api_user_emails,
+                    not_deactivatable=refusals,
+                )
             summary = summarise_plan(plan)
             records = plan_to_records(plan)
             caps = check_caps(records, user_count=len(users), policy=policy)
@@ -643,6 +656,31 @@ class ComputeInactivityOperator(BaseOperator):
             "compute_inactivity: the state store lost the memory of earlier live runs, so nothing "
             "will be warned or changed in this run:\n- " + text
         )
+
+    def _deactivation_refusals(self, plan: Any) -> dict[str, str | None]:
+        """Ask Atlassian, for each account warned or deactivated this run, whether it may be deactivated."""
+        from atlassian_cleanup.enforcement import deactivation_refusals
+        from atlassian_cleanup.hooks import AtlassianAdminHook
+
+        asked = plan.loc[
+            (plan["planned_action"] == "deactivate") & plan["proposed_action"].isin(["warn", "deactivate"]),
+            "account_id",
+        ].tolist()
+        if not asked:
+            return {}
+        with AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin:
+            refused = deactivation_refusals(admin, asked)
+        self.log.info(
+            "compute_inactivity: deactivation checked with GET /users/{id}/manage for %d accounts; %d may "
+            "not be deactivated and are planned for suspension instead (%s)",
+            len(asked),
+            len(refused),
+            ", ".join(
+                f"{k}: {v}" for k, v in sorted(Counter(r or "no reason" for r in refused.values()).items())
+            )
+            or "none",
+        )
+        return refused
 
     def _record_observations(
         self,

@@ -367,6 +367,7 @@ def plan_actions(
     history: Mapping[str, UserHistory] | None = None,
     api_user_emails: Iterable[str] = (),
     api_user_account_ids: Iterable[str] = (),
+    not_deactivatable: Mapping[str, str | None] | None = None,
 ) -> pd.DataFrame:
     """Plan what to do with every user; one row per input user, in input order.
 
@@ -375,7 +376,10 @@ def plan_actions(
     ``as_of`` is the run's logical date (timezone-aware); ``history`` maps account ids to what the
     state store knows (``None``: every user is new to this tool). The API user this DAG runs as is
     passed in ``api_user_emails`` / ``api_user_account_ids`` and is never touched. See the module
-    docstring for the rules and :data:`PLAN_COLUMNS` for the columns.
+    docstring for the rules and :data:`PLAN_COLUMNS` for the columns. ``not_deactivatable`` maps
+    the account ids Atlassian's user-management API refuses to deactivate to its reason key
+    (``accountNotManaged``, ``externalDirectory.scim``, ...): with ``action: deactivate`` they are
+    planned (and warned) for suspension.
     """
     # Planning allocates many short-lived containers and no reference cycles; with a large user
     # table alive, the cyclic GC's full passes would cost a large share of the run time.
@@ -389,6 +393,7 @@ def plan_actions(
             history=history,
             api_user_emails=api_user_emails,
             api_user_account_ids=api_user_account_ids,
+            not_deactivatable=not_deactivatable,
         )
     finally:
         if gc_was_enabled:
@@ -484,6 +489,7 @@ def _plan_actions(
     history: Mapping[str, UserHistory] | None,
     api_user_emails: Iterable[str],
     api_user_account_ids: Iterable[str],
+    not_deactivatable: Mapping[str, str | None] | None = None,
 ) -> pd.DataFrame:
     as_of_s, today = _as_of_seconds(as_of)
     n = len(table)
@@ -499,6 +505,15 @@ def _plan_actions(
     suspend_why = np.where(
         ~claims.mask(lambda v: v == "managed"), _WHY_UNMANAGED, np.where(idp, _WHY_IDP, 0)
     ).astype(np.int8)
+    if not_deactivatable:
+        # What Atlassian's ``GET /users/{id}/manage`` answered for the accounts it would not let us
+        # deactivate (checked by compute_inactivity before anyone is warned or deactivated).
+        refused = pd.Index(list(not_deactivatable), dtype=object)
+        rows = refused.get_indexer(pd.Index(ids, dtype=object)) >= 0
+        reasons = [not_deactivatable[str(a)] for a in ids[rows].tolist()]
+        suspend_why[rows] = np.array(
+            [_WHY_OF_REFUSAL.get(r or "", _WHY_REFUSED) for r in reasons], dtype=np.int8
+        )
     type_names = [str(value or "unknown").lower() for value in types.values]
     status_names = [str(value or "active") for value in statuses.values]
     status_is = {name: statuses.mask(lambda v, name=name: str(v or "active") == name) for name in (
@@ -1048,8 +1063,10 @@ _IDP_MANAGED = (
     " Account managed by the identity provider (SCIM): Atlassian does not let the organization "
     "deactivate it; suspending instead."
 )
+_REFUSED = " Atlassian's user management API does not allow deactivating this account; suspending instead."
 #: Why ``deactivate`` becomes ``suspend`` for a user (0: it does not).
-_WHY_UNMANAGED, _WHY_IDP = 1, 2
+_WHY_UNMANAGED, _WHY_IDP, _WHY_REFUSED = 1, 2, 3
+_WHY_OF_REFUSAL = {"accountNotManaged": _WHY_UNMANAGED, "externalDirectory.scim": _WHY_IDP}
 
 
 def _days(value: float) -> str:
@@ -1131,7 +1148,7 @@ class _Reasons:
         """The fallback sentence for ``planned code * 4 + suspend_why`` (see :meth:`fallbacks`)."""
         planned_code, why = divmod(int(key), 4)
         if self.policy.action == "deactivate" and planned_code == _A["suspend"]:
-            return _IDP_MANAGED if why == _WHY_IDP else _UNMANAGED
+            return {_WHY_IDP: _IDP_MANAGED, _WHY_REFUSED: _REFUSED}.get(why, _UNMANAGED)
         return ""
 
     # -- column-wise pieces (``rows`` are user indexes) ---------------------------------------------

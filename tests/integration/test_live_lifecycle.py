@@ -212,6 +212,19 @@ def live_org_any_store(airflow_db, smtp_sink, tmp_path, monkeypatch, state_conn)
         yield LiveOrg(sandbox, tmp_path, monkeypatch, smtp_sink, state_conn)
 
 
+@pytest.fixture(params=["absent", "null"])
+def live_org_any_listing(
+    request, airflow_db, smtp_sink, tmp_path, monkeypatch, sqlite_state
+) -> Iterator[LiveOrg]:
+    """A live org under each reading of "never-opened product" in ``productAccess``: absent (the
+    contract, §3.6 / §9.2, and the sandbox's default) or listed with a null date."""
+    from atlassian_sandbox import SandboxConfig, SandboxServer
+
+    config = SandboxConfig(users=80, seed=314, as_of=AS_OF, never_used_product_entry=request.param)
+    with SandboxServer(config) as sandbox:
+        yield LiveOrg(sandbox, tmp_path, monkeypatch, smtp_sink, sqlite_state)
+
+
 def test_warn_then_act_then_delete_each_exactly_once(live_org_any_store):
     from atlassian_cleanup.notifications import HEADER_ACCOUNT, HEADER_KIND
 
@@ -622,10 +635,10 @@ def _ground_truth_seats(users: dict[str, dict]) -> int:
     )
 
 
-def test_audit_rows_and_seat_figures_match_what_atlassian_did(live_org):
+def test_audit_rows_and_seat_figures_match_what_atlassian_did(live_org_any_listing):
     import csv
 
-    org = live_org
+    org = live_org_any_listing
     org.write_policy(licensing={"billing": "monthly", "currency": "EUR", "seat_price": 8.6})
     assert str(org.run(0).state) == "success"
     org.advance_clock(1)
@@ -667,3 +680,129 @@ def test_audit_rows_and_seat_figures_match_what_atlassian_did(live_org):
     assert seats["projected"] is False
     assert seats["estimated_saving_per_month"] == pytest.approx(seats["total_reclaimed"] * 8.6)
     assert seats["currency"] == "EUR"
+
+
+def _memberships_left(calls: list[dict]) -> Counter:
+    return Counter(
+        c["account_id"]
+        for c in _successful(calls)
+        if c["method"] == "DELETE" and "/memberships/" in c["path"]
+    )
+
+
+def _canonical(sandbox_key: str) -> str:
+    from atlassian_cleanup.products import canonical_product
+
+    return canonical_product(sandbox_key)
+
+
+def _warned_accounts(messages) -> set[str]:
+    from atlassian_cleanup.notifications import HEADER_ACCOUNT
+
+    return {m[HEADER_ACCOUNT] for m in messages if m[HEADER_ACCOUNT]}
+
+
+def test_removed_products_include_never_opened_ones_stay_removed_and_end_in_deletion(live_org_any_listing):
+    """remove_product_access, live, over simulated days, under both productAccess listings: the
+    products a user never opened are removed too (their seats are the largest waste), a removed
+    product is never warned about again, and a user left without products is deleted
+    ``delete_after_days`` (7) days after the removal, like a suspended user."""
+    org = live_org_any_listing
+    org.write_policy(action="remove_product_access")
+    before = org.users()
+    never_opened = {
+        a: {p for p, seen in u["product_access"].items() if seen is None}
+        for a, u in before.items()
+        if u["status"] == "active" and any(seen is None for seen in u["product_access"].values())
+    }
+    assert never_opened, "the seed has users with a never-opened product"
+
+    # Day 0: final warnings; day 1: the removals.
+    assert str(org.run(0).state) == "success"
+    org.advance_clock(1)
+    seq = org.last_seq()
+    run = org.run(1)
+    assert str(run.state) == "success", _states(run)
+    left = _memberships_left(org.write_calls(seq))
+    assert left, "day 1 removed no product access"
+    after = org.users()
+    removed = {a: set(before[a]["product_access"]) - set(after[a]["product_access"]) for a in left}
+    # Products the user never opened were removed (they used to stay, invisible, with their seat).
+    assert any(removed[a] & never_opened.get(a, set()) for a in removed), removed
+    emptied = {a for a in left if not after[a]["product_access"] and after[a]["status"] == "active"}
+    assert emptied, "nobody lost every product"
+
+    # Days 2 and 4: nothing removed is planned again: no warning, no second removal.
+    for day in (2, 4):
+        org.advance_clock(day - (1 if day == 2 else 2))
+        mails = len(org.smtp_sink.messages())
+        seq = org.last_seq()
+        run = org.run(day)
+        assert str(run.state) == "success", _states(run)
+        assert not set(_memberships_left(org.write_calls(seq))) & emptied
+        assert not _warned_accounts(org.smtp_sink.messages()[mails:]) & emptied
+        for account_id in set(left) - emptied:
+            # A product kept on day 1 may come due later; the removed ones are never named again.
+            row = org.audit_row(account_id)
+            named = set(filter(None, row["products_to_remove"].split(";")))
+            named |= set(filter(None, row["inactive_products"].split(";")))
+            assert not named & {_canonical(p) for p in removed[account_id]}, row
+        for account_id in emptied:
+            row = org.audit_row(account_id)
+            assert (row["proposed_action"], row["rule"]) == ("none", "awaiting_delete"), row
+            assert "Not warned yet" not in row["reason"]
+
+    # Day 8, seven days after the removals: the users left without products are deleted.
+    org.advance_clock(4)
+    seq = org.last_seq()
+    run = org.run(8)
+    assert str(run.state) == "success", _states(run)
+    deleted = {
+        c["account_id"]
+        for c in _successful(org.write_calls(seq))
+        if c["path"].endswith("/lifecycle/delete")
+        or (c["method"] == "DELETE" and "/memberships/" not in c["path"])
+    }
+    assert deleted == emptied
+    for account_id in emptied:
+        assert org.audit_row(account_id)["rule"] == "dormant_delete"
+
+
+def test_scim_account_is_warned_of_suspension_and_suspended(live_org):
+    """action: deactivate. An account its identity provider manages (SCIM) cannot be deactivated
+    through the API: its warning says it will be suspended, and it is suspended."""
+    from atlassian_cleanup.notifications import HEADER_ACCOUNT
+
+    org = live_org
+    org.write_policy(action="deactivate")
+    mails = len(org.smtp_sink.messages())
+    seq = org.last_seq()
+    assert str(org.run(0).state) == "success"
+    sent = {m[HEADER_ACCOUNT]: m for m in org.smtp_sink.messages()[mails:]}
+    # Before warning of a deactivation, the plan asked Atlassian whether it may deactivate.
+    asked = {c["account_id"] for c in org.sandbox.calls(since=seq) if c["path"].endswith("/manage")}
+    truth = org.users()
+    scim = [a for a, u in truth.items() if u["scim_managed"] and a in sent]
+    own = [
+        a for a, u in truth.items() if u["claim_status"] == "managed" and not u["scim_managed"] and a in sent
+    ]
+    assert scim, "no SCIM-managed account was warned"
+    assert own, "no deactivatable account was warned"
+    for account_id in scim:
+        text = sent[account_id].get_body(preferencelist=("plain",)).get_content()
+        assert "will be suspended" in sent[account_id]["Subject"]
+        assert "deactivat" not in text.lower()
+    for account_id in own:
+        assert "will be deactivated" in sent[account_id]["Subject"]
+        assert account_id in asked
+
+    org.advance_clock(1)
+    seq = org.last_seq()
+    run = org.run(1)
+    assert str(run.state) == "success", _states(run)
+    writes = _successful(org.write_calls(seq))
+    for account_id in scim:
+        assert [c["path"].rsplit("/", 1)[-1] for c in writes if c["account_id"] == account_id] == ["suspend"]
+        assert org.users()[account_id]["status"] == "suspended"
+        assert org.audit_row(account_id)["proposed_action"] == "suspend"
+    assert any(c["path"].endswith("/lifecycle/disable") for c in writes if c["account_id"] in own)

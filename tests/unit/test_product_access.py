@@ -279,3 +279,49 @@ def test_user_history_carries_removed_products():
     assert UserHistory.from_dict(history.to_dict()) == history
     with pytest.raises(TypeError, match="removed_products"):
         UserHistory(removed_products="jira")  # type: ignore[arg-type]
+
+
+class _ManageApi:
+    """``GET /users/{id}/manage`` answers (§4.5), per account id."""
+
+    def __init__(self, refused: dict[str, str]) -> None:
+        self.refused = refused
+        self.asked: list[str] = []
+
+    def get_manage_privileges(self, account_id: str) -> dict[str, Any]:
+        self.asked.append(account_id)
+        if account_id in self.refused:
+            entry = {"allowed": False, "reason": {"key": self.refused[account_id]}}
+        else:
+            entry = {"allowed": True}
+        return {"lifecycle.enablement": entry, "lifecycle.delete": entry}
+
+
+def test_the_manage_api_decides_what_is_promised():
+    """The v2 user says managed and invited, yet Atlassian's manage API refuses the deactivation:
+    the plan, its reason and the warning e-mail all say "suspended"."""
+    from atlassian_cleanup.enforcement import deactivation_refusals
+
+    api = _ManageApi({"locked": "myselfOnly", "scim": "externalDirectory.scim"})
+    assert deactivation_refusals(api, ["own", "locked", "scim", "own"]) == {
+        "locked": "myselfOnly",
+        "scim": "externalDirectory.scim",
+    }
+    assert api.asked == ["own", "locked", "scim"]  # each account asked once
+
+    users = records(
+        *(v2_user(a, groups=(JIRA_USERS,), activity={"jira": stamp(85)}) for a in ("own", "locked"))
+    )
+    pol = policy(action="deactivate", warning={"lead_days": [14, 7]})
+    rows = plan(users, pol, not_deactivatable={"locked": "myselfOnly"})
+    assert (rows["own"]["proposed_action"], rows["own"]["planned_action"]) == ("warn", "deactivate")
+    locked = rows["locked"]
+    assert (locked["proposed_action"], locked["planned_action"]) == ("warn", "suspend")
+    assert "does not allow deactivating this account; suspending instead" in locked["reason"]
+    subject, _html, text = render_warning(locked)
+    assert "will be suspended" in subject
+    assert "deactivat" not in text.lower()
+    due = records(v2_user("locked", groups=(JIRA_USERS,), activity={"jira": stamp(120)}))
+    acted = plan(due, policy(action="deactivate"), not_deactivatable={"locked": "externalDirectory.scim"})
+    assert acted["locked"]["proposed_action"] == "suspend"
+    assert "identity provider (SCIM)" in acted["locked"]["reason"]
