@@ -405,8 +405,9 @@ def _without_removed_products(
     pc: np.ndarray,
     plast: np.ndarray,
     products: Sequence[str],
-    ids: np.ndarray,
-    history: Mapping[str, UserHistory] | None,
+    removals: Sequence[tuple[int, tuple[str, ...]]],
+    actioned_at: np.ndarray,
+    restored_at: np.ndarray,
     table: UserTable,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Drop the product rows this tool already removed, until the access comes back.
@@ -415,53 +416,40 @@ def _without_removed_products(
     still lists it (a stale group read, an activity-only entry): planning it again would warn about
     a product the user no longer has and keep the user from ever reaching deletion. It counts again
     when the access evidently came back: this tool restored the user after the removal, or the user
-    was active on that product after it. Returns the kept rows and the plan's evidence column (the
-    removed products left out of it too).
+    was active on that product after it. ``removals`` lists ``(user index, removed products)``; the
+    latest removal is at ``actioned_at[user]``. Returns the kept rows and the plan's evidence column
+    (the removed products left out of it too).
     """
     evidence = table.objects("product_last_active")
-    if not history or not len(pu):
+    if not removals or not len(pu):
         return pu, pc, plast, evidence
-    removals = {}
-    for key, entry in history.items():
-        if isinstance(entry, Mapping):
-            entry = UserHistory.from_dict(entry)
-        if entry is None or not entry.removed_products or entry.actioned_at is None:
-            continue
-        if entry.restored_at is not None and entry.restored_at >= entry.actioned_at:
-            continue  # restored since: the groups (and the access) came back
-        removals[key] = entry
-    if not removals:
-        return pu, pc, plast, evidence
-    keys = list(removals)
-    rows = pd.Index(ids, dtype=object).get_indexer(pd.Index(keys, dtype=object))
     code = {product: i for i, product in enumerate(products)}
     width = max(len(products), 1)
     wanted: dict[int, float] = {}  # user * width + product code -> removal time
-    for key, row in zip(keys, rows.tolist(), strict=True):
-        if row < 0:
-            continue
-        entry = removals[key]
-        for product in entry.removed_products:
+    for user, removed in removals:
+        at = actioned_at[user]
+        if np.isnan(at) or restored_at[user] >= at:
+            continue  # no removal time, or restored since: the groups (and the access) came back
+        for product in removed:
             if product in code:
-                wanted[row * width + code[product]] = entry.actioned_at.timestamp()
+                wanted[user * width + code[product]] = at
     if not wanted:
         return pu, pc, plast, evidence
-    long_keys = pu * width + pc
     wanted_keys = np.fromiter(wanted, dtype=np.int64, count=len(wanted))
     cutoffs = np.fromiter(wanted.values(), dtype=float, count=len(wanted))
-    position = pd.Index(wanted_keys).get_indexer(long_keys)
+    position = pd.Index(wanted_keys).get_indexer(pu * width + pc)
     hit = position >= 0
     drop = hit & ~(plast > np.where(hit, cutoffs[np.maximum(position, 0)], np.inf))  # NaN: never used
     if not drop.any():
         return pu, pc, plast, evidence
     evidence = evidence.copy()
-    removed: dict[int, set[str]] = {}
+    gone: dict[int, set[str]] = {}
     for user, product in zip(pu[drop].tolist(), pc[drop].tolist(), strict=True):
-        removed.setdefault(user, set()).add(products[product])
-    for user, gone in removed.items():
+        gone.setdefault(user, set()).add(products[product])
+    for user, names in gone.items():
         seen = json.loads(evidence[user] or "{}")
         evidence[user] = json.dumps(
-            {k: v for k, v in seen.items() if canonical_product(str(k)) not in gone}, sort_keys=True
+            {k: v for k, v in seen.items() if canonical_product(str(k)) not in names}, sort_keys=True
         )
     keep = ~drop
     return pu[keep], pc[keep], plast[keep], evidence
@@ -521,58 +509,11 @@ def _plan_actions(
     added_s = table.array("added_to_org")
     record_last_s = table.array("last_active")
 
-    # --- per-product long table ------------------------------------------------------------------
-    pu = np.repeat(np.arange(n, dtype=np.int64), table.array("product_access.counts"))
-    raw_keys = table.values("product_access")
-    canon_of_raw = [canonical_product(str(key)) for key in raw_keys]
-    products = sorted(set(canon_of_raw))  # canonical products; a code orders like the name
-    product_code = {product: code for code, product in enumerate(products)}
-    to_canon = np.array([product_code[c] for c in canon_of_raw], dtype=np.int64)
-    pc = to_canon[table.array("product_access.codes")] if len(pu) else np.empty(0, dtype=np.int64)
-    plast = table.array("product_access.last")
-    if len(pu) and len(products) < len(raw_keys) and pd.Series(pu * len(products) + pc).duplicated().any():
-        # Two aliases of one product (jira-software and jira) for one user: keep the latest.
-        long = pd.DataFrame({"u": pu, "p": pc, "t": plast}).groupby(["u", "p"], sort=True)["t"].max()
-        pu = long.index.get_level_values(0).to_numpy(dtype=np.int64)
-        pc = long.index.get_level_values(1).to_numpy(dtype=np.int64)
-        plast = long.to_numpy(dtype=float)
-    pu, pc, plast, evidence = _without_removed_products(pu, pc, plast, products, ids, history, table)
-    default_days = policy.inactivity.default_days
-    thresholds = np.array(
-        [float(policy.inactivity.products.get(product, default_days)) for product in products], dtype=float
-    )
-    pthreshold = thresholds[pc] if len(pc) else np.empty(0)
-    pbase = np.where(np.isnan(plast), added_s[pu] if len(pu) else plast, plast)
-    pdays = _whole_days(as_of_s, pbase)  # NaN: nothing known
-    puntil = np.where(np.isnan(pdays), -np.inf, pthreshold - pdays)
-    pdue = puntil <= 0
-
-    n_products = np.bincount(pu, minlength=n)
-    n_due = np.bincount(pu, weights=pdue.astype(float), minlength=n).astype(np.int64)
-    per_user = _Segments(pu, n)
-    max_until = per_user.reduce(np.fmax, puntil)
-    min_until = per_user.reduce(np.fmin, puntil)
-    max_until_due = per_user.reduce(np.fmax, np.where(pdue, puntil, np.nan))
-    product_base_max = per_user.reduce(np.fmax, pbase)
-    product_last_max = per_user.reduce(np.fmax, plast)
-    last_any = np.fmax(product_last_max, record_last_s)  # latest real activity anywhere
-    # Overall baseline: the latest product baseline; without products, activity or joining date.
-    overall_base = np.fmax(
-        np.fmax(product_base_max, record_last_s), np.where(n_products == 0, added_s, np.nan)
-    )
-    days_inactive = _whole_days(as_of_s, overall_base)
-    overall_until = np.where(np.isnan(days_inactive), -np.inf, default_days - days_inactive)
-    # Which product the latest activity was on (for the reason text); ties: the later row wins.
-    last_pc = np.full(n, -1, dtype=np.int64)
-    latest = ~np.isnan(plast)
-    if latest.any():
-        latest &= plast == product_last_max[pu]
-        last_pc[pu[latest]] = pc[latest]
-
     # --- history ---------------------------------------------------------------------------------
     stage_code = np.zeros(n, dtype=np.int8)  # index into STAGES; 0 = active
     act_code = np.zeros(n, dtype=np.int8)  # 0 None, 1.. index into acted + 1
     acted: list[str] = []
+    removals: list[tuple[int, tuple[str, ...]]] = []  # (user, products this tool removed)
     last_warned = np.full(n, np.nan)
     actioned_at, restored_at, warned_at = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     first_warned_at = np.full(n, np.nan)
@@ -607,6 +548,58 @@ def _plan_actions(
             if h.delete_notice_at:
                 notice_at[row] = h.delete_notice_at.timestamp()
             removed_from_directory[row] = h.deletion_kind == "remove_from_directory"
+            if h.removed_products:
+                removals.append((row, h.removed_products))
+
+    # --- per-product long table ------------------------------------------------------------------
+    pu = np.repeat(np.arange(n, dtype=np.int64), table.array("product_access.counts"))
+    raw_keys = table.values("product_access")
+    canon_of_raw = [canonical_product(str(key)) for key in raw_keys]
+    products = sorted(set(canon_of_raw))  # canonical products; a code orders like the name
+    product_code = {product: code for code, product in enumerate(products)}
+    to_canon = np.array([product_code[c] for c in canon_of_raw], dtype=np.int64)
+    pc = to_canon[table.array("product_access.codes")] if len(pu) else np.empty(0, dtype=np.int64)
+    plast = table.array("product_access.last")
+    if len(pu) and len(products) < len(raw_keys) and pd.Series(pu * len(products) + pc).duplicated().any():
+        # Two aliases of one product (jira-software and jira) for one user: keep the latest.
+        long = pd.DataFrame({"u": pu, "p": pc, "t": plast}).groupby(["u", "p"], sort=True)["t"].max()
+        pu = long.index.get_level_values(0).to_numpy(dtype=np.int64)
+        pc = long.index.get_level_values(1).to_numpy(dtype=np.int64)
+        plast = long.to_numpy(dtype=float)
+    pu, pc, plast, evidence = _without_removed_products(
+        pu, pc, plast, products, removals, actioned_at, restored_at, table
+    )
+    default_days = policy.inactivity.default_days
+    thresholds = np.array(
+        [float(policy.inactivity.products.get(product, default_days)) for product in products], dtype=float
+    )
+    pthreshold = thresholds[pc] if len(pc) else np.empty(0)
+    pbase = np.where(np.isnan(plast), added_s[pu] if len(pu) else plast, plast)
+    pdays = _whole_days(as_of_s, pbase)  # NaN: nothing known
+    puntil = np.where(np.isnan(pdays), -np.inf, pthreshold - pdays)
+    pdue = puntil <= 0
+
+    n_products = np.bincount(pu, minlength=n)
+    n_due = np.bincount(pu, weights=pdue.astype(float), minlength=n).astype(np.int64)
+    per_user = _Segments(pu, n)
+    max_until = per_user.reduce(np.fmax, puntil)
+    min_until = per_user.reduce(np.fmin, puntil)
+    max_until_due = per_user.reduce(np.fmax, np.where(pdue, puntil, np.nan))
+    product_base_max = per_user.reduce(np.fmax, pbase)
+    product_last_max = per_user.reduce(np.fmax, plast)
+    last_any = np.fmax(product_last_max, record_last_s)  # latest real activity anywhere
+    # Overall baseline: the latest product baseline; without products, activity or joining date.
+    overall_base = np.fmax(
+        np.fmax(product_base_max, record_last_s), np.where(n_products == 0, added_s, np.nan)
+    )
+    days_inactive = _whole_days(as_of_s, overall_base)
+    overall_until = np.where(np.isnan(days_inactive), -np.inf, default_days - days_inactive)
+    # Which product the latest activity was on (for the reason text); ties: the later row wins.
+    last_pc = np.full(n, -1, dtype=np.int64)
+    latest = ~np.isnan(plast)
+    if latest.any():
+        latest &= plast == product_last_max[pu]
+        last_pc[pu[latest]] = pc[latest]
 
     def stage_is(name: str) -> np.ndarray:
         return stage_code == STAGES.index(name)
