@@ -51,3 +51,59 @@ def test_a_failed_extract_restores_the_process_settings_too(sandbox, sandbox_env
         _operator(site_conn_id=None).extract()
     assert gc.get_freeze_count() == 0
     assert sys.getswitchinterval() == switch_interval
+
+
+@pytest.fixture
+def own_sandbox(smtp_sink, monkeypatch, request):
+    """A sandbox of this test's own (its state may be changed), wired into the connections."""
+    from atlassian_sandbox import SandboxConfig, SandboxServer
+    from tests.integration.conftest import AS_OF
+    from tools.airflow_env import connection_env
+
+    knobs = getattr(request, "param", {})
+    with SandboxServer(SandboxConfig(users=60, seed=99, as_of=AS_OF, **knobs)) as server:
+        for key, value in connection_env(server.info, smtp_sink.port).items():
+            monkeypatch.setenv(key, value)
+        yield server
+
+
+@pytest.mark.parametrize(
+    "own_sandbox",
+    [{"never_used_product_entry": "absent"}, {"never_used_product_entry": "null"}],
+    indirect=True,
+    ids=["absent", "null"],
+)
+def test_product_access_is_what_the_groups_grant_with_the_reported_dates(own_sandbox) -> None:
+    """Whichever way Atlassian lists a never-opened product, each user's products are those the
+    sandbox grants through groups (its ground truth), dated by the activity it recorded."""
+    from atlassian_cleanup.products import canonical_product
+    from atlassian_cleanup.records import parse_timestamp
+
+    table, _stats = _operator(site_conn_id=None).extract()
+    extracted = {record["account_id"]: record for record in table.records()}
+    never_opened = 0
+    for user in sandbox_users(own_sandbox):
+        if user["account_id"] not in extracted:
+            continue  # portal customers are not directory users
+        truth = {canonical_product(p): parse_timestamp(seen) for p, seen in user["product_access"].items()}
+        got = extracted[user["account_id"]]["product_access"]  # epoch seconds, None = never opened
+        assert set(got) == set(truth), user["account_id"]
+        for product, seen in truth.items():
+            if seen is None:
+                never_opened += 1
+                assert got[product] is None
+            else:
+                assert got[product] == pytest.approx(seen.timestamp())
+    assert never_opened, "the seed has never-opened products"
+
+
+def test_extract_stops_when_no_group_grants_a_product(own_sandbox) -> None:
+    """A broken answer (no group holds a product role, e.g. a key that cannot read role
+    assignments) must not read as "nobody has any product": the extraction stops and says why."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with own_sandbox.state.lock:
+        for group in own_sandbox.state.groups.values():
+            group.roles = []
+    with pytest.raises(AirflowFailException, match="grants a product role"):
+        _operator(site_conn_id=None).extract()
