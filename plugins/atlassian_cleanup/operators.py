@@ -269,7 +269,9 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
     never becomes a list of per-user dicts. When a site connection is given, Jira's user list is
     read at the same time, on its own connection, and crossed with the directory: the v2 Admin API
     only documents ``accountType: atlassian``, so bots and portal customers are recognised from
-    Jira's ``accountType`` too.
+    Jira's ``accountType`` too. Before the users, the groups' product role assignments are read
+    once: a user's products are the ones their groups grant, and ``productAccess`` (which leaves
+    out the products a user never opened) only dates them.
 
     Returns the table's JSON form (:meth:`~atlassian_cleanup.user_table.UserTable.to_json`). As the
     run's first task it also resolves the run's policy (the file plus the run's params, the conf
