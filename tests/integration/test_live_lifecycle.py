@@ -708,7 +708,9 @@ def test_removed_products_include_never_opened_ones_stay_removed_and_end_in_dele
     product is never warned about again, and a user left without products is deleted
     ``delete_after_days`` (7) days after the removal, like a suspended user."""
     org = live_org_any_listing
-    org.write_policy(action="remove_product_access")
+    # The deletion notice before the deletion is off here (it has its own tests): deletion comes
+    # exactly delete_after_days after the removal.
+    org.write_policy(action="remove_product_access", delete_notice_days=0)
     before = org.users()
     never_opened = {
         a: {p for p, seen in u["product_access"].items() if seen is None}

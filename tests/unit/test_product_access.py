@@ -251,7 +251,13 @@ def test_a_removed_product_is_never_planned_again():
 
 def test_a_user_whose_products_were_all_removed_is_deleted_after_delete_after_days():
     users = records(v2_user("u", groups=(CONF_USERS,)))  # Confluence still listed (stale)
-    pol = policy(action="remove_product_access", warning={"lead_days": [3, 1]}, delete_after_days=7)
+    # Deletion notices off: this test is about reaching deletion, not the notice before it.
+    pol = policy(
+        action="remove_product_access",
+        warning={"lead_days": [3, 1]},
+        delete_after_days=7,
+        delete_notice_days=0,
+    )
     waiting = plan(users, pol, history={"u": removal(6, "confluence")})["u"]
     assert (waiting["proposed_action"], waiting["rule"]) == ("none", "awaiting_delete")
     due = plan(users, pol, history={"u": removal(7, "confluence")})["u"]
