@@ -25,6 +25,10 @@ SITE_TOKEN = "hostile-site-token-ABCDEFGHIJ"
 ORG = "org-1"
 DIRECTORY = "dir-1"
 SEARCH = f"/admin/v2/orgs/{ORG}/directories/{DIRECTORY}/users/search"
+#: The one group every scripted user is in, granting Jira (extraction reads access from groups).
+GROUP = {"id": "grp-jira", "name": "jira-software-users", "counts": {"resources": 1}}
+GROUP_SEARCH = f"/admin/v2/orgs/{ORG}/directories/{DIRECTORY}/groups/search"
+GROUP_ROLES = f"/admin/v2/orgs/{ORG}/directories/{DIRECTORY}/groups/{GROUP['id']}/role-assignments"
 
 
 @dataclass
@@ -56,6 +60,20 @@ class Reply:
 NOT_FOUND = Reply(404, {"errors": [{"code": "ADMIN-404-1", "title": "Not found"}]})
 
 
+def groups_reply(request: Request) -> Reply | None:
+    """The well-behaved answer to the group reads extraction starts with, or None for other paths."""
+    if request.path == GROUP_SEARCH:
+        return Reply(body=page([GROUP]))
+    if request.path == GROUP_ROLES:
+        grant = {
+            "resourceId": "ari:cloud:jira-software::site/site-1",
+            "resourceOwner": "jira-software",
+            "roleAssignments": [{"role": "atlassian/user", "roleAssignmentMethods": ["direct"]}],
+        }
+        return Reply(body=page([grant]))
+    return None
+
+
 def page(users: list[Any] | None, cursor: str | None = None, **extra: Any) -> dict[str, Any]:
     """One v2 page: ``data`` and ``links.next`` (absent on the last page)."""
     body: dict[str, Any] = {"data": users, "links": {"next": cursor} if cursor else {}}
@@ -72,7 +90,7 @@ def user(account_id: str, **extra: Any) -> dict[str, Any]:
         "email": f"{account_id}@acme.example",
         "name": account_id,
         "productAccess": [{"key": "jira-software", "lastActiveTimestamp": "2026-01-01T00:00:00Z"}],
-        "groups": [],
+        "groups": [{"id": GROUP["id"], "name": GROUP["name"]}],
         **extra,
     }
 
@@ -80,8 +98,11 @@ def user(account_id: str, **extra: Any) -> dict[str, Any]:
 class FakeAtlassian:
     """``with FakeAtlassian(script) as fake: ... fake.url ... fake.calls``."""
 
-    def __init__(self, script: Callable[[Request], Reply]) -> None:
+    def __init__(self, script: Callable[[Request], Reply], *, groups: bool = True) -> None:
+        """:param groups: answer the group reads extraction starts with (one group granting Jira)
+        before the script sees a request; the hostile part of a case is in the script."""
         self.script = script
+        self.groups = groups
         self.calls: list[Request] = []
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
@@ -108,7 +129,7 @@ class FakeAtlassian:
                         self.command, split.path, parse_qs(split.query), body, dict(self.headers), seen
                     )
                     fake.calls.append(request)
-                reply = fake.script(request)
+                reply = (groups_reply(request) if fake.groups else None) or fake.script(request)
                 if reply.delay:
                     time.sleep(reply.delay)
                 if isinstance(reply.body, dict | list):

@@ -32,6 +32,7 @@ from atlassian_cleanup.retry import (
 )
 from tests.fake_atlassian import (
     ADMIN_KEY,
+    GROUP_SEARCH,
     NOT_FOUND,
     ORG,
     SEARCH,
@@ -236,8 +237,9 @@ CASES = [
          conn={"timeout": [1.0, 0.5]}, error=AtlassianRetryExhausted, says=(f"POST {SEARCH}", "ReadTimeout")),
     Case("connection_dropped_mid_body", always(Reply(body=page([U1, U2]), cut_after=25)),
          error=AtlassianRetryExhausted, says=(f"POST {SEARCH}", "3 attempts")),
+    # Extraction's first call is the group search (access comes from groups), so that is the one named.
     Case("nothing_listening", always(Reply()), run="extract_closed_port",
-         error=AtlassianRetryExhausted, says=(f"POST {SEARCH}", "ConnectionError")),
+         error=AtlassianRetryExhausted, says=(f"POST {GROUP_SEARCH}", "ConnectionError")),
     # -- the enforcement engine: bad re-reads write nothing; ambiguous writes are re-checked ----------
     Case("reread_is_an_html_page", Directory(search=lambda r: Reply(200, "<html>maintenance</html>", HTML)),
          run="apply", error=AtlassianApiError, says=(f"POST {SEARCH}", "expected JSON")),
