@@ -109,11 +109,12 @@ def failure_callbacks(path: str) -> list[Any]:
     },
 )
 def atlassian_user_cleanup() -> None:
+    # Every task that calls Atlassian shares the pool and the policy's timeout (as in the restore DAG).
+    calls_atlassian = {"pool": ATLASSIAN_POOL, "execution_timeout": ATLASSIAN_TASK_TIMEOUT}
     extract = ExtractUsersOperator(
         task_id="extract_users",
         policy_path=POLICY_PATH,
-        pool=ATLASSIAN_POOL,
-        execution_timeout=ATLASSIAN_TASK_TIMEOUT,
+        **calls_atlassian,
     )
     # The policy is resolved once, by the first task; every later task uses that copy.
     run_policy = extract.output[RUN_POLICY_KEY]
@@ -129,16 +130,14 @@ def atlassian_user_cleanup() -> None:
         plan=compute.output,
         run_policy=run_policy,
         policy_path=POLICY_PATH,
-        pool=ATLASSIAN_POOL,
-        execution_timeout=ATLASSIAN_TASK_TIMEOUT,
+        **calls_atlassian,
     )
     delete = DeleteDormantOperator(
         task_id="delete_dormant",
         plan=compute.output,
         run_policy=run_policy,
         policy_path=POLICY_PATH,
-        pool=ATLASSIAN_POOL,
-        execution_timeout=ATLASSIAN_TASK_TIMEOUT,
+        **calls_atlassian,
     )
     export = ExportAuditOperator(
         task_id="export_audit",

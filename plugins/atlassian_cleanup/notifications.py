@@ -404,9 +404,7 @@ def render_warning(
     :return: ``(subject, html, text)``.
     """
     context = warning_context(row, org_name=org_name, restore_url=restore_url, sender_name=sender_name)
-    env = template_environment(templates_dir)
-    html = env.get_template(HTML_TEMPLATE).render(**context)
-    text = env.get_template(TEXT_TEMPLATE).render(**context)
+    html, text = _render_pair(templates_dir, HTML_TEMPLATE, TEXT_TEMPLATE, context)
     prefix = f"[{org_name}] " if org_name else ""
     when = context["action_date"]
     planned = context["planned_action"]
@@ -503,13 +501,21 @@ def render_deletion_notice(
     context = deletion_notice_context(
         row, org_name=org_name, restore_url=restore_url, sender_name=sender_name
     )
-    env = template_environment(notice_templates_dir(templates_dir))
-    html = env.get_template(NOTICE_HTML_TEMPLATE).render(**context)
-    text = env.get_template(NOTICE_TEXT_TEMPLATE).render(**context)
+    html, text = _render_pair(
+        notice_templates_dir(templates_dir), NOTICE_HTML_TEMPLATE, NOTICE_TEXT_TEMPLATE, context
+    )
     prefix = f"[{org_name}] " if org_name else ""
     what = "will be deleted" if context["deleted"] else "will be removed from the directory"
     subject = f"{prefix}Action needed: your Atlassian account {what} on {context['action_date']}"
     return _one_line(subject), html, text
+
+
+def _render_pair(
+    templates_dir: str | Path | None, html_name: str, text_name: str, context: Mapping[str, Any]
+) -> tuple[str, str]:
+    """The HTML and plain-text parts of one e-mail, from the same context."""
+    env = template_environment(templates_dir)
+    return env.get_template(html_name).render(**context), env.get_template(text_name).render(**context)
 
 
 def _one_line(value: str) -> str:
