@@ -21,9 +21,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, TriggerRule, chain, dag
 
-from atlassian_cleanup.operators import RUN_POLICY_KEY
-from atlassian_cleanup.policy import PARAM_SCHEMAS, task_timeout
-from atlassian_cleanup.restore_operators import (
+from atlassian_cleanup.decisions.policy import PARAM_SCHEMAS, task_timeout
+from atlassian_cleanup.operators.cleanup import RUN_POLICY_KEY
+from atlassian_cleanup.operators.restore import (
     CommentAndResolveOperator,
     EvaluateRestoreRulesOperator,
     ExportRestoreAuditOperator,
@@ -51,7 +51,7 @@ def _schedule() -> str:
     reports the policy error with the fix); the default schedule is used instead.
     """
     try:
-        from atlassian_cleanup.policy import load_policy
+        from atlassian_cleanup.decisions.policy import load_policy
 
         return load_policy(POLICY_PATH).restore.schedule or DEFAULT_SCHEDULE
     except Exception as exc:  # any policy problem: parse with the default, fail loudly at run time

@@ -27,7 +27,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, TriggerRule, chain, dag
 
-from atlassian_cleanup.operators import (
+from atlassian_cleanup.decisions.policy import PARAM_SCHEMAS, task_timeout
+from atlassian_cleanup.operators.cleanup import (
     RUN_POLICY_KEY,
     ApplyActionsOperator,
     ComputeInactivityOperator,
@@ -37,7 +38,6 @@ from atlassian_cleanup.operators import (
     NotifyWarningsOperator,
     PlanApprovalOperator,
 )
-from atlassian_cleanup.policy import PARAM_SCHEMAS, task_timeout
 from atlassian_cleanup.settings import (
     ATLASSIAN_POOL,
     AUDIT_ASSET,
@@ -70,7 +70,7 @@ def failure_callbacks(path: str) -> list[Any]:
     try:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-        from atlassian_cleanup.policy import load_policy
+        from atlassian_cleanup.decisions.policy import load_policy
 
         settings = load_policy(path).notifications
     except Exception as exc:  # a broken policy must not become a DAG import error

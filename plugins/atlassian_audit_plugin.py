@@ -1,7 +1,7 @@
 """Airflow UI plugin: the auditors' page (``/atlassian-audit``), in the nav and on each DAG run.
 
 The only module the plugin loader scans (``plugins/.airflowignore`` keeps the library package out);
-the page itself lives in :mod:`atlassian_cleanup.audit_page`. The api-server mounts the app; the
+the page itself lives in :mod:`atlassian_cleanup.reports.audit_page`. The api-server mounts the app; the
 UI shows it in an iframe under Browse, and as a tab on every DAG run, opened on that run.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from atlassian_cleanup.audit_page import URL_PREFIX, create_app
+from atlassian_cleanup.reports.audit_page import URL_PREFIX, create_app
 
 _ROUTE = URL_PREFIX.lstrip("/")
 

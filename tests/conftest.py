@@ -28,6 +28,6 @@ import pytest  # noqa: E402
 @pytest.fixture(autouse=True)
 def _fresh_atlassian_task() -> None:
     """Each test is a new task: no stop request and no per-task memo (discovered directory) carries over."""
-    from atlassian_cleanup.retry import begin_atlassian_calls
+    from atlassian_cleanup.client.retry import begin_atlassian_calls
 
     begin_atlassian_calls()

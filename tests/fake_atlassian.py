@@ -241,7 +241,7 @@ class Directory:
 
 def rows(*account_ids: str) -> list[dict[str, Any]]:
     """Plan rows suspending these users, shaped as the planner writes them."""
-    from atlassian_cleanup.records import user_record_from_v2
+    from atlassian_cleanup.decisions.records import user_record_from_v2
 
     planned = []
     for account_id in account_ids:

@@ -66,7 +66,7 @@ def test_api_tasks_use_the_atlassian_pool(dagbag):
 def test_params_default_to_the_policy_file(dagbag, dag_id):
     from airflow.sdk.exceptions import ParamValidationError
 
-    from atlassian_cleanup.policy import RUN_ONLY_PARAMS, apply_overrides, keeps_policy, load_policy
+    from atlassian_cleanup.decisions.policy import RUN_ONLY_PARAMS, apply_overrides, keeps_policy, load_policy
 
     dag = dagbag.dags[dag_id]
     assert "mode" in dag.params
@@ -100,7 +100,7 @@ def test_cleanup_dag_schedule(dagbag):
 def test_every_later_task_uses_the_policy_of_the_first_task(dagbag, dag_id, first):
     from airflow.sdk import XComArg
 
-    from atlassian_cleanup.operators import RUN_POLICY_KEY
+    from atlassian_cleanup.operators.cleanup import RUN_POLICY_KEY
 
     dag = dagbag.dags[dag_id]
     for task in dag.tasks:

@@ -309,9 +309,9 @@ def synthetic_users(count: int, seed: int, *, chunk: int = 50_000) -> Iterator[l
 def _child_planner(count: int, seed: int) -> int:
     import yaml
 
-    from atlassian_cleanup.planner import plan_actions
-    from atlassian_cleanup.policy import load_policy, policy_from_dict
-    from atlassian_cleanup.user_table import UserTable
+    from atlassian_cleanup.decisions.planner import plan_actions
+    from atlassian_cleanup.decisions.policy import load_policy, policy_from_dict
+    from atlassian_cleanup.decisions.user_table import UserTable
 
     policy = load_policy(REPO / "include" / "policy.yaml")
     started = time.perf_counter()
@@ -449,9 +449,9 @@ def _apply_rows(table: Any, count: int) -> list[dict[str, Any]]:
 
 
 def _apply(rows: list[dict[str, Any]], concurrency: int, workdir: Path) -> dict[str, Any]:
-    from atlassian_cleanup.enforcement import Enforcer
-    from atlassian_cleanup.hooks import AtlassianAdminHook
-    from atlassian_cleanup.state import StateStore
+    from atlassian_cleanup.actions.enforcement import Enforcer
+    from atlassian_cleanup.actions.state import StateStore
+    from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
     store = StateStore(f"sqlite:///{workdir / 'apply-state.db'}")
     try:
@@ -604,11 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("airflow").setLevel(logging.WARNING)
     logging.getLogger("atlassian_cleanup").setLevel(logging.WARNING)
 
-    from atlassian_cleanup.audit import write_audit
-    from atlassian_cleanup.hooks import AtlassianAdminHook
-    from atlassian_cleanup.operators import ExtractUsersOperator
-    from atlassian_cleanup.planner import plan_actions, plan_to_records
-    from atlassian_cleanup.policy import load_policy
+    from atlassian_cleanup.client.hooks import AtlassianAdminHook
+    from atlassian_cleanup.decisions.planner import plan_actions, plan_to_records
+    from atlassian_cleanup.decisions.policy import load_policy
+    from atlassian_cleanup.operators.cleanup import ExtractUsersOperator
+    from atlassian_cleanup.reports.audit import write_audit
 
     policy = load_policy(REPO / "include" / "policy.yaml")
     rate_limit = args.rate_limit or None

@@ -259,7 +259,7 @@ class _Demo:
         """E-mails of one kind in the sink (``warning`` to users, ``digest`` to admins)."""
         count = 0
         for path in self.maildir.glob("*.eml"):
-            # Only the header block: the kind header is set by atlassian_cleanup.notifications.
+            # Only the header block: the kind header is set by atlassian_cleanup.actions.notifications.
             head = path.read_bytes().split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
             if f"X-Atlassian-Cleanup-Kind: {kind}".encode() in head:
                 count += 1

@@ -33,12 +33,12 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Atlassian Cloud",
-                "python-modules": ["atlassian_cleanup.hooks"],
+                "python-modules": ["atlassian_cleanup.client.hooks"],
             }
         ],
         "connection-types": [
             {
-                "hook-class-name": "atlassian_cleanup.hooks.AtlassianAdminHook",
+                "hook-class-name": "atlassian_cleanup.client.hooks.AtlassianAdminHook",
                 "hook-name": "Atlassian Admin API",
                 "connection-type": "atlassian_admin",
                 "ui-field-behaviour": {
@@ -63,7 +63,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
             },
             {
-                "hook-class-name": "atlassian_cleanup.hooks.AtlassianSiteHook",
+                "hook-class-name": "atlassian_cleanup.client.hooks.AtlassianSiteHook",
                 "hook-name": "Atlassian site (Jira / JSM)",
                 "connection-type": "atlassian_site",
                 "ui-field-behaviour": {

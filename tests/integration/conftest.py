@@ -71,7 +71,7 @@ def forget_store_witness() -> None:
     """Delete the Variable that records which state store the latest live run used."""
     from airflow.models.variable import Variable
 
-    from atlassian_cleanup.operators import store_witness_key
+    from atlassian_cleanup.operators.cleanup import store_witness_key
     from atlassian_cleanup.settings import CLEANUP_DAG_ID
 
     Variable.delete(store_witness_key(CLEANUP_DAG_ID))

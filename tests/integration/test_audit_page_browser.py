@@ -184,8 +184,8 @@ def _wait(predicate, timeout: float = 30, what: str = "condition"):
 def test_auditor_logs_in_sees_the_runs_and_downloads_the_exact_csv(api_server, audited_runs, browser):
     from selenium.webdriver.common.by import By
 
-    from atlassian_cleanup.audit import read_manifests
-    from atlassian_cleanup.audit_page import COLOUR_AFTER, COLOUR_BEFORE, COLOUR_RECLAIMED
+    from atlassian_cleanup.reports.audit import read_manifests
+    from atlassian_cleanup.reports.audit_page import COLOUR_AFTER, COLOUR_BEFORE, COLOUR_RECLAIMED
 
     base = api_server.base_url
     manifests = read_manifests(audited_runs)

@@ -296,7 +296,7 @@ def _check_run(result: dict) -> None:
     assert _celery_successes(result["meta_url"], len(TASKS)) >= len(TASKS)
 
     # The audit: one CSV for the run, one row per sandbox account, and the manifest verifies.
-    from atlassian_cleanup.audit import verify_audit
+    from atlassian_cleanup.reports.audit import verify_audit
 
     csvs = sorted(Path(result["audit_dir"]).glob("*.csv"))
     assert len(csvs) == 1, csvs

@@ -61,7 +61,7 @@ def clean_audit(audit_dir):
 def test_dry_run_plans_every_user_and_changes_nothing(
     airflow_db, sandbox, sandbox_env, clean_audit, tmp_path, monkeypatch, caplog, capfd
 ):
-    from atlassian_cleanup.audit import verify_audit
+    from atlassian_cleanup.reports.audit import verify_audit
 
     sandbox.clear_calls()
     before = {user["account_id"]: user for user in sandbox_users(sandbox)}

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 import requests
 
-from atlassian_cleanup.enforcement import ActionOutcome, Enforcer
-from atlassian_cleanup.hooks import AtlassianAdminHook
-from atlassian_cleanup.records import user_record_from_v2
-from atlassian_cleanup.retry import RetryPolicy, begin_atlassian_calls
-from atlassian_cleanup.state import StateStore
+from atlassian_cleanup.actions.enforcement import ActionOutcome, Enforcer
+from atlassian_cleanup.actions.state import StateStore
+from atlassian_cleanup.client.hooks import AtlassianAdminHook
+from atlassian_cleanup.client.retry import RetryPolicy, begin_atlassian_calls
+from atlassian_cleanup.decisions.records import user_record_from_v2
 from tools.airflow_env import REPO, connection_env
 
 pytestmark = pytest.mark.integration
@@ -354,7 +354,7 @@ def test_delete_managed_and_unmanaged(sb: Any, store: StateStore) -> None:
 def test_a_user_without_a_visible_address_is_listed_and_the_listing_counts_as_the_warning(
     sb: Any, store: StateStore
 ) -> None:
-    from atlassian_cleanup.enforcement import RecipientNotAddressable
+    from atlassian_cleanup.actions.enforcement import RecipientNotAddressable
 
     hidden, refused = pick(sb, "inactive_60", 2)
     rows = plan_rows([hidden, refused], "warn")
@@ -390,7 +390,7 @@ def test_a_user_without_a_visible_address_is_listed_and_the_listing_counts_as_th
 
 
 def test_warn_sends_once_per_bucket(sb: Any, store: StateStore, tmp_path: Path, monkeypatch: Any) -> None:
-    from atlassian_cleanup.notifications import WarningSender
+    from atlassian_cleanup.actions.notifications import WarningSender
     from tools.smtp_sink import SmtpSink
 
     ids = pick(sb, "inactive_60", 3)
@@ -423,8 +423,8 @@ def test_warn_sends_once_per_bucket(sb: Any, store: StateStore, tmp_path: Path, 
 def test_international_addresses_are_sent_or_reported_in_audit_and_digest(
     sb: Any, store: StateStore, tmp_path: Path, monkeypatch: Any, smtputf8: bool
 ) -> None:
-    from atlassian_cleanup.audit import audit_rows
-    from atlassian_cleanup.notifications import WarningSender, digest_context
+    from atlassian_cleanup.actions.notifications import WarningSender, digest_context
+    from atlassian_cleanup.reports.audit import audit_rows
     from tools.smtp_sink import SmtpSink
 
     ids = pick(sb, "inactive_60", 2)
@@ -462,7 +462,7 @@ def test_international_addresses_are_sent_or_reported_in_audit_and_digest(
 
 
 def test_expired_key_stops_the_batch(sb: Any, store: StateStore, monkeypatch: Any) -> None:
-    from atlassian_cleanup.retry import AtlassianAuthError
+    from atlassian_cleanup.client.retry import AtlassianAuthError
 
     rows = plan_rows(pick(sb, "inactive_90", 2), "suspend")
     info = dict(sb.info, admin_api_key="expired-key")
@@ -600,10 +600,10 @@ def test_directory_found_once_per_task_and_no_thread_repeats_a_request_early(
 _CHILD = """
 import json, logging, sys
 from datetime import datetime
-from atlassian_cleanup.enforcement import Enforcer
-from atlassian_cleanup.hooks import AtlassianAdminHook
-from atlassian_cleanup.retry import RetryPolicy
-from atlassian_cleanup.state import StateStore
+from atlassian_cleanup.actions.enforcement import Enforcer
+from atlassian_cleanup.client.hooks import AtlassianAdminHook
+from atlassian_cleanup.client.retry import RetryPolicy
+from atlassian_cleanup.actions.state import StateStore
 
 logging.basicConfig(level=logging.WARNING)
 args = json.loads(open(sys.argv[1]).read())

@@ -21,7 +21,7 @@ POLICY = str(REPO / "include" / "policy.yaml")
 
 
 def _operator(**kwargs: object) -> object:
-    from atlassian_cleanup.operators import ExtractUsersOperator
+    from atlassian_cleanup.operators.cleanup import ExtractUsersOperator
 
     return ExtractUsersOperator(task_id="extract_users", policy_path=POLICY, **kwargs)
 
@@ -76,8 +76,8 @@ def own_sandbox(smtp_sink, monkeypatch, request):
 def test_product_access_is_what_the_groups_grant_with_the_reported_dates(own_sandbox) -> None:
     """Whichever way Atlassian lists a never-opened product, each user's products are those the
     sandbox grants through groups (its ground truth), dated by the activity it recorded."""
-    from atlassian_cleanup.products import canonical_product
-    from atlassian_cleanup.records import parse_timestamp
+    from atlassian_cleanup.decisions.products import canonical_product
+    from atlassian_cleanup.decisions.records import parse_timestamp
 
     table, _stats = _operator(site_conn_id=None).extract()
     extracted = {record["account_id"]: record for record in table.records()}

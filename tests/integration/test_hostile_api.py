@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
-from atlassian_cleanup.retry import (
+from atlassian_cleanup.client.retry import (
     AtlassianApiError,
     AtlassianAuthError,
     AtlassianPaginationError,
@@ -137,7 +137,7 @@ def outcomes(expected: dict[str, str], detail: str = "") -> Callable[[Any, FakeA
 
 
 def no_secret_in(text: str) -> None:
-    from atlassian_cleanup.retry import credential_forms
+    from atlassian_cleanup.client.retry import credential_forms
 
     for form in credential_forms(ADMIN_KEY) + credential_forms(SITE_TOKEN, SITE_EMAIL):
         assert form not in text
@@ -257,17 +257,17 @@ CASES = [
 
 
 def _run(case: Case, fake: FakeAtlassian, tmp_path: Path) -> Any:
-    from atlassian_cleanup.enforcement import Enforcer
-    from atlassian_cleanup.hooks import AtlassianAdminHook, AtlassianSiteHook
-    from atlassian_cleanup.operators import ExtractUsersOperator
-    from atlassian_cleanup.state import StateStore
+    from atlassian_cleanup.actions.enforcement import Enforcer
+    from atlassian_cleanup.actions.state import StateStore
+    from atlassian_cleanup.client.hooks import AtlassianAdminHook, AtlassianSiteHook
+    from atlassian_cleanup.operators.cleanup import ExtractUsersOperator
 
     if case.run.startswith("extract"):
         operator = ExtractUsersOperator(task_id="extract_users", policy_path="unused", site_conn_id=None)
         result = operator.extract()
         if case.run == "extract_then_gate":
-            from atlassian_cleanup.gates import sanity_problems
-            from atlassian_cleanup.policy import Policy
+            from atlassian_cleanup.decisions.gates import sanity_problems
+            from atlassian_cleanup.decisions.policy import Policy
 
             _table, stats = result
             return sanity_problems(

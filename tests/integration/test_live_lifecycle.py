@@ -81,7 +81,7 @@ class LiveOrg:
 
     def ask_for_access(self, account_id: str) -> str:
         """A "Restore my access" request in JSM, raised on the user's behalf (they are the reporter)."""
-        from atlassian_cleanup.hooks import AtlassianSiteHook
+        from atlassian_cleanup.client.hooks import AtlassianSiteHook
 
         info = self.sandbox.info
         with AtlassianSiteHook() as site:
@@ -95,9 +95,9 @@ class LiveOrg:
         return str(created["issueKey"])
 
     def restore(self, account_id: str, *, day: int) -> None:
-        from atlassian_cleanup.hooks import AtlassianAdminHook
-        from atlassian_cleanup.operators import state_store_url
-        from atlassian_cleanup.state import StateStore
+        from atlassian_cleanup.actions.state import StateStore
+        from atlassian_cleanup.client.hooks import AtlassianAdminHook
+        from atlassian_cleanup.operators.cleanup import state_store_url
 
         with AtlassianAdminHook() as hook:
             hook.restore_user(account_id)
@@ -105,8 +105,8 @@ class LiveOrg:
             store.record_event(account_id, "restored", at=DAY0 + timedelta(days=day), run_id="admin-restore")
 
     def stage(self, account_id: str) -> str | None:
-        from atlassian_cleanup.operators import state_store_url
-        from atlassian_cleanup.state import StateStore
+        from atlassian_cleanup.actions.state import StateStore
+        from atlassian_cleanup.operators.cleanup import state_store_url
 
         with StateStore(state_store_url("atlassian_cleanup_state")) as store:
             history = store.history([account_id]).get(account_id)
@@ -226,7 +226,7 @@ def live_org_any_listing(
 
 
 def test_warn_then_act_then_delete_each_exactly_once(live_org_any_store):
-    from atlassian_cleanup.notifications import HEADER_ACCOUNT, HEADER_KIND
+    from atlassian_cleanup.actions.notifications import HEADER_ACCOUNT, HEADER_KIND
 
     org = live_org_any_store
     restore_url = "https://help.acme.example/servicedesk/restore"
@@ -375,7 +375,7 @@ def test_warn_then_act_then_delete_each_exactly_once(live_org_any_store):
 def test_a_first_live_run_over_a_backlog_gives_the_full_notice(live_org, caplog, capfd):
     import csv
 
-    from atlassian_cleanup.notifications import HEADER_ACCOUNT, HEADER_WARNING
+    from atlassian_cleanup.actions.notifications import HEADER_ACCOUNT, HEADER_WARNING
 
     org = live_org
     # The shipped notice: the largest lead day (3 here), from each user's FIRST warning.
@@ -626,7 +626,7 @@ def test_capped_run_waits_for_an_admin(live_org, airflow_api, choice, expect_wri
 
 def _ground_truth_seats(users: dict[str, dict]) -> int:
     """Seats Atlassian bills, from the sandbox's own model (not from our plan)."""
-    from atlassian_cleanup.products import canonical_product
+    from atlassian_cleanup.decisions.products import canonical_product
 
     return sum(
         len({canonical_product(p) for p in user["product_access"]})
@@ -691,13 +691,13 @@ def _memberships_left(calls: list[dict]) -> Counter:
 
 
 def _canonical(sandbox_key: str) -> str:
-    from atlassian_cleanup.products import canonical_product
+    from atlassian_cleanup.decisions.products import canonical_product
 
     return canonical_product(sandbox_key)
 
 
 def _warned_accounts(messages) -> set[str]:
-    from atlassian_cleanup.notifications import HEADER_ACCOUNT
+    from atlassian_cleanup.actions.notifications import HEADER_ACCOUNT
 
     return {m[HEADER_ACCOUNT] for m in messages if m[HEADER_ACCOUNT]}
 
@@ -773,7 +773,7 @@ def test_removed_products_include_never_opened_ones_stay_removed_and_end_in_dele
 def test_scim_account_is_warned_of_suspension_and_suspended(live_org):
     """action: deactivate. An account its identity provider manages (SCIM) cannot be deactivated
     through the API: its warning says it will be suspended, and it is suspended."""
-    from atlassian_cleanup.notifications import HEADER_ACCOUNT
+    from atlassian_cleanup.actions.notifications import HEADER_ACCOUNT
 
     org = live_org
     org.write_policy(action="deactivate")

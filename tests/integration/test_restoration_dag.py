@@ -19,10 +19,10 @@ import pytest
 import requests
 import yaml
 
-from atlassian_cleanup.enforcement import Enforcer
-from atlassian_cleanup.hooks import AtlassianAdminHook, AtlassianSiteHook
-from atlassian_cleanup.retry import RetryPolicy
-from atlassian_cleanup.state import StateStore
+from atlassian_cleanup.actions.enforcement import Enforcer
+from atlassian_cleanup.actions.state import StateStore
+from atlassian_cleanup.client.hooks import AtlassianAdminHook, AtlassianSiteHook
+from atlassian_cleanup.client.retry import RetryPolicy
 from tests.integration.test_enforcement import _NO_CHAOS, pick, plan_rows
 from tools.airflow_env import REPO, connection_env
 
@@ -384,7 +384,7 @@ def test_a_policy_edited_mid_run_does_not_make_the_restore_run_live(
 ) -> None:
     import os
 
-    from atlassian_cleanup.restore_operators import FetchRestoreRequestsOperator
+    from atlassian_cleanup.operators.restore import FetchRestoreRequestsOperator
 
     suspended = pick(org.sandbox, "inactive_180", 1)[0]
     org.action([suspended], "suspend")

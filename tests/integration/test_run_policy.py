@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from atlassian_cleanup.notifications import HEADER_KIND
+from atlassian_cleanup.actions.notifications import HEADER_KIND
 from tests.integration.test_live_lifecycle import (  # noqa: F401 - fixtures used by name
     HIGH_CAPS,
     _states,
@@ -39,7 +39,7 @@ def _latest_manifest() -> dict:
 
 def _edit_policy_after_compute(monkeypatch, path: Path, **changes: object) -> list[str]:
     """Rewrite the policy file as soon as ``compute_inactivity`` has planned (in-process run)."""
-    from atlassian_cleanup.operators import ComputeInactivityOperator
+    from atlassian_cleanup.operators.cleanup import ComputeInactivityOperator
 
     original = ComputeInactivityOperator.execute
     edited: list[str] = []
@@ -61,8 +61,8 @@ def _edit_policy_after_compute(monkeypatch, path: Path, **changes: object) -> li
 
 
 def test_a_policy_edited_mid_run_does_not_change_the_run(live_org, monkeypatch):
-    from atlassian_cleanup.audit import policy_fingerprint
-    from atlassian_cleanup.operators import resolve_policy
+    from atlassian_cleanup.operators.cleanup import resolve_policy
+    from atlassian_cleanup.reports.audit import policy_fingerprint
 
     org = live_org
     # Dry run, tight caps, no warnings: the plan suspends more users than the caps allow, which a

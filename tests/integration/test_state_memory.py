@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from atlassian_cleanup.notifications import HEADER_KIND
+from atlassian_cleanup.actions.notifications import HEADER_KIND
 from tests.integration.conftest import AS_OF, forget_store_witness
 from tests.integration.test_live_lifecycle import (  # noqa: F401
     LiveOrg,
@@ -186,7 +186,7 @@ def test_a_stage_refuses_a_store_that_did_not_plan_its_run(live_org, stage):  # 
     """The embedded store of another worker: it never saw compute_inactivity record this run."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from atlassian_cleanup.operators import (
+    from atlassian_cleanup.operators.cleanup import (
         ApplyActionsOperator,
         DeleteDormantOperator,
         NotifyWarningsOperator,
@@ -257,7 +257,7 @@ def test_a_garbled_airflow_record_falls_back_to_the_audit_manifests(live_org):  
     """Someone edits the Variable by hand: the manifests still witness the store."""
     from airflow.models.variable import Variable
 
-    from atlassian_cleanup.operators import store_witness_key
+    from atlassian_cleanup.operators.cleanup import store_witness_key
     from atlassian_cleanup.settings import CLEANUP_DAG_ID
 
     org = live_org

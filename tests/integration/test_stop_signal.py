@@ -47,7 +47,7 @@ STOPPED_WITHIN = 15  # seconds: generous; without on_kill the task sleeps 120 s 
 
 _EXTRACT = """
 import signal, sys
-from atlassian_cleanup.operators import ExtractUsersOperator
+from atlassian_cleanup.operators.cleanup import ExtractUsersOperator
 
 site = sys.argv[1] or None
 operator = ExtractUsersOperator(task_id="extract_users", policy_path="unused", site_conn_id=site)
@@ -60,10 +60,10 @@ print("FINISHED", len(table), flush=True)
 _APPLY = """
 import json, signal, sys
 from datetime import datetime
-from atlassian_cleanup.enforcement import Enforcer
-from atlassian_cleanup.hooks import AtlassianAdminHook
-from atlassian_cleanup.operators import ApplyActionsOperator
-from atlassian_cleanup.state import StateStore
+from atlassian_cleanup.actions.enforcement import Enforcer
+from atlassian_cleanup.client.hooks import AtlassianAdminHook
+from atlassian_cleanup.operators.cleanup import ApplyActionsOperator
+from atlassian_cleanup.actions.state import StateStore
 
 args = json.loads(open(sys.argv[1]).read())
 operator = ApplyActionsOperator(task_id="apply_actions", plan=[], run_policy={}, policy_path="unused")
@@ -186,9 +186,9 @@ def test_empty_pages_with_new_cursors_stop_on_their_own_naming_the_endpoint() ->
 def test_sigterm_during_the_write_pool_leaves_the_journal_for_the_next_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from atlassian_cleanup.enforcement import Enforcer
-    from atlassian_cleanup.hooks import AtlassianAdminHook
-    from atlassian_cleanup.state import StateStore
+    from atlassian_cleanup.actions.enforcement import Enforcer
+    from atlassian_cleanup.actions.state import StateStore
+    from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
     at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     directory = Directory(
@@ -244,7 +244,7 @@ def test_execution_timeout_does_not_wait_for_the_page_threads_back_off(
     from airflow.sdk.exceptions import AirflowTaskTimeout
     from airflow.sdk.execution_time.timeout import timeout
 
-    from atlassian_cleanup.operators import ExtractUsersOperator
+    from atlassian_cleanup.operators.cleanup import ExtractUsersOperator
 
     def script(request: Request) -> Reply:
         return (
@@ -276,9 +276,9 @@ def test_a_timeout_in_the_write_pool_does_not_wait_for_the_workers_back_off(
     from airflow.sdk.exceptions import AirflowTaskTimeout
     from airflow.sdk.execution_time.timeout import timeout
 
-    from atlassian_cleanup.enforcement import Enforcer
-    from atlassian_cleanup.hooks import AtlassianAdminHook
-    from atlassian_cleanup.state import StateStore
+    from atlassian_cleanup.actions.enforcement import Enforcer
+    from atlassian_cleanup.actions.state import StateStore
+    from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
     directory = Directory(
         count=8, suspend=lambda d, a, r: Reply(429, {"message": "later"}, headers=LONG_WAIT)

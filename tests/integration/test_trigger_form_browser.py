@@ -126,7 +126,7 @@ def _resolved_dry_run(conf: dict) -> bool:
     """The run's effective dry_run, resolved exactly as its first task does."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from atlassian_cleanup.operators import resolve_policy
+    from atlassian_cleanup.operators.cleanup import resolve_policy
 
     dag = DagBag(dag_folder=str(REPO / "dags"), known_pools={"default_pool", "atlassian_api"}).dags[DAG_ID]
     params = {**{name: dag.params[name] for name in dag.params}, **conf}  # conf overrides the defaults
@@ -134,7 +134,7 @@ def _resolved_dry_run(conf: dict) -> bool:
 
 
 def test_untouched_and_toggled_back_forms_stay_dry(ui_server, browser):
-    from atlassian_cleanup.policy import load_policy
+    from atlassian_cleanup.decisions.policy import load_policy
 
     assert load_policy(POLICY).dry_run is True  # the shipped policy: a run that follows it is dry
     base = ui_server.base_url

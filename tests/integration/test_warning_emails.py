@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from atlassian_cleanup.notifications import HEADER_ACCOUNT, HEADER_KIND, HEADER_WARNING
+from atlassian_cleanup.actions.notifications import HEADER_ACCOUNT, HEADER_KIND, HEADER_WARNING
 from tests.integration.test_live_lifecycle import DAY0, REPO, LiveOrg, _states
 from tools.smtp_sink import free_port
 

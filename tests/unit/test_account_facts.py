@@ -12,15 +12,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from atlassian_cleanup.account_facts import (
+from atlassian_cleanup.decisions.account_facts import (
     LIFECYCLE_DELETE,
     REMOVE_FROM_DIRECTORY,
     SUSPEND,
     facts_from_journal,
 )
-from atlassian_cleanup.planner import UserHistory
-from atlassian_cleanup.policy import RestorePolicy
-from atlassian_cleanup.restore_rules import RestoreRequest, decide
+from atlassian_cleanup.decisions.planner import UserHistory
+from atlassian_cleanup.decisions.policy import RestorePolicy
+from atlassian_cleanup.restore.rules import RestoreRequest, decide
 
 SUSPENDED_ON = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 DELETE_ON = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)

@@ -56,28 +56,28 @@ def test_the_contracts_hold_on_the_repository():
     ("module", "planted", "contract"),
     [
         (
-            "plugins/atlassian_cleanup/planner.py",
+            "plugins/atlassian_cleanup/decisions/planner.py",
             "import requests  # noqa",
             "Decisions import no hook, HTTP, database or Airflow",
         ),
         (
-            "plugins/atlassian_cleanup/policy.py",
+            "plugins/atlassian_cleanup/decisions/policy.py",
             "from airflow.sdk import BaseHook  # noqa",
             "Decisions import no hook, HTTP, database or Airflow",
         ),
         (
-            "plugins/atlassian_cleanup/pagination.py",
-            "from atlassian_cleanup import policy  # noqa",
+            "plugins/atlassian_cleanup/client/pagination.py",
+            "from atlassian_cleanup.decisions import policy  # noqa",
             "The Atlassian client imports no policy, decision or engine",
         ),
         (
             "include/atlassian_sandbox/app.py",
-            "import atlassian_cleanup.records  # noqa",
+            "import atlassian_cleanup.decisions.records  # noqa",
             "The sandbox imports nothing from the package",
         ),
         (
-            "plugins/atlassian_cleanup/audit.py",
-            "from atlassian_cleanup import enforcement  # noqa",
+            "plugins/atlassian_cleanup/reports/audit.py",
+            "from atlassian_cleanup.actions import enforcement  # noqa",
             "The audit page imports neither the client nor the engine",
         ),
     ],

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from atlassian_cleanup.audit import AUDIT_COLUMNS, neutralise_cell, verify_audit, write_audit
+from atlassian_cleanup.reports.audit import AUDIT_COLUMNS, neutralise_cell, verify_audit, write_audit
 
 
 def _row(account_id: str, **extra: object) -> dict[str, object]:
@@ -82,7 +82,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
 
 
 def test_manifest_records_which_policy_produced_the_file(tmp_path):
-    from atlassian_cleanup.audit import policy_fingerprint
+    from atlassian_cleanup.reports.audit import policy_fingerprint
 
     policy = {"dry_run": True, "inactivity": {"default_days": 90}}
     manifest = write_audit(
@@ -96,7 +96,7 @@ def test_manifest_records_which_policy_produced_the_file(tmp_path):
 
 
 def test_audit_rows_join_results_api_status_and_timestamps(tmp_path):
-    from atlassian_cleanup.audit import audit_rows
+    from atlassian_cleanup.reports.audit import audit_rows
 
     plan = [
         _row("done1", proposed_action="suspend"),
@@ -167,7 +167,7 @@ def test_formula_payloads_in_names_come_out_inert_in_the_file(tmp_path, name):
 
 
 def test_triggered_by_names_the_user_or_the_scheduler():
-    from atlassian_cleanup.audit import triggered_by
+    from atlassian_cleanup.reports.audit import triggered_by
 
     assert triggered_by("manual", "alice") == "alice"
     assert triggered_by("scheduled", None) == "scheduler"
@@ -178,7 +178,7 @@ def test_triggered_by_names_the_user_or_the_scheduler():
 def test_manifest_records_the_policy_and_who_ran_it(tmp_path):
     from pathlib import Path
 
-    from atlassian_cleanup.audit import policy_fingerprint
+    from atlassian_cleanup.reports.audit import policy_fingerprint
 
     policy = {"dry_run": False, "safety": {"max_actions_per_run": 1}}
     run = {

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from atlassian_cleanup.audit import write_audit
-from atlassian_cleanup.audit_page import (
+from atlassian_cleanup.reports.audit import write_audit
+from atlassian_cleanup.reports.audit_page import (
     COLOUR_AFTER,
     COLOUR_BEFORE,
     authorize,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from atlassian_cleanup.audit import write_audit
+from atlassian_cleanup.actions.notifications import render_warning
 from atlassian_cleanup.days import calendar_days, days_between
-from atlassian_cleanup.notifications import render_warning
-from atlassian_cleanup.planner import UserHistory, plan_actions, plan_to_records
-from atlassian_cleanup.policy import policy_from_dict
-from atlassian_cleanup.records import UserRecord, format_timestamp
+from atlassian_cleanup.decisions.planner import UserHistory, plan_actions, plan_to_records
+from atlassian_cleanup.decisions.policy import policy_from_dict
+from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
+from atlassian_cleanup.reports.audit import write_audit
 
 RUN_DATE = datetime(2026, 11, 27, tzinfo=UTC)
 LAST_ACTIVE_DATE = datetime(2026, 8, 29, tzinfo=UTC)  # 90 days before 2026-11-27 on the calendar

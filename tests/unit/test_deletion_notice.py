@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from atlassian_cleanup.notifications import render_deletion_notice
-from atlassian_cleanup.policy import PolicyError, policy_from_dict
-from atlassian_cleanup.records import UserHistory
-from atlassian_cleanup.state import StateStore
+from atlassian_cleanup.actions.notifications import render_deletion_notice
+from atlassian_cleanup.actions.state import StateStore
+from atlassian_cleanup.decisions.policy import PolicyError, policy_from_dict
+from atlassian_cleanup.decisions.records import UserHistory
 from tests.unit.test_planner import AS_OF, actioned_user, date_in, plan_one, policy
 
 
@@ -204,7 +204,7 @@ def test_the_store_reads_the_deletion_facts_of_the_current_cycle_back(tmp_path: 
 
 
 def test_the_notice_is_sent_once_per_cycle_whatever_retries_and_reruns_do(tmp_path: Path) -> None:
-    from atlassian_cleanup.enforcement import Enforcer
+    from atlassian_cleanup.actions.enforcement import Enforcer
 
     sent: list[dict] = []
     actioned_at = AS_OF - timedelta(days=23)
@@ -240,7 +240,7 @@ def test_the_notice_is_sent_once_per_cycle_whatever_retries_and_reruns_do(tmp_pa
 def test_a_user_without_an_address_is_listed_or_held_as_warning_without_email_says(
     tmp_path: Path, listed: bool, counts_as_notice: bool
 ) -> None:
-    from atlassian_cleanup.enforcement import Enforcer, RecipientNotAddressable
+    from atlassian_cleanup.actions.enforcement import Enforcer, RecipientNotAddressable
 
     def no_address(row: dict) -> None:
         raise RecipientNotAddressable("no e-mail address for account u1")

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from atlassian_cleanup.gates import (
+from atlassian_cleanup.decisions.gates import (
     CAP_KINDS,
     StoreWitness,
     cap_plausibility_warnings,
@@ -18,7 +18,7 @@ from atlassian_cleanup.gates import (
     plausibility_warnings,
     sanity_problems,
 )
-from atlassian_cleanup.policy import Policy, policy_from_dict
+from atlassian_cleanup.decisions.policy import Policy, policy_from_dict
 
 
 def policy(**safety: Any) -> Policy:

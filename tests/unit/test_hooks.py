@@ -13,8 +13,8 @@ import pytest
 import requests
 import requests_mock as rm
 
-from atlassian_cleanup.hooks import AtlassianAdminHook, AtlassianSiteHook, MembershipChange
-from atlassian_cleanup.retry import (
+from atlassian_cleanup.client.hooks import AtlassianAdminHook, AtlassianSiteHook, MembershipChange
+from atlassian_cleanup.client.retry import (
     AtlassianApiError,
     AtlassianAuthError,
     AtlassianConfigurationError,

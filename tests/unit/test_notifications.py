@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from atlassian_cleanup.notifications import (
+from atlassian_cleanup.actions.notifications import (
     HEADER_ACCOUNT,
     HEADER_KIND,
     HEADER_WARNING,
@@ -223,7 +223,7 @@ def test_without_request_link_no_link_is_shown() -> None:
 
 
 def test_missing_email_is_reported_not_failed() -> None:
-    from atlassian_cleanup.enforcement import RecipientNotAddressable
+    from atlassian_cleanup.actions.enforcement import RecipientNotAddressable
 
     assert issubclass(MissingEmailError, RecipientNotAddressable)
 
@@ -290,7 +290,7 @@ def test_an_unencodable_domain_is_reported(address):
 
 
 def test_an_undeliverable_address_is_reported_not_failed() -> None:
-    from atlassian_cleanup.enforcement import RecipientNotAddressable
+    from atlassian_cleanup.actions.enforcement import RecipientNotAddressable
 
     assert issubclass(UndeliverableAddressError, RecipientNotAddressable)
 

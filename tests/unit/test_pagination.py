@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atlassian_cleanup.pagination import (
+from atlassian_cleanup.client.pagination import (
     iter_jira_is_last,
     iter_jira_offset_array,
     iter_jql_token,
@@ -18,7 +18,7 @@ from atlassian_cleanup.pagination import (
     pages_v2_cursor,
     prefetch,
 )
-from atlassian_cleanup.retry import AtlassianPaginationError
+from atlassian_cleanup.client.retry import AtlassianPaginationError
 
 BASE = "https://api.atlassian.com/admin/v1/orgs/o/users"
 
@@ -341,7 +341,7 @@ def test_the_page_ceiling_stops_an_endless_valid_listing() -> None:
 
 
 def test_the_default_ceiling_is_far_above_a_real_org() -> None:
-    from atlassian_cleanup.pagination import MAX_PAGES
+    from atlassian_cleanup.client.pagination import MAX_PAGES
 
     assert MAX_PAGES * 100 >= 1_000_000  # a 1M-user org at 100 per page fits
 
@@ -389,7 +389,7 @@ def test_a_wrongly_typed_list_field_is_an_error_not_its_keys() -> None:
 def test_prefetch_caller_stops_waiting_when_the_task_is_stopped() -> None:
     import threading
 
-    from atlassian_cleanup.retry import AtlassianCallsCancelled, cancel_atlassian_calls
+    from atlassian_cleanup.client.retry import AtlassianCallsCancelled, cancel_atlassian_calls
 
     release = threading.Event()
 

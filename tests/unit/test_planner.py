@@ -10,15 +10,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from atlassian_cleanup.planner import (
+from atlassian_cleanup.decisions.planner import (
     PLAN_COLUMNS,
     UserHistory,
     plan_actions,
     plan_to_records,
     summarise_plan,
 )
-from atlassian_cleanup.policy import Policy, policy_from_dict
-from atlassian_cleanup.records import UserRecord, format_timestamp
+from atlassian_cleanup.decisions.policy import Policy, policy_from_dict
+from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
 
 AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -15,9 +15,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atlassian_cleanup.planner import ADMIN_ROLES, PLAN_COLUMNS, UserHistory, plan_actions
-from atlassian_cleanup.policy import Policy, policy_from_dict
-from atlassian_cleanup.records import UserRecord, format_timestamp
+from atlassian_cleanup.decisions.planner import ADMIN_ROLES, PLAN_COLUMNS, UserHistory, plan_actions
+from atlassian_cleanup.decisions.policy import Policy, policy_from_dict
+from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
 
 SETTINGS = settings(
     max_examples=100,

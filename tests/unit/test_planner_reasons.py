@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atlassian_cleanup import planner
-from atlassian_cleanup.planner import UserHistory, plan_actions, plan_to_records
-from atlassian_cleanup.policy import Policy, policy_from_dict
-from atlassian_cleanup.records import UserRecord, format_timestamp
+from atlassian_cleanup.decisions import planner
+from atlassian_cleanup.decisions.planner import UserHistory, plan_actions, plan_to_records
+from atlassian_cleanup.decisions.policy import Policy, policy_from_dict
+from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
 from tests.unit.test_planner import AS_OF, ago, date_ago, date_in, user
 
 REMOVAL_RULES = {"inactive_product", "final_warning", "notice_period", "warning_window", "already_warned"}

@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from atlassian_cleanup.policy import (
+from atlassian_cleanup.decisions.policy import (
     DEFAULT_ADMIN_GROUPS,
     LEGACY_PARAMS,
     PARAM_POLICY_KEYS,
@@ -516,7 +516,7 @@ def test_task_timeout_typo_is_caught_not_ignored():
 def test_task_timeout_for_the_dags_never_breaks_parsing(tmp_path):
     from datetime import timedelta
 
-    from atlassian_cleanup.policy import task_timeout
+    from atlassian_cleanup.decisions.policy import task_timeout
 
     custom = tmp_path / "policy.yaml"
     custom.write_text("safety:\n  task_timeout_minutes: 7\n", encoding="utf-8")

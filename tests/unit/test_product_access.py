@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from atlassian_cleanup.notifications import render_warning
-from atlassian_cleanup.planner import UserHistory, plan_actions, plan_to_records
-from atlassian_cleanup.policy import LicensingPolicy, policy_from_dict
-from atlassian_cleanup.records import is_idp_managed, product_grants, user_record_from_v2
-from atlassian_cleanup.seats import seat_figures
-from atlassian_cleanup.user_table import UserTable
+from atlassian_cleanup.actions.notifications import render_warning
+from atlassian_cleanup.decisions.planner import UserHistory, plan_actions, plan_to_records
+from atlassian_cleanup.decisions.policy import LicensingPolicy, policy_from_dict
+from atlassian_cleanup.decisions.records import is_idp_managed, product_grants, user_record_from_v2
+from atlassian_cleanup.decisions.user_table import UserTable
+from atlassian_cleanup.reports.seats import seat_figures
 
 AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 JIRA_USERS, CONF_USERS, ADMINS, SITE_ADMINS, NOTHING = "g-jira", "g-conf", "g-admins", "g-site", "g-none"
@@ -306,7 +306,7 @@ class _ManageApi:
 def test_the_manage_api_decides_what_is_promised():
     """The v2 user says managed and invited, yet Atlassian's manage API refuses the deactivation:
     the plan, its reason and the warning e-mail all say "suspended"."""
-    from atlassian_cleanup.enforcement import deactivation_refusals
+    from atlassian_cleanup.actions.enforcement import deactivation_refusals
 
     api = _ManageApi({"locked": "myselfOnly", "scim": "externalDirectory.scim"})
     assert deactivation_refusals(api, ["own", "locked", "scim", "own"]) == {

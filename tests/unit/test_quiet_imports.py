@@ -13,14 +13,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TASK_MODULES = (
-    "atlassian_cleanup.operators",
-    "atlassian_cleanup.restore_operators",
-    "atlassian_cleanup.hooks",
-    "atlassian_cleanup.enforcement",
-    "atlassian_cleanup.notifications",
-    "atlassian_cleanup.state",
-    "atlassian_cleanup.planner",
-    "atlassian_cleanup.audit",
+    "atlassian_cleanup.operators.cleanup",
+    "atlassian_cleanup.operators.restore",
+    "atlassian_cleanup.client.hooks",
+    "atlassian_cleanup.actions.enforcement",
+    "atlassian_cleanup.actions.notifications",
+    "atlassian_cleanup.actions.state",
+    "atlassian_cleanup.decisions.planner",
+    "atlassian_cleanup.reports.audit",
     "airflow.providers.standard.operators.hitl",
     "airflow.providers.smtp.hooks.smtp",
     "airflow.sdk",

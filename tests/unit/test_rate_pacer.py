@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from atlassian_cleanup.enforcement import RatePacer
+from atlassian_cleanup.actions.enforcement import RatePacer
 
 
 class Clock:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from atlassian_cleanup.planner import UserHistory
-from atlassian_cleanup.policy import RestorePolicy
-from atlassian_cleanup.restore_rules import (
+from atlassian_cleanup.actions.state import StateStore
+from atlassian_cleanup.decisions.planner import UserHistory
+from atlassian_cleanup.decisions.policy import RestorePolicy
+from atlassian_cleanup.restore.rules import (
     ALREADY_RESTORED,
     DELETED,
     NOT_ACTIONED,
@@ -20,7 +21,6 @@ from atlassian_cleanup.restore_rules import (
     decision_from_dict,
     request_from_issue,
 )
-from atlassian_cleanup.state import StateStore
 
 AS_OF = datetime(2026, 12, 10, tzinfo=UTC)
 ACTIONED_AT = datetime(2026, 12, 1, tzinfo=UTC)

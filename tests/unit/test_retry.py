@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atlassian_cleanup.retry import (
+from atlassian_cleanup.client.retry import (
     AtlassianApiError,
     AtlassianAuthError,
     AtlassianConflictError,
@@ -386,7 +386,7 @@ def test_each_retry_logs_one_line_with_method_path_status_attempt_wait_and_remai
     sleeps: list[float] = []
     send, _ = scripted(response(429, headers={"Retry-After": "3", "X-RateLimit-Remaining": "0"}), OK)
 
-    with caplog.at_level(logging.WARNING, logger="atlassian_cleanup.retry"):
+    with caplog.at_level(logging.WARNING, logger="atlassian_cleanup.client.retry"):
         policy(sleeps).execute(send, method="GET", path=ADMIN_PATH, idempotent=True)
 
     lines = [record.getMessage() for record in caplog.records]
@@ -400,7 +400,7 @@ def test_rate_limit_headers_are_tracked_and_near_limit_logged_once(caplog: pytes
     sleeps: list[float] = []
     retry = policy(sleeps)
     near = {"X-RateLimit-Remaining": "12", "X-RateLimit-Limit": "100", "X-RateLimit-NearLimit": "true"}
-    with caplog.at_level(logging.WARNING, logger="atlassian_cleanup.retry"):
+    with caplog.at_level(logging.WARNING, logger="atlassian_cleanup.client.retry"):
         for remaining in ("12", "11", "10"):
             send, _ = scripted(response(200, {}, {**near, "X-RateLimit-Remaining": remaining}))
             retry.execute(send, method="GET", path=ADMIN_PATH, idempotent=True)

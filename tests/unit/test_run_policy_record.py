@@ -10,14 +10,14 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from atlassian_cleanup.operators import (
+from atlassian_cleanup.decisions.policy import LEGACY_PARAMS, PARAM_SCHEMAS
+from atlassian_cleanup.operators.cleanup import (
     PlanApprovalOperator,
     policy_of_run,
     resolve_policy,
     run_policy_record,
     run_record,
 )
-from atlassian_cleanup.policy import LEGACY_PARAMS, PARAM_SCHEMAS
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = str(REPO / "include" / "policy.yaml")

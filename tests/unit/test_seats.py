@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from atlassian_cleanup.policy import LicensingPolicy, PolicyError, policy_from_dict
-from atlassian_cleanup.seats import seat_figures, seats_freed
+from atlassian_cleanup.decisions.policy import LicensingPolicy, PolicyError, policy_from_dict
+from atlassian_cleanup.reports.seats import seat_figures, seats_freed
 
 
 def _user(account_id: str, action: str = "none", **extra: object) -> dict[str, object]:

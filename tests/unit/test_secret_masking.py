@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from atlassian_cleanup.hooks import AtlassianAdminHook, AtlassianSiteHook
-from atlassian_cleanup.retry import AtlassianApiError, credential_forms
+from atlassian_cleanup.client.hooks import AtlassianAdminHook, AtlassianSiteHook
+from atlassian_cleanup.client.retry import AtlassianApiError, credential_forms
 from tests.fake_atlassian import ADMIN_KEY, SITE_EMAIL, SITE_TOKEN, FakeAtlassian, Reply, Request
 
 #: The three forms, computed independently of the code under test.

@@ -22,12 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from atlassian_cleanup import state as state_module
-from atlassian_cleanup.planner import UserHistory, plan_actions, plan_to_records
-from atlassian_cleanup.policy import Policy
-from atlassian_cleanup.records import UserRecord, format_timestamp
-from atlassian_cleanup.state import Claim, JournalEntry, Migration, RunRecord, StateStore
-from atlassian_cleanup.transitions import EVENTS, InvalidTransition, apply_event
+from atlassian_cleanup.actions import state as state_module
+from atlassian_cleanup.actions.state import Claim, JournalEntry, Migration, RunRecord, StateStore
+from atlassian_cleanup.actions.transitions import EVENTS, InvalidTransition, apply_event
+from atlassian_cleanup.decisions.planner import UserHistory, plan_actions, plan_to_records
+from atlassian_cleanup.decisions.policy import Policy
+from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
 
 REPO = Path(__file__).resolve().parents[2]
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -177,7 +177,9 @@ def test_a_database_newer_than_the_code_is_refused(store_url: str, monkeypatch: 
 
 
 def test_concurrent_first_construction_from_processes_and_threads(store_url: str):
-    code = "import sys; from atlassian_cleanup.state import StateStore; StateStore(sys.argv[1]).close()"
+    code = (
+        "import sys; from atlassian_cleanup.actions.state import StateStore; StateStore(sys.argv[1]).close()"
+    )
     processes = [run_python(code, store_url) for _ in range(4)]
     errors: list[BaseException] = []
 
@@ -268,7 +270,7 @@ def test_a_crash_between_intent_and_result_leaves_an_uncertain_claim(store_url: 
     code = (
         "import os, sys\n"
         "from datetime import datetime, UTC\n"
-        "from atlassian_cleanup.state import StateStore\n"
+        "from atlassian_cleanup.actions.state import StateStore\n"
         "store = StateStore(sys.argv[1])\n"
         "claim = store.claim(run_id='r', account_id='acc-9', action='suspend', at=datetime(2026, 9, 1, "
         "tzinfo=UTC), before={'groups': ['jira-users']})\n"

@@ -10,7 +10,7 @@ import pytest
 import requests
 from airflow.sdk.exceptions import AirflowTaskTimeout
 
-from atlassian_cleanup.retry import (
+from atlassian_cleanup.client.retry import (
     AtlassianCallsCancelled,
     AtlassianRetryExhausted,
     CredentialState,

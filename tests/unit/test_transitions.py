@@ -9,10 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atlassian_cleanup.planner import plan_actions, plan_to_records
-from atlassian_cleanup.policy import Policy
-from atlassian_cleanup.records import STAGES, UserHistory, UserRecord, format_timestamp
-from atlassian_cleanup.transitions import (
+from atlassian_cleanup.actions.transitions import (
     EVENTS,
     InvalidTransition,
     allowed_events,
@@ -22,6 +19,9 @@ from atlassian_cleanup.transitions import (
     starts_new_cycle,
     target_stage,
 )
+from atlassian_cleanup.decisions.planner import plan_actions, plan_to_records
+from atlassian_cleanup.decisions.policy import Policy
+from atlassian_cleanup.decisions.records import STAGES, UserHistory, UserRecord, format_timestamp
 
 T0 = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
 T1 = T0 + timedelta(days=7)

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from atlassian_cleanup.planner import plan_actions
-from atlassian_cleanup.policy import Policy
-from atlassian_cleanup.records import UserRecord, parse_timestamp
-from atlassian_cleanup.user_table import FORMAT, UserTable, evidence_json
+from atlassian_cleanup.decisions.planner import plan_actions
+from atlassian_cleanup.decisions.policy import Policy
+from atlassian_cleanup.decisions.records import UserRecord, parse_timestamp
+from atlassian_cleanup.decisions.user_table import FORMAT, UserTable, evidence_json
 
 AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 

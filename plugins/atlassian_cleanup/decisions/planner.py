@@ -1,7 +1,7 @@
 """The pure planner: who is inactive, what to do with each user, and why.
 
-:func:`plan_actions` takes the extracted users (:class:`~atlassian_cleanup.records.UserRecord`),
-the :class:`~atlassian_cleanup.policy.Policy`, the run's date ``as_of`` and what the state store
+:func:`plan_actions` takes the extracted users (:class:`~atlassian_cleanup.decisions.records.UserRecord`),
+the :class:`~atlassian_cleanup.decisions.policy.Policy`, the run's date ``as_of`` and what the state store
 knows about each user (:class:`UserHistory`), and returns one plan row per user (columns in
 :data:`PLAN_COLUMNS`). It never calls Atlassian, never reads the clock and never changes its
 inputs, so the same inputs always give the same plan. The work is done column-wise with pandas:
@@ -117,11 +117,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from atlassian_cleanup.account_facts import DELETE_GRACE_DAYS
 from atlassian_cleanup.days import SECONDS_PER_DAY, days_between, utc_day
-from atlassian_cleanup.policy import Policy
-from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
-from atlassian_cleanup.records import (
+from atlassian_cleanup.decisions.account_facts import DELETE_GRACE_DAYS
+from atlassian_cleanup.decisions.policy import Policy
+from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
+from atlassian_cleanup.decisions.records import (
     PLAN_COLUMNS,
     PROPOSED_ACTIONS,
     STAGES,
@@ -131,9 +131,9 @@ from atlassian_cleanup.records import (
     is_idp_managed,
     valid_email_address,
 )
-from atlassian_cleanup.user_table import UserTable
+from atlassian_cleanup.decisions.user_table import UserTable
 
-#: The plan's columns (:data:`atlassian_cleanup.records.PLAN_COLUMNS`), in order, with their types:
+#: The plan's columns (:data:`atlassian_cleanup.decisions.records.PLAN_COLUMNS`), in order, with their types:
 #:
 #: ``account_id`` str; ``email``, ``name`` str or None; ``account_type`` str; ``claim_status`` str or
 #: None; ``status`` str (Atlassian's composite status); ``product_last_active`` str (JSON object,
@@ -371,7 +371,7 @@ def plan_actions(
 ) -> pd.DataFrame:
     """Plan what to do with every user; one row per input user, in input order.
 
-    ``users`` is a :class:`~atlassian_cleanup.user_table.UserTable` (what ``extract_users``
+    ``users`` is a :class:`~atlassian_cleanup.decisions.user_table.UserTable` (what ``extract_users``
     produces), its JSON form, a list of :class:`UserRecord` dicts or a DataFrame of them.
     ``as_of`` is the run's logical date (timezone-aware); ``history`` maps account ids to what the
     state store knows (``None``: every user is new to this tool). The API user this DAG runs as is

@@ -44,7 +44,7 @@ Idempotency
 :meth:`StateStore.claim` derives a key from ``(account_id, cycle, action, lead_days, products)``
 (``products`` only when given, for product-by-product removal) as a JSON array, e.g.
 ``["557058:f1c2", 3, "warn", 7, []]``. ``cycle`` is the user's inactivity cycle, bumped by the
-events that start a new one (:func:`~atlassian_cleanup.transitions.starts_new_cycle`), so a user
+events that start a new one (:func:`~atlassian_cleanup.actions.transitions.starts_new_cycle`), so a user
 is never warned, suspended or deleted twice in one cycle, yet can be warned again after coming
 back. The claim is ``new`` (an intent row is committed; call the API, then :meth:`complete`),
 ``done`` (a succeeded row exists; skip) or ``uncertain`` (an intent without result: the process
@@ -76,9 +76,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from atlassian_cleanup.account_facts import LIFECYCLE_DELETE, REMOVE_FROM_DIRECTORY, is_removal
-from atlassian_cleanup.records import UserHistory, format_timestamp
-from atlassian_cleanup.transitions import apply_event, starts_new_cycle
+from atlassian_cleanup.actions.transitions import apply_event, starts_new_cycle
+from atlassian_cleanup.decisions.account_facts import LIFECYCLE_DELETE, REMOVE_FROM_DIRECTORY, is_removal
+from atlassian_cleanup.decisions.records import UserHistory, format_timestamp
 
 __all__ = [
     "CLAIM_STATUSES",
@@ -1065,7 +1065,7 @@ class StateStore:
         With ``event`` and outcome ``succeeded`` the transition is applied to the user's state in
         the same transaction; ``event_data`` defaults from the entry (``lead_days`` for ``warned``,
         ``action`` and ``products`` for ``actioned``). An invalid transition rolls everything back
-        and raises :class:`~atlassian_cleanup.transitions.InvalidTransition`.
+        and raises :class:`~atlassian_cleanup.actions.transitions.InvalidTransition`.
         """
         return self._finish(entry_id, outcome, at, api_status, detail, event, event_data, source="api")
 
@@ -1156,7 +1156,7 @@ class StateStore:
         ``restored`` by the restoration DAG. Idempotent per run: the key is
         ``(account_id, "event:<event>", run_id, data)``, so a retried task gets ``done`` back
         instead of a second transition; otherwise ``new`` (recorded now). Invalid transitions
-        raise :class:`~atlassian_cleanup.transitions.InvalidTransition` and write nothing.
+        raise :class:`~atlassian_cleanup.actions.transitions.InvalidTransition` and write nothing.
         """
         at = _utc(at)
         action = data.get("action") if event == "actioned" else _EVENT_ACTIONS.get(event, event)

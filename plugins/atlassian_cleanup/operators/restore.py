@@ -1,7 +1,7 @@
 """Operators of the self-service restore DAG (``atlassian_access_restoration``).
 
 ``fetch_requests (JSM) ─► evaluate_rules (domain / group) ─► restore_access ─► comment_and_resolve
-─► export_audit``. The decisions are pure (:mod:`atlassian_cleanup.restore_rules`); these operators
+─► export_audit``. The decisions are pure (:mod:`atlassian_cleanup.restore.rules`); these operators
 read Atlassian and the state store, carry the decisions out and journal them.
 
 Exactly once per request: the restore write and the answer (comment, then resolve) are claimed in
@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from atlassian_cleanup.operators import (
+from atlassian_cleanup.client.retry import StopsAtlassianCallsOnKill
+from atlassian_cleanup.operators.cleanup import (
     announce_audit,
     as_list,
     failed_upstream_tasks,
@@ -37,7 +38,7 @@ from atlassian_cleanup.operators import (
     wire_large_input,
 )
 from atlassian_cleanup.progress import counts_in_words
-from atlassian_cleanup.restore_rules import (
+from atlassian_cleanup.restore.rules import (
     DEFERRED,
     RESTORE,
     Decision,
@@ -46,12 +47,11 @@ from atlassian_cleanup.restore_rules import (
     decision_from_dict,
     request_from_issue,
 )
-from atlassian_cleanup.retry import StopsAtlassianCallsOnKill
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from atlassian_cleanup.policy import Policy
+    from atlassian_cleanup.decisions.policy import Policy
 
 #: The v2 user search takes at most this many account ids per call.
 _MAX_LINES = 200
@@ -76,7 +76,7 @@ class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
 
     As the run's first task it resolves the run's policy once (file, params, conf keys checked)
     and publishes it as the ``policy`` XCom the later tasks use (see
-    :func:`~atlassian_cleanup.operators.start_run_policy`).
+    :func:`~atlassian_cleanup.operators.cleanup.start_run_policy`).
     """
 
     template_fields: Sequence[str] = ("policy_path", "site_conn_id")
@@ -88,7 +88,7 @@ class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.site_conn_id = site_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from atlassian_cleanup.hooks import AtlassianSiteHook
+        from atlassian_cleanup.client.hooks import AtlassianSiteHook
 
         policy, _ = start_run_policy(self, self.policy_path, context)
         with AtlassianSiteHook(atlassian_site_conn_id=self.site_conn_id) as site:
@@ -147,7 +147,7 @@ class EvaluateRestoreRulesOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.admin_conn_id = admin_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from atlassian_cleanup.hooks import AtlassianAdminHook
+        from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
         policy = policy_of_run(resolve_large_input(self.run_policy, context))
         requests = [RestoreRequest.from_dict(r) for r in self.requests or []]
@@ -226,7 +226,7 @@ class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.admin_conn_id = admin_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from atlassian_cleanup.hooks import AtlassianAdminHook
+        from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
         policy = policy_of_run(resolve_large_input(self.run_policy, context))
         rows = [dict(row) for row in self.decisions or []]
@@ -282,8 +282,8 @@ class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
         return rows
 
     def _restore_one(self, admin: Any, store: Any, decision: Decision, context: Context) -> dict[str, Any]:
-        from atlassian_cleanup.retry import AtlassianApiError, AtlassianAuthError
-        from atlassian_cleanup.transitions import can_apply
+        from atlassian_cleanup.actions.transitions import can_apply
+        from atlassian_cleanup.client.retry import AtlassianApiError, AtlassianAuthError
 
         at = run_as_of(context)
         run_id = context["run_id"]
@@ -342,7 +342,7 @@ class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
     @staticmethod
     def _step(admin: Any, step: str, account_id: str, decision: Decision) -> int | None:
         """Make one restore call unless its effect is already there; the HTTP status or None."""
-        from atlassian_cleanup.retry import AtlassianNotFoundError
+        from atlassian_cleanup.client.retry import AtlassianNotFoundError
 
         account = read_accounts(admin, [account_id]).get(account_id) or {}
         status = str(account.get("status") or "")
@@ -396,7 +396,7 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.site_conn_id = site_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from atlassian_cleanup.hooks import AtlassianSiteHook
+        from atlassian_cleanup.client.hooks import AtlassianSiteHook
 
         policy = policy_of_run(resolve_large_input(self.run_policy, context))
         rows = [dict(row) for row in self.decisions or []]
@@ -433,7 +433,7 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
         return rows
 
     def _answer(self, site: Any, store: Any, row: dict[str, Any], context: Context) -> str:
-        from atlassian_cleanup.retry import AtlassianApiError, AtlassianAuthError
+        from atlassian_cleanup.client.retry import AtlassianApiError, AtlassianAuthError
 
         at = run_as_of(context)
         key = row["request_key"]
@@ -517,7 +517,7 @@ def resolve_request(site: Any, key: str) -> str | None:
 class ExportRestoreAuditOperator(BaseOperator):
     """Write the restore run's audit CSV (one row per request) and fail last if a task failed.
 
-    Reuses :func:`atlassian_cleanup.audit.write_audit` into ``<audit dir>/restore/``: the decision
+    Reuses :func:`atlassian_cleanup.reports.audit.write_audit` into ``<audit dir>/restore/``: the decision
     is in ``rule`` / ``reason`` / ``proposed_action`` (the verdict) / ``planned_action`` (the
     restore steps) / ``outcome``, and ``stage`` is the store's stage when the rules ran.
     """
@@ -532,7 +532,7 @@ class ExportRestoreAuditOperator(BaseOperator):
         self.audit_dir = audit_dir
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from atlassian_cleanup.audit import write_audit
+        from atlassian_cleanup.reports.audit import write_audit
         from atlassian_cleanup.settings import restore_audit_dir
 
         merged: dict[str, dict[str, Any]] = {}
@@ -577,7 +577,7 @@ class ExportRestoreAuditOperator(BaseOperator):
 
 
 def audit_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """One audit CSV row per request (a subset of :data:`~atlassian_cleanup.audit.AUDIT_COLUMNS`)."""
+    """One audit CSV row per request (a subset of :data:`~atlassian_cleanup.reports.audit.AUDIT_COLUMNS`)."""
     outcome = [f"{row['request_key']}"]
     for key in ("restore_outcome", "answer_outcome"):
         if row.get(key):

@@ -1,6 +1,6 @@
 """The extracted users as columns: what ``extract_users`` hands to ``compute_inactivity``.
 
-A list of :class:`~atlassian_cleanup.records.UserRecord` dicts costs about 1.5 KB per user in
+A list of :class:`~atlassian_cleanup.decisions.records.UserRecord` dicts costs about 1.5 KB per user in
 Python (a dict, its keys and a dozen small strings each), so a 1,000,000-user organisation needs
 1.5 GB before anything is planned. :class:`UserTable` holds the same fields column by column and is
 filled page by page while the directory is read, so no list of user dicts ever exists:
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 #: Marks the JSON form so a consumer can tell a table from a list of records.
-FORMAT = "atlassian_cleanup.user_table/1"
+FORMAT = "atlassian_cleanup.decisions.user_table/1"
 
 #: Plain string columns (mostly unique per user).
 PLAIN_FIELDS: tuple[str, ...] = ("account_id", "email", "name")
@@ -86,7 +86,7 @@ def import_timestamp_parser() -> None:
 def epoch_seconds(values: Sequence[Any]) -> np.ndarray:
     """ISO-8601 strings / datetimes / None -> seconds since the epoch (NaN when missing).
 
-    Naive values count as UTC, like :func:`atlassian_cleanup.records.parse_timestamp`.
+    Naive values count as UTC, like :func:`atlassian_cleanup.decisions.records.parse_timestamp`.
     """
     if len(values) == 0:
         return np.empty(0, dtype=_FLOAT)
@@ -222,7 +222,7 @@ class UserTable:
         self._chunks.setdefault(name, []).append(array)
 
     def extend(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Append users given as :class:`~atlassian_cleanup.records.UserRecord`-shaped mappings.
+        """Append users given as :class:`~atlassian_cleanup.decisions.records.UserRecord`-shaped mappings.
 
         Missing keys count as ``None`` (empty for lists); ``product_access`` may be a dict or its
         JSON string. The cost is per call, so pass pages or chunks rather than single users.

@@ -2,10 +2,10 @@
 
 Atlassian cannot tell us when *we* warned, actioned or restored someone, so this tool keeps its own
 stage per user (DESIGN §3). The machine is pure: :func:`apply_event` takes what the state store
-knows (:class:`~atlassian_cleanup.planner.UserHistory`, ``None`` for a user never seen), an event,
+knows (:class:`~atlassian_cleanup.decisions.planner.UserHistory`, ``None`` for a user never seen), an event,
 the moment it happened (the run's logical date or the action time, passed by the caller, never the
 wall clock) and the event's data, and returns the new history or raises :class:`InvalidTransition`.
-The store (:mod:`atlassian_cleanup.state`) persists the result in the same transaction as the
+The store (:mod:`atlassian_cleanup.actions.state`) persists the result in the same transaction as the
 journal row that caused it.
 
 ::
@@ -71,7 +71,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from atlassian_cleanup.records import STAGES, UserHistory
+from atlassian_cleanup.decisions.records import STAGES, UserHistory
 
 #: Every event the machine knows, in lifecycle order.
 EVENTS: tuple[str, ...] = (

@@ -23,9 +23,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from atlassian_cleanup.policy import LicensingPolicy
-from atlassian_cleanup.products import canonical_product
-from atlassian_cleanup.records import plan_product_activity
+from atlassian_cleanup.decisions.policy import LicensingPolicy
+from atlassian_cleanup.decisions.products import canonical_product
+from atlassian_cleanup.decisions.records import plan_product_activity
 
 #: Actions after which an account holds no seat at all (a deleted account is deactivated first).
 _FREES_ALL_SEATS = frozenset({"suspend", "deactivate", "delete"})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
-from atlassian_cleanup.products import canonical_product, product_of_resource
+from atlassian_cleanup.decisions.products import canonical_product, product_of_resource
 
 
 class UserRecord(TypedDict):
@@ -42,7 +42,7 @@ class UserRecord(TypedDict):
     time_zone: str | None
 
 
-#: Columns of a plan row, in order (types and meaning: see :mod:`atlassian_cleanup.planner`). Kept
+#: Columns of a plan row, in order (types and meaning: see :mod:`atlassian_cleanup.decisions.planner`). Kept
 #: here, beside the user record, so the audit writer can use them without importing pandas.
 PLAN_COLUMNS: tuple[str, ...] = (
     "account_id",
@@ -261,7 +261,7 @@ PROPOSED_ACTIONS: tuple[str, ...] = (
 #: Proposed actions that write to Atlassian (what the safety caps count).
 WRITE_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access", "delete"})
 
-#: Stages of the per-user state machine (see :mod:`atlassian_cleanup.transitions`).
+#: Stages of the per-user state machine (see :mod:`atlassian_cleanup.actions.transitions`).
 STAGES: tuple[str, ...] = ("active", "warned", "actioned", "pending_delete", "deleted", "restored")
 
 
@@ -272,7 +272,7 @@ class UserHistory:
     ``stage`` is one of :data:`STAGES`; ``last_warned_lead_days`` is the smallest lead-day bucket
     already sent in the current warning cycle and ``warned_at`` when the latest warning went out;
     ``actioned_at`` / ``actioned_action`` record this tool's last action, ``restored_at`` its last
-    restore. From the journal of the current cycle (:meth:`~atlassian_cleanup.state.StateStore.history`):
+    restore. From the journal of the current cycle (:meth:`StateStore.history` in ``actions.state``):
     ``delete_requested_at`` when this tool's deletion was accepted, ``deletion_kind`` how
     (``delete``: the lifecycle delete with Atlassian's 14-day cancel window; ``remove_from_directory``:
     removed from the directory instead, no window), ``delete_notice_at`` when the deletion notice

@@ -40,16 +40,17 @@ from jinja2 import (
     select_autoescape,
 )
 
-from atlassian_cleanup.enforcement import RecipientNotAddressable
-from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
-from atlassian_cleanup.records import parse_timestamp, plan_product_activity, valid_email_address
+from atlassian_cleanup.actions.enforcement import RecipientNotAddressable
+from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
+from atlassian_cleanup.decisions.records import parse_timestamp, plan_product_activity, valid_email_address
 
 log = logging.getLogger(__name__)
 
-_REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "include" / "templates"
+_REPO_TEMPLATES = Path(__file__).resolve().parents[3] / "include" / "templates"
 #: Where the shipped e-mail templates live: ``<repo>/include/templates``, or the copy an installed
 #: distribution carries as ``atlassian_cleanup/templates`` (pyproject.toml maps the one to the other).
-TEMPLATE_DIR = _REPO_TEMPLATES if _REPO_TEMPLATES.is_dir() else Path(__file__).with_name("templates")
+_WHEEL_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATE_DIR = _REPO_TEMPLATES if _REPO_TEMPLATES.is_dir() else _WHEEL_TEMPLATES
 HTML_TEMPLATE = "warning_email.html"
 TEXT_TEMPLATE = "warning_email.txt"
 DIGEST_HTML_TEMPLATE = "admin_digest.html"
@@ -873,10 +874,10 @@ def digest_context(
     :param audit_file: the audit CSV's file name.
     :param audit_page_url: link to the audit page (policy ``audit_page_url``).
     :param failed_tasks: tasks of the run that failed.
-    :param seats: the run's billable-seat figures (:func:`atlassian_cleanup.seats.seat_figures`).
+    :param seats: the run's billable-seat figures (:func:`atlassian_cleanup.reports.seats.seat_figures`).
     :param without_email: the policy's ``warning.without_email`` (how those users are treated).
     :param policy_warnings: plausibility warnings about the run's policy.
-    :param run: who and how (:func:`atlassian_cleanup.operators.run_record`): ``triggered_by``,
+    :param run: who and how (:func:`atlassian_cleanup.operators.cleanup.run_record`): ``triggered_by``,
         ``overrides`` (param -> value) and ``approval`` (its ``summary`` is shown when an approval
         was required).
     :return: a dict for the digest templates.

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from atlassian_cleanup.decisions.records import PLAN_COLUMNS
 from atlassian_cleanup.outcomes import RESULTS as ENFORCEMENT_RESULTS
-from atlassian_cleanup.records import PLAN_COLUMNS
 
 #: Column order of the audit CSV: the run, then every plan column, then what the run did (the
 #: README's "Audit CSV columns" table documents each one).

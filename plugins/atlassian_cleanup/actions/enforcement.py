@@ -61,25 +61,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from atlassian_cleanup.account_facts import DELETE_GRACE_DAYS
-from atlassian_cleanup.outcomes import (  # re-exported: callers import them from here too
-    DONE,
-    FAILED,
-    REPORTED,
-    RESULTS,
-    SKIPPED_ALREADY_DONE,
-    SKIPPED_CHANGED,
-)
-from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
-from atlassian_cleanup.progress import ProgressLog
-from atlassian_cleanup.records import (
-    parse_timestamp,
-    plan_product_activity,
-    product_grants,
-    user_record_from_v2,
-    valid_email_address,
-)
-from atlassian_cleanup.retry import (
+from atlassian_cleanup.actions.transitions import can_apply
+from atlassian_cleanup.client.retry import (
     AtlassianApiError,
     AtlassianAuthError,
     AtlassianNotFoundError,
@@ -88,11 +71,28 @@ from atlassian_cleanup.retry import (
     interruptible_sleep,
     raise_if_cancelled,
 )
-from atlassian_cleanup.transitions import can_apply
+from atlassian_cleanup.decisions.account_facts import DELETE_GRACE_DAYS
+from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
+from atlassian_cleanup.decisions.records import (
+    parse_timestamp,
+    plan_product_activity,
+    product_grants,
+    user_record_from_v2,
+    valid_email_address,
+)
+from atlassian_cleanup.outcomes import (  # re-exported: callers import them from here too
+    DONE,
+    FAILED,
+    REPORTED,
+    RESULTS,
+    SKIPPED_ALREADY_DONE,
+    SKIPPED_CHANGED,
+)
+from atlassian_cleanup.progress import ProgressLog
 
 if TYPE_CHECKING:
-    from atlassian_cleanup.hooks import AtlassianAdminHook
-    from atlassian_cleanup.state import StateStore
+    from atlassian_cleanup.actions.state import StateStore
+    from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
 APPLY_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access"})
 #: Shown by Atlassian to a deactivated user who tries to log in.

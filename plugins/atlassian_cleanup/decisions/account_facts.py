@@ -1,7 +1,7 @@
 """What this tool actually did to one account, and when, read from the state store's journal.
 
 Pure: no Airflow, no HTTP, no clock. :func:`facts_from_journal` turns a user's journal (and the
-store's :class:`~atlassian_cleanup.records.UserHistory`) into :class:`AccountFacts`: each write
+store's :class:`~atlassian_cleanup.decisions.records.UserHistory`) into :class:`AccountFacts`: each write
 this tool made in the user's latest actioned cycle, with the Atlassian call it used and the time
 the journal recorded its result. The ``*_sentence`` functions word those facts for the person
 (restore answers) and for admins (audit reasons), so every answer says what was really done,
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from atlassian_cleanup.products import PRODUCT_LABELS, canonical_product
+from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
 
 #: Atlassian keeps a deleted managed account this many days after the request; cancel-delete works meanwhile.
 DELETE_GRACE_DAYS = 14
@@ -118,7 +118,7 @@ def _succeeded(entry: Any, event: str) -> bool:
 def facts_from_journal(journal: Sequence[Any], history: Any = None) -> AccountFacts:
     """The writes of the user's latest actioned cycle (see :class:`AccountFacts`).
 
-    ``journal`` is the user's entries, oldest first (:class:`~atlassian_cleanup.state.JournalEntry`
+    ``journal`` is the user's entries, oldest first (:class:`~atlassian_cleanup.actions.state.JournalEntry`
     or their dicts). ``history`` (optional) is the store's record of the user: its
     ``actioned_action`` is the action that took effect, which tells a ``deactivate`` entry that
     Atlassian turned into a suspension apart from a real deactivation.

@@ -20,15 +20,15 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from atlassian_cleanup.client.retry import StopsAtlassianCallsOnKill
+from atlassian_cleanup.decisions.records import format_timestamp
 from atlassian_cleanup.progress import ProgressLog, counts_in_words
-from atlassian_cleanup.records import format_timestamp
-from atlassian_cleanup.retry import StopsAtlassianCallsOnKill
 from atlassian_cleanup.settings import audit_dir as default_audit_dir
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from atlassian_cleanup.policy import Policy
+    from atlassian_cleanup.decisions.policy import Policy
 
 MODE_DRY_RUN = "dry_run"
 MODE_LIVE = "live"
@@ -49,7 +49,7 @@ def resolve_policy(
     Raised as :class:`AirflowFailException` so Airflow does not retry a run whose configuration is
     wrong: retrying cannot fix a typo, it only delays the message the admin needs to see.
     """
-    from atlassian_cleanup.policy import (
+    from atlassian_cleanup.decisions.policy import (
         LEGACY_PARAMS,
         PolicyError,
         apply_overrides,
@@ -85,8 +85,8 @@ RUN_POLICY_KEY = "policy"
 def run_policy_record(policy: Policy, policy_path: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """The run's policy as it travels between tasks: the effective policy, its SHA-256, the file it
     came from and the params that changed it."""
-    from atlassian_cleanup.audit import policy_fingerprint
-    from atlassian_cleanup.policy import active_overrides
+    from atlassian_cleanup.decisions.policy import active_overrides
+    from atlassian_cleanup.reports.audit import policy_fingerprint
 
     data = policy.to_dict()
     return {
@@ -126,8 +126,8 @@ def start_run_policy(task: BaseOperator, policy_path: str, context: Context) -> 
 
 def policy_of_run(record: Any) -> Policy:
     """The :class:`Policy` of a record made by :func:`start_run_policy`, checked against its SHA-256."""
-    from atlassian_cleanup.audit import policy_fingerprint
-    from atlassian_cleanup.policy import PolicyError, policy_from_dict
+    from atlassian_cleanup.decisions.policy import PolicyError, policy_from_dict
+    from atlassian_cleanup.reports.audit import policy_fingerprint
 
     if not isinstance(record, Mapping) or not isinstance(record.get("policy"), Mapping):
         raise AirflowFailException(
@@ -213,7 +213,7 @@ def state_store_url(conn_id: str) -> str:
 
 
 def open_state_store(policy: Policy, log: Any) -> Any:
-    from atlassian_cleanup.state import StateStore
+    from atlassian_cleanup.actions.state import StateStore
 
     url = state_store_url(policy.state_store.conn_id)
     store = StateStore(url)
@@ -265,7 +265,7 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
     One paginated ``POST .../directories/{id}/users/search`` with ``expand=productAccess,groups,
     platformRoles`` replaces a per-user ``last-active-dates`` loop. The next page is requested while
     the current one is normalised (a background thread keeps a page or two ready), and users go
-    straight into a column-wise :class:`~atlassian_cleanup.user_table.UserTable`, so a large org
+    straight into a column-wise :class:`~atlassian_cleanup.decisions.user_table.UserTable`, so a large org
     never becomes a list of per-user dicts. When a site connection is given, Jira's user list is
     read at the same time, on its own connection, and crossed with the directory: the v2 Admin API
     only documents ``accountType: atlassian``, so bots and portal customers are recognised from
@@ -273,7 +273,7 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
     once: a user's products are the ones their groups grant, and ``productAccess`` (which leaves
     out the products a user never opened) only dates them.
 
-    Returns the table's JSON form (:meth:`~atlassian_cleanup.user_table.UserTable.to_json`). As the
+    Returns the table's JSON form (:meth:`~atlassian_cleanup.decisions.user_table.UserTable.to_json`). As the
     run's first task it also resolves the run's policy (the file plus the run's params, the conf
     checked for unknown keys) before any API call, and publishes it as the ``policy`` XCom that every
     later task uses (:func:`start_run_policy`).
@@ -336,7 +336,7 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
         :return: the table and counts (``directory_id``, ``directory_users``, ``retyped``, ``added``,
             ``seconds``).
         """
-        from atlassian_cleanup.user_table import UserTable
+        from atlassian_cleanup.decisions.user_table import UserTable
 
         started = time.monotonic()
         table = UserTable()
@@ -361,9 +361,9 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
         from concurrent.futures import ThreadPoolExecutor
         from contextlib import closing
 
-        from atlassian_cleanup.hooks import AtlassianAdminHook
-        from atlassian_cleanup.records import user_record_from_jira, user_record_from_v2
-        from atlassian_cleanup.user_table import import_timestamp_parser
+        from atlassian_cleanup.client.hooks import AtlassianAdminHook
+        from atlassian_cleanup.decisions.records import user_record_from_jira, user_record_from_v2
+        from atlassian_cleanup.decisions.user_table import import_timestamp_parser
 
         expected = progress.total
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="extract") as pool:
@@ -423,8 +423,8 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
 
     def _product_grants(self, admin: Any) -> dict[str, frozenset[str]]:
         """Group id -> products the group grants, read once per run (see README, "How users are judged")."""
-        from atlassian_cleanup.products import PRODUCT_LABELS
-        from atlassian_cleanup.records import product_grants
+        from atlassian_cleanup.decisions.products import PRODUCT_LABELS
+        from atlassian_cleanup.decisions.records import product_grants
 
         groups = list(admin.iter_groups_with_roles())
         grants = product_grants(groups)
@@ -458,7 +458,7 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
             return None
 
     def _site_accounts(self, expected: int | None = None) -> dict[str, dict[str, Any]]:
-        from atlassian_cleanup.hooks import AtlassianSiteHook
+        from atlassian_cleanup.client.hooks import AtlassianSiteHook
 
         progress = ProgressLog(self.log, "extract_users: Jira accounts", total=expected)
         accounts: dict[str, dict[str, Any]] = {}
@@ -485,7 +485,7 @@ def _refuse_duplicates(account_ids: Sequence[str], directory_id: str) -> None:
 class ComputeInactivityOperator(BaseOperator):
     """Plan who is inactive and what happens to them, as of the run's logical date.
 
-    The decision itself is :func:`atlassian_cleanup.planner.plan_actions`, a pure function; this
+    The decision itself is :func:`atlassian_cleanup.decisions.planner.plan_actions`, a pure function; this
     operator only feeds it and logs the outcome. The API user (the site connection's login) is
     passed as protected so the tool can never lock itself out.
     """
@@ -513,20 +513,20 @@ class ComputeInactivityOperator(BaseOperator):
         self.admin_conn_id = admin_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from atlassian_cleanup.gates import (
+        from atlassian_cleanup.decisions.gates import (
             check_caps,
             missing_activity_share,
             plausibility_warnings,
             sanity_problems,
         )
-        from atlassian_cleanup.planner import plan_actions, plan_to_records, summarise_plan
+        from atlassian_cleanup.decisions.planner import plan_actions, plan_to_records, summarise_plan
 
         record = resolve_large_input(self.run_policy, context)
         policy = policy_of_run(record)
         as_of = run_as_of(context)
         mode = mode_of(policy)
         run_id = context["run_id"]
-        from atlassian_cleanup.user_table import UserTable
+        from atlassian_cleanup.decisions.user_table import UserTable
 
         api_user_emails = []
         if self.site_conn_id:
@@ -627,8 +627,8 @@ class ComputeInactivityOperator(BaseOperator):
         A dry run is never stopped (it writes nothing) but says so in its log. The param
         ``acknowledge_new_state_store`` lets one live run start again from this store.
         """
-        from atlassian_cleanup.gates import memory_problems
-        from atlassian_cleanup.policy import ACKNOWLEDGE_NEW_STATE_STORE
+        from atlassian_cleanup.decisions.gates import memory_problems
+        from atlassian_cleanup.decisions.policy import ACKNOWLEDGE_NEW_STATE_STORE
 
         witness = latest_store_witness(self.dag_id, self.audit_dir or default_audit_dir(), self.log)
         problems = memory_problems(
@@ -661,8 +661,8 @@ class ComputeInactivityOperator(BaseOperator):
 
     def _deactivation_refusals(self, plan: Any) -> dict[str, str | None]:
         """Ask Atlassian, for each account warned or deactivated this run, whether it may be deactivated."""
-        from atlassian_cleanup.enforcement import deactivation_refusals
-        from atlassian_cleanup.hooks import AtlassianAdminHook
+        from atlassian_cleanup.actions.enforcement import deactivation_refusals
+        from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
         asked = plan.loc[
             (plan["planned_action"] == "deactivate") & plan["proposed_action"].isin(["warn", "deactivate"]),
@@ -708,7 +708,7 @@ class ComputeInactivityOperator(BaseOperator):
 
 
 def _activity_rows(table: Any) -> Iterable[dict[str, Any]]:
-    """Per user, what :func:`~atlassian_cleanup.gates.missing_activity_share` reads, from a user table.
+    """Per user, what :func:`~.decisions.gates.missing_activity_share` reads, from a user table.
 
     ``last_active`` is true when the user has any last-active data (their own or a product's);
     the gate only asks whether there is some.
@@ -744,8 +744,8 @@ def latest_store_witness(dag_id: str, audit_dir: str, log: Any) -> Any:
     """
     from airflow.sdk import Variable
 
-    from atlassian_cleanup.audit import read_manifests
-    from atlassian_cleanup.gates import StoreWitness
+    from atlassian_cleanup.decisions.gates import StoreWitness
+    from atlassian_cleanup.reports.audit import read_manifests
 
     key = store_witness_key(dag_id)
     try:
@@ -957,8 +957,8 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
         if not selected:
             self.log.info("%s (live): nothing planned", self.stage_name)
             return {}
-        from atlassian_cleanup.enforcement import Enforcer
-        from atlassian_cleanup.hooks import AtlassianAdminHook
+        from atlassian_cleanup.actions.enforcement import Enforcer
+        from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
         with open_state_store(policy, self.log) as store:
             if not store.knows_run(context["run_id"], mode=MODE_LIVE):
@@ -1074,7 +1074,7 @@ class NotifyWarningsOperator(_StageOperator):
     def enforce(
         self, rows: list[Mapping[str, Any]], enforcer: Any, policy: Policy, context: Context
     ) -> list[Any]:
-        from atlassian_cleanup.notifications import WarningSender, resolve_templates_dir
+        from atlassian_cleanup.actions.notifications import WarningSender, resolve_templates_dir
 
         settings = policy.notifications
         with WarningSender(
@@ -1094,7 +1094,7 @@ DIGEST_TEMPLATE_SET = "digest"
 
 def check_policy_templates(policy: Policy, policy_path: str, which: str) -> None:
     """Validate the policy's e-mail templates; a broken set fails the task without retries."""
-    from atlassian_cleanup.notifications import (
+    from atlassian_cleanup.actions.notifications import (
         DIGEST_TEMPLATES,
         NOTICE_TEMPLATES,
         WARNING_TEMPLATES,
@@ -1273,9 +1273,9 @@ class ExportAuditOperator(BaseOperator):
         run: Mapping[str, Any],
     ) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
         """Write the CSV and manifest, set the Asset event, and (live) record the run's end."""
-        from atlassian_cleanup.audit import audit_rows, write_audit
-        from atlassian_cleanup.planner import summarise_plan
-        from atlassian_cleanup.seats import seat_figures
+        from atlassian_cleanup.decisions.planner import summarise_plan
+        from atlassian_cleanup.reports.audit import audit_rows, write_audit
+        from atlassian_cleanup.reports.seats import seat_figures
 
         summary = summarise_plan(plan)
         if failed_upstream:
@@ -1337,14 +1337,14 @@ class ExportAuditOperator(BaseOperator):
         logged as an error but does not fail the task; the audit, the journal and the run state
         stay the record, and failing here would hide the run's own outcome.
         """
-        from atlassian_cleanup.gates import plausibility_warnings
-        from atlassian_cleanup.notifications import (
+        from atlassian_cleanup.actions.notifications import (
             SmtpUnavailableError,
             TemplateError,
             digest_context,
             resolve_templates_dir,
             send_digest,
         )
+        from atlassian_cleanup.decisions.gates import plausibility_warnings
 
         settings = policy.notifications
         if not settings.admin_emails:
@@ -1390,7 +1390,7 @@ def run_record(
     or ``scheduler`` for a scheduled run; ``overrides`` the run params that changed the policy;
     ``approval`` what ``approve_plan`` decided (None when it never ran).
     """
-    from atlassian_cleanup.audit import triggered_by
+    from atlassian_cleanup.reports.audit import triggered_by
 
     dag_run = context.get("dag_run")
     run_type = getattr(dag_run, "run_type", None)

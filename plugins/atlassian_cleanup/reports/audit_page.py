@@ -10,7 +10,7 @@ Safety rules (each has a test):
   a request without a valid Airflow session cookie or Bearer token gets 401, and one whose user may
   not read the cleanup DAG's runs gets 403.
 * Only files the audit writer produces can be downloaded, by plain name, from the audit folder
-  (:func:`atlassian_cleanup.audit.resolve_audit_file`); any other name answers 404.
+  (:func:`atlassian_cleanup.reports.audit.resolve_audit_file`); any other name answers 404.
 * Everything is served by the package (no CDN: the api-server may be offline); the chart is an
   inline SVG drawn here, the page's CSS is served by the app, and the Content-Security-Policy
   allows nothing else.
@@ -30,7 +30,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from atlassian_cleanup.audit import read_manifests, resolve_audit_file, verify_audit
+from atlassian_cleanup.reports.audit import read_manifests, resolve_audit_file, verify_audit
 from atlassian_cleanup.settings import CLEANUP_DAG_ID, RESTORE_DAG_ID, audit_dir, restore_audit_dir
 
 #: Mount point in the api-server (also the UI's iframe route, see the plugin module).

@@ -2,7 +2,7 @@
 
 No Airflow, no HTTP, no clock: the caller passes the request, the requester's directory account
 (as re-read right now, or ``None``), what the state store knows (history and journal), the policy
-and the run's logical date. The operators (:mod:`atlassian_cleanup.restore_operators`) carry the
+and the run's logical date. The operators (:mod:`atlassian_cleanup.operators.restore`) carry the
 decision out.
 
 Rules, in order
@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from atlassian_cleanup.account_facts import (
+from atlassian_cleanup.actions.transitions import can_apply
+from atlassian_cleanup.decisions.account_facts import (
     DEACTIVATE,
     DELETE_GRACE_DAYS,
     REMOVE_FROM_DIRECTORY,
@@ -50,7 +51,6 @@ from atlassian_cleanup.account_facts import (
     user_done_sentence,
     user_next_sentence,
 )
-from atlassian_cleanup.transitions import can_apply
 
 RESTORE = "restore"
 ALREADY_RESTORED = "already_restored"
@@ -244,12 +244,12 @@ def decide(
     """Decide what to do with one request (see the module docstring for the rules).
 
     Every answer and reason states what this tool really did to the account and when, as the
-    journal recorded it (:func:`~atlassian_cleanup.account_facts.facts_from_journal`), and what
+    journal recorded it (:func:`~atlassian_cleanup.decisions.account_facts.facts_from_journal`), and what
     can be done next.
 
     :param account: the reporter's directory user (v2 shape, with ``groups``) read now, or ``None``
         when the directory does not list them.
-    :param history: the store's :class:`~atlassian_cleanup.planner.UserHistory` (or its dict), or
+    :param history: the store's :class:`~atlassian_cleanup.decisions.planner.UserHistory` (or its dict), or
         ``None`` for a user the store never recorded.
     :param journal: the reporter's journal entries, oldest first.
     :param restore_policy: ``policy.restore`` (``allowed_domains``, ``allowed_groups``).

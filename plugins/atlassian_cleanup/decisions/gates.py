@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from atlassian_cleanup.policy import ACKNOWLEDGE_NEW_STATE_STORE, Policy
-from atlassian_cleanup.policy import plausibility_warnings as policy_plausibility_warnings
-from atlassian_cleanup.records import WRITE_ACTIONS
+from atlassian_cleanup.decisions.policy import ACKNOWLEDGE_NEW_STATE_STORE, Policy
+from atlassian_cleanup.decisions.policy import plausibility_warnings as policy_plausibility_warnings
+from atlassian_cleanup.decisions.records import WRITE_ACTIONS
 
 #: Write action kinds in the order they are reported.
 CAP_KINDS: tuple[str, ...] = tuple(
@@ -53,7 +53,7 @@ def missing_activity_share(users: Iterable[Mapping[str, Any]]) -> float:
     already suspended accounts legitimately have no activity. A user has data when ``last_active``
     is set or any product in ``product_access`` carries a timestamp.
 
-    :param users: :class:`~atlassian_cleanup.records.UserRecord` dicts.
+    :param users: :class:`~atlassian_cleanup.decisions.records.UserRecord` dicts.
     :return: a share in ``[0, 1]``; ``0.0`` when there is no such user.
     """
     counted = missing = 0
@@ -305,7 +305,7 @@ def cap_plausibility_warnings(policy: Policy, *, user_count: int) -> list[str]:
 
     Which share of the org the caps allow depends on its size, so this is asked where the caps are
     checked; the policy-only plausibility warnings are
-    :func:`atlassian_cleanup.policy.plausibility_warnings`.
+    :func:`atlassian_cleanup.decisions.policy.plausibility_warnings`.
 
     :param policy: the run's policy (``safety.max_actions_per_run``, ``safety.max_action_share``).
     :param user_count: users in the org this run.

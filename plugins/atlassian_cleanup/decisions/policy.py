@@ -42,8 +42,8 @@ from typing import Any, Literal
 import jsonschema
 import yaml
 
-from atlassian_cleanup.products import _ALIASES as _PRODUCT_ALIASES
-from atlassian_cleanup.products import KNOWN_PRODUCTS, canonical_product
+from atlassian_cleanup.decisions.products import _ALIASES as _PRODUCT_ALIASES
+from atlassian_cleanup.decisions.products import KNOWN_PRODUCTS, canonical_product
 
 Action = Literal["suspend", "deactivate", "remove_product_access"]
 ACTIONS: tuple[str, ...] = ("suspend", "deactivate", "remove_product_access")
@@ -94,7 +94,7 @@ class PolicyError(ValueError):
 class InactivityPolicy:
     """When a user counts as inactive.
 
-    ``products`` maps canonical product keys (see :mod:`atlassian_cleanup.products`) to their own
+    ``products`` maps canonical product keys (see :mod:`atlassian_cleanup.decisions.products`) to their own
     threshold; a product without an entry uses ``default_days``.
     """
 
@@ -1013,7 +1013,7 @@ def plausibility_warnings(policy: Policy) -> list[str]:
     years (:data:`PLAUSIBLE_DAYS`), a notice period without warnings. Values that cannot be meant
     (longer than :data:`MAX_DAYS`) are errors of :func:`policy_from_dict` instead. The warning
     about caps allowing more than half the org needs the org size:
-    :func:`atlassian_cleanup.gates.cap_plausibility_warnings`.
+    :func:`atlassian_cleanup.decisions.gates.cap_plausibility_warnings`.
     """
     warnings: list[str] = []
     protected = policy.protected

@@ -10,7 +10,7 @@ type ``http``) but replace the parts of it that do not suit Atlassian:
 * With an empty login ``HttpHook`` calls a custom auth class without arguments, which sends
   ``Authorization: Bearer None``; here the Bearer header is built from the password directly.
 * ``check_response`` hides the status code; here every call goes through
-  :class:`~atlassian_cleanup.retry.RetryPolicy`, which classifies statuses itself.
+  :class:`~atlassian_cleanup.client.retry.RetryPolicy`, which classifies statuses itself.
 
 Connections (JSON form, e.g. in ``AIRFLOW_CONN_ATLASSIAN_ADMIN``)::
 
@@ -41,7 +41,7 @@ from airflow.sdk.exceptions import AirflowException
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from atlassian_cleanup import __version__
-from atlassian_cleanup.pagination import (
+from atlassian_cleanup.client.pagination import (
     OnPage,
     Page,
     items_of,
@@ -54,7 +54,7 @@ from atlassian_cleanup.pagination import (
     pages_v2_cursor,
     prefetch,
 )
-from atlassian_cleanup.retry import (
+from atlassian_cleanup.client.retry import (
     AtlassianApiError,
     AtlassianConfigurationError,
     AtlassianPaginationError,
@@ -248,7 +248,7 @@ class _AtlassianHttpHook(HttpHook):
         return self._retry_policy
 
     def _credential_forms(self, conn: Connection) -> tuple[str, ...]:
-        """Every form of this connection's secret (see :func:`~atlassian_cleanup.retry.credential_forms`)."""
+        """Every form of this connection's secret (see :func:`.retry.credential_forms`)."""
         return credential_forms(conn.password)
 
     def _credential_state(self) -> Any:

@@ -1,0 +1,1 @@
+"""The restore flow: which requests may be restored, and how."""
