@@ -40,6 +40,13 @@ def canonical_product(key: str) -> str:
     return _ALIASES.get(normalised, normalised)
 
 
+def product_label(product: str) -> str:
+    """How admins and users read a product key: "Jira Service Management" for ``jsm``; a key this
+    tool does not know is title-cased ("jira-work-management" -> "Jira Work Management")."""
+    key = canonical_product(product)
+    return PRODUCT_LABELS.get(key) or key.replace("-", " ").title()
+
+
 #: ARI owners that are not products a user is given access to (org and site scoped roles).
 _NOT_PRODUCTS = frozenset({"platform", "identity"})
 
