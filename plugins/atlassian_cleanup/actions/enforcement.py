@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from atlassian_cleanup.action_kinds import LIFECYCLE_ACTIONS
 from atlassian_cleanup.actions.transitions import can_apply
 from atlassian_cleanup.client.retry import (
     AtlassianApiError,
@@ -94,7 +95,7 @@ if TYPE_CHECKING:
     from atlassian_cleanup.actions.state import StateStore
     from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
-APPLY_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access"})
+APPLY_ACTIONS: frozenset[str] = frozenset(LIFECYCLE_ACTIONS)
 #: Shown by Atlassian to a deactivated user who tries to log in.
 DEFAULT_DEACTIVATE_MESSAGE = (
     "Your Atlassian account was deactivated after a long period without activity. "

@@ -40,6 +40,7 @@ from jinja2 import (
     select_autoescape,
 )
 
+from atlassian_cleanup.action_kinds import KINDS
 from atlassian_cleanup.actions.enforcement import RecipientNotAddressable
 from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
 from atlassian_cleanup.decisions.records import parse_timestamp, plan_product_activity, valid_email_address
@@ -73,12 +74,7 @@ HEADER_WARNING = "X-Atlassian-Cleanup-Warning-Lead-Days"
 HEADER_KIND = "X-Atlassian-Cleanup-Kind"
 
 #: What happens on the action date, as a phrase completing "your Atlassian account will be ...".
-_OUTCOME_PHRASES = {
-    "suspend": "suspended: you will no longer be able to use Jira, Confluence or other Atlassian "
-    "products of this organization",
-    "deactivate": "deactivated: you will no longer be able to log in to any Atlassian product",
-    "delete": "scheduled for deletion",
-}
+_OUTCOME_PHRASES = {name: kind.warning_phrase for name, kind in KINDS.items() if kind.warning_phrase}
 
 
 class MissingEmailError(RecipientNotAddressable, ValueError):
@@ -421,11 +417,7 @@ def render_warning(
 
 
 #: What this tool did, as a phrase completing "your Atlassian account / access ...".
-_DONE_PHRASES = {
-    "suspend": "your Atlassian account was suspended in this organization",
-    "deactivate": "your Atlassian account was deactivated",
-    "remove_product_access": "your access to some Atlassian products was removed",
-}
+_DONE_PHRASES = {name: kind.done_phrase for name, kind in KINDS.items() if kind.done_phrase}
 
 
 def deletion_notice_context(

@@ -71,6 +71,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from atlassian_cleanup.action_kinds import LIFECYCLE_ACTIONS
 from atlassian_cleanup.decisions.records import STAGES, UserHistory
 
 #: Every event the machine knows, in lifecycle order.
@@ -84,7 +85,7 @@ EVENTS: tuple[str, ...] = (
     "restored",
 )
 #: The write actions an ``actioned`` event may carry.
-ACTIONED_ACTIONS: tuple[str, ...] = ("suspend", "deactivate", "remove_product_access")
+ACTIONED_ACTIONS: tuple[str, ...] = LIFECYCLE_ACTIONS
 #: Stages from which nothing ever happens again.
 TERMINAL_STAGES: frozenset[str] = frozenset({"deleted"})
 

@@ -31,23 +31,21 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from atlassian_cleanup import action_kinds
 from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
 
 #: Atlassian keeps a deleted managed account this many days after the request; cancel-delete works meanwhile.
 DELETE_GRACE_DAYS = 14
 
-SUSPEND = "suspend"
-DEACTIVATE = "deactivate"
-REMOVE_PRODUCT_ACCESS = "remove_product_access"
-LIFECYCLE_DELETE = "delete"
+SUSPEND = action_kinds.SUSPEND
+DEACTIVATE = action_kinds.DEACTIVATE
+REMOVE_PRODUCT_ACCESS = action_kinds.REMOVE_PRODUCT_ACCESS
+LIFECYCLE_DELETE = action_kinds.DELETE
 REMOVE_FROM_DIRECTORY = "remove_from_directory"
 
 #: The Atlassian call behind each kind of write (for admins; the contract's names).
 API_CALLS: dict[str, str] = {
-    SUSPEND: "v2 directory suspend (POST …/directories/{directory}/users/{account}/suspend)",
-    DEACTIVATE: "user-management deactivate (POST /users/{account}/manage/lifecycle/disable)",
-    REMOVE_PRODUCT_ACCESS: "v2 group membership removal (DELETE …/groups/{group}/memberships/{account})",
-    LIFECYCLE_DELETE: "user-management delete (POST /users/{account}/manage/lifecycle/delete)",
+    **{kind.name: kind.api_call for kind in action_kinds.KINDS.values() if kind.api_call},
     REMOVE_FROM_DIRECTORY: "v2 remove user from directory (DELETE …/directories/{directory}/users/{account})",
 }
 

@@ -30,14 +30,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from atlassian_cleanup import action_kinds
 from atlassian_cleanup.decisions.policy import ACKNOWLEDGE_NEW_STATE_STORE, Policy
 from atlassian_cleanup.decisions.policy import plausibility_warnings as policy_plausibility_warnings
-from atlassian_cleanup.decisions.records import WRITE_ACTIONS
 
 #: Write action kinds in the order they are reported.
-CAP_KINDS: tuple[str, ...] = tuple(
-    kind for kind in ("suspend", "deactivate", "remove_product_access", "delete") if kind in WRITE_ACTIONS
-)
+CAP_KINDS: tuple[str, ...] = action_kinds.WRITE_ACTIONS
 
 
 # --------------------------------------------------------------------------------------------------

@@ -42,11 +42,12 @@ from typing import Any, Literal
 import jsonschema
 import yaml
 
+from atlassian_cleanup.action_kinds import KINDS, POLICY_ACTIONS
 from atlassian_cleanup.decisions.products import _ALIASES as _PRODUCT_ALIASES
 from atlassian_cleanup.decisions.products import KNOWN_PRODUCTS, canonical_product
 
 Action = Literal["suspend", "deactivate", "remove_product_access"]
-ACTIONS: tuple[str, ...] = ("suspend", "deactivate", "remove_product_access")
+ACTIONS: tuple[str, ...] = POLICY_ACTIONS
 ON_CAP_EXCEEDED: tuple[str, ...] = ("fail", "approve")
 #: What happens to an inactive user whose e-mail address Atlassian does not show (``warning.without_email``).
 WITHOUT_EMAIL: tuple[str, ...] = ("action_after_notice", "hold")
@@ -1114,9 +1115,7 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
         "enum": [KEEP_POLICY, *ACTIONS],
         "values_display": {
             KEEP_POLICY: "As the policy says (action in the policy file)",
-            "suspend": "Suspend",
-            "deactivate": "Deactivate (managed accounts; others are suspended)",
-            "remove_product_access": "Remove access to the inactive products",
+            **{name: str(KINDS[name].form_label) for name in POLICY_ACTIONS},
         },
         "title": "Action",
         "description": "What happens to an inactive user in this run.",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
+from atlassian_cleanup import action_kinds
 from atlassian_cleanup.decisions.products import canonical_product, product_of_resource
 
 
@@ -249,17 +250,9 @@ def user_record_from_jira(user: Mapping[str, Any]) -> UserRecord:
 
 
 #: What the planner may propose for a user.
-PROPOSED_ACTIONS: tuple[str, ...] = (
-    "none",
-    "warn",
-    "suspend",
-    "deactivate",
-    "remove_product_access",
-    "delete",
-    "delete_notice",
-)
+PROPOSED_ACTIONS: tuple[str, ...] = action_kinds.PROPOSED_ACTIONS
 #: Proposed actions that write to Atlassian (what the safety caps count).
-WRITE_ACTIONS: frozenset[str] = frozenset({"suspend", "deactivate", "remove_product_access", "delete"})
+WRITE_ACTIONS: frozenset[str] = frozenset(action_kinds.WRITE_ACTIONS)
 
 #: Stages of the per-user state machine (see :mod:`atlassian_cleanup.actions.transitions`).
 STAGES: tuple[str, ...] = ("active", "warned", "actioned", "pending_delete", "deleted", "restored")

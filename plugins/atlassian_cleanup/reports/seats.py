@@ -23,12 +23,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from atlassian_cleanup.action_kinds import KINDS
 from atlassian_cleanup.decisions.policy import LicensingPolicy
 from atlassian_cleanup.decisions.products import canonical_product
 from atlassian_cleanup.decisions.records import plan_product_activity
 
 #: Actions after which an account holds no seat at all (a deleted account is deactivated first).
-_FREES_ALL_SEATS = frozenset({"suspend", "deactivate", "delete"})
+_FREES_ALL_SEATS = frozenset(name for name, kind in KINDS.items() if kind.seats == "all")
 
 
 def _is_billable(row: Mapping[str, Any]) -> bool:
@@ -51,7 +52,7 @@ def seats_freed(row: Mapping[str, Any], result: str) -> set[str]:
     held = _products(row)
     if action in _FREES_ALL_SEATS:
         return held
-    if action == "remove_product_access":
+    if action in KINDS and KINDS[str(action)].seats == "listed_products":
         return held & {canonical_product(str(p)) for p in row.get("products_to_remove") or ()}
     return set()
 

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from atlassian_cleanup.action_kinds import KINDS, LIFECYCLE_ACTIONS
 from atlassian_cleanup.actions.transitions import can_apply
 from atlassian_cleanup.decisions.account_facts import (
     DEACTIVATE,
@@ -65,11 +66,8 @@ VERDICTS: tuple[str, ...] = (RESTORE, ALREADY_RESTORED, REFUSED, NOT_ACTIONED, D
 
 #: Restore steps, in the order they are carried out.
 STEPS: tuple[str, ...] = ("cancel_delete", "restore_user", "enable_user", "add_group_member")
-_STEP_FOR_ACTION = {
-    "suspend": "restore_user",
-    "deactivate": "enable_user",
-    "remove_product_access": "add_group_member",
-}
+#: The step that undoes each action an ``actioned`` stage records (from the action registry).
+_STEP_FOR_ACTION = {name: KINDS[name].restore_step for name in LIFECYCLE_ACTIONS}
 
 
 @dataclass(frozen=True)
