@@ -15,14 +15,14 @@ the whole run.
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, TriggerRule, chain, dag
 
-from atlassian_cleanup.decisions.policy import PARAM_SCHEMAS, task_timeout
+from atlassian_cleanup.decisions.policy import PARAM_SCHEMAS
 from atlassian_cleanup.operators.cleanup import RUN_POLICY_KEY
+from atlassian_cleanup.operators.dag_setup import dag_setup
 from atlassian_cleanup.operators.restore import (
     CommentAndResolveOperator,
     EvaluateRestoreRulesOperator,
@@ -35,33 +35,18 @@ from atlassian_cleanup.settings import (
     RESTORE_AUDIT_ASSET,
     RESTORE_DAG_ID,
     audit_dir,
-    policy_path,
 )
 
-POLICY_PATH = policy_path()
+#: Policy path, task timeout, schedule and failure alert, read once at parse time (never fails parsing).
+SETUP = dag_setup()
+POLICY_PATH = SETUP.policy_path
 #: ``execution_timeout`` of the tasks that call Atlassian (policy ``safety.task_timeout_minutes``).
-ATLASSIAN_TASK_TIMEOUT = task_timeout(POLICY_PATH)
-DEFAULT_SCHEDULE = "*/10 * * * *"
-
-
-def _schedule() -> str:
-    """The policy's `restore.schedule`, read at parse time.
-
-    Guarded: a missing or broken policy must never break DAG parsing (the run's first task then
-    reports the policy error with the fix); the default schedule is used instead.
-    """
-    try:
-        from atlassian_cleanup.decisions.policy import load_policy
-
-        return load_policy(POLICY_PATH).restore.schedule or DEFAULT_SCHEDULE
-    except Exception as exc:  # any policy problem: parse with the default, fail loudly at run time
-        logging.getLogger(__name__).warning("restore schedule: using %s (%s)", DEFAULT_SCHEDULE, exc)
-        return DEFAULT_SCHEDULE
+ATLASSIAN_TASK_TIMEOUT = SETUP.atlassian_task_timeout
 
 
 @dag(
     dag_id=RESTORE_DAG_ID,
-    schedule=_schedule(),
+    schedule=SETUP.restore_schedule,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
@@ -74,6 +59,7 @@ def _schedule() -> str:
         "owner": "platform",
         "retries": 1,
         "retry_delay": timedelta(minutes=1),
+        "on_failure_callback": SETUP.failure_callbacks(),
     },
 )
 def atlassian_access_restoration() -> None:

@@ -20,14 +20,12 @@ to point this at a real org.
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
-from typing import Any
 
 import pendulum
 from airflow.sdk import Param, TriggerRule, chain, dag
 
-from atlassian_cleanup.decisions.policy import PARAM_SCHEMAS, task_timeout
+from atlassian_cleanup.decisions.policy import PARAM_SCHEMAS
 from atlassian_cleanup.operators.cleanup import (
     RUN_POLICY_KEY,
     ApplyActionsOperator,
@@ -38,55 +36,19 @@ from atlassian_cleanup.operators.cleanup import (
     NotifyWarningsOperator,
     PlanApprovalOperator,
 )
+from atlassian_cleanup.operators.dag_setup import dag_setup
 from atlassian_cleanup.settings import (
     ATLASSIAN_POOL,
     AUDIT_ASSET,
     CLEANUP_DAG_ID,
     audit_dir,
-    policy_path,
 )
 
-POLICY_PATH = policy_path()
+#: Policy path, task timeout and failure alert, read once at parse time (never fails parsing).
+SETUP = dag_setup()
+POLICY_PATH = SETUP.policy_path
 #: ``execution_timeout`` of the tasks that call Atlassian (policy ``safety.task_timeout_minutes``).
-ATLASSIAN_TASK_TIMEOUT = task_timeout(POLICY_PATH)
-
-#: Failure alert: no exception text (it may quote Atlassian data such as display names), only what
-#: an admin needs to open the right log.
-FAILURE_SUBJECT = "Atlassian user cleanup: task {{ ti.task_id }} failed ({{ ds }})"
-FAILURE_HTML = (
-    "<p>Task <b>{{ ti.task_id }}</b> of DAG <b>{{ ti.dag_id }}</b> failed in run "
-    "<code>{{ run_id }}</code> (logical date {{ ds }}, try {{ ti.try_number }}).</p>"
-    "<p>Open the run in the Airflow UI for the task log. The audit CSV of the run says what was "
-    "done; every write is journalled, so a re-run repeats nothing that succeeded.</p>"
-)
-
-
-def failure_callbacks(path: str) -> list[Any]:
-    """An ``SmtpNotifier`` to the policy's ``notifications.admin_emails``, or nothing.
-
-    Read at parse time, so it must never break parsing: a missing or invalid policy gives no
-    alert here, and ``extract_users`` fails the run with the policy error anyway.
-    """
-    try:
-        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-        from atlassian_cleanup.decisions.policy import load_policy
-
-        settings = load_policy(path).notifications
-    except Exception as exc:  # a broken policy must not become a DAG import error
-        logging.getLogger(__name__).warning("no failure alerts: policy %s not usable (%s)", path, exc)
-        return []
-    if not settings.admin_emails:
-        return []
-    return [
-        SmtpNotifier(
-            to=list(settings.admin_emails),
-            from_email=settings.from_email,
-            smtp_conn_id=settings.smtp_conn_id,
-            subject=FAILURE_SUBJECT,
-            html_content=FAILURE_HTML,
-        )
-    ]
+ATLASSIAN_TASK_TIMEOUT = SETUP.atlassian_task_timeout
 
 
 @dag(
@@ -105,7 +67,7 @@ def failure_callbacks(path: str) -> list[Any]:
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=15),
-        "on_failure_callback": failure_callbacks(POLICY_PATH),
+        "on_failure_callback": SETUP.failure_callbacks(),
     },
 )
 def atlassian_user_cleanup() -> None:

@@ -569,42 +569,6 @@ def test_digest_dry_run_says_so_and_escapes(sink: Any) -> None:
     assert "Audit page" not in text  # no audit_page_url configured
 
 
-# --------------------------------------------------------------------------------------------------
-# Failure alerts (the DAG's default_args)
-# --------------------------------------------------------------------------------------------------
-
-
-def _dag_module() -> Any:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "dags" / "atlassian_user_cleanup.py"
-    spec = importlib.util.spec_from_file_location("_cleanup_dag_for_tests", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_failure_alert_goes_to_the_policy_admins(tmp_path: Path) -> None:
-    import yaml
-    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-    module = _dag_module()
-    data = yaml.safe_load((TEMPLATE_DIR.parent / "policy.yaml").read_text(encoding="utf-8"))
-    data["notifications"]["admin_emails"] = ["it-admins@acme.example"]
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump(data), encoding="utf-8")
-    (notifier,) = module.failure_callbacks(str(policy))
-    assert isinstance(notifier, SmtpNotifier)
-    assert notifier.to == ["it-admins@acme.example"]
-    # No admins, a broken or a missing policy: no alert, and never an import error.
-    assert module.failure_callbacks(str(TEMPLATE_DIR.parent / "policy.yaml")) == []
-    policy.write_text("dry_run: [", encoding="utf-8")
-    assert module.failure_callbacks(str(policy)) == []
-    assert module.failure_callbacks(str(tmp_path / "missing.yaml")) == []
-
-
 def test_digest_says_who_triggered_with_which_overrides_and_who_approved() -> None:
     common = {
         "plan": _digest_plan(),

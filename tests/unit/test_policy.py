@@ -513,20 +513,6 @@ def test_task_timeout_typo_is_caught_not_ignored():
     )
 
 
-def test_task_timeout_for_the_dags_never_breaks_parsing(tmp_path):
-    from datetime import timedelta
-
-    from atlassian_cleanup.decisions.policy import task_timeout
-
-    custom = tmp_path / "policy.yaml"
-    custom.write_text("safety:\n  task_timeout_minutes: 7\n", encoding="utf-8")
-    assert task_timeout(custom) == timedelta(minutes=7)
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("safety:\n  task_timeout_minutes: 0\n", encoding="utf-8")
-    assert task_timeout(broken) == timedelta(minutes=120)  # the run's first task reports the error
-    assert task_timeout(tmp_path / "missing.yaml") == timedelta(minutes=120)
-
-
 # --- notice period, users without e-mail, plausibility ----------------------------------------------
 
 

@@ -35,7 +35,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -972,19 +971,6 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def task_timeout(path: str | Path) -> timedelta:
-    """``execution_timeout`` for the tasks that call Atlassian: the policy's ``safety.task_timeout_minutes``.
-
-    Read when the DAG files are parsed, so it never raises: with a missing or invalid policy the
-    default applies (and the run's first task reports the policy error).
-    """
-    try:
-        minutes = load_policy(path).safety.task_timeout_minutes
-    except Exception:  # a broken policy must not become a DAG import error
-        minutes = SafetyPolicy.task_timeout_minutes
-    return timedelta(minutes=minutes)
 
 
 def load_policy(path: str | Path) -> Policy:
