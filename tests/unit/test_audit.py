@@ -3,27 +3,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
-from pathlib import Path
 
 import pytest
 
 from atlassian_cleanup.reports.audit import neutralise_cell, verify_audit, write_audit
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def documented_columns() -> tuple[str, ...]:
-    """The column order of the README's table under "The audit CSV" (the file's public contract).
-
-    A row may name several columns (`` `account_id`, `email`, `name` ``); they keep that order.
-    """
-    section = README.read_text(encoding="utf-8").split("\n## The audit CSV\n", 1)[1].split("\n## ", 1)[0]
-    columns: list[str] = []
-    for line in section.splitlines():
-        if line.startswith("| `"):
-            columns += re.findall(r"`([^`]+)`", line.split("|")[1])
-    return tuple(columns)
+from tests.unit.readme_contract import audit_columns
 
 
 def _row(account_id: str, **extra: object) -> dict[str, object]:
@@ -41,7 +25,7 @@ def test_writes_one_row_per_user_with_fixed_columns_and_manifest(tmp_path):
 
     with open(manifest.csv_path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert tuple(reader.fieldnames or ()) == documented_columns()
+        assert tuple(reader.fieldnames or ()) == audit_columns()
         written = list(reader)
     assert [r["account_id"] for r in written] == ["a1", "b2"]
     assert written[0]["days_inactive"] == "12"

@@ -15,9 +15,10 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atlassian_cleanup.decisions.planner import PLAN_COLUMNS, UserHistory, plan_actions
+from atlassian_cleanup.decisions.planner import UserHistory, plan_actions
 from atlassian_cleanup.decisions.policy import Policy, policy_from_dict
 from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
+from tests.unit.readme_contract import plan_columns
 
 SETTINGS = settings(
     max_examples=100,
@@ -307,7 +308,7 @@ def test_protected_users_are_never_touched(org):
 @given(orgs())
 def test_one_row_per_user_in_input_order_with_consistent_dates(org):
     plan = run(org)
-    assert list(plan.columns) == list(PLAN_COLUMNS)
+    assert tuple(plan.columns) == plan_columns()
     assert plan["account_id"].tolist() == [u["account_id"] for u in org["users"]]
     assert plan.index.tolist() == list(range(len(org["users"])))
     assert plan["reason"].map(lambda r: isinstance(r, str) and len(r) > 10).all()
