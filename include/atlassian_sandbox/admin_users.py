@@ -11,8 +11,9 @@ from atlassian_sandbox import views
 from atlassian_sandbox.admin_api import check_dir, check_org, cursor_page, page_limit, v2_links
 from atlassian_sandbox.errors import J, admin_error
 from atlassian_sandbox.incoming import as_list, base_url, json_body, qlist
+from atlassian_sandbox.model import SandboxError
 from atlassian_sandbox.runtime import Runtime
-from atlassian_sandbox.state import OrgState, SandboxError
+from atlassian_sandbox.state import OrgState
 
 V2_STATUSES = {"active", "suspended", "not_invited", "deactivated", "for_deletion"}
 ACCOUNT_STATUSES = {"active", "inactive", "closed"}

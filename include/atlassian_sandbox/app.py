@@ -27,9 +27,9 @@ from atlassian_sandbox.jira_api import add_jira_routes
 from atlassian_sandbox.jsm_api import add_jsm_routes
 from atlassian_sandbox.lifecycle_api import add_user_management_routes
 from atlassian_sandbox.middleware import SimMiddleware, family_of
+from atlassian_sandbox.model import SandboxError
 from atlassian_sandbox.runtime import Runtime
 from atlassian_sandbox.sim_api import sim_router
-from atlassian_sandbox.state import SandboxError
 
 
 def serve_v2_twins(router: APIRouter) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from atlassian_sandbox.state import SandboxError
+from atlassian_sandbox.model import SandboxError
 
 
 class ApiError(Exception):

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from atlassian_sandbox.errors import ApiError, admin_body, error_body, jira_body, jira_error
+from atlassian_sandbox.model import User
 from atlassian_sandbox.runtime import Runtime
-from atlassian_sandbox.state import User
 
 
 def base_url(request: Request) -> str:

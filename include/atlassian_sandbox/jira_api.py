@@ -12,8 +12,9 @@ from fastapi.responses import Response
 from atlassian_sandbox import jql, views
 from atlassian_sandbox.errors import J, jira_body, jira_error
 from atlassian_sandbox.incoming import Caller, base_url, int_param, json_body, qlist
+from atlassian_sandbox.model import PRODUCT_NAMES, SandboxError, User
 from atlassian_sandbox.runtime import Runtime
-from atlassian_sandbox.state import PRODUCT_NAMES, OrgState, SandboxError, User
+from atlassian_sandbox.state import OrgState
 
 
 def add_jira_routes(site: APIRouter, rt: Runtime) -> None:

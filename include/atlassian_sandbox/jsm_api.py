@@ -10,8 +10,9 @@ from fastapi.responses import Response
 from atlassian_sandbox import views
 from atlassian_sandbox.errors import J, jsm_error
 from atlassian_sandbox.incoming import Caller, base_url, int_param, json_body, qlist
+from atlassian_sandbox.model import JSM_TRANSITIONS, SandboxError
 from atlassian_sandbox.runtime import Runtime
-from atlassian_sandbox.state import JSM_TRANSITIONS, OrgState, SandboxError
+from atlassian_sandbox.state import OrgState
 
 
 def add_jsm_routes(site: APIRouter, rt: Runtime) -> None:

@@ -11,8 +11,9 @@ from fastapi.responses import Response
 from atlassian_sandbox import views
 from atlassian_sandbox.errors import J, lifecycle_error
 from atlassian_sandbox.incoming import json_body, qlist
+from atlassian_sandbox.model import SandboxError, User
 from atlassian_sandbox.runtime import Runtime
-from atlassian_sandbox.state import OrgState, SandboxError, User
+from atlassian_sandbox.state import OrgState
 
 PRIVILEGES = (
     "profile",

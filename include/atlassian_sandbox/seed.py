@@ -25,17 +25,8 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
-from atlassian_sandbox.state import (
-    CONFLUENCE,
-    JIRA,
-    JSM,
-    ORG_ADMIN,
-    SITE_ADMIN,
-    Group,
-    OrgState,
-    Resource,
-    User,
-)
+from atlassian_sandbox.model import CONFLUENCE, JIRA, JSM, ORG_ADMIN, SITE_ADMIN, Group, Resource, User
+from atlassian_sandbox.state import OrgState
 
 ORG_NAME = "acme"
 MANAGED_DOMAIN = "acme.example"

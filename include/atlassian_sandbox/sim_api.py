@@ -15,8 +15,9 @@ from fastapi.responses import Response
 from atlassian_sandbox import views
 from atlassian_sandbox.errors import J
 from atlassian_sandbox.incoming import base_url, int_param, json_body, qlist
+from atlassian_sandbox.model import SandboxError, iso
 from atlassian_sandbox.runtime import Runtime, parse_datetime
-from atlassian_sandbox.state import OrgState, SandboxError, iso
+from atlassian_sandbox.state import OrgState
 
 
 def sim_router(rt: Runtime) -> APIRouter:

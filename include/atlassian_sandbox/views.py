@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from atlassian_sandbox.config import SandboxConfig
-from atlassian_sandbox.state import (
+from atlassian_sandbox.model import (
     JIRA_TRANSITIONS,
     PRODUCT_NAMES,
     PRODUCT_ROLES,
@@ -25,10 +25,10 @@ from atlassian_sandbox.state import (
     V2_PRODUCT_KEYS,
     CustomerRequest,
     Group,
-    OrgState,
     User,
     iso,
 )
+from atlassian_sandbox.state import OrgState
 
 #: The Jira platform REST version the current request came in on: the sandbox serves each
 #: ``/rest/api/3`` route under ``/rest/api/2`` too (``app.serve_v2_twins``), and the two differ in
