@@ -38,13 +38,12 @@ def check_dir(rt: Runtime, state: OrgState, directory_id: str, *, write: bool = 
         raise admin_error(404, "ADMIN-404-1", "Directory not found", f"Directory {directory_id} not found")
 
 
+#: Lists, from a page's filters, the ids a cursor snapshot pages through.
+IdsBuilder = Callable[[dict[str, Any]], list[str]]
+
+
 def cursor_page(
-    rt: Runtime,
-    kind: str,
-    cursor: str | None,
-    query: dict[str, Any],
-    build: Callable[[dict[str, Any]], list[str]],
-    limit: int,
+    rt: Runtime, kind: str, cursor: str | None, query: dict[str, Any], build: IdsBuilder, limit: int
 ) -> tuple[list[str], str, str | None, str | None]:
     """One page of a cursor-paged Admin list: ids, then the self, prev and next tokens."""
     try:

@@ -260,14 +260,18 @@ class OrgState:
         return user
 
     # ------------------------------------------------------------------ groups (§5.2, §5.4)
-    def add_member(self, group_id: str, account_id: str) -> bool:
-        """Add a user to a group; returns False when already a member."""
+    def _writable_membership(self, group_id: str, account_id: str) -> tuple[Group, User]:
         group = self.group(group_id)
         user = self.user(account_id)
         if group.external_synced:
             raise SandboxError(
                 "synced", f"Group {group.name} is synced from an identity provider and is read-only"
             )
+        return group, user
+
+    def add_member(self, group_id: str, account_id: str) -> bool:
+        """Add a user to a group; returns False when already a member."""
+        group, user = self._writable_membership(group_id, account_id)
         if user.account_type == "customer":
             raise SandboxError("bad_request", "Portal-only customers cannot be added to groups")
         if user.membership == "none":
@@ -282,12 +286,7 @@ class OrgState:
 
     def remove_member(self, group_id: str, account_id: str) -> bool:
         """Remove a user from a group; returns False when they were not a member."""
-        group = self.group(group_id)
-        user = self.user(account_id)
-        if group.external_synced:
-            raise SandboxError(
-                "synced", f"Group {group.name} is synced from an identity provider and is read-only"
-            )
+        group, user = self._writable_membership(group_id, account_id)
         if group.id not in user.groups:
             return False
         self._before_write(user)

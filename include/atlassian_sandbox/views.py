@@ -226,15 +226,22 @@ def _v1_ts(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def v1_user(state: OrgState, live: User, base: str) -> dict[str, Any]:
-    user = state.visible(live)
-    data: dict[str, Any] = {
+def _account_basics(user: User) -> dict[str, Any]:
+    """The snake_case account fields the v1 user and the user-management profile both open with."""
+    return {
         "account_id": user.account_id,
         "account_type": user.account_type,
         "account_status": user.account_status,
         "name": user.name,
         "picture": avatar(user.account_id),
         "email": user.email,
+    }
+
+
+def v1_user(state: OrgState, live: User, base: str) -> dict[str, Any]:
+    user = state.visible(live)
+    data: dict[str, Any] = {
+        **_account_basics(user),
         "access_billable": state._consumes_seat(user) and bool(state.user_products(user)),
     }
     used = [p for p in PRODUCTS if p in user.last_active]
@@ -279,12 +286,7 @@ def last_active_dates(state: OrgState, live: User) -> dict[str, Any]:
 def profile(user: User) -> dict[str, Any]:
     return {
         "account": {
-            "account_id": user.account_id,
-            "account_type": user.account_type,
-            "account_status": user.account_status,
-            "name": user.name,
-            "picture": avatar(user.account_id),
-            "email": user.email,
+            **_account_basics(user),
             "characteristics": {"not_mentionable": False},
             "nickname": user.nickname,
             "zoneinfo": user.timezone,
