@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.airflow_env import REPO, airflow_env
-from tools.bench_measure import API_USER_EMAIL, AS_OF, peak_rss_mb
+from tools.bench_measure import AS_OF, api_user_email, peak_rss_mb
 
 
 def synthetic_users(count: int, seed: int, *, chunk: int = 50_000) -> Iterator[list[dict[str, Any]]]:
@@ -109,7 +109,7 @@ def child_planner(count: int, seed: int) -> int:
     gc.collect()
     rss_before = peak_rss_mb()
     started = time.perf_counter()
-    plan = plan_actions(table, policy, AS_OF, api_user_emails=[API_USER_EMAIL])
+    plan = plan_actions(table, policy, AS_OF, api_user_emails=[api_user_email()])
     seconds = time.perf_counter() - started
     out: dict[str, Any] = {
         "users": count,
@@ -130,7 +130,7 @@ def child_planner(count: int, seed: int) -> int:
             continue
         variant = policy_from_dict({**shipped, "action": action}, source=f"policy.yaml, action {action}")
         started = time.perf_counter()
-        plan = plan_actions(table, variant, AS_OF, api_user_emails=[API_USER_EMAIL])
+        plan = plan_actions(table, variant, AS_OF, api_user_emails=[api_user_email()])
         by_action[action] = round(time.perf_counter() - started, 3)
         del plan
         gc.collect()

@@ -22,8 +22,6 @@ sys.path[:0] = [str(REPO / "plugins"), str(REPO / "include")]
 AS_OF = datetime(2026, 11, 26, tzinfo=UTC)
 SANDBOX_START_TIMEOUT_S = 900
 DAG_ID = "atlassian_user_cleanup"
-#: The API user of the sandbox's site connection (compute_inactivity protects the connection login).
-API_USER_EMAIL = "automation@acme.example"
 
 
 def peak_rss_mb() -> float:
@@ -39,6 +37,14 @@ def proc_peak_rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def api_user_email() -> str:
+    """The API user of the sandbox's site connection (compute_inactivity protects the connection login)."""
+    # Imported here: include/ is on sys.path only once this module has run.
+    from atlassian_sandbox.config import SandboxConfig
+
+    return SandboxConfig.site_email
 
 
 def say(message: str) -> None:

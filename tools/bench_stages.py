@@ -22,10 +22,10 @@ from typing import Any
 from tools.airflow_env import REPO, XCOM_SPILL_THRESHOLD_BYTES, airflow_env, connection_env
 from tools.bench_children import run_child
 from tools.bench_measure import (
-    API_USER_EMAIL,
     AS_OF,
     DAG_ID,
     SandboxProcess,
+    api_user_email,
     call_time,
     is_call,
     say,
@@ -206,7 +206,7 @@ def measure_plan_and_audit(run: BenchRun, table: Any, policy: Any) -> None:
     plan = stage(
         "compute_inactivity (planner)",
         len(table),
-        lambda: plan_actions(table, policy, AS_OF, api_user_emails=[API_USER_EMAIL]),
+        lambda: plan_actions(table, policy, AS_OF, api_user_emails=[api_user_email()]),
         results,
     )
     run.figures["planner_org_seconds"] = results[-1]["seconds"]

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from atlassian_sandbox import jql, views
 from atlassian_sandbox.errors import J, jira_body, jira_error
 from atlassian_sandbox.incoming import Caller, base_url, int_param, json_body, qlist
-from atlassian_sandbox.model import PRODUCT_NAMES, SandboxError, User
+from atlassian_sandbox.model import CONFLUENCE, PRODUCT_NAMES, SandboxError, User
 from atlassian_sandbox.runtime import Runtime
 from atlassian_sandbox.state import OrgState
 
@@ -83,7 +83,7 @@ def add_jira_routes(site: APIRouter, rt: Runtime) -> None:
                 roles = [
                     {"key": p, "name": PRODUCT_NAMES[p]}
                     for p in state.user_products(visible)
-                    if p != "confluence"
+                    if p != CONFLUENCE
                 ]
                 data["applicationRoles"] = {"size": len(roles), "items": roles}
             data["expand"] = "groups,applicationRoles"

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from atlassian_sandbox import views
 from atlassian_sandbox.errors import J
 from atlassian_sandbox.incoming import base_url, int_param, json_body, qlist
-from atlassian_sandbox.model import SandboxError, iso
+from atlassian_sandbox.model import JIRA, JSM, SandboxError, iso
 from atlassian_sandbox.runtime import Runtime, parse_datetime
 from atlassian_sandbox.state import OrgState
 
@@ -122,8 +122,8 @@ def sim_router(rt: Runtime) -> APIRouter:
             state = st()
             try:
                 at = parse_datetime(str(body["at"])) if body.get("at") else None
-                product = str(body.get("product", "jira-software"))
-                product = {"jira": "jira-software", "jsm": "jira-servicedesk"}.get(product, product)
+                product = str(body.get("product", JIRA))
+                product = {"jira": JIRA, "jsm": JSM}.get(product, product)
                 user = state.record_activity(str(body["accountId"]), product, at)
             except (KeyError, ValueError, SandboxError) as exc:
                 return J({"error": str(exc)}, 400)

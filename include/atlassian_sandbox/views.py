@@ -16,7 +16,9 @@ from urllib.parse import quote
 
 from atlassian_sandbox.config import SandboxConfig
 from atlassian_sandbox.model import (
+    JIRA,
     JIRA_TRANSITIONS,
+    JSM,
     PRODUCT_NAMES,
     PRODUCT_ROLES,
     PRODUCTS,
@@ -344,7 +346,7 @@ def jira_group(group: Group, base: str) -> dict[str, Any]:
 
 def application_roles(state: OrgState, base: str) -> list[dict[str, Any]]:
     roles = []
-    for product in ("jira-software", "jira-servicedesk"):
+    for product in (JIRA, JSM):
         granting = [
             state.groups[g]
             for g in state.group_order
@@ -356,7 +358,7 @@ def application_roles(state: OrgState, base: str) -> list[dict[str, Any]]:
         roles.append(
             {
                 "key": product,
-                "name": "Jira Software" if product == "jira-software" else "Jira Service Management",
+                "name": "Jira Software" if product == JIRA else "Jira Service Management",
                 "groups": [g.name for g in granting],
                 "groupDetails": [jira_group(g, base) for g in granting],
                 "defaultGroups": [g.name for g in defaults],
