@@ -26,7 +26,7 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
     def st() -> OrgState:
         return rt.state
 
-    def v2_query(source: dict[str, Any], family: str = "admin") -> dict[str, Any]:
+    def v2_query(source: dict[str, Any]) -> dict[str, Any]:
         query: dict[str, Any] = {}
         for key in ("accountIds", "status", "accountStatus", "membershipStatus", "claimStatus", "groupIds",
                     "emails", "emailDomains", "resourceIds", "directoryIds", "roleIds"):  # fmt: skip

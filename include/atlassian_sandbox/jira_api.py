@@ -12,9 +12,77 @@ from fastapi.responses import Response
 from atlassian_sandbox import jql, views
 from atlassian_sandbox.errors import J, jira_body, jira_error
 from atlassian_sandbox.incoming import Caller, base_url, int_param, json_body, qlist
-from atlassian_sandbox.model import CONFLUENCE, PRODUCT_NAMES, SandboxError, User
+from atlassian_sandbox.model import CONFLUENCE, PRODUCT_NAMES, CustomerRequest, SandboxError, User
 from atlassian_sandbox.runtime import Runtime
 from atlassian_sandbox.state import OrgState
+
+
+def jira_user_or_404(state: OrgState, account_id: str | None) -> User:
+    if not account_id:
+        raise jira_error(400, "The query parameter 'accountId' is required.")
+    user = state.users.get(account_id)
+    if user is None:
+        raise jira_error(404, f"User with accountId '{account_id}' does not exist.")
+    return user
+
+
+def jira_group_param(state: OrgState, request: Request) -> Any:
+    group_id = request.query_params.get("groupId")
+    name = request.query_params.get("groupname") or request.query_params.get("groupName")
+    if not group_id and not name:
+        raise jira_error(400, "You must specify a group name or group id.")
+    try:
+        return state.group(group_id) if group_id else state.group_by_name(str(name))
+    except SandboxError:
+        raise jira_error(404, "Specified group does not exist.") from None
+
+
+def jira_issue_or_404(state: OrgState, key: str) -> CustomerRequest:
+    try:
+        return state.request(key)
+    except SandboxError:
+        raise jira_error(404, "Issue does not exist or you do not have permission to see it.") from None
+
+
+def offset_params(request: Request, default: int, maximum: int) -> tuple[int, int]:
+    start = int_param(request.query_params.get("startAt"), "startAt", 0, "jira")
+    size = int_param(request.query_params.get("maxResults"), "maxResults", default, "jira")
+    if start < 0 or size < 0:
+        raise jira_error(400, "startAt and maxResults must not be negative.")
+    return start, min(size, maximum)
+
+
+def transition_comments(body: dict[str, Any]) -> list[tuple[str, bool]]:
+    """``update.comment[].add`` of a transition: (text, public) pairs, checked before any write.
+
+    The body is rich text: an ADF document in v3, a plain string in v2 (each version refuses
+    the other's form). On a service-desk issue a comment is shared with the customer unless
+    its ``sd.public.comment`` property says ``internal: true``.
+    """
+    update = body.get("update") or {}
+    operations = update.get("comment") if isinstance(update, dict) else None
+    if not operations:
+        return []
+    v3 = views.JIRA_API_VERSION.get() == 3
+    out = []
+    for operation in operations if isinstance(operations, list) else [operations]:
+        add = operation.get("add") if isinstance(operation, dict) else None
+        if not isinstance(add, dict):
+            raise jira_error(400, "", errors={"comment": "Only the 'add' operation is supported on comment."})
+        raw = add.get("body")
+        text = views.adf_text(raw) if v3 else (raw if isinstance(raw, str) else None)
+        if text is None:
+            expected = "an Atlassian Document (see the Atlassian Document Format)" if v3 else "a string"
+            raise jira_error(400, "", errors={"comment": f"Operation value must be {expected}"})
+        if not text.strip():
+            raise jira_error(400, "", errors={"comment": "Comment body can not be empty!"})
+        internal = any(
+            isinstance(p, dict) and p.get("key") == "sd.public.comment"
+            and isinstance(p.get("value"), dict) and p["value"].get("internal") is True
+            for p in add.get("properties") or []
+        )  # fmt: skip
+        out.append((text, not internal))
+    return out
 
 
 def add_jira_routes(site: APIRouter, rt: Runtime) -> None:
@@ -25,31 +93,6 @@ def add_jira_routes(site: APIRouter, rt: Runtime) -> None:
         state = st()
         state.process_due_deletions()
         return state
-
-    def jira_user_or_404(state: OrgState, account_id: str | None) -> User:
-        if not account_id:
-            raise jira_error(400, "The query parameter 'accountId' is required.")
-        user = state.users.get(account_id)
-        if user is None:
-            raise jira_error(404, f"User with accountId '{account_id}' does not exist.")
-        return user
-
-    def jira_group_param(state: OrgState, request: Request) -> Any:
-        group_id = request.query_params.get("groupId")
-        name = request.query_params.get("groupname") or request.query_params.get("groupName")
-        if not group_id and not name:
-            raise jira_error(400, "You must specify a group name or group id.")
-        try:
-            return state.group(group_id) if group_id else state.group_by_name(str(name))
-        except SandboxError:
-            raise jira_error(404, "Specified group does not exist.") from None
-
-    def offset_params(request: Request, default: int, maximum: int) -> tuple[int, int]:
-        start = int_param(request.query_params.get("startAt"), "startAt", 0, "jira")
-        size = int_param(request.query_params.get("maxResults"), "maxResults", default, "jira")
-        if start < 0 or size < 0:
-            raise jira_error(400, "startAt and maxResults must not be negative.")
-        return start, min(size, maximum)
 
     @site.get("/rest/api/3/myself")
     async def jira_myself(request: Request, caller: Caller) -> Response:
@@ -260,12 +303,7 @@ def add_jira_routes(site: APIRouter, rt: Runtime) -> None:
     async def jira_get_transitions(key: str, request: Request, caller: Caller) -> Response:
         with st().lock:
             state = jira_state()
-            try:
-                issue = state.request(key)
-            except SandboxError:
-                raise jira_error(
-                    404, "Issue does not exist or you do not have permission to see it."
-                ) from None
+            issue = jira_issue_or_404(state, key)
             return J(views.jira_transitions(issue, base_url(request)))
 
     @site.post("/rest/api/3/issue/{key}/transitions")
@@ -278,12 +316,7 @@ def add_jira_routes(site: APIRouter, rt: Runtime) -> None:
         comments = transition_comments(body)
         with st().lock:
             state = jira_state()
-            try:
-                state.request(key)
-            except SandboxError:
-                raise jira_error(
-                    404, "Issue does not exist or you do not have permission to see it."
-                ) from None
+            jira_issue_or_404(state, key)
             try:
                 state.transition(key, str(transition_id), customer=False)
             except SandboxError as exc:
@@ -291,37 +324,3 @@ def add_jira_routes(site: APIRouter, rt: Runtime) -> None:
             for text, public in comments:
                 state.add_comment(key, caller.account_id, text, public)
             return Response(status_code=204)
-
-    def transition_comments(body: dict[str, Any]) -> list[tuple[str, bool]]:
-        """``update.comment[].add`` of a transition: (text, public) pairs, checked before any write.
-
-        The body is rich text: an ADF document in v3, a plain string in v2 (each version refuses
-        the other's form). On a service-desk issue a comment is shared with the customer unless
-        its ``sd.public.comment`` property says ``internal: true``.
-        """
-        update = body.get("update") or {}
-        operations = update.get("comment") if isinstance(update, dict) else None
-        if not operations:
-            return []
-        v3 = views.JIRA_API_VERSION.get() == 3
-        out = []
-        for operation in operations if isinstance(operations, list) else [operations]:
-            add = operation.get("add") if isinstance(operation, dict) else None
-            if not isinstance(add, dict):
-                raise jira_error(
-                    400, "", errors={"comment": "Only the 'add' operation is supported on comment."}
-                )
-            raw = add.get("body")
-            text = views.adf_text(raw) if v3 else (raw if isinstance(raw, str) else None)
-            if text is None:
-                expected = "an Atlassian Document (see the Atlassian Document Format)" if v3 else "a string"
-                raise jira_error(400, "", errors={"comment": f"Operation value must be {expected}"})
-            if not text.strip():
-                raise jira_error(400, "", errors={"comment": "Comment body can not be empty!"})
-            internal = any(
-                isinstance(p, dict) and p.get("key") == "sd.public.comment"
-                and isinstance(p.get("value"), dict) and p["value"].get("internal") is True
-                for p in add.get("properties") or []
-            )  # fmt: skip
-            out.append((text, not internal))
-        return out

@@ -15,26 +15,33 @@ from atlassian_sandbox.runtime import Runtime
 from atlassian_sandbox.state import OrgState
 
 
+def jsm_paging(request: Request, default_limit: int) -> tuple[int, int]:
+    start = int_param(request.query_params.get("start"), "start", 0, "jsm")
+    limit = int_param(request.query_params.get("limit"), "limit", default_limit, "jsm")
+    if start < 0 or limit < 1:
+        raise jsm_error(400, "start must be >= 0 and limit >= 1")
+    return start, min(limit, 100)
+
+
+def find_desk(state: OrgState, desk_id: str) -> dict[str, str]:
+    desk = next((d for d in state.service_desks if desk_id in (d["id"], d["projectKey"])), None)
+    if desk is None:
+        raise jsm_error(404, f"The service desk {desk_id} does not exist.", "sd.servicedesk.error.not.found")
+    return desk
+
+
+def jsm_request_or_404(state: OrgState, key: str) -> Any:
+    try:
+        return state.request(key)
+    except SandboxError:
+        raise jsm_error(404, f"Request {key} does not exist.", "sd.request.error.not.found") from None
+
+
 def add_jsm_routes(site: APIRouter, rt: Runtime) -> None:
     def st() -> OrgState:
         return rt.state
 
     sd = "/rest/servicedeskapi"
-
-    def jsm_paging(request: Request, default_limit: int) -> tuple[int, int]:
-        start = int_param(request.query_params.get("start"), "start", 0, "jsm")
-        limit = int_param(request.query_params.get("limit"), "limit", default_limit, "jsm")
-        if start < 0 or limit < 1:
-            raise jsm_error(400, "start must be >= 0 and limit >= 1")
-        return start, min(limit, 100)
-
-    def find_desk(state: OrgState, desk_id: str) -> dict[str, str]:
-        desk = next((d for d in state.service_desks if desk_id in (d["id"], d["projectKey"])), None)
-        if desk is None:
-            raise jsm_error(
-                404, f"The service desk {desk_id} does not exist.", "sd.servicedesk.error.not.found"
-            )
-        return desk
 
     @site.get(sd + "/servicedesk")
     async def jsm_desks(request: Request, caller: Caller) -> Response:
@@ -159,12 +166,6 @@ def add_jsm_routes(site: APIRouter, rt: Runtime) -> None:
             page = views.page_of(values, start, limit, f"{base}{sd}/request", params)
             page["values"] = rendered
             return J(page)
-
-    def jsm_request_or_404(state: OrgState, key: str) -> Any:
-        try:
-            return state.request(key)
-        except SandboxError:
-            raise jsm_error(404, f"Request {key} does not exist.", "sd.request.error.not.found") from None
 
     @site.get(sd + "/request/{key}")
     async def jsm_get_request(key: str, request: Request, caller: Caller) -> Response:

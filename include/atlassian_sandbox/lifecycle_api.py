@@ -27,24 +27,23 @@ PRIVILEGES = (
 )
 
 
+def privileges_for(state: OrgState, user: User) -> dict[str, Any]:
+    reason = state.lifecycle_block_reason(user)
+    out: dict[str, Any] = {}
+    for name in PRIVILEGES:
+        if name.startswith("apiToken"):
+            # Only the account holder can see or revoke their own tokens.
+            out[name] = {"allowed": False, "reason": {"key": "myselfOnly"}}
+        elif reason is None or (reason == "externalDirectory.scim" and name in ("profile", "profile.read")):
+            out[name] = {"allowed": True}
+        else:
+            out[name] = {"allowed": False, "reason": {"key": reason}}
+    return out
+
+
 def add_user_management_routes(usermgmt: APIRouter, rt: Runtime) -> None:
     def st() -> OrgState:
         return rt.state
-
-    def privileges_for(state: OrgState, user: User) -> dict[str, Any]:
-        reason = state.lifecycle_block_reason(user)
-        out: dict[str, Any] = {}
-        for name in PRIVILEGES:
-            if name.startswith("apiToken"):
-                # Only the account holder can see or revoke their own tokens.
-                out[name] = {"allowed": False, "reason": {"key": "myselfOnly"}}
-            elif reason is None or (
-                reason == "externalDirectory.scim" and name in ("profile", "profile.read")
-            ):
-                out[name] = {"allowed": True}
-            else:
-                out[name] = {"allowed": False, "reason": {"key": reason}}
-        return out
 
     @usermgmt.get("/users/{account_id}/manage")
     async def um_manage(account_id: str, request: Request) -> Response:
