@@ -41,6 +41,12 @@ from airflow.sdk.exceptions import AirflowException
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from atlassian_cleanup import __version__
+from atlassian_cleanup.client.credentials import credential_forms, credential_state
+from atlassian_cleanup.client.errors import (
+    AtlassianApiError,
+    AtlassianConfigurationError,
+    AtlassianPaginationError,
+)
 from atlassian_cleanup.client.pagination import (
     OnPage,
     Page,
@@ -54,15 +60,7 @@ from atlassian_cleanup.client.pagination import (
     pages_v2_cursor,
     prefetch,
 )
-from atlassian_cleanup.client.retry import (
-    AtlassianApiError,
-    AtlassianConfigurationError,
-    AtlassianPaginationError,
-    RateLimitTracker,
-    RetryPolicy,
-    credential_forms,
-    credential_state,
-)
+from atlassian_cleanup.client.retry import RateLimitTracker, RetryPolicy
 
 USER_AGENT = f"atlassian-cleanup-airflow/{__version__} (+https://airflow.apache.org)"
 

@@ -15,7 +15,7 @@ The generators know nothing about HTTP: each takes a small ``fetch`` callable th
 decoded JSON page, and yields the items. ``on_page(page_number, items_so_far)`` is called after each
 page is fetched (before its items are yielded) so callers can log progress on long extractions.
 Every listing is bounded (:class:`_Bounds`); each of these raises
-:class:`~atlassian_cleanup.client.retry.AtlassianPaginationError` naming the endpoint instead of paging on:
+:class:`~atlassian_cleanup.client.errors.AtlassianPaginationError` naming the endpoint instead of paging on:
 
 * a cursor (or ``links.next`` URL, or ``nextPageToken``) the server already gave, or the same
   offset page again: following it would loop forever;
@@ -38,11 +38,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from atlassian_cleanup.client.retry import (
-    AtlassianPaginationError,
-    cancel_atlassian_calls,
-    raise_if_cancelled,
-)
+from atlassian_cleanup.client.errors import AtlassianPaginationError
+from atlassian_cleanup.client.stopping import cancel_atlassian_calls, raise_if_cancelled
 
 Page = Mapping[str, Any]
 OnPage = Callable[[int, int], None]

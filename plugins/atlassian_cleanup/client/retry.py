@@ -1,4 +1,4 @@
-"""The one retry / rate-limit policy for every Atlassian call, and the exceptions it raises.
+"""The one retry, back-off and pacing policy for every Atlassian call, and when a write may be replayed.
 
 Atlassian answers an exhausted rate limit with ``429`` (sometimes ``503``) and tells the client when
 to come back in one of two ways: Jira sends ``Retry-After`` (seconds, or an HTTP date), the Admin
@@ -12,62 +12,89 @@ Requests that change state are only replayed when the server certainly did not p
 (``429``, ``503`` with ``Retry-After``, or a connection that was never established): a lifecycle
 delete that timed out mid-flight must be re-checked, not re-sent.
 
-Two pieces of state are per *credential*, not per hook, so every thread and every hook of a task
-process that uses the same connection shares them (:func:`credential_state`): the time before which
-an endpoint must not be called again after a ``429``/``503`` announced a wait, and the derived forms
-of the secret (raw token, Basic ``base64(email:token)``) scrubbed from every error text built from a
-response body.
+What is here, from one request to a batch of writes:
 
-A task being stopped (Airflow's SIGTERM calls the operator's ``on_kill``, or its
-``execution_timeout`` fires) sets one process-wide flag (:func:`cancel_atlassian_calls`): every
-back-off or pacing wait (:func:`interruptible_sleep`) wakes at once, and no further request is sent
-(:func:`raise_if_cancelled`), in any thread.
+* :class:`RetryPolicy`: one request, retried (each hook sends every request through it).
+* :class:`RatePacer` / :func:`paced_call`: threads sharing an endpoint's rate limit.
+* :func:`write_unless_done`: a state-changing call whose ambiguous failure is resolved by re-reading
+  Atlassian (with hooks made by :func:`guard_write_replays`), never by re-sending blindly.
+
+A wait announced by a ``429``/``503`` is shared by every hook of the credential
+(:mod:`~atlassian_cleanup.client.credentials`), and every wait wakes when the task is stopped
+(:mod:`~atlassian_cleanup.client.stopping`). The exceptions live in
+:mod:`~atlassian_cleanup.client.errors`; the ones callers catch are importable from here too.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import random
-import re
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import requests
-from airflow.sdk.exceptions import (
-    AirflowException,
-    AirflowFailException,
-    AirflowTaskTerminated,
-    AirflowTaskTimeout,
-)
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ConnectTimeoutError
+
+from atlassian_cleanup.client.credentials import CredentialState, credential_forms, credential_state
+from atlassian_cleanup.client.errors import (
+    AtlassianApiError,
+    AtlassianAuthError,
+    AtlassianNotFoundError,
+    AtlassianPaginationError,
+    AtlassianPermissionError,
+    AtlassianRetryExhausted,
+    error_from_response,
+)
+from atlassian_cleanup.client.stopping import (
+    AtlassianCallsCancelled,
+    StopsAtlassianCallsOnKill,
+    atlassian_calls_cancelled,
+    begin_atlassian_calls,
+    cancel_atlassian_calls,
+    interruptible_sleep,
+    raise_if_cancelled,
+)
+
+# Callers (operators, engine, tests) import the client's errors and stop flag from this module.
+__all__ = [
+    "AtlassianApiError",
+    "AtlassianAuthError",
+    "AtlassianCallsCancelled",
+    "AtlassianNotFoundError",
+    "AtlassianPaginationError",
+    "AtlassianPermissionError",
+    "AtlassianRetryExhausted",
+    "CredentialState",
+    "RateLimitTracker",
+    "RatePacer",
+    "RetryPolicy",
+    "StopsAtlassianCallsOnKill",
+    "atlassian_calls_cancelled",
+    "begin_atlassian_calls",
+    "cancel_atlassian_calls",
+    "credential_forms",
+    "credential_state",
+    "guard_write_replays",
+    "interruptible_sleep",
+    "paced_call",
+    "parse_rate_limit_reset",
+    "parse_retry_after",
+    "raise_if_cancelled",
+    "shared_pacer",
+    "write_unless_done",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Where an expired or wrong credential is replaced, per API family.
-ADMIN_KEY_HELP = (
-    "the organization Admin API key is wrong or expired (keys last at most one year). "
-    "Create a new one at admin.atlassian.com → Settings → API keys and store it as the "
-    "connection password"
-)
-SITE_TOKEN_HELP = (
-    "the Atlassian API token (or the e-mail it belongs to) is wrong or expired (tokens last at most "
-    "one year). Create a new one at id.atlassian.com → Security → API tokens and store it as the "
-    "connection password, with the token owner's e-mail as the login"
-)
-
-_MAX_MESSAGE_CHARS = 500
 _NOT_IDEMPOTENT = (
     "Not retried automatically because the call is not idempotent and may have been processed; "
     "check the account's current state before trying again"
@@ -75,418 +102,8 @@ _NOT_IDEMPOTENT = (
 
 
 # --------------------------------------------------------------------------------------------------
-# Exceptions
+# Reading the server's wait
 # --------------------------------------------------------------------------------------------------
-
-
-class AtlassianApiError(AirflowException):
-    """
-    An Atlassian API call failed.
-
-    :param message: human-readable text, usually taken from Atlassian's error envelope.
-    :param status: HTTP status code, ``None`` when no response was received.
-    :param code: Atlassian error code (``ADMIN-404-8``, ``forbidden.action``, a JSM i18n key) or ``None``.
-    :param method: HTTP method of the failed request.
-    :param path: URL path of the failed request (never the query string).
-    :param detail: optional extra sentence appended to the exception text (what to do next).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        method: str | None = None,
-        path: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self.message = message
-        self.status = status
-        self.code = code
-        self.method = method
-        self.path = path
-        self.detail = detail
-        super().__init__(self._summary())
-
-    def _summary(self) -> str:
-        where = " ".join(part for part in (self.method, self.path) if part)
-        status = f"{self.status}" if self.status is not None else "no response"
-        code = f" {self.code}" if self.code else ""
-        text = f"Atlassian API {where} failed ({status}{code}): {self.message}" if where else self.message
-        return f"{text}. {self.detail}" if self.detail else text
-
-    def with_detail(self, detail: str) -> AtlassianApiError:
-        """
-        A copy of this error with another closing sentence.
-
-        :param detail: the sentence telling the reader what happens next.
-        :return: a new error of the same class.
-        """
-        return type(self)(
-            self.message,
-            status=self.status,
-            code=self.code,
-            method=self.method,
-            path=self.path,
-            detail=detail,
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only constructor arguments are not in ``self.args``; keep the error picklable.
-        state = {
-            "status": self.status,
-            "code": self.code,
-            "method": self.method,
-            "path": self.path,
-            "detail": self.detail,
-        }
-        return (_rebuild_error, (type(self), self.message, state))
-
-
-def _rebuild_error(cls: type[AtlassianApiError], message: str, state: dict[str, Any]) -> AtlassianApiError:
-    return cls(message, **state)
-
-
-class AtlassianAuthError(AtlassianApiError, AirflowFailException):
-    """401: the credential is wrong or expired. Never retried, and fails the task without Airflow retries."""
-
-
-class AtlassianPermissionError(AtlassianApiError):
-    """403: the credential may not do this (e.g. an IdP-synced user or group, a missing scope)."""
-
-
-class AtlassianNotFoundError(AtlassianApiError):
-    """404: the organization, directory, user or group does not exist (or is not visible)."""
-
-
-class AtlassianConflictError(AtlassianApiError):
-    """409: e.g. a product's seat limit is reached (``ADMIN-409-3``) or a group is not empty."""
-
-
-class AtlassianRetryExhausted(AtlassianApiError):
-    """Attempts ran out, or Atlassian asked for a longer wait than the policy allows inside a task."""
-
-
-class AtlassianPaginationError(AtlassianApiError):
-    """A paged list cannot be trusted: a repeated cursor, endless empty pages, more than its total.
-
-    ``path`` is the listing's ``METHOD /path``; the text names it, with what was seen.
-    """
-
-    def _summary(self) -> str:
-        where = " ".join(part for part in (self.method, self.path) if part)
-        text = f"Atlassian API {where}: paging stopped: {self.message}" if where else self.message
-        return f"{text}. {self.detail}" if self.detail else text
-
-
-class AtlassianConfigurationError(AirflowFailException):
-    """An Airflow connection is incomplete or ambiguous; retrying the task cannot fix it."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Stopping a task: one process-wide flag
-# --------------------------------------------------------------------------------------------------
-
-_CANCELLED = threading.Event()
-_cancel_reason: list[str] = []
-
-
-class AtlassianCallsCancelled(AirflowTaskTerminated):
-    """The task was asked to stop (SIGTERM, ``execution_timeout``); no further Atlassian call is made.
-
-    A ``BaseException`` (like Airflow's own), so per-user ``except Exception`` handlers do not
-    swallow it: a write whose intent is journalled but whose result is not stays *uncertain*, and
-    the next run re-checks it in Atlassian before doing anything.
-    """
-
-
-def begin_atlassian_calls() -> None:
-    """A task that calls Atlassian starts: clear the stop flag and what was memoised for one task."""
-    _CANCELLED.clear()
-    _cancel_reason.clear()
-    with _CREDENTIALS_LOCK:
-        for state in _CREDENTIALS.values():
-            state.forget_task_memos()
-
-
-def cancel_atlassian_calls(reason: str = "the task was asked to stop") -> None:
-    """Make every Atlassian call, back-off and pacing wait of this process stop as soon as possible."""
-    _cancel_reason[:] = [reason]
-    _CANCELLED.set()
-
-
-def atlassian_calls_cancelled() -> bool:
-    """Whether :func:`cancel_atlassian_calls` was called since the task began."""
-    return _CANCELLED.is_set()
-
-
-def raise_if_cancelled(where: str = "") -> None:
-    """
-    Raise :class:`AtlassianCallsCancelled` when the task is being stopped.
-
-    :param where: what was about to happen (``POST /admin/...``), for the message.
-    """
-    if _CANCELLED.is_set():
-        reason = _cancel_reason[0] if _cancel_reason else "the task was asked to stop"
-        before = f" before {where}" if where else ""
-        raise AtlassianCallsCancelled(f"Stopped{before}: {reason}")
-
-
-def interruptible_sleep(seconds: float) -> None:
-    """``time.sleep`` that returns at once when the task is being stopped (then raises)."""
-    if seconds > 0:
-        _CANCELLED.wait(seconds)
-    raise_if_cancelled()
-
-
-class StopsAtlassianCallsOnKill:
-    """
-    Operator mixin: ``on_kill`` stops this task's Atlassian calls within seconds.
-
-    Airflow 3 answers SIGTERM by calling ``on_kill`` from the signal handler, in the main thread,
-    and nothing else: a task blocked in a page loop, a back-off sleep or a thread pool would run on.
-    Here the process-wide stop flag is set (every thread's waits wake up, no new request leaves),
-    and, when called from that signal handler, :class:`AtlassianCallsCancelled` is raised in the
-    main thread so whatever it was waiting for is abandoned. After an ``execution_timeout`` Airflow
-    calls ``on_kill`` with the timeout already raised: only the flag is set then.
-    """
-
-    def pre_execute(self, context: Any) -> Any:
-        begin_atlassian_calls()  # a new task: a stop requested for an earlier one no longer applies
-        parent = getattr(super(), "pre_execute", None)
-        return parent(context) if parent is not None else None
-
-    def on_kill(self) -> None:
-        task_id = getattr(self, "task_id", "task")
-        cancel_atlassian_calls(f"task {task_id} was stopped (SIGTERM or execution_timeout)")
-        handling = sys.exc_info()[1]
-        if threading.current_thread() is threading.main_thread() and not isinstance(
-            handling, AirflowTaskTimeout | AirflowTaskTerminated
-        ):
-            raise_if_cancelled()
-
-
-# --------------------------------------------------------------------------------------------------
-# Per-credential state: announced waits and the secret's derived forms
-# --------------------------------------------------------------------------------------------------
-
-_SCRUBBED = "***"
-
-
-class CredentialState:
-    """
-    What every hook and thread of a process using one credential must share.
-
-    * ``not_before``: per ``(method, path)``, the monotonic time a ``429``/``503`` told us to wait
-      for. Nothing is sent to that endpoint before it, whichever thread or hook asks.
-    * ``secrets``: every form of the credential (raw token, ``base64(email:token)``); error texts
-      built from a response body have them replaced with ``***``.
-    """
-
-    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
-        self._lock = threading.Lock()
-        self._not_before: dict[tuple[str, str], float] = {}
-        #: Answers looked up once per task for every hook of the credential (the directory id
-        #: discovered for an org); :func:`begin_atlassian_calls` forgets them.
-        self.memo_lock = threading.Lock()
-        self.memos: dict[Any, Any] = {}
-        #: Whether the forms were registered with Airflow's secrets masker.
-        self.masked = False
-        self.secrets = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
-        self._pattern = re.compile("|".join(re.escape(s) for s in self.secrets)) if self.secrets else None
-
-    def not_before(self, method: str, path: str) -> float:
-        """The monotonic time before which ``method path`` must not be sent (0.0 when none)."""
-        with self._lock:
-            return self._not_before.get((method.upper(), path), 0.0)
-
-    def wait_before(self, method: str, path: str, now: float | None = None) -> float:
-        """Seconds until ``method path`` may be sent (0 when it may go now)."""
-        now = time.monotonic() if now is None else now
-        return max(0.0, self.not_before(method, path) - now)
-
-    def announce(self, method: str, path: str, seconds: float, now: float | None = None) -> None:
-        """Record that the server asked to wait ``seconds`` before calling ``method path`` again."""
-        now = time.monotonic() if now is None else now
-        key = (method.upper(), path)
-        with self._lock:
-            self._not_before[key] = max(self._not_before.get(key, 0.0), now + seconds)
-
-    def forget_task_memos(self) -> None:
-        """Forget what was looked up for the previous task."""
-        with self.memo_lock:
-            self.memos.clear()
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every form of the credential replaced by ``***``."""
-        return self._pattern.sub(_SCRUBBED, text) if self._pattern is not None and text else text
-
-
-_CREDENTIALS: dict[str, CredentialState] = {}
-_CREDENTIALS_LOCK = threading.Lock()
-
-
-def credential_forms(password: str | None, login: str | None = None) -> tuple[str, ...]:
-    """
-    Every form in which a credential travels: the raw secret, and for Basic auth ``login:secret``
-    and its base64 (what the ``Authorization`` header carries, and what an echoing server returns).
-
-    :param password: the API token or Admin API key.
-    :param login: the e-mail of a Basic-auth credential, or ``None`` for a Bearer key.
-    :return: the forms, longest first; empty when there is no secret.
-    """
-    if not password:
-        return ()
-    forms = [password]
-    if login:
-        pair = f"{login}:{password}"
-        encoded = base64.b64encode(pair.encode("latin-1", "replace")).decode("ascii")
-        forms += [pair, encoded, encoded.rstrip("=")]
-    return tuple(forms)
-
-
-def credential_state(base_url: str, forms: tuple[str, ...]) -> CredentialState:
-    """
-    The process's one :class:`CredentialState` for this host and credential.
-
-    Keyed by the host and a hash of the credential, so two connections with the same key share the
-    announced waits, and the secret itself is never a dictionary key.
-
-    :param base_url: the API's base URL.
-    :param forms: :func:`credential_forms` of the credential.
-    :return: the shared state.
-    """
-    digest = hashlib.sha256("\0".join((base_url.rstrip("/"), *forms)).encode()).hexdigest()
-    with _CREDENTIALS_LOCK:
-        state = _CREDENTIALS.get(digest)
-        if state is None:
-            state = _CREDENTIALS[digest] = CredentialState(forms)
-        return state
-
-
-# --------------------------------------------------------------------------------------------------
-# Parsing Atlassian responses
-# --------------------------------------------------------------------------------------------------
-
-
-def _truncate(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
-
-
-def parse_error_body(body: Any) -> tuple[str | None, str | None]:
-    """
-    Extract ``(code, message)`` from any of Atlassian's error envelopes.
-
-    Recognised shapes: Admin ``{"errors": [{"code", "title", "detail"}]}``, user management
-    ``{"key": "forbidden.action", "context": {...}}`` and ``[{"code", "message"}]``, Jira
-    ``{"errorMessages": [...], "errors": {field: msg}}``, JSM ``{"errorMessage", "i18nErrorMessage"}``,
-    and the API gateway's ``{"code": 401, "message": "..."}``.
-
-    :param body: the decoded JSON body of an error response.
-    :return: the Atlassian error code (or ``None``) and a human message (or ``None``).
-    """
-    if isinstance(body, list):
-        entries = [entry for entry in body if isinstance(entry, Mapping)]
-        codes = [str(entry["code"]) for entry in entries if entry.get("code")]
-        messages = [str(entry.get("message") or entry.get("title") or "") for entry in entries]
-        text = "; ".join(message for message in messages if message)
-        return (codes[0] if codes else None), (text or None)
-    if not isinstance(body, Mapping):
-        return None, None
-
-    errors = body.get("errors")
-    if isinstance(errors, list) and errors:
-        entries = [entry for entry in errors if isinstance(entry, Mapping)]
-        codes = [str(entry["code"]) for entry in entries if entry.get("code")]
-        parts = []
-        for entry in entries:
-            title, detail = entry.get("title"), entry.get("detail")
-            parts.append(": ".join(str(part) for part in (title, detail) if part))
-        text = "; ".join(part for part in parts if part)
-        return (codes[0] if codes else None), (text or None)
-
-    if "errorMessages" in body or isinstance(errors, Mapping):
-        messages = [str(message) for message in body.get("errorMessages") or []]
-        if isinstance(errors, Mapping):
-            messages += [f"{field_name}: {message}" for field_name, message in errors.items()]
-        return None, "; ".join(messages) or None
-
-    if "errorMessage" in body:
-        i18n = body.get("i18nErrorMessage")
-        code = i18n.get("i18nKey") if isinstance(i18n, Mapping) else None
-        return (str(code) if code else None), str(body["errorMessage"])
-
-    if "key" in body:
-        context = body.get("context")
-        message = body.get("message")
-        if message is None and isinstance(context, Mapping):
-            reason = context.get("reason") or context.get("message")
-            if isinstance(reason, Mapping):
-                reason = reason.get("message") or reason.get("key")
-            message = reason
-        if message is None and context:
-            message = str(context)
-        return str(body["key"]), (str(message) if message else None)
-
-    code = body.get("code")
-    message = body.get("message") or body.get("error_description") or body.get("error")
-    return (str(code) if isinstance(code, str) else None), (str(message) if message else None)
-
-
-def _decode_error(response: requests.Response) -> tuple[str | None, str]:
-    try:
-        code, message = parse_error_body(response.json())
-    except ValueError:
-        code, message = None, (response.text or None)
-    return code, _truncate(message or response.reason or f"HTTP {response.status_code}")
-
-
-def _credential_help(path: str | None) -> str:
-    if path and (path.startswith("/rest/") or path.startswith("/ex/")):
-        return SITE_TOKEN_HELP
-    return ADMIN_KEY_HELP
-
-
-_ERROR_CLASSES: dict[int, type[AtlassianApiError]] = {
-    401: AtlassianAuthError,
-    403: AtlassianPermissionError,
-    404: AtlassianNotFoundError,
-    409: AtlassianConflictError,
-}
-
-
-def error_from_response(
-    resp: requests.Response,
-    method: str,
-    path: str,
-    conn_id: str | None = None,
-    scrub: Callable[[str], str] | None = None,
-) -> AtlassianApiError:
-    """
-    Map a non-2xx response to the matching :class:`AtlassianApiError` subclass.
-
-    :param resp: the failed response.
-    :param method: HTTP method of the request.
-    :param path: URL path of the request (without query string).
-    :param conn_id: Airflow connection id, named in the 401 message so the admin knows what to fix.
-    :param scrub: removes the credential's forms from the text (a body may echo request headers).
-    :return: the exception to raise (not raised here).
-    """
-    code, message = _decode_error(resp)
-    if scrub is not None:
-        message = scrub(message)
-        code = scrub(code) if code else code
-    status = resp.status_code
-    detail = None
-    if status == 401:
-        connection = f"connection '{conn_id}'" if conn_id else "the Airflow connection"
-        detail = f"Atlassian rejected the credentials of {connection}: {_credential_help(path)}"
-    elif status == 410:
-        detail = "Atlassian removed this endpoint; this client must be updated"
-    cls = _ERROR_CLASSES.get(status, AtlassianApiError)
-    return cls(message, status=status, code=code, method=method.upper(), path=path, detail=detail)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
