@@ -27,6 +27,7 @@ A wait announced by a ``429``/``503`` is shared by every hook of the credential
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -36,10 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_exception_type, stop_after_attempt
 from urllib3.exceptions import ConnectTimeoutError
 
 from atlassian_cleanup.client.credentials import CredentialState, credential_forms, credential_state
@@ -237,6 +238,43 @@ def _request_never_sent(exc: requests.exceptions.RequestException) -> bool:
     return isinstance(reason, ConnectTimeoutError)
 
 
+def replay_is_safe(status: int, server_wait: float | None, *, idempotent: bool) -> bool:
+    """Whether a request answered with an error ``status`` may be sent again.
+
+    A 429, or a 503 that says when to come back, means the server did not process the request, so
+    anything may be replayed; another 5xx only a request that is idempotent; a 4xx never.
+    """
+    if status == 429 or (status == 503 and server_wait is not None):
+        return True
+    return status >= 500 and idempotent
+
+
+class _RetryableFailure(Exception):
+    """One failed attempt the policy may retry: the error, and what it tells about waiting."""
+
+    def __init__(
+        self,
+        error: BaseException,
+        outcome: str,
+        response: requests.Response | None = None,
+        server_wait: float | None = None,
+    ) -> None:
+        super().__init__(outcome)
+        self.error = error
+        #: ``429 ADMIN-429``, ``ConnectionError``: for the log and the final error.
+        self.outcome = outcome
+        self.response = response
+        #: What the server asked to wait, or ``None`` (then the backoff applies).
+        self.server_wait = server_wait
+
+    @staticmethod
+    def of(state: RetryCallState) -> _RetryableFailure:
+        """The failure of the attempt ``state`` describes."""
+        failure = state.outcome.exception() if state.outcome is not None else None
+        assert isinstance(failure, _RetryableFailure)
+        return failure
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """
@@ -340,8 +378,9 @@ class RetryPolicy:
         credential = self.credential
         scrub = credential.scrub if credential is not None else None
         slept_until = 0.0  # the announced time this thread's own back-off already waited for
-        for attempt in range(1, self.max_attempts + 1):
-            response: requests.Response | None = None
+
+        def attempt() -> requests.Response:
+            nonlocal slept_until
             self._await_announced_wait(method, path, slept_until)
             try:
                 response = send()
@@ -353,69 +392,84 @@ class RetryPolicy:
                         path=path,
                         detail=_NOT_IDEMPOTENT,
                     ) from exc
-                outcome = type(exc).__name__
-                base_wait = self.backoff(attempt)
-                last_error: BaseException = exc
-            else:
-                self.rate_limit.observe(response)
-                status = response.status_code
-                if status < 400:
-                    return response
-                error = error_from_response(response, method, path, conn_id, scrub)
-                server_wait = self.server_delay(response)
-                if credential is not None and server_wait is not None and status in (429, 503):
-                    # Every thread and hook on this credential now holds this endpoint back.
-                    credential.announce(method, path, server_wait)
-                    slept_until = credential.not_before(method, path)
-                if status == 429 or (status == 503 and server_wait is not None):
-                    pass  # the server did not process the request: safe to replay anything
-                elif status >= 500 and idempotent:
-                    pass
-                elif status >= 500:
-                    raise error.with_detail(_NOT_IDEMPOTENT)
-                else:
-                    raise error
-                outcome = f"{status}{f' {error.code}' if error.code else ''}"
-                base_wait = server_wait if server_wait is not None else self.backoff(attempt)
-                last_error = error
+                raise _RetryableFailure(exc, type(exc).__name__) from exc
+            self.rate_limit.observe(response)
+            status = response.status_code
+            if status < 400:
+                return response
+            error = error_from_response(response, method, path, conn_id, scrub)
+            server_wait = self.server_delay(response)
+            if credential is not None and server_wait is not None and status in (429, 503):
+                # Every thread and hook on this credential now holds this endpoint back.
+                credential.announce(method, path, server_wait)
+                slept_until = credential.not_before(method, path)
+            if not replay_is_safe(status, server_wait, idempotent=idempotent):
+                raise error.with_detail(_NOT_IDEMPOTENT) if status >= 500 else error
+            outcome = f"{status}{f' {error.code}' if error.code else ''}"
+            raise _RetryableFailure(error, outcome, response, server_wait)
 
-            if attempt >= self.max_attempts:
-                raise AtlassianRetryExhausted(
-                    f"still failing after {self.max_attempts} attempts (last: {outcome})",
-                    status=response.status_code if response is not None else None,
-                    code=getattr(last_error, "code", None),
-                    method=method,
-                    path=path,
-                    detail="Giving up for now; the Airflow task retry will pick it up",
-                ) from last_error
-            if base_wait > self.max_wait:
-                raise AtlassianRetryExhausted(
-                    f"Atlassian asked to wait {base_wait:.0f}s ({outcome}), more than the "
-                    f"{self.max_wait:.0f}s allowed inside a task",
-                    status=response.status_code if response is not None else None,
-                    code=getattr(last_error, "code", None),
-                    method=method,
-                    path=path,
-                    detail="Not waiting; the Airflow task retry will pick it up",
-                ) from last_error
-            wait = min(self._jittered(base_wait), max(base_wait, self.max_wait))
-            remaining = (
-                f", X-RateLimit-Remaining={self.rate_limit.remaining}"
-                if response is not None and response.headers.get("X-RateLimit-Remaining") is not None
-                else ""
+        retrying = Retrying(
+            retry=retry_if_exception_type(_RetryableFailure),
+            stop=self._must_give_up,
+            wait=self._jittered_wait,
+            sleep=self.sleep,
+            before_sleep=functools.partial(self._log_retry, method, path),
+            retry_error_callback=functools.partial(self._give_up, method, path),
+        )
+        return cast("requests.Response", retrying(attempt))
+
+    def _base_wait(self, state: RetryCallState) -> float:
+        """The server's wait for the failure, else the exponential backoff of its attempt."""
+        failure = _RetryableFailure.of(state)
+        return failure.server_wait if failure.server_wait is not None else self.backoff(state.attempt_number)
+
+    def _must_give_up(self, state: RetryCallState) -> bool:
+        return state.attempt_number >= self.max_attempts or self._base_wait(state) > self.max_wait
+
+    def _jittered_wait(self, state: RetryCallState) -> float:
+        if self._must_give_up(state):
+            return 0.0  # nothing is slept: no jitter is drawn for it
+        base = self._base_wait(state)
+        return min(self._jittered(base), max(base, self.max_wait))
+
+    def _log_retry(self, method: str, path: str, state: RetryCallState) -> None:
+        failure = _RetryableFailure.of(state)
+        response = failure.response
+        remaining = (
+            f", X-RateLimit-Remaining={self.rate_limit.remaining}"
+            if response is not None and response.headers.get("X-RateLimit-Remaining") is not None
+            else ""
+        )
+        log.warning(
+            "Atlassian %s %s: %s (attempt %d/%d); retrying in %.1fs%s",
+            method,
+            path,
+            failure.outcome,
+            state.attempt_number,
+            self.max_attempts,
+            state.upcoming_sleep,
+            remaining,
+        )
+
+    def _give_up(self, method: str, path: str, state: RetryCallState) -> NoReturn:
+        failure = _RetryableFailure.of(state)
+        if state.attempt_number >= self.max_attempts:
+            message = f"still failing after {self.max_attempts} attempts (last: {failure.outcome})"
+            detail = "Giving up for now; the Airflow task retry will pick it up"
+        else:
+            message = (
+                f"Atlassian asked to wait {self._base_wait(state):.0f}s ({failure.outcome}), more than the "
+                f"{self.max_wait:.0f}s allowed inside a task"
             )
-            log.warning(
-                "Atlassian %s %s: %s (attempt %d/%d); retrying in %.1fs%s",
-                method,
-                path,
-                outcome,
-                attempt,
-                self.max_attempts,
-                wait,
-                remaining,
-            )
-            self.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+            detail = "Not waiting; the Airflow task retry will pick it up"
+        raise AtlassianRetryExhausted(
+            message,
+            status=failure.response.status_code if failure.response is not None else None,
+            code=getattr(failure.error, "code", None),
+            method=method,
+            path=path,
+            detail=detail,
+        ) from failure.error
 
     def _await_announced_wait(self, method: str, path: str, slept_until: float = 0.0) -> None:
         """Stop if the task is being stopped; wait out a wait another thread was told about.
