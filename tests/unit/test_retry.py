@@ -25,7 +25,8 @@ from atlassian_cleanup.client.errors import (
     error_from_response,
     parse_error_body,
 )
-from atlassian_cleanup.client.retry import RetryPolicy, parse_rate_limit_reset, parse_retry_after
+from atlassian_cleanup.client.rate_limit_headers import parse_rate_limit_reset, parse_retry_after
+from atlassian_cleanup.client.retry import RetryPolicy
 
 NOW = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 ADMIN_PATH = "/admin/v2/orgs/org-1/directories/dir-1/users/search"

@@ -32,7 +32,8 @@ from atlassian_cleanup import __version__
 from atlassian_cleanup.client.credentials import credential_forms, credential_state
 from atlassian_cleanup.client.errors import AtlassianApiError, AtlassianConfigurationError
 from atlassian_cleanup.client.pagination import Page
-from atlassian_cleanup.client.retry import RateLimitTracker, RetryPolicy
+from atlassian_cleanup.client.rate_limit_headers import RateLimitTracker
+from atlassian_cleanup.client.retry import RetryPolicy
 
 USER_AGENT = f"atlassian-cleanup-airflow/{__version__} (+https://airflow.apache.org)"
 
