@@ -31,6 +31,9 @@ from atlassian_cleanup.client.pagination import (
 )
 from atlassian_cleanup.client.retry import RetryPolicy
 
+#: What a directory user search returns with each user unless the caller asks otherwise.
+DIRECTORY_USER_EXPAND = ("productAccess", "groups", "platformRoles")
+
 
 class BearerAuth(AuthBase):
     """``Authorization: Bearer <key>`` for the Admin API; the key never appears in ``repr``."""
@@ -223,7 +226,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
     def iter_directory_users(
         self,
         *,
-        expand: Sequence[str] = ("productAccess", "groups", "platformRoles"),
+        expand: Sequence[str] = DIRECTORY_USER_EXPAND,
         limit: int = 100,
         filters: Mapping[str, Any] | None = None,
         directory_id: str | None = None,
@@ -251,7 +254,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
     def iter_directory_user_pages(
         self,
         *,
-        expand: Sequence[str] = ("productAccess", "groups", "platformRoles"),
+        expand: Sequence[str] = DIRECTORY_USER_EXPAND,
         limit: int = 100,
         filters: Mapping[str, Any] | None = None,
         directory_id: str | None = None,
@@ -275,13 +278,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         if filters:
             base.update(filters)
 
-        def fetch(cursor: str | None) -> Page:
-            body = dict(base)
-            if cursor:
-                body["cursor"] = cursor
-            # A search is a read: replaying it after a timeout is safe.
-            return cast("Page", self._request("POST", path, json=body, idempotent=True))
-
+        fetch = self._search_fetch(path, base)
         self.get_conn()  # connect (and resolve the directory) before any background thread starts
         endpoint = f"POST {path}"
         pages = (
@@ -379,9 +376,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :return: the response body if any (200 or 204 both mean success).
         """
         path = f"{self._dir()}/users/{path_segment(account_id, 'account_id')}/suspend"
-        return cast(
-            "dict[str, Any] | None", self._request("POST", path, idempotent=self.replay_ambiguous_writes)
-        )
+        return self._effect_idempotent_write("POST", path)
 
     def restore_user(self, account_id: str) -> dict[str, Any] | None:
         """
@@ -391,9 +386,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :return: the response body if any.
         """
         path = f"{self._dir()}/users/{path_segment(account_id, 'account_id')}/restore"
-        return cast(
-            "dict[str, Any] | None", self._request("POST", path, idempotent=self.replay_ambiguous_writes)
-        )
+        return self._effect_idempotent_write("POST", path)
 
     def remove_user(self, account_id: str) -> dict[str, Any] | None:
         """
@@ -403,9 +396,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :return: the response body if any.
         """
         path = f"{self._dir()}/users/{path_segment(account_id, 'account_id')}"
-        return cast(
-            "dict[str, Any] | None", self._request("DELETE", path, idempotent=self.replay_ambiguous_writes)
-        )
+        return self._effect_idempotent_write("DELETE", path)
 
     # -- groups -----------------------------------------------------------------------------------
 
@@ -437,13 +428,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         if expand:
             base["expand"] = list(expand)
 
-        def fetch(cursor: str | None) -> Page:
-            body = dict(base)
-            if cursor:
-                body["cursor"] = cursor
-            return cast("Page", self._request("POST", path, json=body, idempotent=True))
-
-        yield from iter_v2_cursor(fetch, on_page=on_page, endpoint=f"POST {path}")
+        yield from iter_v2_cursor(self._search_fetch(path, base), on_page=on_page, endpoint=f"POST {path}")
 
     def get_group(self, group_id: str) -> dict[str, Any]:
         """
@@ -498,10 +483,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         """
         path = f"{self._dir()}/groups/{path_segment(group_id, 'group_id')}/memberships"
         body = {"accountId": account_id}
-        return cast(
-            "dict[str, Any] | None",
-            self._request("POST", path, json=body, idempotent=self.replay_ambiguous_writes),
-        )
+        return self._effect_idempotent_write("POST", path, json=body)
 
     def remove_group_member(self, group_id: str, account_id: str) -> dict[str, Any] | None:
         """
@@ -515,10 +497,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
             f"{self._dir()}/groups/{path_segment(group_id, 'group_id')}"
             f"/memberships/{path_segment(account_id, 'account_id')}"
         )
-        return cast(
-            "dict[str, Any] | None",
-            self._request("DELETE", path, idempotent=self.replay_ambiguous_writes),
-        )
+        return self._effect_idempotent_write("DELETE", path)
 
     # -- user management (managed accounts only) ------------------------------------------------
 
@@ -554,12 +533,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :param message: shown to the user when they try to log in.
         """
         body = {"message": message} if message else None
-        self._request(
-            "POST",
-            f"{self._manage(account_id)}/lifecycle/disable",
-            json=body,
-            idempotent=self.replay_ambiguous_writes,
-        )
+        self._effect_idempotent_write("POST", f"{self._manage(account_id)}/lifecycle/disable", json=body)
 
     def enable_user(self, account_id: str) -> None:
         """
@@ -567,9 +541,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
 
         :param account_id: Atlassian account id.
         """
-        self._request(
-            "POST", f"{self._manage(account_id)}/lifecycle/enable", idempotent=self.replay_ambiguous_writes
-        )
+        self._effect_idempotent_write("POST", f"{self._manage(account_id)}/lifecycle/enable")
 
     def delete_user(self, account_id: str) -> dict[str, Any] | None:
         """

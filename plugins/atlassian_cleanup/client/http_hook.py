@@ -370,6 +370,33 @@ class AtlassianHttpHook(HttpHook):
 
         return fetch
 
+    def _search_fetch(
+        self, path: str, base: Mapping[str, Any], *, next_key: str = "cursor"
+    ) -> Callable[[str | None], Page]:
+        """A ``fetch(token)`` for ``POST`` searches whose next-page token goes in the JSON body."""
+
+        def fetch(value: str | None) -> Page:
+            body = dict(base)
+            if value:
+                body[next_key] = value
+            # A search is a read: replaying it after a timeout is safe.
+            return cast("Page", self._request("POST", path, json=body, idempotent=True))
+
+        return fetch
+
+    def _effect_idempotent_write(self, method: str, path: str, json: Any = None) -> dict[str, Any] | None:
+        """
+        A state-changing call that is idempotent in effect (suspend, restore, membership, disable).
+
+        It is re-sent after an ambiguous failure unless :attr:`replay_ambiguous_writes` is off.
+
+        :return: the response body, or ``None`` for ``204`` / an empty body.
+        """
+        return cast(
+            "dict[str, Any] | None",
+            self._request(method, path, json=json, idempotent=self.replay_ambiguous_writes),
+        )
+
     def test_connection(self) -> tuple[bool, str]:
         """
         Check the connection with one cheap authenticated read.

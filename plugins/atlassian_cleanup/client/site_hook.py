@@ -23,7 +23,6 @@ from atlassian_cleanup.client.errors import AtlassianApiError, AtlassianConfigur
 from atlassian_cleanup.client.http_hook import AtlassianHttpHook, path_segment
 from atlassian_cleanup.client.pagination import (
     OnPage,
-    Page,
     iter_jira_is_last,
     iter_jira_offset_array,
     iter_jql_token,
@@ -268,12 +267,7 @@ class AtlassianSiteHook(AtlassianHttpHook):
         path = f"{self._JIRA}/search/jql"
         base: dict[str, Any] = {"jql": jql, "fields": list(fields), "maxResults": page_size}
 
-        def fetch(token: str | None) -> Page:
-            body = dict(base)
-            if token:
-                body["nextPageToken"] = token
-            return cast("Page", self._request("POST", path, json=body, idempotent=True))
-
+        fetch = self._search_fetch(path, base, next_key="nextPageToken")
         yield from iter_jql_token(fetch, on_page=on_page, endpoint=f"POST {path}")
 
     def get_issue_transitions(self, key: str) -> list[dict[str, Any]]:
