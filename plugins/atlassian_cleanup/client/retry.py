@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar, cast
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from urllib3.exceptions import ConnectTimeoutError
 
 from atlassian_cleanup.client.credentials import CredentialState, credential_forms, credential_state
@@ -89,7 +89,9 @@ __all__ = [
     "interruptible_sleep",
     "paced_call",
     "raise_if_cancelled",
+    "replay_is_safe",
     "shared_pacer",
+    "write_may_have_happened",
     "write_unless_done",
 ]
 
@@ -134,7 +136,7 @@ def replay_is_safe(status: int, server_wait: float | None, *, idempotent: bool) 
 
 
 class _RetryableFailure(Exception):
-    """One failed attempt the policy may retry: the error, and what it tells about waiting."""
+    """One failed attempt that may be retried: the error, and what it tells about waiting."""
 
     def __init__(
         self,
@@ -541,14 +543,22 @@ def write_unless_done(write: Callable[[], T], happened: Callable[[], bool], *, a
         try:
             return write()
         except AtlassianApiError as exc:
-            if write_may_have_happened(exc) and happened():
-                return None
-            raise
+            if not write_may_have_happened(exc):
+                raise
+            failure = exc
+        # Whether the failed call reached Atlassian is unknown: look before writing again. A
+        # failing look propagates as it is, never taken for a failed write to retry.
+        if happened():
+            return None
+        raise _RetryableFailure(failure, "the write did not happen") from failure
+
+    def give_up(state: RetryCallState) -> NoReturn:
+        raise _RetryableFailure.of(state).error
 
     retrying = Retrying(
         stop=stop_after_attempt(max(1, attempts)),
-        retry=retry_if_exception(write_may_have_happened),
+        retry=retry_if_exception_type(_RetryableFailure),
         sleep=interruptible_sleep,
-        reraise=True,
+        retry_error_callback=give_up,
     )
     return retrying(attempt)
