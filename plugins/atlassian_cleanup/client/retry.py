@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, TypeVar
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
@@ -217,7 +217,7 @@ class RetryPolicy:
         :param attempt: the number of the attempt that just failed.
         :return: ``min(max_backoff, base_delay * 2 ** (attempt - 1))`` seconds.
         """
-        return min(self.max_backoff, self.base_delay * 2 ** (attempt - 1))
+        return min(self.max_backoff, self.base_delay * 2.0 ** (attempt - 1))
 
     def server_delay(self, response: requests.Response) -> float | None:
         """
@@ -302,7 +302,7 @@ class RetryPolicy:
             before_sleep=functools.partial(self._log_retry, method, path),
             retry_error_callback=functools.partial(self._give_up, method, path),
         )
-        return cast("requests.Response", retrying(attempt))
+        return retrying(attempt)
 
     def _base_wait(self, state: RetryCallState) -> float:
         """The server's wait for the failure, else the exponential backoff of its attempt."""
