@@ -172,7 +172,7 @@ class AtlassianHttpHook(HttpHook):
         return self._retry_policy
 
     def _credential_forms(self, conn: Connection) -> tuple[str, ...]:
-        """Every form of this connection's secret (see :func:`.retry.credential_forms`)."""
+        """Every form of this connection's secret (see :func:`.credentials.credential_forms`)."""
         return credential_forms(conn.password)
 
     def _credential_state(self) -> Any:
