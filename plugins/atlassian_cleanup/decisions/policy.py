@@ -11,8 +11,10 @@ strict, because a typo in a policy file can suspend the wrong people:
 * every problem is collected and :class:`PolicyError` reports them all at once, one per line, each
   naming the key path, what is wrong, the value seen and how to fix it.
 
-Missing keys take the defaults documented in ``include/policy.yaml``; the defaults are the safe
-choice (``dry_run: true``, ``action: suspend``, no deletion).
+Missing keys take the defaults, which are the safe choice (``dry_run: true``, ``action: suspend``,
+no deletion). Each is declared once, as a field default of the dataclasses; the schema, the fix
+hints and the trigger form read it from there, and tests hold ``include/policy.yaml`` and the
+README's key table to it.
 
 A DAG run may override a few keys through DAG Params. :data:`PARAM_SCHEMAS` describes them (JSON
 Schema fragments ready for ``airflow.sdk.Param(**schema)``) and :func:`apply_overrides` applies
@@ -62,8 +64,6 @@ from atlassian_cleanup.decisions.policy_model import (
     SafetyPolicy,
     StateStorePolicy,
     WarningPolicy,
-    default_value,
-    policy_defaults,
 )
 from atlassian_cleanup.decisions.policy_params import (
     ACKNOWLEDGE_NEW_STATE_STORE,
@@ -109,11 +109,9 @@ __all__ = [
     "active_overrides",
     "apply_overrides",
     "conf_key_problems",
-    "default_value",
     "keeps_policy",
     "load_policy",
     "plausibility_warnings",
-    "policy_defaults",
     "policy_from_dict",
     "policy_json_schema",
 ]
