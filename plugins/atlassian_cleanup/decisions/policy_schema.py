@@ -285,6 +285,13 @@ def _eg(path: str) -> str:
     return str(default_value(path))
 
 
+def _range(path: str) -> str:
+    """``"from 1 to 16"``: the bounds of the integer key at ``path``, as its schema states them."""
+    section, key = path.split(".")
+    schema = _PROPERTIES[section]["properties"][key]
+    return f"from {schema['minimum']} to {schema['maximum']}"
+
+
 _SHARE = default_value("safety.max_action_share")
 _LEAD_DAYS = default_value("warning.lead_days")
 
@@ -320,9 +327,10 @@ _FIXES: dict[str, str] = {
     f"{_eg('safety.min_user_count_ratio')} (0 disables the gate)",
     "safety.max_missing_activity_share": "use a fraction above 0 and at most 1, e.g. "
     f"{_eg('safety.max_missing_activity_share')} (1 disables)",
-    "safety.write_concurrency": f"use a whole number from 1 to 16, e.g. {_eg('safety.write_concurrency')}",
-    "safety.task_timeout_minutes": "use a whole number of minutes from 1 to 1440, e.g. "
-    f"{_eg('safety.task_timeout_minutes')}",
+    "safety.write_concurrency": f"use a whole number {_range('safety.write_concurrency')}, e.g. "
+    f"{_eg('safety.write_concurrency')}",
+    "safety.task_timeout_minutes": f"use a whole number of minutes {_range('safety.task_timeout_minutes')}, "
+    f"e.g. {_eg('safety.task_timeout_minutes')}",
     "restore": "make it a mapping with allowed_domains and allowed_groups",
     "restore.allowed_domains": "use a list of bare domains without '@', e.g. [acme.example]",
     "restore.allowed_groups": "use a list of group names",
