@@ -44,6 +44,16 @@ from atlassian_cleanup.action_kinds import KINDS
 from atlassian_cleanup.actions.enforcement import RecipientNotAddressable
 from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
 from atlassian_cleanup.decisions.records import parse_timestamp, plan_product_activity, valid_email_address
+from atlassian_cleanup.outcomes import (
+    DONE,
+    DRY_RUN_WORDS,
+    FAILED,
+    NOT_RUN_WORDS,
+    REPORTED,
+    SKIPPED_ALREADY_DONE,
+    SKIPPED_CHANGED,
+    StageOutcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +219,7 @@ def _sample_context(name: str) -> dict[str, Any]:
         ]
         return digest_context(
             plan=plan,
-            outcomes={"557058:sample": "failed: sample"},
+            outcomes={"557058:sample": StageOutcome(FAILED, "sample")},
             run_id="scheduled__2026-11-26",
             as_of="2026-11-26",
             mode="live",
@@ -820,29 +830,25 @@ class WarningSender(MailSession):
 
 #: Order of the outcome columns in the digest (the stages' result words, then the fallbacks).
 OUTCOME_ORDER: tuple[str, ...] = (
-    "done",
-    "dry run",
-    "skipped_already_done",
-    "skipped_changed",
-    "reported",
-    "failed",
-    "not run",
+    DONE,
+    DRY_RUN_WORDS,
+    SKIPPED_ALREADY_DONE,
+    SKIPPED_CHANGED,
+    REPORTED,
+    FAILED,
+    NOT_RUN_WORDS,
 )
 
 
-def outcome_kind(sentence: str | None) -> str:
-    """The result word of an outcome sentence (``"failed: ..."`` → ``failed``); ``not run`` when absent."""
-    if not sentence:
-        return "not run"
-    if sentence.startswith("dry run"):
-        return "dry run"
-    return sentence.split(":", 1)[0].strip() or "not run"
+def outcome_kind(outcome: StageOutcome | None) -> str:
+    """The digest's column for one outcome: its result (``dry run`` in a dry run); ``not run`` when absent."""
+    return outcome.heading if outcome is not None else NOT_RUN_WORDS
 
 
 def digest_context(
     *,
     plan: Iterable[Mapping[str, Any]],
-    outcomes: Mapping[str, str],
+    outcomes: Mapping[str, StageOutcome],
     run_id: str,
     as_of: str,
     mode: str,
@@ -859,7 +865,7 @@ def digest_context(
     for the users who cannot be e-mailed, whom the digest lists because it is their warning).
 
     :param plan: the plan rows of the run.
-    :param outcomes: ``{account_id: outcome sentence}`` from the stages.
+    :param outcomes: ``{account_id: outcome}`` from the stages.
     :param run_id: the Airflow run id.
     :param as_of: the run's date (ISO).
     :param mode: ``dry_run`` or ``live``.
@@ -889,7 +895,7 @@ def digest_context(
         kind = outcome_kind(outcomes.get(str(row.get("account_id"))))
         if action in ("warn", "delete_notice") and _valid_address(row.get("email")) is None:
             no_email += 1
-        elif action in ("warn", "delete_notice") and kind == "reported":
+        elif action in ("warn", "delete_notice") and kind == REPORTED:
             # An address the relay cannot take (SMTPUTF8 missing, an unencodable domain).
             undeliverable += 1
         by_action.setdefault(action, Counter())[kind] += 1
@@ -897,7 +903,7 @@ def digest_context(
         {"action": action, "outcomes": [{"kind": k, "count": counts[k]} for k in _ordered(counts)]}
         for action, counts in sorted(by_action.items())
     ]
-    failed_users = sum(counts["failed"] for counts in by_action.values())
+    failed_users = sum(counts[FAILED] for counts in by_action.values())
     unaddressable = [
         {"account_id": str(row.get("account_id")), "name": row.get("name") or "no name", "what": what}
         for row in rows

@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from atlassian_cleanup.client.retry import StopsAtlassianCallsOnKill
 from atlassian_cleanup.decisions.records import format_timestamp
+from atlassian_cleanup.outcomes import FAILED, StageOutcome, outcomes_from_xcom, outcomes_to_xcom
 from atlassian_cleanup.progress import ProgressLog, counts_in_words
 from atlassian_cleanup.settings import audit_dir as default_audit_dir
 
@@ -903,8 +904,9 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
 
     In a dry run it logs exactly what it would do per user. Live, it hands the rows to the
     enforcement engine, which journals intent before each write and the result after it, so a
-    retried or re-run task skips what is done. Returns ``{account_id: outcome sentence}`` for the
-    audit CSV; per-user failures fail the task after every other user was processed.
+    retried or re-run task skips what is done. Returns ``{account_id: outcome}`` (the XCom form of
+    :class:`~atlassian_cleanup.outcomes.StageOutcome`) for the audit CSV; per-user failures fail
+    the task after every other user was processed.
 
     :param plan: the plan records from ``compute_inactivity``.
     :param run_policy: the run's policy (the ``policy`` XCom of the run's first task): a stage acts
@@ -948,12 +950,12 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
         """The run's policy (see :func:`start_run_policy`)."""
         return policy_of_run(resolve_large_input(self.run_policy, context))
 
-    def execute(self, context: Context) -> dict[str, str]:
+    def execute(self, context: Context) -> dict[str, dict[str, str]]:
         policy = self.policy(context)
         plan = resolve_large_input(self.plan, context)
         selected = [row for row in plan or [] if row.get("proposed_action") in self.stage_actions]
         if policy.dry_run:
-            return self._dry_run(selected)
+            return outcomes_to_xcom(self._dry_run(selected))
         if not selected:
             self.log.info("%s (live): nothing planned", self.stage_name)
             return {}
@@ -979,14 +981,14 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
                 concurrency=policy.safety.write_concurrency,
             )
             outcomes = self.enforce(selected, enforcer, policy, context)
-        return self._report(outcomes, context)
+        return outcomes_to_xcom(self._report(outcomes, context))
 
-    def _report(self, outcomes: Sequence[Any], context: Context) -> dict[str, str]:
+    def _report(self, outcomes: Sequence[Any], context: Context) -> dict[str, StageOutcome]:
         results = Counter(outcome.result for outcome in outcomes)
-        failed = [outcome for outcome in outcomes if outcome.result == "failed"]
+        failed = [outcome for outcome in outcomes if outcome.result == FAILED]
         for outcome in failed[: self.max_user_lines]:
             self.log.error("%s: %s failed: %s", self.stage_name, outcome.account_id, outcome.detail)
-        sentences = {outcome.account_id: f"{outcome.result}: {outcome.detail}" for outcome in outcomes}
+        by_account = {o.account_id: StageOutcome(o.result, o.detail) for o in outcomes}
         self.log.info(
             "%s (live): %d users: %s",
             self.stage_name,
@@ -996,18 +998,18 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
         if failed:
             # Keep what was done for the audit, then fail so the admin sees it and the retry
             # picks up exactly the failed users (done ones are skipped by the journal).
-            context["ti"].xcom_push(key="return_value", value=sentences)
+            context["ti"].xcom_push(key="return_value", value=outcomes_to_xcom(by_account))
             raise AirflowException(
                 f"{self.stage_name}: {len(failed)} of {len(outcomes)} users failed; see the lines "
                 "above. Done users are journalled and will not be written again on retry."
             )
-        return sentences
+        return by_account
 
-    def _dry_run(self, selected: list[Mapping[str, Any]]) -> dict[str, str]:
-        outcomes: dict[str, str] = {}
+    def _dry_run(self, selected: list[Mapping[str, Any]]) -> dict[str, StageOutcome]:
+        outcomes: dict[str, StageOutcome] = {}
         for index, row in enumerate(selected):
             line = self.describe(row)
-            outcomes[row["account_id"]] = f"dry run: would {line}"
+            outcomes[row["account_id"]] = StageOutcome.planned(line)
             if index < self.max_user_lines:
                 self.log.info("%s (dry run): would %s", self.stage_name, line)
         if len(selected) > self.max_user_lines:
@@ -1051,7 +1053,7 @@ class NotifyWarningsOperator(_StageOperator):
         super().__init__(**kwargs)
         self.smtp_conn_id = smtp_conn_id
 
-    def execute(self, context: Context) -> dict[str, str]:
+    def execute(self, context: Context) -> dict[str, dict[str, str]]:
         check_policy_templates(self.policy(context), self.policy_path, WARNING_TEMPLATE_SET)
         return super().execute(context)
 
@@ -1213,9 +1215,9 @@ class ExportAuditOperator(BaseOperator):
         record = resolve_optional_input(self.run_policy, context)
         policy = policy_of_run(record)
         run = run_record(context, record, resolve_optional_input(self.approval, context))
-        outcome_by_account: dict[str, str] = {}
+        outcome_by_account: dict[str, StageOutcome] = {}
         for stage_outcomes in stage_results:
-            outcome_by_account.update(stage_outcomes or {})
+            outcome_by_account.update(outcomes_from_xcom(stage_outcomes))
         with contextlib.ExitStack() as stack:
             # A live run reads this run's journal for the CSV and records the run's end: one
             # store session for both. A dry run writes no journal and records nothing.
@@ -1267,7 +1269,7 @@ class ExportAuditOperator(BaseOperator):
         context: Context,
         policy: Policy,
         plan: Sequence[Mapping[str, Any]],
-        outcomes: Mapping[str, str],
+        outcomes: Mapping[str, StageOutcome],
         failed_upstream: Sequence[str],
         store: Any,
         run: Mapping[str, Any],
@@ -1325,7 +1327,7 @@ class ExportAuditOperator(BaseOperator):
         policy: Policy,
         context: Context,
         rows: Sequence[Mapping[str, Any]],
-        outcomes: Mapping[str, str],
+        outcomes: Mapping[str, StageOutcome],
         failed_tasks: Sequence[str],
         csv_path: str,
         seats: Mapping[str, Any],
