@@ -92,6 +92,7 @@ __all__ = [
     "WarningSender",
     "build_message",
     "check_templates",
+    "check_warning_templates",
     "deletion_notice_context",
     "digest_context",
     "notice_templates_dir",
@@ -154,6 +155,16 @@ def check_templates(templates_dir: str | Path | None = None, names: Sequence[str
         raise TemplateError(
             f"E-mail templates in {directory} are not usable; nothing was sent:\n- " + "\n- ".join(problems)
         )
+
+
+def check_warning_templates(templates_dir: str | Path | None = None) -> None:
+    """Validate what a warning batch sends: the warning, and the deletion notice (shipped or the
+    customer's, see :func:`notice_templates_dir`).
+
+    :raises TemplateError: naming every problem of the first set found unusable.
+    """
+    check_templates(templates_dir, WARNING_TEMPLATES)
+    check_templates(notice_templates_dir(templates_dir), NOTICE_TEMPLATES)
 
 
 _SAMPLE_ROW: dict[str, Any] = {
@@ -251,8 +262,7 @@ class WarningSender(MailSession):
 
     def __enter__(self) -> Self:
         # Before the session opens: a broken template must stop the batch before any e-mail.
-        check_templates(self.templates_dir, WARNING_TEMPLATES)
-        check_templates(notice_templates_dir(self.templates_dir), NOTICE_TEMPLATES)
+        check_warning_templates(self.templates_dir)
         return super().__enter__()
 
     def __exit__(
