@@ -15,6 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+#: How a run ran, as the audit, the manifest and the digest record it: nothing written, or for real.
+MODE_DRY_RUN = "dry_run"
+MODE_LIVE = "live"
+
 DONE = "done"
 SKIPPED_ALREADY_DONE = "skipped_already_done"
 SKIPPED_CHANGED = "skipped_changed"

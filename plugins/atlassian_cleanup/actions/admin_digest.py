@@ -20,6 +20,7 @@ from atlassian_cleanup.outcomes import (
     DONE,
     DRY_RUN_WORDS,
     FAILED,
+    MODE_LIVE,
     NOT_RUN_WORDS,
     REPORTED,
     SKIPPED_ALREADY_DONE,
@@ -74,7 +75,7 @@ def digest_context(
     :param seats: the run's billable-seat figures (:func:`atlassian_cleanup.reports.seats.seat_figures`).
     :param without_email: the policy's ``warning.without_email`` (how those users are treated).
     :param policy_warnings: plausibility warnings about the run's policy.
-    :param run: who and how (:func:`atlassian_cleanup.operators.cleanup.run_record`): ``triggered_by``,
+    :param run: who and how (:func:`atlassian_cleanup.operators.base.run_record`): ``triggered_by``,
         ``overrides`` (param -> value) and ``approval`` (its ``summary`` is shown when an approval
         was required).
     :return: a dict for the digest templates.
@@ -112,7 +113,7 @@ def digest_context(
         "run_id": run_id,
         "as_of": as_of,
         "mode": mode,
-        "dry_run": mode != "live",
+        "dry_run": mode != MODE_LIVE,
         "users": len(rows),
         "actions": [{"action": a, "count": actions[a]} for a in sorted(actions)],
         "outcomes": outcome_rows,

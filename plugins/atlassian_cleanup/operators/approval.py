@@ -10,7 +10,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from atlassian_cleanup.decisions.records import format_timestamp
-from atlassian_cleanup.operators.base import MODE_LIVE
+from atlassian_cleanup.outcomes import MODE_LIVE
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from atlassian_cleanup.outcomes import MODE_DRY_RUN, MODE_LIVE
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from atlassian_cleanup.decisions.policy import Policy
-
-
-MODE_DRY_RUN = "dry_run"
-MODE_LIVE = "live"
 
 
 def resolve_policy(

@@ -13,7 +13,6 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from atlassian_cleanup.action_kinds import DEACTIVATE, WARN
 from atlassian_cleanup.operators.base import (
-    MODE_LIVE,
     mode_of,
     open_state_store,
     policy_of_run,
@@ -22,6 +21,7 @@ from atlassian_cleanup.operators.base import (
     wire_large_input,
 )
 from atlassian_cleanup.operators.extract import EXTRACTION_KEY
+from atlassian_cleanup.outcomes import MODE_LIVE
 from atlassian_cleanup.progress import counts_in_words
 from atlassian_cleanup.settings import audit_dir as default_audit_dir
 

@@ -22,14 +22,13 @@ from atlassian_cleanup.action_kinds import (
 )
 from atlassian_cleanup.client.retry import StopsAtlassianCallsOnKill
 from atlassian_cleanup.operators.base import (
-    MODE_LIVE,
     open_state_store,
     policy_of_run,
     resolve_large_input,
     run_as_of,
     wire_large_input,
 )
-from atlassian_cleanup.outcomes import FAILED, StageOutcome, outcomes_to_xcom
+from atlassian_cleanup.outcomes import FAILED, MODE_LIVE, StageOutcome, outcomes_to_xcom
 from atlassian_cleanup.progress import counts_in_words
 
 if TYPE_CHECKING:
