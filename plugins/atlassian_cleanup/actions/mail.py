@@ -19,6 +19,7 @@ from typing import Any, Self
 
 from atlassian_cleanup.actions.email_templates import one_line
 from atlassian_cleanup.actions.enforcement import RecipientNotAddressable
+from atlassian_cleanup.decisions.policy_model import NotificationsPolicy
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class MailSession:
 
     def __init__(
         self,
-        smtp_conn_id: str = "smtp_default",
+        smtp_conn_id: str = NotificationsPolicy.smtp_conn_id,
         *,
         from_email: str | None = None,
         from_name: str | None = None,

@@ -63,6 +63,7 @@ from atlassian_cleanup.actions.warning_emails import (
     render_warning,
     warning_context,
 )
+from atlassian_cleanup.decisions.policy_model import NotificationsPolicy
 from atlassian_cleanup.decisions.records import valid_email_address
 from atlassian_cleanup.outcomes import FAILED, StageOutcome
 
@@ -244,7 +245,7 @@ class WarningSender(MailSession):
 
     def __init__(
         self,
-        smtp_conn_id: str = "smtp_default",
+        smtp_conn_id: str = NotificationsPolicy.smtp_conn_id,
         *,
         from_email: str | None = None,
         org_name: str | None = None,
@@ -328,7 +329,7 @@ def send_digest(
     context: Mapping[str, Any],
     *,
     to: Sequence[str],
-    smtp_conn_id: str = "smtp_default",
+    smtp_conn_id: str = NotificationsPolicy.smtp_conn_id,
     from_email: str | None = None,
     templates_dir: str | Path | None = None,
 ) -> str:

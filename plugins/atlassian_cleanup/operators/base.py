@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from atlassian_cleanup.decisions.policy_model import StateStorePolicy
 from atlassian_cleanup.outcomes import MODE_DRY_RUN, MODE_LIVE
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def mode_of(policy: Policy) -> str:
     return MODE_DRY_RUN if policy.dry_run else MODE_LIVE
 
 
-DEFAULT_STATE_CONN_ID = "atlassian_cleanup_state"
+DEFAULT_STATE_CONN_ID = StateStorePolicy.conn_id
 
 
 def state_store_url(conn_id: str) -> str:

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from atlassian_cleanup.decisions.policy import NotificationsPolicy, SafetyPolicy, load_policy
+from atlassian_cleanup.decisions.policy import NotificationsPolicy, RestorePolicy, SafetyPolicy, load_policy
 from atlassian_cleanup.settings import policy_path
 
 log = logging.getLogger(__name__)
 
 #: Environment variable with the recipients of failure alerts when the policy cannot name them.
 FALLBACK_ALERT_ENV = "ATLASSIAN_CLEANUP_ALERT_EMAILS"
-DEFAULT_RESTORE_SCHEDULE = "*/10 * * * *"
 
 #: Failure alert: no exception text (it may quote Atlassian data such as display names), only what
 #: an admin needs to open the right log.
@@ -92,14 +91,14 @@ def dag_setup(path: str | None = None) -> DagSetup:
         return DagSetup(
             policy_path=path,
             atlassian_task_timeout=timedelta(minutes=SafetyPolicy.task_timeout_minutes),
-            restore_schedule=DEFAULT_RESTORE_SCHEDULE,
+            restore_schedule=RestorePolicy.schedule,
             alert_recipients=fallback,
             policy_problem=problem,
         )
     return DagSetup(
         policy_path=path,
         atlassian_task_timeout=timedelta(minutes=policy.safety.task_timeout_minutes),
-        restore_schedule=policy.restore.schedule or DEFAULT_RESTORE_SCHEDULE,
+        restore_schedule=policy.restore.schedule or RestorePolicy.schedule,
         alert_recipients=tuple(policy.notifications.admin_emails) or fallback,
         notifications=policy.notifications,
     )
