@@ -136,11 +136,3 @@ LIFECYCLE_ACTIONS: tuple[str, ...] = tuple(k.name for k in _DECLARATIONS if k.li
 WRITE_ACTIONS: tuple[str, ...] = tuple(k.name for k in _DECLARATIONS if k.writes)
 #: Kinds that are e-mails only.
 EMAIL_ACTIONS: tuple[str, ...] = (WARN, DELETE_NOTICE)
-
-
-def kind_of(name: str) -> ActionKind:
-    """The declaration of ``name``; a clear error for a name that is not an action kind."""
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown action kind {name!r}; known: {', '.join(KINDS)}") from None

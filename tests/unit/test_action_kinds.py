@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from atlassian_cleanup import action_kinds
-from atlassian_cleanup.action_kinds import KINDS, kind_of
+from atlassian_cleanup.action_kinds import KINDS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
@@ -105,8 +105,3 @@ def test_each_write_is_undone_by_its_restore_step(name, step):
 )
 def test_api_calls_name_the_contract_endpoints(name, endpoint):
     assert endpoint in str(KINDS[name].api_call)
-
-
-def test_an_unknown_kind_is_named_in_the_error():
-    with pytest.raises(ValueError, match=r"unknown action kind 'suspended'.*suspend"):
-        kind_of("suspended")

@@ -46,11 +46,6 @@ class CredentialState:
         with self._lock:
             return self._not_before.get((method.upper(), path), 0.0)
 
-    def wait_before(self, method: str, path: str, now: float | None = None) -> float:
-        """Seconds until ``method path`` may be sent (0 when it may go now)."""
-        now = time.monotonic() if now is None else now
-        return max(0.0, self.not_before(method, path) - now)
-
     def announce(self, method: str, path: str, seconds: float, now: float | None = None) -> None:
         """Record that the server asked to wait ``seconds`` before calling ``method path`` again."""
         now = time.monotonic() if now is None else now

@@ -60,7 +60,6 @@ from atlassian_cleanup.client.rate_limit_headers import (
 from atlassian_cleanup.client.stopping import (
     AtlassianCallsCancelled,
     StopsAtlassianCallsOnKill,
-    atlassian_calls_cancelled,
     begin_atlassian_calls,
     cancel_atlassian_calls,
     interruptible_sleep,
@@ -80,7 +79,6 @@ __all__ = [
     "RatePacer",
     "RetryPolicy",
     "StopsAtlassianCallsOnKill",
-    "atlassian_calls_cancelled",
     "begin_atlassian_calls",
     "cancel_atlassian_calls",
     "credential_forms",

@@ -42,11 +42,6 @@ def cancel_atlassian_calls(reason: str = "the task was asked to stop") -> None:
     _CANCELLED.set()
 
 
-def atlassian_calls_cancelled() -> bool:
-    """Whether :func:`cancel_atlassian_calls` was called since the task began."""
-    return _CANCELLED.is_set()
-
-
 def raise_if_cancelled(where: str = "") -> None:
     """
     Raise :class:`AtlassianCallsCancelled` when the task is being stopped.

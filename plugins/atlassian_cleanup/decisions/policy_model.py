@@ -67,11 +67,6 @@ class InactivityPolicy:
         """Inactivity threshold in days for ``product`` (any alias is accepted)."""
         return int(self.products.get(canonical_product(product), self.default_days))
 
-    @property
-    def min_threshold(self) -> int:
-        """The smallest threshold of any product (warnings must fit below it)."""
-        return min([self.default_days, *self.products.values()])
-
 
 @dataclass(frozen=True)
 class WarningPolicy:
@@ -86,10 +81,6 @@ class WarningPolicy:
     lead_days: tuple[int, ...] = (14, 7, 1)
     min_notice_days: int | None = None
     without_email: Literal["action_after_notice", "hold"] = "action_after_notice"
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.lead_days)
 
     @property
     def notice_days(self) -> int:
