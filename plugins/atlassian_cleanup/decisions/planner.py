@@ -117,10 +117,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from atlassian_cleanup.action_kinds import KINDS, LIFECYCLE_ACTIONS
 from atlassian_cleanup.days import SECONDS_PER_DAY, days_between, utc_day
 from atlassian_cleanup.decisions.account_facts import DELETE_GRACE_DAYS
 from atlassian_cleanup.decisions.policy import Policy
-from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
+from atlassian_cleanup.decisions.products import canonical_product, product_label
 from atlassian_cleanup.decisions.records import (
     PLAN_COLUMNS,
     PROPOSED_ACTIONS,
@@ -131,6 +132,7 @@ from atlassian_cleanup.decisions.records import (
     is_idp_managed,
     valid_email_address,
 )
+from atlassian_cleanup.decisions.still_as_left import still_as_left
 from atlassian_cleanup.decisions.user_table import UserTable
 
 #: The plan's columns (:data:`atlassian_cleanup.decisions.records.PLAN_COLUMNS`), in order, with their types:
@@ -153,11 +155,6 @@ from atlassian_cleanup.decisions.user_table import UserTable
 ADMIN_ROLES: tuple[str, ...] = ("atlassian/org-admin", "atlassian/site-admin", "atlassian/user-access-admin")
 
 _EPOCH = pd.Timestamp(0, tz="UTC")
-_ACTION_VERBS = {
-    "suspend": "Suspended",
-    "deactivate": "Deactivated",
-    "remove_product_access": "Product access removed",
-}
 #: Rule ids, encoded as small integers while planning (0 = not decided yet).
 _RULES: tuple[str, ...] = (
     "",
@@ -252,10 +249,6 @@ def _whole_days(as_of_s: float, seconds: np.ndarray) -> np.ndarray:
     """Calendar days from the UTC date of ``seconds`` to the run's date (NaN stays NaN; the future
     counts as 0): :func:`atlassian_cleanup.days.days_between`, the one day arithmetic."""
     return np.maximum(days_between(seconds, as_of_s), 0.0)
-
-
-def _label(product: str) -> str:
-    return PRODUCT_LABELS.get(product) or product.replace("-", " ").title()
 
 
 def _join_or(items: Sequence[str]) -> str:
@@ -739,12 +732,10 @@ def _plan_actions(
 
     actioned = stage_is("actioned") & (rule == 0)
     removal_left = actioned & acted_is("remove_product_access") & (n_products > 0)
-    in_place = np.where(
-        acted_is("suspend"),
-        status_is["suspended"] | status_is["deactivated"],
-        np.where(acted_is("deactivate"), status_is["deactivated"], n_products == 0),
+    in_place = still_as_left(
+        _objects([None, *acted])[act_code], _objects(status_names)[statuses.codes], n_products > 0
     )
-    known_action = acted_is(*_ACTION_VERBS)
+    known_action = acted_is(*LIFECYCLE_ACTIONS)
     delete_after = policy.delete_after_days
     waiting = actioned & ~removal_left
     decide(waiting & (np.isnan(actioned_at) | ~known_action), "already_actioned")
@@ -1017,12 +1008,6 @@ _FIXED_TEXT = {
     "not_invited": "Not a member of the directory (status not_invited); no warning or action.",
     "no_product_access": "No product access to remove.",
 }
-_ACTION_WORDS = {
-    "suspend": "suspension",
-    "deactivate": "deactivation",
-    "remove_product_access": "product access removal",
-    "delete": "deletion",
-}
 # Rules whose reason lists the products one by one.
 _DETAIL_RULES = (
     "inactive_all_products",
@@ -1062,6 +1047,12 @@ _WHY_UNMANAGED, _WHY_IDP, _WHY_REFUSED = 1, 2, 3
 _WHY_OF_REFUSAL = {"accountNotManaged": _WHY_UNMANAGED, "externalDirectory.scim": _WHY_IDP}
 
 
+def _noun(action: str) -> str:
+    """The action as a noun in reasons ("suspension"); an action without one is named as it is."""
+    kind = KINDS.get(action)
+    return (kind.noun if kind else None) or action
+
+
 def _days(value: float) -> str:
     count = int(value)
     return f"{count} day" if count == 1 else f"{count} days"
@@ -1069,6 +1060,16 @@ def _days(value: float) -> str:
 
 def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def _labels_and(products: Iterable[str]) -> str:
+    """Products as people read them, joined by "and" ("Jira and Confluence")."""
+    return _join_and([product_label(p) for p in products])
+
+
+def _labels_or(products: Iterable[str]) -> str:
+    """Products as people read them, joined by "or" ("Jira or Confluence")."""
+    return _join_or([product_label(p) for p in products])
 
 
 def _join_and(items: Sequence[str]) -> str:
@@ -1125,7 +1126,7 @@ class _Reasons:
         )
 
     def _label_of(self, code: int) -> str | None:
-        return _label(self.products[code]) if code >= 0 else None
+        return product_label(self.products[code]) if code >= 0 else None
 
     def _thresholds(self, products: Sequence[str]) -> str:
         values = {int(self.policy.inactivity.products.get(p, self.default_days)) for p in products} or {
@@ -1134,7 +1135,8 @@ class _Reasons:
         if len(values) == 1:
             return f"threshold {values.pop()}"
         return "thresholds " + ", ".join(
-            f"{_label(p)} {int(self.policy.inactivity.products.get(p, self.default_days))}" for p in products
+            f"{product_label(p)} {int(self.policy.inactivity.products.get(p, self.default_days))}"
+            for p in products
         )
 
     def _fallback(self, key: int) -> str:
@@ -1168,7 +1170,7 @@ class _Reasons:
     def all_products(self, rows: np.ndarray) -> list[str]:
         """The reason core when every product counts (suspend / deactivate)."""
         masks = self.all_masks[rows]
-        names = _by_key(masks, lambda m: _join_or([_label(p) for p in self.masks.names(m)]) if m else None)
+        names = _by_key(masks, lambda m: _labels_or(self.masks.names(m)) if m else None)
         thresholds = _by_key(masks, lambda m: self._thresholds(self.masks.names(m)))
         no_access = f"(threshold {self.default_days})"
         return [
@@ -1191,11 +1193,11 @@ class _Reasons:
     def comings(self, rows: np.ndarray) -> list[str]:
         if self.is_remove:  # what goes is the products, so the words follow the products to remove
             return _by_key(self.remove_masks[rows], self._removal_of).tolist()
-        words = _by_key(self.planned[rows], lambda code: _ACTION_WORDS.get(_ACTIONS[code], _ACTIONS[code]))
+        words = _by_key(self.planned[rows], lambda code: _noun(_ACTIONS[code]))
         return words.tolist()
 
     def _removal_of(self, mask: int) -> str:
-        return f"removal of {_join_and([_label(p) for p in self.masks.names(mask)])} access"
+        return f"removal of {_labels_and(self.masks.names(mask))} access"
 
     def removal_sentences(
         self, rows: np.ndarray, before: np.ndarray, after: np.ndarray, *, first_lower: bool
@@ -1219,7 +1221,7 @@ class _Reasons:
         last_dates = _dates(last[first])
         parts = []
         for k, j in enumerate(first.tolist()):
-            label, threshold = _label(self.products[codes[j]]), int(pthreshold[picked[j]])
+            label, threshold = product_label(self.products[codes[j]]), int(pthreshold[picked[j]])
             if math.isnan(days[j]):
                 parts.append(f"no activity ever recorded in {label} (threshold {threshold})")
                 continue
@@ -1338,8 +1340,8 @@ class _Reasons:
     def _inactive_product(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
         def removing(remove: int, every: int) -> str:
             kept = self.masks.names(every & ~remove)
-            keep = f" Keeping {_join_and([_label(p) for p in kept])}." if kept else ""
-            return f". Removing {_join_and([_label(p) for p in self.masks.names(remove)])} access.{keep}"
+            keep = f" Keeping {_labels_and(kept)}." if kept else ""
+            return f". Removing {_labels_and(self.masks.names(remove))} access.{keep}"
 
         tails = [
             removing(remove, every)
@@ -1459,8 +1461,7 @@ class _Reasons:
             past = self.masks.names(mask)
             if past and not self.is_remove:
                 return (
-                    f" Past the threshold on {_join_and([_label(p) for p in past])} only; "
-                    f"{action} needs every product inactive."
+                    f" Past the threshold on {_labels_and(past)} only; {action} needs every product inactive."
                 )
             return ""
 
@@ -1531,7 +1532,7 @@ class _Reasons:
             values = {row[2] for row in rows} or {default_days}
             if len(values) == 1:
                 return f"threshold {values.pop()}"
-            return "thresholds " + ", ".join(f"{_label(row[0])} {row[2]}" for row in rows)
+            return "thresholds " + ", ".join(f"{product_label(row[0])} {row[2]}" for row in rows)
 
         def all_products(i: int) -> str:
             rows = products.get(i, [])
@@ -1542,7 +1543,7 @@ class _Reasons:
                     f"No product access and no activity for {_days(days_inactive[i])} "
                     f"(threshold {default_days}); {last_text(i)}."
                 )
-            names = _join_or([_label(row[0]) for row in rows])
+            names = _join_or([product_label(row[0]) for row in rows])
             if math.isnan(days_inactive[i]):
                 return f"No activity ever recorded in {names} ({thresholds(rows)})."
             return (
@@ -1555,12 +1556,13 @@ class _Reasons:
                 if product not in names:
                     continue
                 if days is None:
-                    parts.append(f"no activity ever recorded in {_label(product)} (threshold {threshold})")
+                    parts.append(
+                        f"no activity ever recorded in {product_label(product)} (threshold {threshold})"
+                    )
                     continue
                 since = f"last active {last}" if last else f"never used since joining on {added[i]}"
-                parts.append(
-                    f"no activity in {_label(product)} for {_days(days)} (threshold {threshold}, {since})"
-                )
+                label = product_label(product)
+                parts.append(f"no activity in {label} for {_days(days)} (threshold {threshold}, {since})")
             return _upper_first("; ".join(parts)) + "."
 
         def removal(i: int) -> list[str]:
@@ -1569,8 +1571,8 @@ class _Reasons:
         def coming(i: int) -> str:
             """What happens next: the action, or the products whose access goes."""
             if is_remove:
-                return f"removal of {_join_and([_label(p) for p in removal(i)])} access"
-            return _ACTION_WORDS.get(planned[i], str(planned[i]))
+                return f"removal of {_labels_and(removal(i))} access"
+            return _noun(str(planned[i]))
 
         def fallback(i: int) -> str:
             return self._fallback(int(self.planned[i]) * 4 + int(self.suspend_why[i]))
@@ -1580,7 +1582,8 @@ class _Reasons:
 
         def verb(i: int) -> str:
             code = int(self.act_code[i])
-            return _ACTION_VERBS.get(self.acted[code - 1] if code else "", "Actioned")
+            kind = KINDS.get(self.acted[code - 1]) if code else None
+            return (kind.done_label if kind else None) or "Actioned"
 
         r = _RULES[self.rule[i]]
         by = str(self.protected_by[i]).split(":", 1)[-1]
@@ -1686,8 +1689,8 @@ class _Reasons:
             return f"{all_products(i)}{warned_text} Proposing {planned[i]}.{fallback(i)}"
         if r == "inactive_product":
             kept = [product for product, *_ in products.get(i, []) if product not in removal(i)]
-            keep = f" Keeping {_join_and([_label(p) for p in kept])}." if kept else ""
-            return f"{core(i)} Removing {_join_and([_label(p) for p in removal(i)])} access.{keep}"
+            keep = f" Keeping {_labels_and(kept)}." if kept else ""
+            return f"{core(i)} Removing {_labels_and(removal(i))} access.{keep}"
         if r == "final_warning":
             return (
                 f"{core(i)} Not warned yet: sending the {int(self.bucket[i])}-day warning; {coming(i)} on "
@@ -1720,7 +1723,7 @@ class _Reasons:
         still = ""
         if past and not is_remove:
             still = (
-                f" Past the threshold on {_join_and([_label(p) for p in past])} only; "
+                f" Past the threshold on {_labels_and(past)} only; "
                 f"{policy.action} needs every product inactive."
             )
         return f"Active: {last_text(i)} ({_days(days_inactive[i])} ago).{still}{when}"
