@@ -122,14 +122,6 @@ class PlanFacts:
         rows = np.flatnonzero(found >= 0)
         entries = [history[keys[k]] for k in found[rows].tolist()]
         entries = [UserHistory.from_dict(h) if isinstance(h, Mapping) else h for h in entries]
-        moments = (
-            (self.actioned_at, "actioned_at"),
-            (self.restored_at, "restored_at"),
-            (self.warned_at, "warned_at"),
-            (self.recorded_first_warned_at, "first_warned_at"),
-            (self.delete_at, "delete_requested_at"),
-            (self.notice_at, "delete_notice_at"),
-        )
         for row, h in zip(rows.tolist(), entries, strict=True):
             if h is None:
                 continue
@@ -140,10 +132,18 @@ class PlanFacts:
                 self.act_code[row] = self.acted.index(h.actioned_action) + 1
             if h.last_warned_lead_days is not None:
                 self.last_warned[row] = h.last_warned_lead_days
-            for column, name in moments:
-                moment = getattr(h, name)
-                if moment:
-                    column[row] = moment.timestamp()
+            if h.actioned_at:
+                self.actioned_at[row] = h.actioned_at.timestamp()
+            if h.restored_at:
+                self.restored_at[row] = h.restored_at.timestamp()
+            if h.warned_at:
+                self.warned_at[row] = h.warned_at.timestamp()
+            if h.first_warned_at:
+                self.recorded_first_warned_at[row] = h.first_warned_at.timestamp()
+            if h.delete_requested_at:
+                self.delete_at[row] = h.delete_requested_at.timestamp()
+            if h.delete_notice_at:
+                self.notice_at[row] = h.delete_notice_at.timestamp()
             self.removed_from_directory[row] = h.deletion_kind == "remove_from_directory"
             if h.removed_products:
                 self.removals.append((row, h.removed_products))

@@ -9,19 +9,21 @@ words every rule again row by row, independently, and checks that both agree wor
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from atlassian_cleanup.action_kinds import DEACTIVATE, KINDS, PROPOSED_ACTIONS, SUSPEND
+from atlassian_cleanup.action_kinds import DEACTIVATE, PROPOSED_ACTIONS, SUSPEND
 from atlassian_cleanup.days import SECONDS_PER_DAY, days_between, utc_day
 from atlassian_cleanup.decisions.account_facts import DELETE_GRACE_DAYS
 from atlassian_cleanup.decisions.plan_arrays import ProductSets, by_key, dates, groups, objects
 from atlassian_cleanup.decisions.plan_facts import WHY_IDP, WHY_REFUSED, PlanFacts
 from atlassian_cleanup.decisions.plan_rules import ACTION_CODE, RULE_NAMES, Decisions
 from atlassian_cleanup.decisions.products import product_label
+from atlassian_cleanup.decisions.reasons_by_user import OneUserWording
 from atlassian_cleanup.decisions.records import STAGES
+from atlassian_cleanup.decisions.words import days_text, labels_and, labels_or, noun, upper_first
 
 _FIXED_TEXT = {
     "app_account": "Protected: app account (apps, bots and integrations are never warned or actioned).",
@@ -66,43 +68,6 @@ _IDP_MANAGED = (
 _REFUSED = " Atlassian's user management API does not allow deactivating this account; suspending instead."
 
 
-def _noun(action: str) -> str:
-    """The action as a noun in reasons ("suspension"); an action without one is named as it is."""
-    kind = KINDS.get(action)
-    return (kind.noun if kind else None) or action
-
-
-def _days(value: float) -> str:
-    count = int(value)
-    return f"{count} day" if count == 1 else f"{count} days"
-
-
-def _upper_first(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _labels_and(products: Iterable[str]) -> str:
-    """Products as people read them, joined by "and" ("Jira and Confluence")."""
-    return _join_and([product_label(p) for p in products])
-
-
-def _labels_or(products: Iterable[str]) -> str:
-    """Products as people read them, joined by "or" ("Jira or Confluence")."""
-    return _join_or([product_label(p) for p in products])
-
-
-def _join_or(items: Sequence[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return f"{', '.join(items[:-1])} or {items[-1]}"
-
-
-def _join_and(items: Sequence[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return f"{', '.join(items[:-1])} and {items[-1]}"
-
-
 @dataclass(frozen=True)
 class ProductColumns:
     """The plan's product sets, as keys of ``sets`` (:class:`ProductSets`), per user."""
@@ -115,7 +80,7 @@ class ProductColumns:
     remove_rows: np.ndarray  # which rows of the long product table are to be removed
 
 
-class Reasons:
+class Reasons(OneUserWording):
     """One sentence per user saying why, with the numbers and dates an admin checks.
 
     The frequent rules are worded column-wise: each varying part (a date, a day count, a product
@@ -123,8 +88,8 @@ class Reasons:
     ``remove_product_access`` a sentence lists each product to remove with its own days and date,
     so nearly every user's sentence differs: each product's detail is worded once per distinct
     detail on the long table and the details are joined per user (:meth:`removal_sentences`). The
-    rarer rules (protections, lifecycle) are worded row by row; :meth:`_text` is the reference
-    wording every column-wise sentence must equal.
+    rarer rules (protections, lifecycle) are worded row by row (:class:`OneUserWording`). Every
+    sentence must equal the independent row-by-row oracle in tests/unit/test_planner_reasons.py.
     """
 
     def __init__(
@@ -189,18 +154,6 @@ class Reasons:
             notes[rows] = _NO_EMAIL_NOTES.get((choice, RULE_NAMES[code] in _WARN_RULES), "")
         return notes
 
-    def _deletion_kind(self, i: int) -> str:
-        """What a deletion will be for this account (Atlassian deletes managed accounts only)."""
-        if self.managed[i]:
-            return f"Atlassian keeps it cancellable for {DELETE_GRACE_DAYS} days from the deletion request"
-        return (
-            "an unmanaged account: Atlassian does not delete it, it is removed from the directory "
-            "instead, with no grace period"
-        )
-
-    def _label_of(self, code: int) -> str | None:
-        return product_label(self.products[code]) if code >= 0 else None
-
     def _thresholds(self, products: Sequence[str]) -> str:
         values = {int(self.policy.inactivity.products.get(p, self.default_days)) for p in products} or {
             self.default_days
@@ -233,17 +186,17 @@ class Reasons:
         ]
 
     def day_texts(self, values: np.ndarray) -> list[str | None]:
-        """``_days`` of each value; None where NaN."""
+        """``days_text`` of each value; None where NaN."""
         ok = ~np.isnan(values)
         out = np.full(len(values), None, dtype=object)
         if ok.any():
-            out[ok] = by_key(values[ok].astype(np.int64), _days)
+            out[ok] = by_key(values[ok].astype(np.int64), days_text)
         return out.tolist()
 
     def all_products(self, rows: np.ndarray) -> list[str]:
         """The reason core when every product counts (suspend / deactivate)."""
         masks = self.all_masks[rows]
-        names = by_key(masks, lambda m: _labels_or(self.masks.names(m)) if m else None)
+        names = by_key(masks, lambda m: labels_or(self.masks.names(m)) if m else None)
         thresholds = by_key(masks, lambda m: self._thresholds(self.masks.names(m)))
         no_access = f"(threshold {self.default_days})"
         return [
@@ -266,20 +219,20 @@ class Reasons:
     def comings(self, rows: np.ndarray) -> list[str]:
         if self.is_remove:  # what goes is the products, so the words follow the products to remove
             return by_key(self.remove_masks[rows], self._removal_of).tolist()
-        words = by_key(self.planned[rows], lambda code: _noun(PROPOSED_ACTIONS[code]))
+        words = by_key(self.planned[rows], lambda code: noun(PROPOSED_ACTIONS[code]))
         return words.tolist()
 
     def _removal_of(self, mask: int) -> str:
-        return f"removal of {_labels_and(self.masks.names(mask))} access"
+        return f"removal of {labels_and(self.masks.names(mask))} access"
 
     def removal_sentences(
         self, rows: np.ndarray, before: np.ndarray, after: np.ndarray, *, first_lower: bool
     ) -> np.ndarray:
         """Per row: ``before``, the products to remove worded one by one and joined by "; ", ``after``.
 
-        The details are worded as ``_text`` words them: each distinct product detail (product, days,
-        last active or joining date) once, the first detail with an upper case letter (or, with
-        ``first_lower``, lower case again), in product order. Every row must have a product to remove.
+        Each distinct product detail (product, days, last active or joining date) is worded once,
+        the first detail with an upper case letter (or, with ``first_lower``, lower case again), in
+        product order. A row without a product to remove gets ``before`` and ``after`` only.
         No Python code runs per user: a user's details go to one column per place in their list and
         each sentence is joined once, in C.
         """
@@ -302,8 +255,8 @@ class Reasons:
                 since = f"last active {last_dates[k]}"
             else:
                 since = f"never used since joining on {self.added[pu[picked[j]]]}"
-            parts.append(f"no activity in {label} for {_days(days[j])} (threshold {threshold}, {since})")
-        heads = [_upper_first(part) for part in parts]
+            parts.append(f"no activity in {label} for {days_text(days[j])} (threshold {threshold}, {since})")
+        heads = [upper_first(part) for part in parts]
         if first_lower:
             heads = [head[:1].lower() + head[1:] for head in heads]
         # A detail's place in its user's list: products in code order (the order of their names).
@@ -407,8 +360,8 @@ class Reasons:
         def removing(remove: int, every: int) -> str:
             removed = self.masks.names(remove)
             kept = [product for product in self.masks.names(every) if product not in removed]
-            keep = f" Keeping {_labels_and(kept)}." if kept else ""
-            return f". Removing {_labels_and(self.masks.names(remove))} access.{keep}"
+            keep = f" Keeping {labels_and(kept)}." if kept else ""
+            return f". Removing {labels_and(self.masks.names(remove))} access.{keep}"
 
         tails = [
             removing(remove, every)
@@ -419,7 +372,7 @@ class Reasons:
         return [""] * len(rows), tails
 
     def _final_warning_frame(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
-        notice = _days(self.notice)
+        notice = days_text(self.notice)
         tails = [
             f". Not warned yet: sending the {int(bucket)}-day warning; {coming} on {date} at the "
             f"earliest ({notice} of notice).{fallback}"
@@ -434,7 +387,7 @@ class Reasons:
         return [""] * len(rows), tails
 
     def _notice_period_frame(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
-        notice = _days(self.notice)
+        notice = days_text(self.notice)
         tails = [
             f". First warned on {warned}; {coming} waits until {date} so the user has at least {notice} "
             f"of notice.{fallback}"
@@ -450,7 +403,7 @@ class Reasons:
 
     def _warning_window_frame(self, rows: np.ndarray) -> tuple[list[str], list[str]]:
         heads = [
-            f"{_upper_first(coming)} due on {date} (in {days}): "
+            f"{upper_first(coming)} due on {date} (in {days}): "
             for coming, date, days in zip(
                 self.comings(rows),
                 self.action_date[rows].tolist(),
@@ -528,7 +481,7 @@ class Reasons:
             past = self.masks.names(mask)
             if past and not self.is_remove:
                 return (
-                    f" Past the threshold on {_labels_and(past)} only; {action} needs every product inactive."
+                    f" Past the threshold on {labels_and(past)} only; {action} needs every product inactive."
                 )
             return ""
 
@@ -549,131 +502,3 @@ class Reasons:
                 strict=True,
             )
         ]  # fmt: skip
-
-    # -- the rarer rules, one user at a time ----------------------------------------------------------
-
-    def _one_by_one(self) -> dict[str, Callable[[int, str], str]]:
-        protections = ("unknown_account_type", "admin_role", "admin_group", "protected_domain")
-        protections += ("protected_group", "new_user_grace", "restored_grace")
-        words = dict.fromkeys(protections, self._protection)
-        words |= dict.fromkeys(("deleted", "pending_delete"), self._deletion_requested)
-        words |= dict.fromkeys(("dormant_delete", "deletion_notice", "awaiting_delete"), self._deletion_ahead)
-        words |= dict.fromkeys(("already_actioned", "changed_outside_tool"), self._not_deleted)
-        return words | {"activity_seen": self._activity_seen, "unknown_status": self._unknown_status}
-
-    def _last_text(self, i: int) -> str:
-        if self.last_any[i]:
-            code = self.last_pc[i]
-            where = f" in {self._label_of(code)}" if code >= 0 else ""
-            return f"last active {self.last_any[i]}{where}"
-        if self.added[i]:
-            return f"never active since joining on {self.added[i]}"
-        return "no activity ever recorded"
-
-    def _done(self, i: int) -> str:
-        """How this tool's action on the user is said ("Suspended")."""
-        code = int(self.act_code[i])
-        kind = KINDS.get(self.acted[code - 1]) if code else None
-        return (kind.done_label if kind else None) or "Actioned"
-
-    def _protection(self, i: int, rule: str) -> str:
-        by = str(self.protected_by[i]).split(":", 1)[-1]
-        policy = self.policy
-        if rule == "unknown_account_type":
-            return (
-                f"Protected: account type '{self.account_types[i]}' is not a normal user account; "
-                "only 'atlassian' accounts are actioned."
-            )
-        if rule == "new_user_grace":
-            return (
-                f"New user: added to the org on {self.added[i]} ({_days(self.since_added[i])} ago), within "
-                f"the {policy.new_user_grace_days}-day new-user grace period."
-            )
-        if rule == "restored_grace":
-            return (
-                f"Restored by this tool on {self.restored[i]} ({_days(max(self.since_restored[i], 0))} "
-                f"ago), within the {policy.restored_grace_days}-day grace period after a restore."
-            )
-        return {
-            "admin_role": f"Protected: holds the admin role {by}.",
-            "admin_group": f"Protected: member of admin group {by} (matches admin_groups).",
-            "protected_domain": f"Protected: e-mail domain is covered by protected.domains entry {by}.",
-            "protected_group": f"Protected: member of protected group {by}.",
-        }[rule]
-
-    def _activity_seen(self, i: int, rule: str) -> str:
-        if self.reset_ref[i] == self.warned_at[i]:
-            event = f"the warning sent on {self.warned[i]}"
-        else:
-            event = f"this tool's action on {self.actioned[i]}"
-        return f"Activity seen ({self._last_text(i)}) after {event}; access kept, the user is active again."
-
-    def _deletion_requested(self, i: int, rule: str) -> str:
-        """Users this tool deleted or asked Atlassian to delete."""
-        done, actioned, requested, ends = (
-            self._done(i),
-            self.actioned[i],
-            self.delete_requested[i],
-            self.grace_ends[i],
-        )
-        if rule == "deleted":
-            if self.removed_from_directory[i] and requested:
-                return (
-                    f"{done} by this tool on {actioned}, then removed from the directory on {requested} "
-                    "(not a deletion: no grace period; only a re-invite brings the user back); nothing to do."
-                )
-            if requested:
-                return (
-                    f"{done} by this tool on {actioned}; deletion requested on {requested}, final since "
-                    f"{ends}; nothing to do."
-                )
-            return "Deleted by this tool earlier (stage deleted); nothing to do."
-        grace = f"Atlassian's {DELETE_GRACE_DAYS}-day"
-        if not requested:
-            return f"Deletion already requested by this tool; {grace} cancellable grace period is running."
-        if self.grace_over[i]:
-            window = f"{grace} window to cancel it ended on {ends}: deleted for good"
-        else:
-            window = f"{grace} window to cancel it ends on {ends}"
-        return f"{done} by this tool on {actioned}; deletion requested on {requested}; {window}."
-
-    def _deletion_ahead(self, i: int, rule: str) -> str:
-        """Users this tool actioned, on their way to deletion."""
-        done, actioned, date, noticed = self._done(i), self.actioned[i], self.action_date[i], self.noticed[i]
-        if rule == "dormant_delete":
-            notice = f", deletion notice e-mailed on {noticed}" if noticed else ""
-            return (
-                f"{done} by this tool on {actioned} ({_days(self.since_action[i])} ago, delete after "
-                f"{self.delete_after}){notice}, no activity since and not restored: proposing deletion "
-                f"({self._deletion_kind(i)})."
-            )
-        if rule == "deletion_notice":
-            return (
-                f"{done} by this tool on {actioned}, no activity since and not restored: sending the "
-                f"deletion notice {_days(self.policy.delete_notice_days)} ahead; deletion on {date} "
-                f"(in {_days(self.action_days[i])}) at the earliest ({self._deletion_kind(i)})."
-            )
-        notice = f" Deletion notice e-mailed on {noticed}." if noticed else ""
-        return (
-            f"{done} by this tool on {actioned}; if still inactive it will be proposed for "
-            f"deletion on {date} (in {_days(self.action_days[i])}).{notice}"
-        )
-
-    def _not_deleted(self, i: int, rule: str) -> str:
-        """Users this tool actioned who are never deleted automatically."""
-        done, actioned, restored = self._done(i), self.actioned[i], self.restored[i]
-        if rule == "changed_outside_tool":
-            return (
-                f"{done} by this tool on {actioned}, but Atlassian now shows status "
-                f"{self.statuses[i]}: changed outside this tool, so it is not deleted."
-            )
-        if self.delete_after is None:
-            why = "deletion is off (delete_after_days is null)"
-        elif restored and actioned and restored >= actioned:
-            why = f"restored on {restored}, so it is not deleted"
-        else:
-            why = "the action or its date is not recorded, so it is never deleted automatically"
-        return f"{done} by this tool on {actioned or 'an unknown date'}; {why}."
-
-    def _unknown_status(self, i: int, rule: str) -> str:
-        return f"Atlassian status '{self.statuses[i]}' is not 'active'; no warning or action."
