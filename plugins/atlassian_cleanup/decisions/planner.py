@@ -180,7 +180,7 @@ def plan_actions(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _plan_actions(
+        facts = PlanFacts(
             UserTable.from_any(users),
             policy,
             as_of,
@@ -189,30 +189,14 @@ def plan_actions(
             api_user_account_ids=api_user_account_ids,
             not_deactivatable=not_deactivatable,
         )
+        return _plan(facts)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _plan_actions(
-    table: UserTable,
-    policy: Policy,
-    as_of: datetime,
-    *,
-    history: Mapping[str, UserHistory] | None,
-    api_user_emails: Iterable[str],
-    api_user_account_ids: Iterable[str],
-    not_deactivatable: Mapping[str, str | None] | None = None,
-) -> pd.DataFrame:
-    facts = PlanFacts(
-        table,
-        policy,
-        as_of,
-        history=history,
-        api_user_emails=api_user_emails,
-        api_user_account_ids=api_user_account_ids,
-        not_deactivatable=not_deactivatable,
-    )
+def _plan(facts: PlanFacts) -> pd.DataFrame:
+    """Apply the rules to the facts and lay the plan out, one row per user."""
     decided = decide(facts)
     action_date = _action_dates(facts.today, decided.action_days)
     shown = _product_columns(facts, decided)
