@@ -75,7 +75,7 @@ def _protect(name: str, labels: Callable[[PlanFacts], np.ndarray]) -> Rule:
 
 def _labels(mask: Callable[[PlanFacts], np.ndarray], label: str) -> Callable[[PlanFacts], np.ndarray]:
     """One label for every user ``mask`` marks."""
-    return lambda facts: np.where(mask(facts), label, None)
+    return lambda facts: np.where(mask(facts), label, np.array(None, dtype=object))
 
 
 # -- what the rules decide ---------------------------------------------------------------------------

@@ -64,9 +64,15 @@ class OneUserWording:
         return product_label(self.products[code]) if code >= 0 else None
 
     def _one_by_one(self) -> dict[str, Callable[[int, str], str]]:
-        protections = ("unknown_account_type", "admin_role", "admin_group", "protected_domain")
-        protections += ("protected_group", "new_user_grace", "restored_grace")
-        words = dict.fromkeys(protections, self._protection)
+        protections = (
+            "unknown_account_type",
+            "admin_role",
+            "admin_group",
+            "protected_domain",
+            "protected_group",
+        )
+        words: dict[str, Callable[[int, str], str]] = {}
+        words |= dict.fromkeys((*protections, "new_user_grace", "restored_grace"), self._protection)
         words |= dict.fromkeys(("deleted", "pending_delete"), self._deletion_requested)
         words |= dict.fromkeys(("dormant_delete", "deletion_notice", "awaiting_delete"), self._deletion_ahead)
         words |= dict.fromkeys(("already_actioned", "changed_outside_tool"), self._not_deleted)
