@@ -14,7 +14,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from atlassian_sandbox.state import STATUS_CATEGORY, CustomerRequest, OrgState
+from atlassian_sandbox.model import STATUS_CATEGORY, CustomerRequest
+from atlassian_sandbox.state import OrgState
 
 TOKEN = re.compile(
     r"""\s*(?:(?P<punct>[(),])|(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""

@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 from starlette.routing import Match
 
+from atlassian_sandbox.errors import error_body
 from atlassian_sandbox.limits import Decision, rate_limit_headers, success_rate_headers
 
 if TYPE_CHECKING:
@@ -194,8 +195,6 @@ class SimMiddleware:
     async def _error(
         self, send: Any, family: str, status: int, message: str, headers: dict[str, str]
     ) -> None:
-        from atlassian_sandbox.app import error_body
-
         payload = json.dumps(error_body(family, status, message)).encode()
         raw_headers = [
             (b"content-type", b"application/json"),

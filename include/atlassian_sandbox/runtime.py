@@ -209,10 +209,6 @@ class Runtime:
 
 
 def parse_datetime(value: str) -> datetime:
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    """An ISO-8601 time as UTC; one without an offset is taken as UTC (Python 3.11 reads ``Z``)."""
+    parsed = datetime.fromisoformat(value.strip())
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

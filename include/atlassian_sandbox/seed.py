@@ -25,23 +25,14 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
-from atlassian_sandbox.state import (
-    CONFLUENCE,
-    JIRA,
-    JSM,
-    ORG_ADMIN,
-    SITE_ADMIN,
-    Group,
-    OrgState,
-    Resource,
-    User,
-)
+from atlassian_sandbox.config import SandboxConfig
+from atlassian_sandbox.model import CONFLUENCE, JIRA, JSM, ORG_ADMIN, SITE_ADMIN, Group, Resource, User
+from atlassian_sandbox.state import OrgState
 
 ORG_NAME = "acme"
 MANAGED_DOMAIN = "acme.example"
 CONTRACTOR_DOMAIN = "partner.example"
 CUSTOMER_DOMAINS = ("gmail.example", "outlook.example", "customer.example")
-API_EMAIL = "automation@acme.example"
 
 # (population, share of the org, minimum count). Order is priority when the org is tiny.
 POPULATIONS: tuple[tuple[str, float, int], ...] = (
@@ -132,7 +123,9 @@ def _population_counts(total: int) -> list[tuple[str, int]]:
     return counts
 
 
-def generate_org(users: int, seed: int, as_of: date, *, api_email: str = API_EMAIL) -> OrgState:
+def generate_org(
+    users: int, seed: int, as_of: date, *, api_email: str = SandboxConfig.site_email
+) -> OrgState:
     """Build the org. ``as_of`` is "today" for the seed data; the clock starts at 09:00 UTC."""
     org_rng = random.Random(f"atlassian-sandbox-org:{seed}")
     rng = random.Random(f"atlassian-sandbox-users:{seed}:{users}:{as_of.isoformat()}")

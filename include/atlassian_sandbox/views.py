@@ -15,8 +15,10 @@ from typing import Any
 from urllib.parse import quote
 
 from atlassian_sandbox.config import SandboxConfig
-from atlassian_sandbox.state import (
+from atlassian_sandbox.model import (
+    JIRA,
     JIRA_TRANSITIONS,
+    JSM,
     PRODUCT_NAMES,
     PRODUCT_ROLES,
     PRODUCTS,
@@ -25,10 +27,10 @@ from atlassian_sandbox.state import (
     V2_PRODUCT_KEYS,
     CustomerRequest,
     Group,
-    OrgState,
     User,
     iso,
 )
+from atlassian_sandbox.state import OrgState
 
 #: The Jira platform REST version the current request came in on: the sandbox serves each
 #: ``/rest/api/3`` route under ``/rest/api/2`` too (``app.serve_v2_twins``), and the two differ in
@@ -226,15 +228,22 @@ def _v1_ts(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def v1_user(state: OrgState, live: User, base: str) -> dict[str, Any]:
-    user = state.visible(live)
-    data: dict[str, Any] = {
+def _account_basics(user: User) -> dict[str, Any]:
+    """The snake_case account fields the v1 user and the user-management profile both open with."""
+    return {
         "account_id": user.account_id,
         "account_type": user.account_type,
         "account_status": user.account_status,
         "name": user.name,
         "picture": avatar(user.account_id),
         "email": user.email,
+    }
+
+
+def v1_user(state: OrgState, live: User, base: str) -> dict[str, Any]:
+    user = state.visible(live)
+    data: dict[str, Any] = {
+        **_account_basics(user),
         "access_billable": state._consumes_seat(user) and bool(state.user_products(user)),
     }
     used = [p for p in PRODUCTS if p in user.last_active]
@@ -279,12 +288,7 @@ def last_active_dates(state: OrgState, live: User) -> dict[str, Any]:
 def profile(user: User) -> dict[str, Any]:
     return {
         "account": {
-            "account_id": user.account_id,
-            "account_type": user.account_type,
-            "account_status": user.account_status,
-            "name": user.name,
-            "picture": avatar(user.account_id),
-            "email": user.email,
+            **_account_basics(user),
             "characteristics": {"not_mentionable": False},
             "nickname": user.nickname,
             "zoneinfo": user.timezone,
@@ -342,7 +346,7 @@ def jira_group(group: Group, base: str) -> dict[str, Any]:
 
 def application_roles(state: OrgState, base: str) -> list[dict[str, Any]]:
     roles = []
-    for product in ("jira-software", "jira-servicedesk"):
+    for product in (JIRA, JSM):
         granting = [
             state.groups[g]
             for g in state.group_order
@@ -354,7 +358,7 @@ def application_roles(state: OrgState, base: str) -> list[dict[str, Any]]:
         roles.append(
             {
                 "key": product,
-                "name": "Jira Software" if product == "jira-software" else "Jira Service Management",
+                "name": "Jira Software" if product == JIRA else "Jira Service Management",
                 "groups": [g.name for g in granting],
                 "groupDetails": [jira_group(g, base) for g in granting],
                 "defaultGroups": [g.name for g in defaults],

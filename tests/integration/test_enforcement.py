@@ -424,6 +424,7 @@ def test_international_addresses_are_sent_or_reported_in_audit_and_digest(
     sb: Any, store: StateStore, tmp_path: Path, monkeypatch: Any, smtputf8: bool
 ) -> None:
     from atlassian_cleanup.actions.notifications import WarningSender, digest_context
+    from atlassian_cleanup.outcomes import StageOutcome
     from atlassian_cleanup.reports.audit import audit_rows
     from tools.smtp_sink import SmtpSink
 
@@ -448,7 +449,7 @@ def test_international_addresses_are_sent_or_reported_in_audit_and_digest(
     else:
         assert delivered == [["anna@xn--bcher-kva.example"]]
         assert "SMTPUTF8" in outcomes[1].detail
-    sentences = {o.account_id: f"{o.result}: {o.detail}" for o in outcomes}
+    sentences = {o.account_id: StageOutcome(o.result, o.detail) for o in outcomes}
     audit = {row["account_id"]: row for row in audit_rows(rows, sentences)}
     assert audit[ids[1]]["result"] == expected[1]
     if not smtputf8:

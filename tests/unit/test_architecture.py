@@ -1,7 +1,9 @@
-"""The import contracts in pyproject.toml hold, and `lint-imports` fails when one is broken.
+"""The import contracts in pyproject.toml hold, and `lint-imports` fails when one is broken; mypy
+checks the listed pure modules strictly.
 
-The broken cases plant one forbidden import in a copy of the tree (the real files are never
-touched) and expect the contract named in the README's engineering rules to fail.
+The broken cases plant one forbidden import (or one untyped function) in a copy of the tree (the
+real files are never touched) and expect the contract named in the README's engineering rules, or
+mypy, to fail.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,10 @@ def tree_copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+
+
 def _plant(root: Path, module: str, line: str) -> None:
     path = root / module
     text = path.read_text(encoding="utf-8")
@@ -52,38 +59,79 @@ def test_the_contracts_hold_on_the_repository():
     assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("module", "planted", "contract"),
-    [
-        (
-            "plugins/atlassian_cleanup/decisions/planner.py",
-            "import requests  # noqa",
-            "Decisions import no hook, HTTP, database or Airflow",
-        ),
-        (
-            "plugins/atlassian_cleanup/decisions/policy.py",
-            "from airflow.sdk import BaseHook  # noqa",
-            "Decisions import no hook, HTTP, database or Airflow",
-        ),
-        (
-            "plugins/atlassian_cleanup/client/pagination.py",
-            "from atlassian_cleanup.decisions import policy  # noqa",
-            "The Atlassian client imports no policy, decision or engine",
-        ),
-        (
-            "include/atlassian_sandbox/app.py",
-            "import atlassian_cleanup.decisions.records  # noqa",
-            "The sandbox imports nothing from the package",
-        ),
-        (
-            "plugins/atlassian_cleanup/reports/audit.py",
-            "from atlassian_cleanup.actions import enforcement  # noqa",
-            "The audit page imports neither the client nor the engine",
-        ),
-    ],
-)
+# One planted import per contract, each in a module the contract governs.
+PLANTED_VIOLATIONS = [
+    (
+        "plugins/atlassian_cleanup/decisions/planner.py",
+        "import requests  # noqa",
+        "Decisions import no hook, HTTP, database or Airflow",
+    ),
+    (
+        "plugins/atlassian_cleanup/decisions/policy.py",
+        "from airflow.sdk import BaseHook  # noqa",
+        "Decisions import no hook, HTTP, database or Airflow",
+    ),
+    (
+        "plugins/atlassian_cleanup/client/pagination.py",
+        "from atlassian_cleanup.decisions import policy  # noqa",
+        "The Atlassian client imports no policy, decision or engine",
+    ),
+    (
+        "include/atlassian_sandbox/app.py",
+        "import atlassian_cleanup.decisions.records  # noqa",
+        "The sandbox imports nothing from the package",
+    ),
+    (
+        "plugins/atlassian_cleanup/reports/audit.py",
+        "from atlassian_cleanup.actions import enforcement  # noqa",
+        "The audit page imports neither the client nor the engine",
+    ),
+]
+
+
+@pytest.mark.parametrize(("module", "planted", "contract"), PLANTED_VIOLATIONS)
 def test_a_forbidden_import_breaks_lint(tree_copy, module, planted, contract):
     _plant(tree_copy, module, planted)
     result = _lint_imports(tree_copy)
     assert result.returncode != 0
     assert f"{contract} BROKEN" in result.stdout, result.stdout
+
+
+def test_every_contract_has_a_planted_violation():
+    """A contract added to pyproject.toml gets a case above, or this test names it."""
+    contracts = _pyproject()["tool"]["importlinter"]["contracts"]
+    planted = {contract for _, _, contract in PLANTED_VIOLATIONS}
+    assert {contract["name"] for contract in contracts} == planted
+
+
+# -- mypy --------------------------------------------------------------------------------------------
+
+MYPY = Path(sys.executable).with_name("mypy")
+
+
+def _mypy(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(MYPY), "--config-file", str(root / "pyproject.toml"), "--cache-dir", str(root / ".mypy_cache")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_an_untyped_function_in_any_listed_module_breaks_lint(tree_copy):
+    # An unannotated function passes plain mypy; only --strict (disallow_untyped_defs) rejects it,
+    # so each listed module fails here unless mypy checks it, and checks it strictly.
+    listed = _pyproject()["tool"]["mypy"]["files"]
+    for module in listed:
+        path = tree_copy / module
+        path.write_text(path.read_text(encoding="utf-8") + "\n\ndef _untyped(value):\n    return value\n")
+
+    result = _mypy(tree_copy)
+
+    assert result.returncode != 0, result.stdout
+    flagged = {
+        line.split(":", 1)[0] for line in result.stdout.splitlines() if "missing a type annotation" in line
+    }
+    assert flagged == set(listed), result.stdout
+    assert f"Found {len(listed)} errors in {len(listed)} files" in result.stdout, result.stdout

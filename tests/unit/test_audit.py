@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from atlassian_cleanup.reports.audit import AUDIT_COLUMNS, neutralise_cell, verify_audit, write_audit
+from atlassian_cleanup.outcomes import StageOutcome
+from atlassian_cleanup.reports.audit import neutralise_cell, verify_audit, write_audit
+from tests.unit.readme_contract import audit_columns
 
 
 def _row(account_id: str, **extra: object) -> dict[str, object]:
@@ -24,7 +26,7 @@ def test_writes_one_row_per_user_with_fixed_columns_and_manifest(tmp_path):
 
     with open(manifest.csv_path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert tuple(reader.fieldnames or ()) == AUDIT_COLUMNS
+        assert tuple(reader.fieldnames or ()) == audit_columns()
         written = list(reader)
     assert [r["account_id"] for r in written] == ["a1", "b2"]
     assert written[0]["days_inactive"] == "12"
@@ -106,9 +108,9 @@ def test_audit_rows_join_results_api_status_and_timestamps(tmp_path):
         _row("none1"),
     ]
     outcomes = {
-        "done1": "done: suspended",
-        "fail1": "failed: HTTP 500 from Atlassian",
-        "dry1": "dry run: would email dry1",
+        "done1": StageOutcome("done", "suspended"),
+        "fail1": StageOutcome("failed", "HTTP 500 from Atlassian"),
+        "dry1": StageOutcome("planned", "would email dry1"),
     }
     journal = {
         "done1": {"api_status": 204, "intent_at": "2026-11-26T00:00:01Z", "result_at": "2026-11-26T00:00:02Z"}
@@ -123,6 +125,8 @@ def test_audit_rows_join_results_api_status_and_timestamps(tmp_path):
     }
     assert rows["done1"]["api_status"] == 204
     assert rows["done1"]["result_at"] == "2026-11-26T00:00:02Z"
+    assert rows["done1"]["outcome"] == "done: suspended"
+    assert rows["dry1"]["outcome"] == "dry run: would email dry1"
     assert rows["gate1"]["outcome"] == "no action"
     assert rows["gate1"]["api_status"] is None
 

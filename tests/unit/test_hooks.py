@@ -13,16 +13,16 @@ import pytest
 import requests
 import requests_mock as rm
 
-from atlassian_cleanup.client.hooks import AtlassianAdminHook, AtlassianSiteHook, MembershipChange
-from atlassian_cleanup.client.retry import (
+from atlassian_cleanup.client.errors import (
     AtlassianApiError,
     AtlassianAuthError,
     AtlassianConfigurationError,
     AtlassianConflictError,
     AtlassianNotFoundError,
     AtlassianRetryExhausted,
-    RetryPolicy,
 )
+from atlassian_cleanup.client.hooks import AtlassianAdminHook, AtlassianSiteHook, MembershipChange
+from atlassian_cleanup.client.retry import RetryPolicy
 
 API = "https://api.atlassian.com"
 SITE = "https://acme.atlassian.net"

@@ -28,6 +28,7 @@ from atlassian_cleanup.actions.notifications import (
     smtp_address,
     warning_context,
 )
+from atlassian_cleanup.outcomes import StageOutcome
 from tools.airflow_env import connection_env
 from tools.smtp_sink import SmtpSink
 
@@ -339,7 +340,11 @@ def test_the_digest_counts_addresses_the_relay_cannot_take() -> None:
     plan = [*_digest_plan(), warn_row(account_id="u1", email="jürgen@acme.example")]
     context = digest_context(
         plan=plan,
-        outcomes={"a1": "done: e-mailed", "a2": "reported: no e-mail", "u1": "reported: needs SMTPUTF8"},
+        outcomes={
+            "a1": StageOutcome("done", "e-mailed"),
+            "a2": StageOutcome("reported", "no e-mail"),
+            "u1": StageOutcome("reported", "needs SMTPUTF8"),
+        },
         run_id="scheduled__2026-11-26T00:00:00+00:00",
         as_of="2026-11-26",
         mode="live",
@@ -453,7 +458,11 @@ def _digest_plan() -> list[dict[str, Any]]:
 def test_digest_figures() -> None:
     context = digest_context(
         plan=_digest_plan(),
-        outcomes={"a1": "done: 14-day warning e-mailed", "a2": "reported: no e-mail", "s1": "failed: 500"},
+        outcomes={
+            "a1": StageOutcome("done", "14-day warning e-mailed"),
+            "a2": StageOutcome("reported", "no e-mail"),
+            "s1": StageOutcome("failed", "500"),
+        },
         run_id="scheduled__2026-11-26T00:00:00+00:00",
         as_of="2026-11-26",
         mode="live",
@@ -551,7 +560,7 @@ def test_digest_shows_the_policy_warnings() -> None:
 def test_digest_dry_run_says_so_and_escapes(sink: Any) -> None:
     context = digest_context(
         plan=_digest_plan(),
-        outcomes={"a1": "dry run: would email a1"},
+        outcomes={"a1": StageOutcome("planned", "would email a1")},
         run_id="manual__<b>x</b>",
         as_of="2026-11-26",
         mode="dry_run",

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from atlassian_cleanup.client.errors import AtlassianPaginationError
 from atlassian_cleanup.client.pagination import (
     iter_jira_is_last,
     iter_jira_offset_array,
@@ -18,7 +19,6 @@ from atlassian_cleanup.client.pagination import (
     pages_v2_cursor,
     prefetch,
 )
-from atlassian_cleanup.client.retry import AtlassianPaginationError
 
 BASE = "https://api.atlassian.com/admin/v1/orgs/o/users"
 
@@ -389,7 +389,7 @@ def test_a_wrongly_typed_list_field_is_an_error_not_its_keys() -> None:
 def test_prefetch_caller_stops_waiting_when_the_task_is_stopped() -> None:
     import threading
 
-    from atlassian_cleanup.client.retry import AtlassianCallsCancelled, cancel_atlassian_calls
+    from atlassian_cleanup.client.stopping import AtlassianCallsCancelled, cancel_atlassian_calls
 
     release = threading.Event()
 

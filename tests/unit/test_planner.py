@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from atlassian_cleanup.decisions.planner import (
-    PLAN_COLUMNS,
     UserHistory,
     plan_actions,
     plan_to_records,
@@ -19,6 +18,7 @@ from atlassian_cleanup.decisions.planner import (
 )
 from atlassian_cleanup.decisions.policy import Policy, policy_from_dict
 from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
+from tests.unit.readme_contract import plan_columns
 
 AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -97,7 +97,7 @@ def history(record: UserRecord, **fields: Any) -> dict[str, UserHistory]:
 
 def test_columns_and_empty_input():
     frame = plan_actions([], Policy(), AS_OF)
-    assert tuple(frame.columns) == PLAN_COLUMNS
+    assert tuple(frame.columns) == plan_columns()
     assert frame.empty
     assert summarise_plan(frame)["total"] == 0
 
@@ -119,7 +119,7 @@ def test_records_are_json_native():
     assert records[2]["inactive_products"] == ["confluence", "jira"]
     assert json.loads(records[2]["product_last_active"]) == {"confluence": None, "jira": ago(200)}
     for record in records:
-        assert list(record) == list(PLAN_COLUMNS)
+        assert tuple(record) == plan_columns()
         for value in record.values():
             assert value is None or isinstance(value, str | int | list)
 

@@ -15,9 +15,10 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atlassian_cleanup.decisions.planner import ADMIN_ROLES, PLAN_COLUMNS, UserHistory, plan_actions
+from atlassian_cleanup.decisions.planner import UserHistory, plan_actions
 from atlassian_cleanup.decisions.policy import Policy, policy_from_dict
 from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
+from tests.unit.readme_contract import plan_columns
 
 SETTINGS = settings(
     max_examples=100,
@@ -28,7 +29,10 @@ SETTINGS = settings(
 PRODUCTS = ("jira", "confluence", "jsm", "bitbucket")
 GROUPS = ("staff", "vip", "Site-Admins", "jira-admins-acme", "finance-administrators", "contractors", "eng")
 DOMAINS = ("acme.example", "eu.acme.example", "partner.example", "other.example")
-ROLES = (*ADMIN_ROLES, "atlassian/ai-access")
+# The platform roles that make an account untouchable, written from the contract and not read from
+# the planner: the README's "never touched" list names org, site and user-access admins, and
+# atlassian-api.md §3.4 lists the role values Atlassian returns. AI access is a role, not an admin.
+PROTECTED_ROLES = ("atlassian/org-admin", "atlassian/site-admin", "atlassian/user-access-admin")
 ADMIN_PATTERNS = ("site-admins", "administrators", "*-admins-*", "*-administrators", "org-admins")
 API_EMAIL = "automation@acme.example"
 API_ID = "acc-api"
@@ -121,7 +125,9 @@ USER_SPEC = st.fixed_dictionaries(
         ),
         "claim": st.sampled_from(["managed", "unmanaged", None]),
         # Mostly ordinary users: protection must not crowd out the cases it is tested against.
-        "roles": st.sampled_from([[]] * 20 + [["atlassian/ai-access"]] + [[role] for role in ADMIN_ROLES]),
+        "roles": st.sampled_from(
+            [[]] * 20 + [["atlassian/ai-access"]] + [[role] for role in PROTECTED_ROLES]
+        ),
         "groups": st.lists(st.sampled_from(GROUPS + ("staff",) * 4 + ("eng",) * 4), unique=True, max_size=2),
         "history": st.none()
         | st.fixed_dictionaries(
@@ -259,7 +265,7 @@ def must_be_protected(user: UserRecord, policy: Policy, as_of: datetime, hist: U
     """An independent statement of the never-touch rules; returns why, or "" when none applies."""
     if user["account_type"] != "atlassian":
         return "account type"
-    if set(user["platform_roles"]) & set(ADMIN_ROLES):
+    if set(user["platform_roles"]) & set(PROTECTED_ROLES):
         return "admin role"
     groups = [g.lower() for g in user["groups"]]
     if any(fnmatch.fnmatchcase(g, p.lower()) for g in groups for p in policy.admin_groups):
@@ -302,7 +308,7 @@ def test_protected_users_are_never_touched(org):
 @given(orgs())
 def test_one_row_per_user_in_input_order_with_consistent_dates(org):
     plan = run(org)
-    assert list(plan.columns) == list(PLAN_COLUMNS)
+    assert tuple(plan.columns) == plan_columns()
     assert plan["account_id"].tolist() == [u["account_id"] for u in org["users"]]
     assert plan.index.tolist() == list(range(len(org["users"])))
     assert plan["reason"].map(lambda r: isinstance(r, str) and len(r) > 10).all()

@@ -15,19 +15,18 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atlassian_cleanup.client.retry import (
+from atlassian_cleanup.client.errors import (
     AtlassianApiError,
     AtlassianAuthError,
     AtlassianConflictError,
     AtlassianNotFoundError,
     AtlassianPermissionError,
     AtlassianRetryExhausted,
-    RetryPolicy,
     error_from_response,
     parse_error_body,
-    parse_rate_limit_reset,
-    parse_retry_after,
 )
+from atlassian_cleanup.client.rate_limit_headers import parse_rate_limit_reset, parse_retry_after
+from atlassian_cleanup.client.retry import RetryPolicy
 
 NOW = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 ADMIN_PATH = "/admin/v2/orgs/org-1/directories/dir-1/users/search"

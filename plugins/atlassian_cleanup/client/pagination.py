@@ -15,7 +15,7 @@ The generators know nothing about HTTP: each takes a small ``fetch`` callable th
 decoded JSON page, and yields the items. ``on_page(page_number, items_so_far)`` is called after each
 page is fetched (before its items are yielded) so callers can log progress on long extractions.
 Every listing is bounded (:class:`_Bounds`); each of these raises
-:class:`~atlassian_cleanup.client.retry.AtlassianPaginationError` naming the endpoint instead of paging on:
+:class:`~atlassian_cleanup.client.errors.AtlassianPaginationError` naming the endpoint instead of paging on:
 
 * a cursor (or ``links.next`` URL, or ``nextPageToken``) the server already gave, or the same
   offset page again: following it would loop forever;
@@ -38,11 +38,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from atlassian_cleanup.client.retry import (
-    AtlassianPaginationError,
-    cancel_atlassian_calls,
-    raise_if_cancelled,
-)
+from atlassian_cleanup.client.errors import AtlassianPaginationError
+from atlassian_cleanup.client.stopping import cancel_atlassian_calls, raise_if_cancelled
 
 Page = Mapping[str, Any]
 OnPage = Callable[[int, int], None]
@@ -150,6 +147,14 @@ class _Bounds:
     def error(self, message: str, detail: str) -> AtlassianPaginationError:
         return AtlassianPaginationError(message, path=self.endpoint, detail=detail)
 
+    def repeated_page(self, offset: str) -> AtlassianPaginationError:
+        """The error for a server that answered the offset ``offset`` with the previous page again."""
+        return self.error(
+            f"the server ignored {offset} and returned the previous page again; "
+            "stopping instead of looping forever",
+            "This is a server-side paging bug; retry later or report it",
+        )
+
     def page(self, items: Sequence[Any], total: Any = None) -> None:
         """Count one fetched page; raise when the listing is past what it may be."""
         self.pages += 1
@@ -224,6 +229,29 @@ def _next_link(page: Page) -> str | None:
     return str(value) if value else None
 
 
+def _follow_links_next(
+    fetch: Callable[[str | None], Page], bounds: _Bounds, data_of: Callable[[Page], Sequence[Any]]
+) -> Iterator[Page]:
+    """Fetch pages, passing each page's ``links.next`` (a URL or a cursor) back to ``fetch``."""
+    following: str | None = None
+    while True:
+        page = fetch(following)
+        bounds.page(data_of(page), _reported_total(page))
+        yield page
+        following = _next_link(page)
+        if not following:
+            return
+        bounds.follow(following)
+
+
+def _cursor_page_data(page: Page, endpoint: str) -> Sequence[Any]:
+    """A v2 page's ``data``, counted as a list even when a single object or absent."""
+    if not isinstance(page, Mapping):
+        items_of(page, "data", endpoint)  # raises the clear error
+    data = page.get("data")
+    return data if isinstance(data, list) else ([] if data is None else [data])
+
+
 def pages_v1_links_next(
     fetch: Callable[[str | None], Page],
     *,
@@ -241,15 +269,7 @@ def pages_v1_links_next(
     :return: an iterator of pages.
     """
     bounds = _Bounds(on_page, endpoint, "links.next URL", max_pages)
-    next_url: str | None = None
-    while True:
-        page = fetch(next_url)
-        bounds.page(items_of(page, "data", endpoint), _reported_total(page))
-        yield page
-        next_url = _next_link(page)
-        if not next_url:
-            return
-        bounds.follow(next_url)
+    yield from _follow_links_next(fetch, bounds, lambda page: items_of(page, "data", endpoint))
 
 
 def iter_v1_links_next(
@@ -290,20 +310,7 @@ def pages_v2_cursor(
     :return: an iterator of pages.
     """
     bounds = _Bounds(on_page, endpoint, "links.next", max_pages)
-    cursor: str | None = None
-    while True:
-        page = fetch(cursor)
-        if not isinstance(page, Mapping):
-            items_of(page, "data", endpoint)  # raises the clear error
-        data = page.get("data")
-        bounds.page(
-            data if isinstance(data, list) else ([] if data is None else [data]), _reported_total(page)
-        )
-        yield page
-        cursor = _next_link(page)
-        if not cursor:
-            return
-        bounds.follow(cursor)
+    yield from _follow_links_next(fetch, bounds, lambda page: _cursor_page_data(page, endpoint))
 
 
 def iter_v2_cursor(
@@ -363,11 +370,7 @@ def iter_jira_offset_array(
         # Compared as decoded objects (C-level equality), not re-encoded: a 1000-user page encoded
         # with sorted keys costs ~15 ms of GIL-holding work per page, which stalls other threads.
         if page == previous:
-            raise bounds.error(
-                f"the server ignored startAt={start_at} and returned the previous page again; "
-                "stopping instead of looping forever",
-                "This is a server-side paging bug; retry later or report it",
-            )
+            raise bounds.repeated_page(f"startAt={start_at}")
         previous = page
         yield from page
         start_at += len(page)
@@ -432,11 +435,7 @@ def iter_jsm_pages(
         values = items_of(page, "values", endpoint)
         bounds.page(values)
         if values and values == previous:
-            raise bounds.error(
-                f"the server ignored start={start} and returned the previous page again; "
-                "stopping instead of looping forever",
-                "This is a server-side paging bug; retry later or report it",
-            )
+            raise bounds.repeated_page(f"start={start}")
         previous = values
         yield from values
         if page.get("isLastPage", True) or not values:

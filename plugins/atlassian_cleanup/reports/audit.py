@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from atlassian_cleanup.decisions.records import PLAN_COLUMNS
-from atlassian_cleanup.outcomes import RESULTS as ENFORCEMENT_RESULTS
+from atlassian_cleanup.outcomes import (
+    NO_ACTION,
+    NO_OUTCOME_WORDS,
+    NOT_RUN,
+    StageOutcome,
+)
 
 #: Column order of the audit CSV: the run, then every plan column, then what the run did (the
 #: README's "Audit CSV columns" table documents each one).
@@ -37,11 +42,6 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "intent_at",
     "result_at",
 )
-
-#: Values of the ``result`` column: the enforcement results of a live run, then ``planned`` (a dry
-#: run's write or warning), ``not_run`` (the stage that would have acted never reported: a gate
-#: stopped the run, or the task failed first) and ``no_action``.
-AUDIT_RESULTS: tuple[str, ...] = (*ENFORCEMENT_RESULTS, "planned", "not_run", "no_action")
 
 # Spreadsheet programs evaluate cells that start with these characters (OWASP CSV injection).
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -105,30 +105,23 @@ def neutralise_cell(value: Any) -> str:
     return text
 
 
-def result_of(proposed_action: str | None, outcome: str | None) -> str:
-    """The ``result`` column for one row, from its proposed action and its stage's outcome line.
-
-    Outcome lines are ``"<result>: <detail>"`` for live runs and ``"dry run: would ..."`` for dry
-    runs (see the stage operators).
-    """
+def result_of(proposed_action: str | None, outcome: StageOutcome | None) -> str:
+    """The ``result`` column for one row, from its proposed action and its stage's outcome."""
     if not proposed_action or proposed_action == "none":
-        return "no_action"
-    if not outcome:
-        return "not_run"
-    if outcome.startswith("dry run:"):
-        return "planned"
-    head = outcome.split(":", 1)[0].strip()
-    return head if head in AUDIT_RESULTS else "failed"
+        return NO_ACTION
+    if outcome is None:
+        return NOT_RUN
+    return outcome.result
 
 
 def audit_rows(
     plan: Iterable[Mapping[str, Any]],
-    outcomes: Mapping[str, str],
+    outcomes: Mapping[str, StageOutcome],
     journal: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Iterable[dict[str, Any]]:
-    """Join plan rows with what the run did: outcome line, result, API status and timestamps.
+    """Join plan rows with what the run did: outcome sentence, result, API status and timestamps.
 
-    :param outcomes: account id -> outcome line from the stage operators.
+    :param outcomes: account id -> the stage operators' outcome.
     :param journal: account id -> this run's latest journal entry (``api_status``, ``intent_at``,
         ``result_at``); empty for a dry run, which writes no journal.
     """
@@ -140,7 +133,7 @@ def audit_rows(
         yield {
             **row,
             "result": result_of(row.get("proposed_action"), outcome),
-            "outcome": outcome or "no action",
+            "outcome": outcome.sentence if outcome is not None else NO_OUTCOME_WORDS,
             "api_status": entry.get("api_status"),
             "intent_at": entry.get("intent_at"),
             "result_at": entry.get("result_at"),

@@ -30,6 +30,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from atlassian_cleanup.outcomes import MODE_LIVE
 from atlassian_cleanup.reports.audit import read_manifests, resolve_audit_file, verify_audit
 from atlassian_cleanup.settings import CLEANUP_DAG_ID, RESTORE_DAG_ID, audit_dir, restore_audit_dir
 
@@ -73,7 +74,7 @@ def seat_series(manifests: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, 
     figures would overstate what was reclaimed.
     """
     with_seats = [m for m in manifests if isinstance((m.get("summary") or {}).get("seats"), Mapping)]
-    live = [m for m in with_seats if m.get("mode") == "live"]
+    live = [m for m in with_seats if m.get("mode") == MODE_LIVE]
     chosen, projected = (live, False) if live else (with_seats, True)
     points = []
     for manifest in reversed(chosen):  # manifests come newest first
@@ -92,7 +93,7 @@ def seat_series(manifests: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, 
 
 def totals(manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Headline figures over the live runs: seats reclaimed, seats now, estimated saving."""
-    live = [m for m in manifests if m.get("mode") == "live" and (m.get("summary") or {}).get("seats")]
+    live = [m for m in manifests if m.get("mode") == MODE_LIVE and (m.get("summary") or {}).get("seats")]
     seats = [m["summary"]["seats"] for m in live]
     priced = [s for s in seats if s.get("priced")]
     latest = seats[0] if seats else None

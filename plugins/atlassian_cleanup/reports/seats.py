@@ -27,6 +27,7 @@ from atlassian_cleanup.action_kinds import KINDS
 from atlassian_cleanup.decisions.policy import LicensingPolicy
 from atlassian_cleanup.decisions.products import canonical_product
 from atlassian_cleanup.decisions.records import plan_product_activity
+from atlassian_cleanup.outcomes import DONE, PLANNED
 
 #: Actions after which an account holds no seat at all (a deleted account is deactivated first).
 _FREES_ALL_SEATS = frozenset(name for name, kind in KINDS.items() if kind.seats == "all")
@@ -46,7 +47,7 @@ def seats_freed(row: Mapping[str, Any], result: str) -> set[str]:
     :param result: ``done`` (live write succeeded) or ``planned`` (dry run) free seats; anything
         else (failed, skipped, reported, no action) frees none.
     """
-    if result not in ("done", "planned") or not _is_billable(row):
+    if result not in (DONE, PLANNED) or not _is_billable(row):
         return set()
     action = row.get("proposed_action")
     held = _products(row)
