@@ -1,14 +1,17 @@
-"""The reason sentences: the column-wise wording must equal the row-by-row reference, word for word.
+"""The reason sentences: the planner's wording must equal an independent row-by-row oracle, word for word.
 
 The planner words the frequent rules column-wise (each distinct combination of inputs once; with
-``remove_product_access`` each product detail once, joined per user). ``_Reasons._text`` words one
-user at a time and is the reference: these tests plan the same orgs both ways and compare, and spell
-out the ``remove_product_access`` sentences for hand-made users.
+``remove_product_access`` each product detail once, joined per user). :func:`reference_text` below
+words one user at a time from the same facts, with its own sentences (nothing taken from
+:mod:`atlassian_cleanup.decisions.reasons`): these tests plan the same orgs both ways and compare,
+and spell out the ``remove_product_access`` sentences for hand-made users.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,22 +19,358 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atlassian_cleanup.decisions import planner
+from atlassian_cleanup.decisions import reasons
+from atlassian_cleanup.decisions.plan_arrays import dates
+from atlassian_cleanup.decisions.plan_rules import RULE_CODE, RULE_NAMES
 from atlassian_cleanup.decisions.planner import UserHistory, plan_actions, plan_to_records
 from atlassian_cleanup.decisions.policy import Policy, policy_from_dict
-from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
+from atlassian_cleanup.decisions.products import product_label
+from atlassian_cleanup.decisions.records import STAGES, UserRecord, format_timestamp
 from tests.unit.test_planner import AS_OF, ago, date_ago, date_in, user
 
 REMOVAL_RULES = {"inactive_product", "final_warning", "notice_period", "warning_window", "already_warned"}
 
+# -- the oracle: every rule worded one user at a time ------------------------------------------------
 
-def reference_texts(self: Any) -> np.ndarray:
-    """``_Reasons.texts`` with every rule that is not a fixed sentence worded row by row by ``_text``."""
-    out = np.array(
-        [planner._FIXED_TEXT.get(planner._RULES[code]) for code in self.rule.tolist()], dtype=object
+GRACE = 14  # Atlassian's cancellable deletion window, in days
+FIXED = {
+    "app_account": "Protected: app account (apps, bots and integrations are never warned or actioned).",
+    "customer_account": "Protected: customer account (portal-only JSM customers are never actioned).",
+    "api_user": "Protected: this is the API user the DAG runs as.",
+    "protected_account": "Protected: account id listed in protected.account_ids.",
+    "protected_email": "Protected: e-mail address listed in protected.emails.",
+    "already_for_deletion": "Atlassian already shows the account as scheduled for deletion (status "
+    "for_deletion); nothing to do.",
+    "already_suspended": "Already suspended in Atlassian (status suspended); no new warning or action.",
+    "already_deactivated": "Already deactivated in Atlassian (status deactivated); no new warning or action.",
+    "not_invited": "Not a member of the directory (status not_invited); no warning or action.",
+    "no_product_access": "No product access to remove.",
+}
+DONE = {
+    "suspend": "Suspended",
+    "deactivate": "Deactivated",
+    "remove_product_access": "Product access removed",
+}
+NOUNS = {
+    "suspend": "suspension",
+    "deactivate": "deactivation",
+    "remove_product_access": "product access removal",
+    "delete": "deletion",
+}
+# Rules whose reason lists the products one by one.
+DETAIL_RULES = ("inactive_all_products", *sorted(REMOVAL_RULES))
+NOTICE_PIPELINE = (*REMOVAL_RULES, "inactive_all_products", "inactive_no_product_access")
+SUSPENDING_INSTEAD = {  # why_suspend -> the sentence (see plan_facts.WHY_*)
+    1: " Unmanaged account: Atlassian only allows deactivating managed accounts; suspending instead.",
+    2: " Account managed by the identity provider (SCIM): Atlassian does not let the organization "
+    "deactivate it; suspending instead.",
+    3: " Atlassian's user management API does not allow deactivating this account; suspending instead.",
+}
+
+
+def days_text(value: float) -> str:
+    return "1 day" if int(value) == 1 else f"{int(value)} days"
+
+
+def upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def join_or(items: Sequence[str]) -> str:
+    return " or ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
+def labels_and(products: Sequence[str]) -> str:
+    items = [product_label(p) for p in products]
+    return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
+def suspending_instead(r: Any, i: int) -> str:
+    if r.policy.action != "deactivate" or r.planned_names[i] != "suspend":
+        return ""
+    return SUSPENDING_INSTEAD.get(int(r.suspend_why[i]), SUSPENDING_INSTEAD[1])
+
+
+def deletion_kind(r: Any, i: int) -> str:
+    if r.managed[i]:
+        return f"Atlassian keeps it cancellable for {GRACE} days from the deletion request"
+    return (
+        "an unmanaged account: Atlassian does not delete it, it is removed from the directory instead, "
+        "with no grace period"
     )
-    rows = np.flatnonzero(pd.isna(out))
-    out[rows] = planner._objects(self._row_by_row(rows))
+
+
+def email_note(r: Any, i: int) -> str:
+    rule = RULE_NAMES[r.rule[i]]
+    if not r.no_email[i] or rule not in NOTICE_PIPELINE:
+        return ""
+    warned = rule in ("final_warning", "warning_window")
+    if r.policy.warning.without_email == "hold":
+        return (
+            " No visible e-mail address: reported to the admins and held; never actioned without a warning "
+            "(warning.without_email: hold)."
+            if warned
+            else ""
+        )
+    if warned:
+        return (
+            " No visible e-mail address: listed to the admins in the digest instead of e-mailed; actioned "
+            "after the same notice, counted from the first listing (warning.without_email: "
+            "action_after_notice)."
+        )
+    return (
+        " No visible e-mail address: listed to the admins in the digest instead of e-mailed "
+        "(warning.without_email: action_after_notice)."
+    )
+
+
+def row_by_row(r: Any, rows: np.ndarray) -> list[str]:
+    # (product, days or None, threshold, last active date or None), for the rows that need them.
+    pu, pc, pdays, pthreshold, plast = r.product_rows
+    details: dict[int, list[tuple[str, int | None, int, str | None]]] = {}
+    wanted = np.zeros(r.n, dtype=bool)
+    wanted[rows] = np.isin(r.rule[rows], [RULE_CODE[rule] for rule in DETAIL_RULES])
+    if len(pu) and wanted.any():
+        order = np.lexsort((pc, pu))
+        picked = order[wanted[pu[order]]]
+        last_dates = dates(plast[picked])
+        for user, code, days, threshold, last in zip(
+            pu[picked].tolist(),
+            pc[picked].tolist(),
+            pdays[picked].tolist(),
+            pthreshold[picked].tolist(),
+            last_dates,
+            strict=True,
+        ):
+            entry = (r.products[code], None if math.isnan(days) else int(days), int(threshold), last)
+            details.setdefault(user, []).append(entry)
+    return [reference_text(r, i, details) + email_note(r, i) for i in rows.tolist()]
+
+
+def reference_text(
+    r: Any, i: int, details: Mapping[int, list[tuple[str, int | None, int, str | None]]]
+) -> str:
+    policy = r.policy
+    default_days = r.default_days
+    is_remove = r.is_remove
+    notice = r.notice
+    delete_after = r.delete_after
+    added, warned, actioned, restored = r.added, r.warned, r.actioned, r.restored
+    action_date, action_days, days_inactive = r.action_date, r.action_days, r.days_inactive
+    planned = r.planned_names
+    remove_lists = r.remove_lists
+    products = details
+
+    def last_text(i: int) -> str:
+        if r.last_any[i]:
+            code = r.last_pc[i]
+            where = f" in {product_label(r.products[code])}" if code >= 0 else ""
+            return f"last active {r.last_any[i]}{where}"
+        if added[i]:
+            return f"never active since joining on {added[i]}"
+        return "no activity ever recorded"
+
+    def thresholds(rows: Sequence[tuple[Any, ...]]) -> str:
+        values = {row[2] for row in rows} or {default_days}
+        if len(values) == 1:
+            return f"threshold {values.pop()}"
+        return "thresholds " + ", ".join(f"{product_label(row[0])} {row[2]}" for row in rows)
+
+    def all_products(i: int) -> str:
+        rows = products.get(i, [])
+        if not rows:
+            if math.isnan(days_inactive[i]):
+                return f"No product access and no activity ever recorded (threshold {default_days})."
+            return (
+                f"No product access and no activity for {days_text(days_inactive[i])} "
+                f"(threshold {default_days}); {last_text(i)}."
+            )
+        names = join_or([product_label(row[0]) for row in rows])
+        if math.isnan(days_inactive[i]):
+            return f"No activity ever recorded in {names} ({thresholds(rows)})."
+        inactive = days_text(days_inactive[i])
+        return f"No activity in {names} for {inactive} ({thresholds(rows)}); {last_text(i)}."
+
+    def some_products(i: int, names: Sequence[str]) -> str:
+        parts = []
+        for product, days, threshold, last in products.get(i, []):
+            if product not in names:
+                continue
+            if days is None:
+                parts.append(f"no activity ever recorded in {product_label(product)} (threshold {threshold})")
+                continue
+            since = f"last active {last}" if last else f"never used since joining on {added[i]}"
+            label = product_label(product)
+            parts.append(f"no activity in {label} for {days_text(days)} (threshold {threshold}, {since})")
+        return upper_first("; ".join(parts)) + "."
+
+    def removal(i: int) -> list[str]:
+        return remove_lists[i] if remove_lists is not None else []
+
+    def coming(i: int) -> str:
+        """What happens next: the action, or the products whose access goes."""
+        if is_remove:
+            return f"removal of {labels_and(removal(i))} access"
+        return NOUNS[str(planned[i])]
+
+    def fallback(i: int) -> str:
+        return suspending_instead(r, i)
+
+    def core(i: int) -> str:
+        return some_products(i, removal(i)) if is_remove else all_products(i)
+
+    def verb(i: int) -> str:
+        code = int(r.act_code[i])
+        return DONE.get(r.acted[code - 1] if code else "", "Actioned")
+
+    rule = RULE_NAMES[r.rule[i]]
+    if rule in FIXED:
+        return FIXED[rule]
+    by = str(r.protected_by[i]).split(":", 1)[-1]
+    if rule == "unknown_account_type":
+        return (
+            f"Protected: account type '{r.account_types[i]}' is not a normal user account; "
+            "only 'atlassian' accounts are actioned."
+        )
+    if rule == "admin_role":
+        return f"Protected: holds the admin role {by}."
+    if rule == "admin_group":
+        return f"Protected: member of admin group {by} (matches admin_groups)."
+    if rule == "protected_domain":
+        return f"Protected: e-mail domain is covered by protected.domains entry {by}."
+    if rule == "protected_group":
+        return f"Protected: member of protected group {by}."
+    if rule == "new_user_grace":
+        return (
+            f"New user: added to the org on {added[i]} ({days_text(r.since_added[i])} ago), within the "
+            f"{policy.new_user_grace_days}-day new-user grace period."
+        )
+    if rule == "restored_grace":
+        return (
+            f"Restored by this tool on {restored[i]} ({days_text(max(r.since_restored[i], 0))} ago), "
+            f"within the {policy.restored_grace_days}-day grace period after a restore."
+        )
+    if rule == "activity_seen":
+        if r.reset_ref[i] == r.warned_at[i]:
+            event = f"the warning sent on {warned[i]}"
+        else:
+            event = f"this tool's action on {actioned[i]}"
+        return f"Activity seen ({last_text(i)}) after {event}; access kept, the user is active again."
+    if rule == "deleted":
+        if r.removed_from_directory[i] and r.delete_requested[i]:
+            return (
+                f"{verb(i)} by this tool on {actioned[i]}, then removed from the directory on "
+                f"{r.delete_requested[i]} (not a deletion: no grace period; only a re-invite brings "
+                "the user back); nothing to do."
+            )
+        if r.delete_requested[i]:
+            return (
+                f"{verb(i)} by this tool on {actioned[i]}; deletion requested on "
+                f"{r.delete_requested[i]}, final since {r.grace_ends[i]}; nothing to do."
+            )
+        return "Deleted by this tool earlier (stage deleted); nothing to do."
+    if rule == "pending_delete":
+        if not r.delete_requested[i]:
+            return (
+                f"Deletion already requested by this tool; Atlassian's {GRACE}-day "
+                "cancellable grace period is running."
+            )
+        window = (
+            f"Atlassian's {GRACE}-day window to cancel it ended on {r.grace_ends[i]}: deleted for good"
+            if r.grace_over[i]
+            else f"Atlassian's {GRACE}-day window to cancel it ends on {r.grace_ends[i]}"
+        )
+        return (
+            f"{verb(i)} by this tool on {actioned[i]}; deletion requested on {r.delete_requested[i]}; "
+            f"{window}."
+        )
+    if rule == "dormant_delete":
+        notice = f", deletion notice e-mailed on {r.noticed[i]}" if r.noticed[i] else ""
+        return (
+            f"{verb(i)} by this tool on {actioned[i]} ({days_text(r.since_action[i])} ago, delete after "
+            f"{delete_after}){notice}, no activity since and not restored: proposing deletion "
+            f"({deletion_kind(r, i)})."
+        )
+    if rule == "deletion_notice":
+        return (
+            f"{verb(i)} by this tool on {actioned[i]}, no activity since and not restored: sending the "
+            f"deletion notice {days_text(policy.delete_notice_days)} ahead; deletion on {action_date[i]} "
+            f"(in {days_text(action_days[i])}) at the earliest ({deletion_kind(r, i)})."
+        )
+    if rule == "awaiting_delete":
+        notice = f" Deletion notice e-mailed on {r.noticed[i]}." if r.noticed[i] else ""
+        return (
+            f"{verb(i)} by this tool on {actioned[i]}; if still inactive it will be proposed for "
+            f"deletion on {action_date[i]} (in {days_text(action_days[i])}).{notice}"
+        )
+    if rule == "already_actioned":
+        when = actioned[i] or "an unknown date"
+        if delete_after is None:
+            why = "deletion is off (delete_after_days is null)"
+        elif restored[i] and actioned[i] and restored[i] >= actioned[i]:
+            why = f"restored on {restored[i]}, so it is not deleted"
+        else:
+            why = "the action or its date is not recorded, so it is never deleted automatically"
+        return f"{verb(i)} by this tool on {when}; {why}."
+    if rule == "changed_outside_tool":
+        return (
+            f"{verb(i)} by this tool on {actioned[i]}, but Atlassian now shows status "
+            f"{r.statuses[i]}: changed outside this tool, so it is not deleted."
+        )
+    if rule == "unknown_status":
+        return f"Atlassian status '{r.statuses[i]}' is not 'active'; no warning or action."
+    if rule in ("inactive_all_products", "inactive_no_product_access"):
+        warned_text = ""
+        if r.stage[i] == STAGES.index("warned") and warned[i]:
+            last_warned = r.last_warned[i]
+            bucket_text = "" if math.isnan(last_warned) else f" ({int(last_warned)}-day warning)"
+            warned_text = f" Warned on {warned[i]}{bucket_text}."
+        return f"{all_products(i)}{warned_text} Proposing {planned[i]}.{fallback(i)}"
+    if rule == "inactive_product":
+        kept = [product for product, *_ in products.get(i, []) if product not in removal(i)]
+        keep = f" Keeping {labels_and(kept)}." if kept else ""
+        return f"{core(i)} Removing {labels_and(removal(i))} access.{keep}"
+    if rule == "final_warning":
+        return (
+            f"{core(i)} Not warned yet: sending the {int(r.bucket[i])}-day warning; {coming(i)} on "
+            f"{action_date[i]} at the earliest ({days_text(notice)} of notice).{fallback(i)}"
+        )
+    if rule == "notice_period":
+        return (
+            f"{core(i)} First warned on {r.first_warned[i]}; {coming(i)} waits until "
+            f"{action_date[i]} so the user has at least {days_text(notice)} of notice.{fallback(i)}"
+        )
+    if rule == "warning_window":
+        detail = core(i)
+        return (
+            f"{upper_first(coming(i))} due on {action_date[i]} (in {days_text(action_days[i])}): "
+            f"{detail[:1].lower()}{detail[1:-1]}. Sending the {int(r.bucket[i])}-day warning."
+            f"{fallback(i)}"
+        )
+    if rule == "already_warned":
+        return (
+            f"{int(r.last_warned[i])}-day warning already sent on {warned[i]}; {coming(i)} due on "
+            f"{action_date[i]} (in {days_text(action_days[i])})."
+        )
+    # active
+    when = ""
+    if action_date[i]:
+        when = f" Earliest action date {action_date[i]} (in {days_text(action_days[i])})."
+    if math.isnan(days_inactive[i]):
+        return f"Not inactive long enough: {last_text(i)}.{when}"
+    past = r.inactive_products[i]
+    still = ""
+    if past and not is_remove:
+        still = (
+            f" Past the threshold on {labels_and(past)} only; {policy.action} needs every product inactive."
+        )
+    return f"Active: {last_text(i)} ({days_text(days_inactive[i])} ago).{still}{when}"
+
+
+def reference_texts(r: Any) -> np.ndarray:
+    """``Reasons.texts`` with every rule worded row by row by the oracle."""
+    out = np.empty(r.n, dtype=object)
+    out[:] = row_by_row(r, np.arange(r.n))
     return out
 
 
@@ -40,7 +379,7 @@ def plan_both_ways(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     fast = plan_actions(users, pol, as_of, history=hist)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(planner._Reasons, "texts", reference_texts)
+        patch.setattr(reasons.Reasons, "texts", reference_texts)
         reference = plan_actions(users, pol, as_of, history=hist)
     return fast, reference
 
@@ -204,3 +543,30 @@ def test_remove_product_access_sentences_for_each_rule():
     assert fast["reason"].tolist() == reference["reason"].tolist()
     got = {row["account_id"]: (row["rule"], row["reason"]) for row in plan_to_records(fast)}
     assert got == expected
+
+
+@pytest.mark.parametrize("action", ["remove_product_access", "deactivate"])
+def test_more_products_than_bit_masks_hold_are_worded_the_same(action):
+    """Past 62 distinct products the product sets are numbered instead of bit masks."""
+    rng = random.Random(7)
+    pol = policy_from_dict({"action": action, "warning": {"lead_days": [14, 7, 1]}})
+    products = [f"tool-{k}" for k in range(70)]
+    users = [
+        user(
+            f"u{k}",
+            products={p: rng.choice([None, ago(rng.randint(60, 200))]) for p in rng.sample(products, 3)},
+            claim=rng.choice(["managed", "unmanaged"]),
+        )
+        for k in range(150)
+    ]
+    history = {
+        f"u{k}": UserHistory(
+            stage="warned",
+            warned_at=AS_OF - timedelta(days=rng.randint(0, 20)),
+            last_warned_lead_days=rng.choice([1, 7, 14]),
+        )
+        for k in range(0, 150, 2)
+    }
+    fast, reference = plan_both_ways(users, pol, AS_OF, history)
+    assert fast["reason"].tolist() == reference["reason"].tolist()
+    assert len(set(fast["rule"])) > 3

@@ -83,6 +83,7 @@ from atlassian_cleanup.decisions.records import (
     user_record_from_v2,
     valid_email_address,
 )
+from atlassian_cleanup.decisions.still_as_left import changed_since_left
 from atlassian_cleanup.outcomes import (  # re-exported: callers import them from here too
     DONE,
     FAILED,
@@ -1148,17 +1149,4 @@ def _left_as_we_did(live: Mapping[str, Any], actioned_action: str | None, *, has
 
     :param has_access: whether the user's groups grant any product now.
     """
-    status = str(live.get("status") or "active")
-    if actioned_action == "suspend":
-        ok = status in ("suspended", "deactivated")
-    elif actioned_action == "deactivate":
-        ok = status == "deactivated"
-    elif actioned_action == "remove_product_access":
-        ok = not has_access
-    else:
-        ok = status in ("suspended", "deactivated") or not has_access
-    if ok:
-        return None
-    if actioned_action == "remove_product_access":
-        return "The user has product access again (someone restored it)"
-    return f"Atlassian shows the user as {status}, not as this tool left them (someone restored them)"
+    return changed_since_left(actioned_action, str(live.get("status") or "active"), has_access)
