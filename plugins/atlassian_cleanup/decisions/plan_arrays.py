@@ -55,7 +55,7 @@ def dates(seconds: np.ndarray) -> np.ndarray:
 def whole_days(as_of_s: float, seconds: np.ndarray) -> np.ndarray:
     """Calendar days from the UTC date of ``seconds`` to the run's date (NaN stays NaN; the future
     counts as 0): :func:`atlassian_cleanup.days.days_between`, the one day arithmetic."""
-    return np.maximum(days_between(seconds, as_of_s), 0.0)
+    return np.asarray(np.maximum(days_between(seconds, as_of_s), 0.0))
 
 
 class Segments:
@@ -145,7 +145,7 @@ def by_key(keys: np.ndarray, make: Callable[[Any], Any]) -> np.ndarray:
         unique, inverse = unique_ints(keys)
     else:
         unique, inverse = np.unique(keys, return_inverse=True)
-    return objects([make(key) for key in unique.tolist()])[inverse]
+    return np.asarray(objects([make(key) for key in unique.tolist()])[inverse])
 
 
 class Coded:
@@ -156,10 +156,10 @@ class Coded:
         self.values = list(table.values(name))
 
     def mask(self, test: Callable[[Any], bool]) -> np.ndarray:
-        return np.array([bool(test(value)) for value in self.values], dtype=bool)[self.codes]
+        return np.asarray(np.array([bool(test(value)) for value in self.values], dtype=bool)[self.codes])
 
     def take(self, convert: Callable[[Any], Any] = lambda value: value) -> np.ndarray:
-        return objects([convert(value) for value in self.values])[self.codes]
+        return np.asarray(objects([convert(value) for value in self.values])[self.codes])
 
 
 class ProductSets:
@@ -220,4 +220,4 @@ class ProductSets:
         """
         masks = self.masks(keep) if masks is None else masks
         unique, inverse = unique_ints(masks)
-        return object_table([self.names(mask) for mask in unique.tolist()])[inverse]
+        return np.asarray(object_table([self.names(mask) for mask in unique.tolist()])[inverse])
