@@ -1,8 +1,8 @@
-"""The enforcement engine's per-endpoint pacing, on a simulated clock (no real waiting)."""
+"""Per-endpoint pacing, on a simulated clock (no real waiting)."""
 
 from __future__ import annotations
 
-from atlassian_cleanup.actions.enforcement import RatePacer
+from atlassian_cleanup.client.retry import RatePacer
 
 
 class Clock:

@@ -54,7 +54,7 @@ import functools
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -69,8 +69,10 @@ from atlassian_cleanup.client.retry import (
     AtlassianNotFoundError,
     AtlassianPermissionError,
     cancel_atlassian_calls,
-    interruptible_sleep,
+    guard_write_replays,
+    paced_call,
     raise_if_cancelled,
+    write_unless_done,
 )
 from atlassian_cleanup.decisions.account_facts import DELETE_GRACE_DAYS
 from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
@@ -159,116 +161,6 @@ class RecipientNotAddressable(Exception):
     journal records it as skipped, so the next run reports it again until someone acts, and the
     planner keeps such a user at the final warning.
     """
-
-
-# -- pacing ----------------------------------------------------------------------------------------
-
-
-class RatePacer:
-    """
-    Space the calls of several threads to one endpoint so they use its rate limit without exceeding it.
-
-    Before each call :meth:`wait` hands out the next slot; after it :meth:`observe` gets the
-    endpoint's ``X-RateLimit-Remaining`` / ``X-RateLimit-Limit``. The refill rate is measured from
-    those: over a few seconds, ``(successful calls + change of Remaining) / elapsed``. While more
-    than 3/4 of the bucket is left calls go out unpaced (bursts are what the bucket is for); below
-    that they are spaced at the measured refill rate, 10 % slower when less than 1/4 is left, so
-    the bucket settles instead of running dry. Without rate-limit headers nothing is paced.
-
-    :param window: seconds of observations the rate is measured over.
-    :param clock: monotonic time (tests inject a fake one).
-    :param sleep: called with the seconds to wait (by default it wakes up when the task is stopped).
-    """
-
-    def __init__(
-        self,
-        *,
-        window: float = 3.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = interruptible_sleep,
-    ) -> None:
-        self.window = window
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._next = 0.0
-        self._successes = 0
-        self._samples: deque[tuple[float, int, int]] = deque()
-        #: Seconds between two calls (0 = unpaced); ``refill`` is the measured tokens per second.
-        self.interval = 0.0
-        self.refill: float | None = None
-
-    def wait(self) -> None:
-        """Block until this thread may make its call."""
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            self._sleep(start - now)
-
-    def observe(self, remaining: int | None, limit: int | None, *, ok: bool) -> None:
-        """Record one finished call and the rate-limit headers of its (last) response."""
-        with self._lock:
-            now = self._clock()
-            if ok:
-                self._successes += 1
-            if remaining is None or not limit:
-                return
-            self._samples.append((now, remaining, self._successes))
-            while len(self._samples) > 2 and now - self._samples[0][0] > self.window:
-                self._samples.popleft()
-            first_at, first_remaining, first_successes = self._samples[0]
-            if now - first_at < min(0.5, self.window):
-                return
-            refill = (self._successes - first_successes + remaining - first_remaining) / (now - first_at)
-            if refill <= 0:
-                return
-            self.refill = refill
-            level = remaining / limit
-            if level >= 0.75:
-                self.interval = 0.0
-            else:
-                self.interval = 1.0 / (refill * (0.9 if level < 0.25 else 1.0))
-
-
-#: One pacer per credential and endpoint for the whole process: every Enforcer, thread and hook
-#: using the same credential shares the endpoint's budget.
-_PACERS: dict[tuple[int, str], RatePacer] = {}
-_PACERS_LOCK = threading.Lock()
-
-
-def shared_pacer(hook: Any, endpoint: str) -> RatePacer:
-    """The process's :class:`RatePacer` for ``endpoint`` on ``hook``'s credential."""
-    credential = getattr(getattr(hook, "retry_policy", None), "credential", None)
-    key = (id(credential) if credential is not None else id(hook), endpoint)
-    with _PACERS_LOCK:
-        pacer = _PACERS.get(key)
-        if pacer is None:
-            pacer = _PACERS[key] = RatePacer()
-        return pacer
-
-
-# -- write-replay guard ----------------------------------------------------------------------------
-
-
-def guard_write_replays(hook: Any) -> Any:
-    """
-    Make ``hook`` leave ambiguous write failures to the engine.
-
-    The hooks may re-send suspend / disable / membership writes after a dropped connection or a
-    5xx (correct for the *state*, since they are idempotent in effect), which would show as a
-    second successful write for one action. The engine instead re-reads the account and decides
-    itself, so it switches that replay off; searches keep being retried.
-    """
-    hook.replay_ambiguous_writes = False
-    return hook
-
-
-def _ambiguous(exc: AtlassianApiError) -> bool:
-    # No response, or a server error: the write may or may not have been applied. A 4xx is a
-    # definite "no", and a 429 that outlasted the retry policy is left to the Airflow task retry.
-    return exc.status is None or exc.status >= 500
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -555,21 +447,8 @@ class Enforcer:
         self._local = threading.local()
 
     def _paced(self, endpoint: str, call: Callable[[], Any]) -> Any:
-        """Make one call to ``endpoint`` through the endpoint's shared :class:`RatePacer`."""
-        hook = self._hook()
-        pacer = shared_pacer(hook, endpoint)
-        pacer.wait()
-        tracker = hook.rate_limit
-        # Only this call's own headers count: a value left from an earlier response (a 429 before a
-        # retry, another endpoint) would be read as this endpoint's budget.
-        tracker.remaining = tracker.limit = None
-        try:
-            result = call()
-        except AtlassianApiError:
-            pacer.observe(tracker.remaining, tracker.limit, ok=False)
-            raise
-        pacer.observe(tracker.remaining, tracker.limit, ok=True)
-        return result
+        """Make one call to ``endpoint`` through the endpoint's shared pacer."""
+        return paced_call(self._hook(), endpoint, call)
 
     def _history(self, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
         if not rows:
@@ -734,27 +613,14 @@ class Enforcer:
 
     def _write(self, endpoint: str, write: Callable[[], Any], happened: Callable[[], bool]) -> int | None:
         """
-        Make one write; after an ambiguous failure re-read, and write again only if it did not happen.
+        Make one write, never replayed blindly (:func:`~atlassian_cleanup.client.retry.write_unless_done`).
 
         :param endpoint: names the endpoint for pacing (one rate-limit bucket).
         :return: the write's HTTP status, or ``None`` when its effect was confirmed by re-reading.
         """
-        last: AtlassianApiError | None = None
-        for _attempt in range(self.write_attempts):
-            try:
-                return _body_status(self._paced(endpoint, write))
-            except AtlassianAuthError:
-                raise
-            except AtlassianApiError as exc:
-                if not _ambiguous(exc):
-                    raise
-                last = exc
-            # Whether the failed call reached Atlassian is unknown: look before writing again. A
-            # failing re-read propagates, and nothing is re-sent without knowing.
-            if happened():
-                return None
-        assert last is not None
-        raise last
+        return write_unless_done(
+            lambda: _body_status(self._paced(endpoint, write)), happened, attempts=self.write_attempts
+        )
 
     def _skip(self, row: Mapping[str, Any], claim: Any, detail: str) -> ActionOutcome:
         return self._finish(row, claim, _Result("skipped", SKIPPED_CHANGED, "none", detail))

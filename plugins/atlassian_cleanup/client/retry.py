@@ -34,11 +34,12 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from airflow.sdk.exceptions import (
@@ -47,9 +48,12 @@ from airflow.sdk.exceptions import (
     AirflowTaskTerminated,
     AirflowTaskTimeout,
 )
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ConnectTimeoutError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Where an expired or wrong credential is replaced, per API family.
 ADMIN_KEY_HELP = (
@@ -822,3 +826,174 @@ class RetryPolicy:
         log.info("Atlassian %s %s: waiting %.1fs, as Atlassian asked on an earlier call", method, path, wait)
         self.sleep(wait)
         raise_if_cancelled(f"{method} {path}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Pacing: several threads sharing one endpoint's rate limit
+# --------------------------------------------------------------------------------------------------
+
+
+class RatePacer:
+    """
+    Space the calls of several threads to one endpoint so they use its rate limit without exceeding it.
+
+    Before each call :meth:`wait` hands out the next slot; after it :meth:`observe` gets the
+    endpoint's ``X-RateLimit-Remaining`` / ``X-RateLimit-Limit``. The refill rate is measured from
+    those: over a few seconds, ``(successful calls + change of Remaining) / elapsed``. While more
+    than 3/4 of the bucket is left calls go out unpaced (bursts are what the bucket is for); below
+    that they are spaced at the measured refill rate, 10 % slower when less than 1/4 is left, so
+    the bucket settles instead of running dry. Without rate-limit headers nothing is paced.
+
+    :param window: seconds of observations the rate is measured over.
+    :param clock: monotonic time (tests inject a fake one).
+    :param sleep: called with the seconds to wait (by default it wakes up when the task is stopped).
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = interruptible_sleep,
+    ) -> None:
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._successes = 0
+        self._samples: deque[tuple[float, int, int]] = deque()
+        #: Seconds between two calls (0 = unpaced); ``refill`` is the measured tokens per second.
+        self.interval = 0.0
+        self.refill: float | None = None
+
+    def wait(self) -> None:
+        """Block until this thread may make its call."""
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            self._sleep(start - now)
+
+    def observe(self, remaining: int | None, limit: int | None, *, ok: bool) -> None:
+        """Record one finished call and the rate-limit headers of its (last) response."""
+        with self._lock:
+            now = self._clock()
+            if ok:
+                self._successes += 1
+            if remaining is None or not limit:
+                return
+            self._samples.append((now, remaining, self._successes))
+            while len(self._samples) > 2 and now - self._samples[0][0] > self.window:
+                self._samples.popleft()
+            first_at, first_remaining, first_successes = self._samples[0]
+            if now - first_at < min(0.5, self.window):
+                return
+            refill = (self._successes - first_successes + remaining - first_remaining) / (now - first_at)
+            if refill <= 0:
+                return
+            self.refill = refill
+            level = remaining / limit
+            if level >= 0.75:
+                self.interval = 0.0
+            else:
+                self.interval = 1.0 / (refill * (0.9 if level < 0.25 else 1.0))
+
+
+#: One pacer per credential and endpoint for the whole process: every engine, thread and hook
+#: using the same credential shares the endpoint's budget.
+_PACERS: dict[tuple[int, str], RatePacer] = {}
+_PACERS_LOCK = threading.Lock()
+
+
+def shared_pacer(hook: Any, endpoint: str) -> RatePacer:
+    """The process's :class:`RatePacer` for ``endpoint`` on ``hook``'s credential."""
+    credential = getattr(getattr(hook, "retry_policy", None), "credential", None)
+    key = (id(credential) if credential is not None else id(hook), endpoint)
+    with _PACERS_LOCK:
+        pacer = _PACERS.get(key)
+        if pacer is None:
+            pacer = _PACERS[key] = RatePacer()
+        return pacer
+
+
+def paced_call(hook: Any, endpoint: str, call: Callable[[], T]) -> T:
+    """
+    Make one call to ``endpoint`` through the endpoint's :func:`shared_pacer`.
+
+    :param hook: the hook ``call`` uses; its credential selects the pacer, its ``rate_limit``
+        tracker gives the response's headers.
+    :param endpoint: names the endpoint (one rate-limit bucket), e.g. ``users/search``.
+    :param call: makes the call with ``hook``.
+    :return: what ``call`` returned.
+    """
+    pacer = shared_pacer(hook, endpoint)
+    pacer.wait()
+    tracker = hook.rate_limit
+    # Only this call's own headers count: a value left from an earlier response (a 429 before a
+    # retry, another endpoint) would be read as this endpoint's budget.
+    tracker.remaining = tracker.limit = None
+    try:
+        result = call()
+    except AtlassianApiError:
+        pacer.observe(tracker.remaining, tracker.limit, ok=False)
+        raise
+    pacer.observe(tracker.remaining, tracker.limit, ok=True)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Writes whose replay is decided by looking, not by the status alone
+# --------------------------------------------------------------------------------------------------
+
+
+def guard_write_replays(hook: Any) -> Any:
+    """
+    Make ``hook`` leave ambiguous write failures to :func:`write_unless_done`.
+
+    The hooks may re-send suspend / disable / membership writes after a dropped connection or a
+    5xx (correct for the *state*, since they are idempotent in effect), which would show as a
+    second successful write for one action. The engine instead re-reads the account and decides
+    itself, so it switches that replay off; searches keep being retried.
+    """
+    hook.replay_ambiguous_writes = False
+    return hook
+
+
+def write_may_have_happened(exc: BaseException) -> bool:
+    """Whether a failed write may or may not have been applied: no response, or a server error.
+
+    A 4xx is a definite "no", and a 429 that outlasted the retry policy is left to the Airflow
+    task retry.
+    """
+    return isinstance(exc, AtlassianApiError) and (exc.status is None or exc.status >= 500)
+
+
+def write_unless_done(write: Callable[[], T], happened: Callable[[], bool], *, attempts: int) -> T | None:
+    """
+    Make one write; after an ambiguous failure look, and write again only if it did not happen.
+
+    :param write: makes the write once; must not return ``None``.
+    :param happened: re-reads Atlassian and says whether the write's effect is there. A failing
+        re-read propagates: nothing is re-sent without knowing.
+    :param attempts: writes at most, the first one included.
+    :return: what ``write`` returned, or ``None`` when the effect was confirmed by re-reading.
+    :raises AtlassianApiError: the last failure, when the write failed for good.
+    """
+
+    def attempt() -> T | None:
+        try:
+            return write()
+        except AtlassianApiError as exc:
+            if write_may_have_happened(exc) and happened():
+                return None
+            raise
+
+    retrying = Retrying(
+        stop=stop_after_attempt(max(1, attempts)),
+        retry=retry_if_exception(write_may_have_happened),
+        sleep=interruptible_sleep,
+        reraise=True,
+    )
+    return retrying(attempt)
