@@ -61,7 +61,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from atlassian_cleanup.action_kinds import LIFECYCLE_ACTIONS
+from atlassian_cleanup.action_kinds import LIFECYCLE_ACTIONS, REMOVE_PRODUCT_ACCESS, WARN
+from atlassian_cleanup.actions.journalled import Journal, WriteResult
 from atlassian_cleanup.actions.transitions import can_apply
 from atlassian_cleanup.client.retry import (
     AtlassianApiError,
@@ -69,10 +70,8 @@ from atlassian_cleanup.client.retry import (
     AtlassianNotFoundError,
     AtlassianPermissionError,
     cancel_atlassian_calls,
-    guard_write_replays,
     paced_call,
     raise_if_cancelled,
-    write_unless_done,
 )
 from atlassian_cleanup.decisions.account_facts import DELETE_GRACE_DAYS
 from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
@@ -95,6 +94,7 @@ from atlassian_cleanup.progress import ProgressLog
 
 if TYPE_CHECKING:
     from atlassian_cleanup.actions.state import StateStore
+    from atlassian_cleanup.actions.state_records import Claim
     from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
 APPLY_ACTIONS: frozenset[str] = frozenset(LIFECYCLE_ACTIONS)
@@ -173,22 +173,6 @@ class _Group:
     external_synced: bool
 
 
-@dataclass
-class _Result:
-    """What a handler decided; turned into the journal completion and the outcome."""
-
-    outcome: str  # succeeded | failed | skipped (the journal's vocabulary)
-    result: str  # one of RESULTS
-    performed: str
-    detail: str
-    api_status: int | None = None
-    event: str | None = None
-    event_data: dict[str, Any] | None = None
-    groups_removed: tuple[str, ...] = ()
-    groups_not_removable: tuple[str, ...] = ()
-    also_deleted: bool = False  # a removal from the directory ends the lifecycle at once
-
-
 def _as_datetime(value: datetime | date) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -254,16 +238,16 @@ def _evidence(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _skipped(detail: str) -> WriteResult:
+    """Nothing written because the plan no longer holds for the user."""
+    return WriteResult("skipped", SKIPPED_CHANGED, "none", detail)
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value is not None and value == value else None  # NaN != NaN
     except (TypeError, ValueError):
         return None
-
-
-def _body_status(body: Any) -> int:
-    # The hooks return None for 204 / an empty body and the decoded body for 200.
-    return 200 if body else 204
 
 
 def _privilege(privileges: Mapping[str, Any], name: str) -> tuple[bool, str | None]:
@@ -311,13 +295,11 @@ class Enforcer:
         self.log = log or logging.getLogger(__name__)
         self.concurrency = max(1, int(concurrency))
         self.deactivate_message = deactivate_message
-        self.write_attempts = max(1, int(write_attempts))
         self.progress_interval = progress_interval
         self._local = threading.local()
         self._hooks: list[Any] = []
         self._hooks_lock = threading.Lock()
-        # The store's thread-safety is its own business; one lock keeps the engine correct with any.
-        self._store_lock = threading.Lock()
+        self.journal = Journal(store, run_id=run_id, at=self.at, write_attempts=write_attempts)
         self._groups_lock = threading.Lock()
         self._product_groups: dict[str, list[_Group]] | None = None
 
@@ -430,7 +412,7 @@ class Enforcer:
     def _hook(self) -> AtlassianAdminHook:
         hook = getattr(self._local, "hook", None)
         if hook is None:
-            hook = guard_write_replays(self.hook_factory())
+            hook = self.journal.guard(self.hook_factory())
             self._local.hook = hook
             with self._hooks_lock:
                 self._hooks.append(hook)
@@ -453,7 +435,7 @@ class Enforcer:
     def _history(self, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
         if not rows:
             return {}
-        with self._store_lock:
+        with self.journal.lock:
             return dict(self.store.history([str(row["account_id"]) for row in rows]))
 
     def _read_users(self, account_ids: list[str], pool: ThreadPoolExecutor) -> dict[str, dict[str, Any]]:
@@ -553,53 +535,39 @@ class Enforcer:
         *,
         before: Any = None,
         lead_days: int | None = None,
-    ) -> Any:
+    ) -> Claim:
         # Product-by-product removal (and its warnings) may happen more than once per cycle, one
         # product set at a time: the products join the idempotency key so each set is claimed once.
         products = [canonical_product(str(p)) for p in row.get("products_to_remove") or []]
-        with self._store_lock:
-            return self.store.claim(
-                run_id=self.run_id,
-                account_id=str(row["account_id"]),
-                action=action,
-                at=self.at,
-                lead_days=lead_days,
-                reason=str(row.get("reason") or ""),
-                evidence=_evidence(row),
-                before=before,
-                products=products if action in ("remove_product_access", "warn") and products else None,
-            )
+        return self.journal.claim(
+            str(row["account_id"]),
+            action,
+            lead_days=lead_days,
+            reason=str(row.get("reason") or ""),
+            evidence=_evidence(row),
+            before=before,
+            products=products if action in (REMOVE_PRODUCT_ACCESS, WARN) and products else None,
+        )
 
-    def _finish(self, row: Mapping[str, Any], claim: Any, result: _Result) -> ActionOutcome:
+    def _finish(self, row: Mapping[str, Any], claim: Claim, result: WriteResult) -> ActionOutcome:
         """Record the result in the journal (complete a new claim, resolve an uncertain one)."""
-        record = self.store.complete if claim.status == "new" else self.store.resolve
-        try:
-            with self._store_lock:
-                record(
-                    claim.entry_id,
-                    outcome=result.outcome,
-                    at=self.at,
-                    api_status=result.api_status,
-                    detail=result.detail,
-                    event=result.event,
-                    event_data=result.event_data,
-                )
-                if result.also_deleted:
-                    self.store.record_event(
-                        str(row["account_id"]),
-                        "deleted",
-                        at=self.at,
-                        run_id=self.run_id,
-                        reason="removed from the directory: there is no grace period to wait for",
-                        evidence={"performed": result.performed},
-                    )
-        except Exception as exc:
-            # The write is done but unrecorded: the entry stays open, so the next run re-checks
-            # Atlassian and resolves it instead of writing again.
-            raise RuntimeError(
-                f"{result.detail} The journal could not record it ({exc}); the next run will "
-                "re-check the account before doing anything."
-            ) from exc
+        self.journal.record(str(row["account_id"]), claim, result)
+        return self._reported(row, result)
+
+    def _journalled(
+        self,
+        row: Mapping[str, Any],
+        claim: Claim,
+        act: Callable[[], WriteResult],
+        recover: Callable[[], WriteResult | None] | None = None,
+    ) -> ActionOutcome:
+        """Recover an uncertain claim or ``act``, and record the result (:meth:`Journal.carry_out`)."""
+        return self._reported(
+            row, self.journal.carry_out(str(row["account_id"]), claim, act, recover=recover)
+        )
+
+    @staticmethod
+    def _reported(row: Mapping[str, Any], result: WriteResult) -> ActionOutcome:
         return ActionOutcome(
             account_id=str(row["account_id"]),
             action=str(row.get("proposed_action")),
@@ -613,28 +581,15 @@ class Enforcer:
 
     def _write(self, endpoint: str, write: Callable[[], Any], happened: Callable[[], bool]) -> int | None:
         """
-        Make one write, never replayed blindly (:func:`~atlassian_cleanup.client.retry.write_unless_done`).
+        Make one paced write, never replayed blindly (:meth:`Journal.write`).
 
         :param endpoint: names the endpoint for pacing (one rate-limit bucket).
         :return: the write's HTTP status, or ``None`` when its effect was confirmed by re-reading.
         """
-        return write_unless_done(
-            lambda: _body_status(self._paced(endpoint, write)), happened, attempts=self.write_attempts
-        )
+        return self.journal.write(lambda: self._paced(endpoint, write), happened)
 
-    def _skip(self, row: Mapping[str, Any], claim: Any, detail: str) -> ActionOutcome:
-        return self._finish(row, claim, _Result("skipped", SKIPPED_CHANGED, "none", detail))
-
-    def _guarded(self, row: Mapping[str, Any], claim: Any, body: Callable[[], _Result]) -> ActionOutcome:
-        """Run ``body``; on an API error journal the failure (then re-raise a 401)."""
-        try:
-            result = body()
-        except AtlassianApiError as exc:
-            self._finish(row, claim, _Result("failed", FAILED, "none", str(exc), api_status=exc.status))
-            if isinstance(exc, AtlassianAuthError):
-                raise
-            return self._outcome(row, FAILED, "none", str(exc), exc.status)
-        return self._finish(row, claim, result)
+    def _skip(self, row: Mapping[str, Any], claim: Claim, detail: str) -> ActionOutcome:
+        return self._finish(row, claim, _skipped(detail))
 
     @staticmethod
     def _already_done(row: Mapping[str, Any]) -> ActionOutcome:
@@ -657,36 +612,38 @@ class Enforcer:
         claim = self._claim(row, action, before=_snapshot(live) if live else None)
         if claim.status == "done":
             return self._already_done(row)
+        recover = None if live is None else functools.partial(self._recover_apply, row, action, live)
+        act = functools.partial(self._apply_checked, row, action, live, history.get(account_id))
+        return self._journalled(row, claim, act, recover)
 
-        if claim.status == "uncertain" and live is not None:
-            recovered = self._recover_apply(row, action, live)
-            if recovered is not None:
-                return self._finish(row, claim, recovered)
-
-        # -- preconditions: the plan still holds for this user --------------------------------------
+    def _apply_checked(
+        self, row: Mapping[str, Any], action: str, live: Mapping[str, Any] | None, user_history: Any
+    ) -> WriteResult:
+        """The write, when the plan still holds for this user; else why not, as a skip."""
+        account_id = str(row["account_id"])
         if live is None:
-            return self._skip(row, claim, "The user is no longer in the directory; nothing was changed.")
+            return _skipped("The user is no longer in the directory; nothing was changed.")
         status = str(live.get("status") or "active")
         if status != "active":
-            return self._skip(row, claim, f"Atlassian now shows the user as {status}; nothing was changed.")
+            return _skipped(f"Atlassian now shows the user as {status}; nothing was changed.")
         products = row.get("products_to_remove") if action == "remove_product_access" else None
         newer = _newer_activity(row, live, products)
         if newer:
-            return self._skip(row, claim, f"{newer}; nothing was changed.")
+            return _skipped(f"{newer}; nothing was changed.")
         event_action = "suspend" if action == "deactivate" else action  # checked again after the fact
-        if not can_apply(history.get(account_id), "actioned", action=event_action):
-            stage = getattr(history.get(account_id), "stage", "unknown")
-            return self._skip(
-                row, claim, f"The state store has the user at stage {stage}, where {action} is not allowed."
-            )
+        if not can_apply(user_history, "actioned", action=event_action):
+            stage = getattr(user_history, "stage", "unknown")
+            return _skipped(f"The state store has the user at stage {stage}, where {action} is not allowed.")
 
         if action == "suspend":
-            return self._guarded(row, claim, lambda: self._suspend(account_id))
+            return self._suspend(account_id)
         if action == "deactivate":
-            return self._guarded(row, claim, lambda: self._deactivate(row))
-        return self._guarded(row, claim, lambda: self._remove_access(row, live))
+            return self._deactivate(row)
+        return self._remove_access(row, live)
 
-    def _recover_apply(self, row: Mapping[str, Any], action: str, live: Mapping[str, Any]) -> _Result | None:
+    def _recover_apply(
+        self, row: Mapping[str, Any], action: str, live: Mapping[str, Any]
+    ) -> WriteResult | None:
         """For an interrupted earlier attempt: the result if Atlassian shows it happened, else None."""
         status = live.get("status")
         note = "Confirmed from Atlassian after an interrupted earlier attempt"
@@ -694,11 +651,11 @@ class Enforcer:
             detail = f"{note}: the user is suspended."
             if action == "deactivate":
                 detail += " Atlassian did not allow deactivating this account, so it was suspended instead."
-            return _Result(
+            return WriteResult(
                 "succeeded", DONE, "suspend", detail, event="actioned", event_data={"action": "suspend"}
             )
         if action == "deactivate" and status == "deactivated":
-            return _Result(
+            return WriteResult(
                 "succeeded", DONE, "deactivate", f"{note}: the account is deactivated.",
                 event="actioned", event_data={"action": "deactivate"},
             )  # fmt: skip
@@ -710,14 +667,14 @@ class Enforcer:
                 return self._removal_result(row, products, [], synced, None, blocked=blocked, recovered=True)
         return None
 
-    def _suspend(self, account_id: str, detail: str = "Suspended in the directory") -> _Result:
+    def _suspend(self, account_id: str, detail: str = "Suspended in the directory") -> WriteResult:
         hook = self._hook()
         status = self._write(
             "suspend",
             lambda: hook.suspend_user(account_id),
             lambda: (self._read_one(account_id) or {}).get("status") == "suspended",
         )
-        return _Result(
+        return WriteResult(
             "succeeded",
             DONE,
             "suspend",
@@ -727,7 +684,7 @@ class Enforcer:
             event_data={"action": "suspend"},
         )
 
-    def _deactivate(self, row: Mapping[str, Any]) -> _Result:
+    def _deactivate(self, row: Mapping[str, Any]) -> WriteResult:
         account_id = str(row["account_id"])
         hook = self._hook()
         privileges = self._paced("manage", lambda: hook.get_manage_privileges(account_id))
@@ -743,7 +700,7 @@ class Enforcer:
         except AtlassianPermissionError as exc:
             # The privilege check said yes, the call said no (e.g. the account became SCIM-managed).
             return self._suspend(account_id, _fallback_sentence(exc.code or "forbidden", "deactivated"))
-        return _Result(
+        return WriteResult(
             "succeeded",
             DONE,
             "deactivate",
@@ -802,13 +759,13 @@ class Enforcer:
                     groups[group.id] = group
         return products, sorted(groups.values(), key=lambda g: g.name), by_product
 
-    def _remove_access(self, row: Mapping[str, Any], live: Mapping[str, Any]) -> _Result:
+    def _remove_access(self, row: Mapping[str, Any], live: Mapping[str, Any]) -> WriteResult:
         """Remove the user from every group granting the row's products (IdP-synced ones are reported)."""
         account_id = str(row["account_id"])
         products, to_leave, by_product = self._removal_targets(row, live)
         if not to_leave:
             names = ", ".join(_label(p) for p in products) or "the planned products"
-            return _Result(
+            return WriteResult(
                 "skipped", SKIPPED_CHANGED, "none",
                 f"The user is no longer in any group granting {names}; nothing was changed.",
             )  # fmt: skip
@@ -848,7 +805,7 @@ class Enforcer:
         *,
         blocked: set[str] | None = None,
         recovered: bool = False,
-    ) -> _Result:
+    ) -> WriteResult:
         blocked = blocked or set()
         gone = [p for p in products if p not in blocked]
         removed_names = tuple(g.name for g in removed)
@@ -872,13 +829,13 @@ class Enforcer:
             )
         detail = " ".join(parts)
         if removed or recovered:
-            return _Result(
+            return WriteResult(
                 "succeeded", DONE, "remove_product_access", detail, api_status=api_status,
                 event="actioned", event_data={"action": "remove_product_access", "products": sorted(gone)},
                 groups_removed=removed_names, groups_not_removable=blocked_names,
             )  # fmt: skip
         # Nothing could be done through the API: a report for the admin, no state change.
-        return _Result(
+        return WriteResult(
             "skipped", REPORTED, "none", detail, api_status=None, groups_not_removable=blocked_names
         )
 
@@ -903,36 +860,45 @@ class Enforcer:
         if claim.status == "done":
             return self._already_done(row)
 
-        status = str((live or {}).get("status") or "gone")
-        if claim.status == "uncertain":
-            # delete is not idempotent: never re-POST before looking at what the last attempt did.
-            if status == "for_deletion":
-                return self._finish(row, claim, self._deleted_result(account_id, None, recovered=True))
-            if live is None or status == "not_invited":
-                return self._finish(row, claim, self._removed_result(None, "", recovered=True))
+        recover = functools.partial(self._recover_delete, account_id, live)
+        act = functools.partial(self._delete_checked, row, live, history.get(account_id))
+        return self._journalled(row, claim, act, recover)
 
-        if live is None:
-            return self._skip(row, claim, "The user is no longer in the directory; nothing was changed.")
+    def _recover_delete(self, account_id: str, live: Mapping[str, Any] | None) -> WriteResult | None:
+        # delete is not idempotent: never re-POST before looking at what the last attempt did.
+        status = str((live or {}).get("status") or "gone")
         if status == "for_deletion":
-            return self._skip(row, claim, "Atlassian already shows the account as scheduled for deletion.")
-        user_history = history.get(account_id)
+            return self._deleted_result(account_id, None, recovered=True)
+        if live is None or status == "not_invited":
+            return self._removed_result(None, "", recovered=True)
+        return None
+
+    def _delete_checked(
+        self, row: Mapping[str, Any], live: Mapping[str, Any] | None, user_history: Any
+    ) -> WriteResult:
+        """The deletion, when the account is still as this tool left it; else why not, as a skip."""
+        account_id = str(row["account_id"])
+        if live is None:
+            return _skipped("The user is no longer in the directory; nothing was changed.")
+        if str(live.get("status") or "gone") == "for_deletion":
+            return _skipped("Atlassian already shows the account as scheduled for deletion.")
         acted = getattr(user_history, "actioned_action", None)
         # Access is what the groups grant; productAccess would miss a product never opened.
         granted = self._granted_products(live) if acted not in ("suspend", "deactivate") else set()
         left_as = _left_as_we_did(live, acted, has_access=bool(granted))
         if left_as:
-            return self._skip(row, claim, f"{left_as}; not deleted.")
+            return _skipped(f"{left_as}; not deleted.")
         newer = _newer_activity(row, live)
         if newer:
-            return self._skip(row, claim, f"{newer}; not deleted.")
+            return _skipped(f"{newer}; not deleted.")
         if not can_apply(user_history, "delete_requested"):
             stage = getattr(user_history, "stage", "active")
-            return self._skip(
-                row, claim, f"The state store has the user at stage {stage}; only actioned users are deleted."
+            return _skipped(
+                f"The state store has the user at stage {stage}; only actioned users are deleted."
             )
-        return self._guarded(row, claim, lambda: self._delete(account_id))
+        return self._delete(account_id)
 
-    def _delete(self, account_id: str) -> _Result:
+    def _delete(self, account_id: str) -> WriteResult:
         hook = self._hook()
         privileges = self._paced("manage", lambda: hook.get_manage_privileges(account_id))
         allowed, reason = _privilege(privileges, "lifecycle.delete")
@@ -951,14 +917,14 @@ class Enforcer:
         status = self._write("directory/remove", lambda: hook.remove_user(account_id), gone)
         return self._removed_result(status, reason or "not allowed")
 
-    def _deleted_result(self, account_id: str, status: int | None, *, recovered: bool = False) -> _Result:
+    def _deleted_result(self, account_id: str, status: int | None, *, recovered: bool = False) -> WriteResult:
         grace_end = (self.at + timedelta(days=DELETE_GRACE_DAYS)).date().isoformat()
         prefix = (
             "Confirmed from Atlassian after an interrupted earlier attempt: deletion"
             if recovered
             else "Deletion"
         )
-        return _Result(
+        return WriteResult(
             "succeeded",
             DONE,
             "delete",
@@ -971,7 +937,7 @@ class Enforcer:
         )
 
     @staticmethod
-    def _removed_result(status: int | None, reason: str, *, recovered: bool = False) -> _Result:
+    def _removed_result(status: int | None, reason: str, *, recovered: bool = False) -> WriteResult:
         why = _REASONS.get(reason, f"Atlassian does not allow deleting this account ({reason})")
         if recovered:
             detail = (
@@ -986,7 +952,7 @@ class Enforcer:
             )
             if reason == "externalDirectory.scim":
                 detail += " Also remove the user in the identity provider, or it will provision them again."
-        return _Result(
+        return WriteResult(
             "succeeded", DONE, "remove_from_directory", detail, api_status=status,
             event="delete_requested", also_deleted=True,
         )  # fmt: skip
@@ -1010,7 +976,9 @@ class Enforcer:
         if lead_days is None or lead_days < 1:
             return self._finish(
                 row, claim,
-                _Result("failed", FAILED, "none", "The plan row has no warning bucket (warning_lead_days)."),
+                WriteResult(
+                    "failed", FAILED, "none", "The plan row has no warning bucket (warning_lead_days)."
+                ),
             )  # fmt: skip
         products = [canonical_product(str(p)) for p in row.get("products_to_remove") or []]
         data: dict[str, Any] = {"lead_days": lead_days}
@@ -1034,13 +1002,13 @@ class Enforcer:
                     )
                     return self._finish(
                         row, claim,
-                        _Result("succeeded", REPORTED, "none", detail, event="warned", event_data=data),
+                        WriteResult("succeeded", REPORTED, "none", detail, event="warned", event_data=data),
                     )  # fmt: skip
                 detail += ". Held: never actioned without a warning (warning.without_email: hold)."
-            return self._finish(row, claim, _Result("skipped", REPORTED, "none", detail))
+            return self._finish(row, claim, WriteResult("skipped", REPORTED, "none", detail))
         except Exception as exc:  # SMTP errors: this user only; the claim is retried next run
             detail = f"Warning e-mail not sent: {exc}"
-            return self._finish(row, claim, _Result("failed", FAILED, "none", detail))
+            return self._finish(row, claim, WriteResult("failed", FAILED, "none", detail))
         # An interrupted earlier attempt may or may not have mailed: a second notice is better than
         # acting on someone who was never told.
         again = (
@@ -1053,7 +1021,7 @@ class Enforcer:
             f"is due on {row.get('action_date') or 'the action date'}."
         )
         return self._finish(
-            row, claim, _Result("succeeded", DONE, "warn", detail, event="warned", event_data=data)
+            row, claim, WriteResult("succeeded", DONE, "warn", detail, event="warned", event_data=data)
         )
 
     def _notice_one(
@@ -1095,12 +1063,12 @@ class Enforcer:
                         "notice period, counted from this listing (warning.without_email: "
                         "action_after_notice)."
                     )
-                    return self._finish(row, claim, _Result("succeeded", REPORTED, "none", detail))
+                    return self._finish(row, claim, WriteResult("succeeded", REPORTED, "none", detail))
                 detail += ". Held: never deleted without a notice (warning.without_email: hold)."
-            return self._finish(row, claim, _Result("skipped", REPORTED, "none", detail))
+            return self._finish(row, claim, WriteResult("skipped", REPORTED, "none", detail))
         except Exception as exc:  # SMTP errors: this user only; the claim is retried next run
             return self._finish(
-                row, claim, _Result("failed", FAILED, "none", f"Deletion notice not sent: {exc}")
+                row, claim, WriteResult("failed", FAILED, "none", f"Deletion notice not sent: {exc}")
             )
         again = (
             " (an earlier attempt was interrupted, so it may be the second copy)"
@@ -1109,7 +1077,7 @@ class Enforcer:
         )
         due = row.get("action_date") or "a later run"
         detail = f"Deletion notice e-mailed{again}; the deletion is due on {due}."
-        return self._finish(row, claim, _Result("succeeded", DONE, "delete_notice", detail))
+        return self._finish(row, claim, WriteResult("succeeded", DONE, "delete_notice", detail))
 
 
 _REASONS = {
