@@ -127,16 +127,13 @@ class Journal:
         :param act: checks the preconditions and writes (through :meth:`write`); returns the result.
         :param recover: for an uncertain claim: reads Atlassian and returns the result when the
             write already took effect, else None (then ``act`` runs).
-        :param failure_detail: the journal's sentence for an API error raised by ``act``.
+        :param failure_detail: the journal's sentence for an API error raised by ``recover`` or ``act``.
         :raises AtlassianAuthError: the credential was rejected (the failure is recorded first).
         """
-        if claim.status == "uncertain" and recover is not None:
-            recovered = recover()
-            if recovered is not None:
-                self.record(account_id, claim, recovered)
-                return recovered
         try:
-            result = act()
+            result = recover() if claim.status == "uncertain" and recover is not None else None
+            if result is None:
+                result = act()
         except AtlassianApiError as exc:
             failed = WriteResult("failed", FAILED, "none", failure_detail(exc), api_status=exc.status)
             self.record(account_id, claim, failed)
