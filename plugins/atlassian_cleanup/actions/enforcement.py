@@ -45,7 +45,15 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from atlassian_cleanup.action_kinds import LIFECYCLE_ACTIONS, REMOVE_PRODUCT_ACCESS, WARN
+from atlassian_cleanup.action_kinds import (
+    DEACTIVATE,
+    DELETE,
+    DELETE_NOTICE,
+    LIFECYCLE_ACTIONS,
+    REMOVE_PRODUCT_ACCESS,
+    SUSPEND,
+    WARN,
+)
 from atlassian_cleanup.actions.action_outcome import ActionOutcome, RecipientNotAddressable
 from atlassian_cleanup.actions.batches import UserBatches
 from atlassian_cleanup.actions.journalled import Journal, WriteResult
@@ -165,7 +173,7 @@ class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
         self._check_actions(rows, APPLY_ACTIONS, "apply")
         try:
             with self._pool("apply_actions") as pool:
-                if any(row["proposed_action"] == "remove_product_access" for row in rows):
+                if any(row["proposed_action"] == REMOVE_PRODUCT_ACCESS for row in rows):
                     pool.submit(self._granting_groups).result()  # once per run, before any write
                 live = self._read_users([str(row["account_id"]) for row in rows], pool)
                 history = self._history(rows)
@@ -183,7 +191,7 @@ class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
         :raises AtlassianAuthError: the credential was rejected; outcomes so far are journalled.
         """
         rows = list(rows)
-        self._check_actions(rows, frozenset({"delete"}), "delete")
+        self._check_actions(rows, frozenset({DELETE}), "delete")
         try:
             with self._pool("delete_dormant") as pool:
                 live = self._read_users([str(row["account_id"]) for row in rows], pool)
@@ -221,7 +229,7 @@ class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
         :return: one outcome per row, in input order.
         """
         rows = list(rows)
-        self._check_actions(rows, frozenset({"warn", "delete_notice"}), "warn")
+        self._check_actions(rows, frozenset({WARN, DELETE_NOTICE}), "warn")
         history = self._history(rows)
         handler = functools.partial(
             self._warn_one, sender=sender, history=history, list_unaddressable=list_unaddressable
@@ -327,18 +335,18 @@ class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
         status = str(live.get("status") or "active")
         if status != "active":
             return _skipped(f"Atlassian now shows the user as {status}; nothing was changed.")
-        products = row.get("products_to_remove") if action == "remove_product_access" else None
+        products = row.get("products_to_remove") if action == REMOVE_PRODUCT_ACCESS else None
         newer = newer_activity(row, live, products)
         if newer:
             return _skipped(f"{newer}; nothing was changed.")
-        event_action = "suspend" if action == "deactivate" else action  # checked again after the fact
+        event_action = SUSPEND if action == DEACTIVATE else action  # checked again after the fact
         if not can_apply(user_history, "actioned", action=event_action):
             stage = getattr(user_history, "stage", "unknown")
             return _skipped(f"The state store has the user at stage {stage}, where {action} is not allowed.")
 
-        if action == "suspend":
+        if action == SUSPEND:
             return self._suspend(account_id)
-        if action == "deactivate":
+        if action == DEACTIVATE:
             return self._deactivate(row)
         return self._remove_access(row, live)
 
@@ -348,19 +356,19 @@ class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
         """For an interrupted earlier attempt: the result if Atlassian shows it happened, else None."""
         status = live.get("status")
         note = "Confirmed from Atlassian after an interrupted earlier attempt"
-        if action in ("suspend", "deactivate") and status == "suspended":
+        if action in (SUSPEND, DEACTIVATE) and status == "suspended":
             detail = f"{note}: the user is suspended."
-            if action == "deactivate":
+            if action == DEACTIVATE:
                 detail += " Atlassian did not allow deactivating this account, so it was suspended instead."
             return WriteResult(
-                "succeeded", DONE, "suspend", detail, event="actioned", event_data={"action": "suspend"}
+                "succeeded", DONE, SUSPEND, detail, event="actioned", event_data={"action": SUSPEND}
             )
-        if action == "deactivate" and status == "deactivated":
+        if action == DEACTIVATE and status == "deactivated":
             return WriteResult(
-                "succeeded", DONE, "deactivate", f"{note}: the account is deactivated.",
-                event="actioned", event_data={"action": "deactivate"},
+                "succeeded", DONE, DEACTIVATE, f"{note}: the account is deactivated.",
+                event="actioned", event_data={"action": DEACTIVATE},
             )  # fmt: skip
-        if action == "remove_product_access" and status == "active":
+        if action == REMOVE_PRODUCT_ACCESS and status == "active":
             products, groups, by_product = self._removal_targets(row, live)
             if not [group for group in groups if not group.external_synced]:
                 synced = [group for group in groups if group.external_synced]
@@ -371,18 +379,18 @@ class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
     def _suspend(self, account_id: str, detail: str = "Suspended in the directory") -> WriteResult:
         hook = self._hook()
         status = self._write(
-            "suspend",
+            "suspend",  # the endpoint, for pacing
             lambda: hook.suspend_user(account_id),
             lambda: (self._read_one(account_id) or {}).get("status") == "suspended",
         )
         return WriteResult(
             "succeeded",
             DONE,
-            "suspend",
+            SUSPEND,
             f"{detail}; groups and roles are kept, so a restore gives the same access back.",
             api_status=status,
             event="actioned",
-            event_data={"action": "suspend"},
+            event_data={"action": SUSPEND},
         )
 
     def _deactivate(self, row: Mapping[str, Any]) -> WriteResult:
@@ -404,12 +412,12 @@ class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
         return WriteResult(
             "succeeded",
             DONE,
-            "deactivate",
+            DEACTIVATE,
             "Deactivated: the account can no longer log in to any Atlassian site; "
             "re-enable it (lifecycle/enable) to undo.",
             api_status=status,
             event="actioned",
-            event_data={"action": "deactivate"},
+            event_data={"action": DEACTIVATE},
         )
 
     # -- delete ------------------------------------------------------------------------------------
@@ -429,7 +437,7 @@ class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
                 raise
             except AtlassianApiError as exc:
                 before["role_assignments_error"] = str(exc)
-        claim = self._claim(row, "delete", before=before)
+        claim = self._claim(row, DELETE, before=before)
         if claim.status == "done":
             return self._already_done(row)
 
@@ -500,7 +508,7 @@ class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
         return WriteResult(
             "succeeded",
             DONE,
-            "delete",
+            DELETE,
             f"{prefix} requested. Atlassian's {DELETE_GRACE_DAYS}-day grace period applies: the account "
             f"is deactivated now and permanently deleted after {grace_end}; until then cancel-delete "
             f"(POST /users/{account_id}/manage/lifecycle/cancel-delete) undoes it. Content the user "

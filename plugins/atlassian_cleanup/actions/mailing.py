@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from atlassian_cleanup.action_kinds import DELETE_NOTICE, WARN
 from atlassian_cleanup.actions.action_outcome import ActionOutcome, RecipientNotAddressable
 from atlassian_cleanup.actions.journalled import WriteResult
 from atlassian_cleanup.actions.live_account import int_or_none
@@ -30,10 +31,10 @@ class WarningMailing:
         list_unaddressable: bool = False,
     ) -> ActionOutcome:
         account_id = str(row["account_id"])
-        if row.get("proposed_action") == "delete_notice":
+        if row.get("proposed_action") == DELETE_NOTICE:
             return self._notice_one(row, sender, history, list_unaddressable)
         lead_days = int_or_none(row.get("warning_lead_days"))
-        claim = self._claim(row, "warn", lead_days=lead_days)
+        claim = self._claim(row, WARN, lead_days=lead_days)
         if claim.status == "done":
             return self._already_done(row)
         if lead_days is None or lead_days < 1:
@@ -84,7 +85,7 @@ class WarningMailing:
             f"is due on {row.get('action_date') or 'the action date'}."
         )
         return self._finish(
-            row, claim, WriteResult("succeeded", DONE, "warn", detail, event="warned", event_data=data)
+            row, claim, WriteResult("succeeded", DONE, WARN, detail, event="warned", event_data=data)
         )
 
     def _notice_one(
@@ -101,7 +102,7 @@ class WarningMailing:
         the same notice period; or held (never deleted without a notice).
         """
         account_id = str(row["account_id"])
-        claim = self._claim(row, "delete_notice")
+        claim = self._claim(row, DELETE_NOTICE)
         if claim.status == "done":
             return self._already_done(row)
         user_history = history.get(account_id)
@@ -140,4 +141,4 @@ class WarningMailing:
         )
         due = row.get("action_date") or "a later run"
         detail = f"Deletion notice e-mailed{again}; the deletion is due on {due}."
-        return self._finish(row, claim, WriteResult("succeeded", DONE, "delete_notice", detail))
+        return self._finish(row, claim, WriteResult("succeeded", DONE, DELETE_NOTICE, detail))

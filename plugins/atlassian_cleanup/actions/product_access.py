@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from atlassian_cleanup.action_kinds import REMOVE_PRODUCT_ACCESS
 from atlassian_cleanup.actions.journalled import WriteResult
 from atlassian_cleanup.actions.live_account import GrantingGroup, group_refs
 from atlassian_cleanup.client.retry import AtlassianNotFoundError, AtlassianPermissionError
@@ -148,8 +149,8 @@ class ProductAccessRemoval:
         detail = " ".join(parts)
         if removed or recovered:
             return WriteResult(
-                "succeeded", DONE, "remove_product_access", detail, api_status=api_status,
-                event="actioned", event_data={"action": "remove_product_access", "products": sorted(gone)},
+                "succeeded", DONE, REMOVE_PRODUCT_ACCESS, detail, api_status=api_status,
+                event="actioned", event_data={"action": REMOVE_PRODUCT_ACCESS, "products": sorted(gone)},
                 groups_removed=removed_names, groups_not_removable=blocked_names,
             )  # fmt: skip
         # Nothing could be done through the API: a report for the admin, no state change.

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Connection
 
+from atlassian_cleanup.action_kinds import DELETE, WARN
 from atlassian_cleanup.actions.state_records import (
     CLAIM_STATUSES,
     Claim,
@@ -92,8 +93,8 @@ __all__ = [
 
 # Journal action for each observed event (record_event): the audit reads actions, not events.
 _EVENT_ACTIONS = {
-    "warned": "warn",
-    "delete_requested": "delete",
+    "warned": WARN,
+    "delete_requested": DELETE,
     "deleted": "deleted",
     "delete_cancelled": "cancel_delete",
     "activity_seen": "activity_seen",
@@ -337,7 +338,7 @@ class StateStore:
         at = utc(at)
         if not action:
             raise ValueError("claim needs an action")
-        if action == "warn" and lead_days is None:
+        if action == WARN and lead_days is None:
             raise ValueError("a warn claim needs lead_days (the warning bucket is part of its key)")
         product_list = sorted(set(products)) if products is not None else None
         with self._write() as conn:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from atlassian_cleanup.action_kinds import DELETE, DELETE_NOTICE, REMOVE_PRODUCT_ACCESS
 from atlassian_cleanup.actions.state_schema import JOURNAL, USER_STATE
 from atlassian_cleanup.actions.transitions import apply_event, starts_new_cycle
 from atlassian_cleanup.decisions.account_facts import LIFECYCLE_DELETE, REMOVE_FROM_DIRECTORY, is_removal
@@ -169,7 +170,7 @@ def run_from_row(row: Any) -> RunRecord:
 
 def history_from_row(row: Any, first_warned_at: datetime | None = None) -> UserHistory:
     removed = getattr(row, "actioned_products", None)
-    if row.actioned_action != "remove_product_access":
+    if row.actioned_action != REMOVE_PRODUCT_ACCESS:
         removed = None
     return UserHistory(
         stage=row.stage,
@@ -248,7 +249,7 @@ def with_deletion_facts(conn: Connection, result: dict[str, UserHistory]) -> dic
         .where(
             USER_STATE.c.stage.in_(_DELETION_STAGES),
             JOURNAL.c.outcome == "succeeded",
-            JOURNAL.c.action.in_(("delete_notice", "delete", "deleted")),
+            JOURNAL.c.action.in_((DELETE_NOTICE, DELETE, "deleted")),
         )
         .order_by(JOURNAL.c.id)
     )
@@ -257,7 +258,7 @@ def with_deletion_facts(conn: Connection, result: dict[str, UserHistory]) -> dic
         if row.account_id not in result:
             continue
         found = facts.setdefault(row.account_id, {})
-        if row.action == "delete_notice":
+        if row.action == DELETE_NOTICE:
             found["delete_notice_at"] = row.result_at
         elif row.event == "delete_requested":
             found.update(delete_requested_at=row.result_at, deletion_kind=LIFECYCLE_DELETE)
@@ -337,7 +338,7 @@ def transition_user(
         # product) until a restore gives the access back; any other action replaces the record.
         if (
             before is not None
-            and data.get("action") == before.actioned_action == "remove_product_access"
+            and data.get("action") == before.actioned_action == REMOVE_PRODUCT_ACCESS
             and not (before.restored_at is not None and before.restored_at >= before.actioned_at)
         ):
             new = sorted(set(products or ()) | set(new))

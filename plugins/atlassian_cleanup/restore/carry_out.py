@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from atlassian_cleanup.action_kinds import DEACTIVATE, DELETE, KINDS, SUSPEND
+from atlassian_cleanup.action_kinds import DEACTIVATE, DELETE, KINDS, REMOVE_PRODUCT_ACCESS, SUSPEND
 from atlassian_cleanup.actions.journalled import Journal, WriteResult
 from atlassian_cleanup.actions.transitions import can_apply
 from atlassian_cleanup.client.retry import AtlassianApiError, AtlassianNotFoundError
@@ -34,9 +34,10 @@ _STATUS_UNDONE = {
     KINDS[SUSPEND].restore_step: "suspended",
     KINDS[DEACTIVATE].restore_step: "deactivated",
 }
+#: The journal's sentence when a request offers no transition that resolves it.
 _NO_TRANSITION = "No resolving transition is offered."
 #: The remaining step re-adds the groups of ``decision.groups_to_add``.
-_GROUPS_STEP = "add_group_member"
+_GROUPS_STEP = KINDS[REMOVE_PRODUCT_ACCESS].restore_step
 
 
 def request_scope(key: str) -> str:
