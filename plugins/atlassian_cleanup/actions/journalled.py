@@ -16,7 +16,7 @@ The cleanup engine (:mod:`~atlassian_cleanup.actions.enforcement`) and the resto
    with its state-machine event. An API error is recorded as failed; a rejected credential is then
    raised, because every further call would fail the same way.
 
-No Airflow import.
+No Airflow import here: the callers pass the store and the hooks.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class JournalEntry:
-    """One journal row (see the module docstring for the columns)."""
+    """One journal row (the columns are described in :mod:`~atlassian_cleanup.actions.state_schema`)."""
 
     entry_id: int
     run_id: str

@@ -188,10 +188,12 @@ class EvaluateRestoreRulesOperator(StopsAtlassianCallsOnKill, BaseOperator):
 class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
     """Carry out the ``restore`` decisions, at most ``restore.max_restores_per_run`` per run.
 
-    Each restore is claimed (intent journalled) before the first call and completed with the
-    ``restored`` transition afterwards, in one transaction, so the daily DAG then gives the user
-    ``restored_grace_days``. Every step re-reads the account first and is skipped when its effect is
-    already there (an interrupted earlier attempt, or an admin who was quicker).
+    Each restore goes through the journalled write path
+    (:class:`~atlassian_cleanup.restore.carry_out.RestoreWriter`): claimed before the first call,
+    completed with the ``restored`` transition, so the daily DAG then gives the user
+    ``restored_grace_days``. An interrupted earlier attempt is checked against the account before
+    anything is written; every step is skipped when its effect is already there (or an admin was
+    quicker), and a call whose answer was lost is re-read, never re-sent blindly.
     """
 
     template_fields: Sequence[str] = ("decisions", "admin_conn_id")
