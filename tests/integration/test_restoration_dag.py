@@ -457,3 +457,53 @@ def test_the_restore_audit_is_announced_on_its_own_asset(org: RestoreOrg) -> Non
     assert event["mode"] == manifest["mode"]
     # The cleanup DAG's asset is not touched by a restore run.
     assert asset_events("atlassian_user_audit", run.run_id) == []
+
+
+def test_a_restore_whose_answer_was_lost_is_confirmed_by_reading_not_sent_again(org: RestoreOrg) -> None:
+    """The connection drops after Atlassian applied the restore: the account is re-read, not re-sent."""
+    user = pick(org.sandbox, "inactive_180", 1)[0]
+    org.action([user], "suspend")
+    key = org.ask(user)
+    org.sandbox.configure(
+        chaos_seed=1, chaos_drop_after=1.0, chaos_path_regex=r"/restore$", chaos_methods=["POST"]
+    )
+    seq = org.last_seq()
+
+    run = org.run()
+
+    org.sandbox.configure(**_NO_CHAOS)
+    assert str(run.state) == "success", _states(run)
+    sent = [c for c in org.sandbox.calls(seq) if c["method"] == "POST" and c["path"].endswith("/restore")]
+    assert len(sent) == 1, [(c["path"], c["injected"]) for c in sent]
+    assert org.users()[user]["status"] == "active"
+    assert org.comment_calls(seq)[key] == 1
+    with org.store() as store:
+        assert store.history([user])[user].stage == "restored"
+        [entry] = [e for e in store.journal(account_id=user) if e.action == "restore"]
+        assert entry.outcome == "succeeded"
+
+
+def test_an_interrupted_restore_that_took_effect_is_recorded_without_writing(org: RestoreOrg) -> None:
+    """Claimed, written, never recorded (a crash): the next run reads the account and records it."""
+    user = pick(org.sandbox, "inactive_180", 1)[0]
+    org.action([user], "suspend")
+    key = org.ask(user)
+    with org.store() as store:
+        claim = store.claim(
+            run_id="crashed", account_id=user, action="restore", at=RESTORE_DAY, scope=f"jsm:{key}"
+        )
+        assert claim.status == "new"
+    with AtlassianAdminHook(retry_policy=RetryPolicy.without_sleep()) as admin:
+        admin.restore_user(user)
+    seq = org.last_seq()
+
+    run = org.run()
+
+    assert str(run.state) == "success", _states(run)
+    assert org.restore_writes(seq) == []
+    assert org.comment_calls(seq)[key] == 1
+    assert org.request_status(key) == "Resolved"
+    with org.store() as store:
+        assert store.history([user])[user].stage == "restored"
+        [entry] = [e for e in store.journal(account_id=user) if e.action == "restore"]
+        assert (entry.outcome, entry.result_source) == ("succeeded", "recheck")

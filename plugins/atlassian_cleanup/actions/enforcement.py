@@ -12,23 +12,12 @@ Every write follows the journal protocol of the state store (DESIGN.md §3):
 3. **Write**, then **complete** the journal entry with the result and the state-machine event, in
    one transaction.
 
-Writes are never replayed blindly. The hooks replay a state-changing call after an ambiguous failure
-(a dropped connection, a 5xx) when the call is idempotent *in effect*, which is harmless for the
-state but still sends a second successful write. Here every write hook gets a retry policy that
-replays writes only when the server certainly did not process them (429, 503 with ``Retry-After``,
-a connection never established); after any other failure the engine re-reads the account and
-writes again only if the first call clearly did not happen. The lifecycle delete, which is not
-idempotent at all, is never re-sent before such a re-read.
-
-Users are processed by a bounded thread pool (``policy.safety.write_concurrency``), one hook (one
-HTTP session) per worker thread. One user's failure is recorded and the others go on; an expired
-credential (401) stops the batch at once, because every further call would fail the same way.
-
-Calls are paced per endpoint (:class:`RatePacer`): Atlassian rate-limits each endpoint with a token
-bucket and reports what is left in ``X-RateLimit-Remaining``. The workers share one pacer per
-endpoint, which measures how fast the bucket refills and, once less than 3/4 of it is left, spaces
-the calls at that rate, so a batch runs at the limit instead of bouncing off it with 429s (each of
-which would cost a worker a second or more of ``Retry-After``).
+Every claim, recovery, write and record goes through the one journalled write path
+(:mod:`~atlassian_cleanup.actions.journalled`), which the restore flow uses too: writes are never
+replayed blindly, and calls are paced per endpoint (both in :mod:`atlassian_cleanup.client.retry`).
+The batch plumbing (pool, one hook per thread, re-reads) is :mod:`~atlassian_cleanup.actions.batches`;
+the product-access step :mod:`~atlassian_cleanup.actions.product_access`; the e-mail steps
+:mod:`~atlassian_cleanup.actions.mailing`.
 
 What each action calls:
 
@@ -49,54 +38,59 @@ No Airflow import here: hooks come from the caller's factory.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from atlassian_cleanup.action_kinds import LIFECYCLE_ACTIONS
+from atlassian_cleanup.action_kinds import (
+    DEACTIVATE,
+    DELETE,
+    DELETE_NOTICE,
+    LIFECYCLE_ACTIONS,
+    REMOVE_PRODUCT_ACCESS,
+    SUSPEND,
+    WARN,
+)
+from atlassian_cleanup.actions.action_outcome import ActionOutcome, RecipientNotAddressable
+from atlassian_cleanup.actions.batches import UserBatches
+from atlassian_cleanup.actions.journalled import Journal, WriteResult
+from atlassian_cleanup.actions.live_account import (
+    DELETE_REFUSALS,
+    GrantingGroup,
+    account_snapshot,
+    deactivation_refusals,
+    fallback_sentence,
+    newer_activity,
+    plan_evidence,
+    privilege,
+)
+from atlassian_cleanup.actions.mailing import WarningMailing
+from atlassian_cleanup.actions.product_access import ProductAccessRemoval
 from atlassian_cleanup.actions.transitions import can_apply
 from atlassian_cleanup.client.retry import (
     AtlassianApiError,
     AtlassianAuthError,
-    AtlassianNotFoundError,
     AtlassianPermissionError,
-    cancel_atlassian_calls,
-    guard_write_replays,
-    paced_call,
-    raise_if_cancelled,
-    write_unless_done,
 )
 from atlassian_cleanup.decisions.account_facts import DELETE_GRACE_DAYS
-from atlassian_cleanup.decisions.products import PRODUCT_LABELS, canonical_product
-from atlassian_cleanup.decisions.records import (
-    parse_timestamp,
-    plan_product_activity,
-    product_grants,
-    user_record_from_v2,
-    valid_email_address,
-)
+from atlassian_cleanup.decisions.products import canonical_product
 from atlassian_cleanup.decisions.still_as_left import changed_since_left
-from atlassian_cleanup.outcomes import (  # re-exported: callers import them from here too
+from atlassian_cleanup.outcomes import (
     DONE,
-    FAILED,
-    REPORTED,
-    RESULTS,
     SKIPPED_ALREADY_DONE,
     SKIPPED_CHANGED,
 )
-from atlassian_cleanup.progress import ProgressLog
 
 if TYPE_CHECKING:
     from atlassian_cleanup.actions.state import StateStore
+    from atlassian_cleanup.actions.state_records import Claim
     from atlassian_cleanup.client.hooks import AtlassianAdminHook
+
+# What callers import from the engine, wherever it is defined.
+__all__ = ["ActionOutcome", "Enforcer", "RecipientNotAddressable", "deactivation_refusals"]
 
 APPLY_ACTIONS: frozenset[str] = frozenset(LIFECYCLE_ACTIONS)
 #: Shown by Atlassian to a deactivated user who tries to log in.
@@ -104,90 +98,6 @@ DEFAULT_DEACTIVATE_MESSAGE = (
     "Your Atlassian account was deactivated after a long period without activity. "
     "Contact your administrator if you need access again."
 )
-#: Users per concurrent re-read: one v2 search call each (the API's accountIds limit, which the hook
-#: also enforces in ``get_users``).
-READ_BATCH = 10
-_USER_EXPAND = ("productAccess", "groups")
-
-
-@dataclass(frozen=True)
-class ActionOutcome:
-    """
-    What happened to one plan row.
-
-    :param account_id: the user.
-    :param action: the planned action (``suspend``, ``deactivate``, ``remove_product_access``,
-        ``delete``, ``warn``).
-    :param performed: what was really done: the planned action, ``suspend`` when a deactivation
-        fell back to suspending, ``remove_from_directory`` when a deletion fell back to removing,
-        ``none`` when nothing was written.
-    :param result: one of :data:`RESULTS`.
-    :param api_status: HTTP status of the last write (200 with a body, 204 without), or of the
-        error; ``None`` when no write was made or its effect was confirmed by re-reading.
-    :param detail: one sentence for the audit CSV.
-    :param groups_removed: names of the groups the user was removed from.
-    :param groups_not_removable: names of the groups Atlassian would not let us change (IdP-synced).
-    """
-
-    account_id: str
-    action: str
-    performed: str
-    result: str
-    api_status: int | None = None
-    detail: str = ""
-    groups_removed: tuple[str, ...] = ()
-    groups_not_removable: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-native form."""
-        return {
-            "account_id": self.account_id,
-            "action": self.action,
-            "performed": self.performed,
-            "result": self.result,
-            "api_status": self.api_status,
-            "detail": self.detail,
-            "groups_removed": list(self.groups_removed),
-            "groups_not_removable": list(self.groups_not_removable),
-        }
-
-
-class RecipientNotAddressable(Exception):
-    """A sender's way to say "this user cannot be reached, an admin must act" (not a failure).
-
-    A warning for a user without a visible e-mail address is *reported*: retrying cannot make an
-    address appear, so failing the task (and its retries) every day would only bury real errors.
-    With ``warning.without_email: action_after_notice`` the user is listed to the admins in the
-    digest and that listing is recorded as the warning (the notice runs from it); with ``hold`` the
-    journal records it as skipped, so the next run reports it again until someone acts, and the
-    planner keeps such a user at the final warning.
-    """
-
-
-# -- small helpers ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Group:
-    id: str
-    name: str
-    external_synced: bool
-
-
-@dataclass
-class _Result:
-    """What a handler decided; turned into the journal completion and the outcome."""
-
-    outcome: str  # succeeded | failed | skipped (the journal's vocabulary)
-    result: str  # one of RESULTS
-    performed: str
-    detail: str
-    api_status: int | None = None
-    event: str | None = None
-    event_data: dict[str, Any] | None = None
-    groups_removed: tuple[str, ...] = ()
-    groups_not_removable: tuple[str, ...] = ()
-    also_deleted: bool = False  # a removal from the directory ends the lifecycle at once
 
 
 def _as_datetime(value: datetime | date) -> datetime:
@@ -198,85 +108,15 @@ def _as_datetime(value: datetime | date) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
-def _live_activity(live: Mapping[str, Any]) -> dict[str, datetime | None]:
-    record = user_record_from_v2(live)
-    return {product: parse_timestamp(seen) for product, seen in record["product_access"].items()}
-
-
-def _newer_activity(
-    row: Mapping[str, Any], live: Mapping[str, Any], products: Iterable[str] | None = None
-) -> str | None:
-    """The first product used after the plan's evidence, as a sentence fragment, or None."""
-    planned = plan_product_activity(row)
-    wanted = {canonical_product(p) for p in products} if products is not None else None
-    for product, seen in sorted(_live_activity(live).items()):
-        if seen is None or (wanted is not None and product not in wanted):
-            continue
-        before = planned.get(product)
-        if before is None or seen > before:
-            return f"{_label(product)} was used on {seen:%Y-%m-%d %H:%M} UTC, after the plan's evidence"
-    return None
-
-
-def _label(product: str) -> str:
-    return PRODUCT_LABELS.get(product, product)
-
-
-def _group_refs(live: Mapping[str, Any]) -> list[dict[str, str]]:
-    return [
-        {"id": str(group.get("id")), "name": str(group.get("name"))}
-        for group in live.get("groups") or []
-        if group.get("id")
-    ]
-
-
-def _snapshot(live: Mapping[str, Any]) -> dict[str, Any]:
-    """The account as it was before our write, for the journal (what a restore must give back)."""
-    record = user_record_from_v2(live)
-    return {
-        "status": record["status"],
-        "account_status": record["account_status"],
-        "membership_status": record["membership_status"],
-        "claim_status": record["claim_status"],
-        "groups": _group_refs(live),
-        "product_access": record["product_access"],
-    }
-
-
-def _evidence(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "product_last_active": {
-            product: (seen.strftime("%Y-%m-%dT%H:%M:%SZ") if seen else None)
-            for product, seen in sorted(plan_product_activity(row).items())
-        },
-        "days_inactive": _int_or_none(row.get("days_inactive")),
-        "rule": row.get("rule"),
-        "action_date": row.get("action_date"),
-    }
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and value == value else None  # NaN != NaN
-    except (TypeError, ValueError):
-        return None
-
-
-def _body_status(body: Any) -> int:
-    # The hooks return None for 204 / an empty body and the decoded body for 200.
-    return 200 if body else 204
-
-
-def _privilege(privileges: Mapping[str, Any], name: str) -> tuple[bool, str | None]:
-    entry = privileges.get(name) or {}
-    reason = entry.get("reason") or {}
-    return bool(entry.get("allowed")), (reason.get("key") if isinstance(reason, Mapping) else str(reason))
+def _skipped(detail: str) -> WriteResult:
+    """Nothing written because the plan no longer holds for the user."""
+    return WriteResult("skipped", SKIPPED_CHANGED, "none", detail)
 
 
 # -- the engine ------------------------------------------------------------------------------------
 
 
-class Enforcer:
+class Enforcer(UserBatches, ProductAccessRemoval, WarningMailing):
     """
     Execute plan rows against Atlassian through the journal of a :class:`StateStore`.
 
@@ -312,15 +152,13 @@ class Enforcer:
         self.log = log or logging.getLogger(__name__)
         self.concurrency = max(1, int(concurrency))
         self.deactivate_message = deactivate_message
-        self.write_attempts = max(1, int(write_attempts))
         self.progress_interval = progress_interval
         self._local = threading.local()
         self._hooks: list[Any] = []
         self._hooks_lock = threading.Lock()
-        # The store's thread-safety is its own business; one lock keeps the engine correct with any.
-        self._store_lock = threading.Lock()
+        self.journal = Journal(store, run_id=run_id, at=self.at, write_attempts=write_attempts)
         self._groups_lock = threading.Lock()
-        self._product_groups: dict[str, list[_Group]] | None = None
+        self._product_groups: dict[str, list[GrantingGroup]] | None = None
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -336,7 +174,7 @@ class Enforcer:
         self._check_actions(rows, APPLY_ACTIONS, "apply")
         try:
             with self._pool("apply_actions") as pool:
-                if any(row["proposed_action"] == "remove_product_access" for row in rows):
+                if any(row["proposed_action"] == REMOVE_PRODUCT_ACCESS for row in rows):
                     pool.submit(self._granting_groups).result()  # once per run, before any write
                 live = self._read_users([str(row["account_id"]) for row in rows], pool)
                 history = self._history(rows)
@@ -354,7 +192,7 @@ class Enforcer:
         :raises AtlassianAuthError: the credential was rejected; outcomes so far are journalled.
         """
         rows = list(rows)
-        self._check_actions(rows, frozenset({"delete"}), "delete")
+        self._check_actions(rows, frozenset({DELETE}), "delete")
         try:
             with self._pool("delete_dormant") as pool:
                 live = self._read_users([str(row["account_id"]) for row in rows], pool)
@@ -392,160 +230,13 @@ class Enforcer:
         :return: one outcome per row, in input order.
         """
         rows = list(rows)
-        self._check_actions(rows, frozenset({"warn", "delete_notice"}), "warn")
+        self._check_actions(rows, frozenset({WARN, DELETE_NOTICE}), "warn")
         history = self._history(rows)
         handler = functools.partial(
             self._warn_one, sender=sender, history=history, list_unaddressable=list_unaddressable
         )
         with self._pool("notify_warnings", workers=1) as pool:
             return self._run("notify_warnings", rows, handler, pool)
-
-    # -- plumbing ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_actions(rows: list[Mapping[str, Any]], allowed: frozenset[str], method: str) -> None:
-        wrong = sorted({str(row.get("proposed_action")) for row in rows} - allowed)
-        if wrong:
-            raise ValueError(f"Enforcer.{method} handles {sorted(allowed)}, not {wrong}")
-
-    @contextlib.contextmanager
-    def _pool(self, label: str, workers: int | None = None) -> Iterator[ThreadPoolExecutor]:
-        """One bounded pool per batch: the same worker threads (and hooks) read and then write.
-
-        When the batch ends with an exception (the task is being stopped, the credential was
-        rejected) the users still queued are dropped instead of being worked through; the calls in
-        flight finish and are journalled, or stay uncertain for the next run to re-check.
-        """
-        pool = ThreadPoolExecutor(max_workers=workers or self.concurrency, thread_name_prefix=label)
-        try:
-            yield pool
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                # A timeout or a kill unwinds the task: wake the workers from back-off and pacing
-                # sleeps rather than wait for them.
-                cancel_atlassian_calls(f"{label} is being stopped")
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-
-    def _hook(self) -> AtlassianAdminHook:
-        hook = getattr(self._local, "hook", None)
-        if hook is None:
-            hook = guard_write_replays(self.hook_factory())
-            self._local.hook = hook
-            with self._hooks_lock:
-                self._hooks.append(hook)
-        return hook
-
-    def _close_hooks(self) -> None:
-        with self._hooks_lock:
-            hooks, self._hooks = self._hooks, []
-        for hook in hooks:
-            try:
-                hook.close()
-            except Exception:  # closing a session must never hide the run's real outcome
-                self.log.debug("closing a hook failed", exc_info=True)
-        self._local = threading.local()
-
-    def _paced(self, endpoint: str, call: Callable[[], Any]) -> Any:
-        """Make one call to ``endpoint`` through the endpoint's shared pacer."""
-        return paced_call(self._hook(), endpoint, call)
-
-    def _history(self, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
-        if not rows:
-            return {}
-        with self._store_lock:
-            return dict(self.store.history([str(row["account_id"]) for row in rows]))
-
-    def _read_users(self, account_ids: list[str], pool: ThreadPoolExecutor) -> dict[str, dict[str, Any]]:
-        """Re-read users in batches of :data:`READ_BATCH` (concurrently); absent ids are missing."""
-        unique = list(dict.fromkeys(account_ids))
-        batches = [unique[i : i + READ_BATCH] for i in range(0, len(unique), READ_BATCH)]
-        found: dict[str, dict[str, Any]] = {}
-
-        def read(batch: list[str]) -> dict[str, dict[str, Any]]:
-            return self._paced("users/search", lambda: self._hook().get_users(batch, expand=_USER_EXPAND))
-
-        progress = ProgressLog(
-            self.log, "re-reading planned users", total=len(unique), interval=self.progress_interval
-        )
-        for done, users in enumerate(pool.map(read, batches), start=1):
-            found.update(users)
-            progress.update(min(done * READ_BATCH, len(unique)))
-        self.log.info("Re-read %d of %d planned users from Atlassian before writing", len(found), len(unique))
-        return found
-
-    def _read_one(self, account_id: str) -> dict[str, Any] | None:
-        return self._read_users_quiet([account_id]).get(account_id)
-
-    def _read_users_quiet(self, account_ids: list[str]) -> dict[str, dict[str, Any]]:
-        return self._paced("users/search", lambda: self._hook().get_users(account_ids, expand=_USER_EXPAND))
-
-    def _run(
-        self,
-        label: str,
-        rows: list[Mapping[str, Any]],
-        handler: Callable[[Mapping[str, Any]], ActionOutcome],
-        pool: ThreadPoolExecutor,
-    ) -> list[ActionOutcome]:
-        started = time.monotonic()
-        outcomes: list[ActionOutcome | None] = [None] * len(rows)
-        progress = ProgressLog(self.log, label, total=len(rows), interval=self.progress_interval)
-        abort = threading.Event()
-        auth_errors: list[AtlassianAuthError] = []
-        counter_lock = threading.Lock()
-        finished = 0
-
-        def work(index: int) -> None:
-            nonlocal finished
-            if abort.is_set():
-                return
-            raise_if_cancelled(f"{label} for the next user")  # the task is being stopped
-            row = rows[index]
-            try:
-                outcome = handler(row)
-            except AtlassianAuthError as exc:
-                abort.set()
-                auth_errors.append(exc)
-                outcome = self._outcome(row, FAILED, "none", str(exc), exc.status)
-            except Exception as exc:  # one user's failure must not stop the others
-                self.log.warning("%s: %s failed: %s", label, row.get("account_id"), exc)
-                status = exc.status if isinstance(exc, AtlassianApiError) else None
-                outcome = self._outcome(row, FAILED, "none", str(exc) or type(exc).__name__, status)
-            outcomes[index] = outcome
-            with counter_lock:
-                finished += 1
-                progress.update(finished)
-
-        list(pool.map(work, range(len(rows))))
-
-        done = [outcome for outcome in outcomes if outcome is not None]
-        counts = Counter(outcome.result for outcome in done)
-        self.log.info(
-            "%s: %d of %d users processed in %.1fs (%s)",
-            label,
-            len(done),
-            len(rows),
-            time.monotonic() - started,
-            ", ".join(f"{result} {counts[result]}" for result in RESULTS if counts[result])
-            or "nothing to do",
-        )
-        if auth_errors:
-            raise auth_errors[0]
-        return done
-
-    @staticmethod
-    def _outcome(
-        row: Mapping[str, Any], result: str, performed: str, detail: str, api_status: int | None = None
-    ) -> ActionOutcome:
-        return ActionOutcome(
-            account_id=str(row["account_id"]),
-            action=str(row.get("proposed_action")),
-            performed=performed,
-            result=result,
-            api_status=api_status,
-            detail=detail,
-        )
 
     def _claim(
         self,
@@ -554,53 +245,39 @@ class Enforcer:
         *,
         before: Any = None,
         lead_days: int | None = None,
-    ) -> Any:
+    ) -> Claim:
         # Product-by-product removal (and its warnings) may happen more than once per cycle, one
         # product set at a time: the products join the idempotency key so each set is claimed once.
         products = [canonical_product(str(p)) for p in row.get("products_to_remove") or []]
-        with self._store_lock:
-            return self.store.claim(
-                run_id=self.run_id,
-                account_id=str(row["account_id"]),
-                action=action,
-                at=self.at,
-                lead_days=lead_days,
-                reason=str(row.get("reason") or ""),
-                evidence=_evidence(row),
-                before=before,
-                products=products if action in ("remove_product_access", "warn") and products else None,
-            )
+        return self.journal.claim(
+            str(row["account_id"]),
+            action,
+            lead_days=lead_days,
+            reason=str(row.get("reason") or ""),
+            evidence=plan_evidence(row),
+            before=before,
+            products=products if action in (REMOVE_PRODUCT_ACCESS, WARN) and products else None,
+        )
 
-    def _finish(self, row: Mapping[str, Any], claim: Any, result: _Result) -> ActionOutcome:
+    def _finish(self, row: Mapping[str, Any], claim: Claim, result: WriteResult) -> ActionOutcome:
         """Record the result in the journal (complete a new claim, resolve an uncertain one)."""
-        record = self.store.complete if claim.status == "new" else self.store.resolve
-        try:
-            with self._store_lock:
-                record(
-                    claim.entry_id,
-                    outcome=result.outcome,
-                    at=self.at,
-                    api_status=result.api_status,
-                    detail=result.detail,
-                    event=result.event,
-                    event_data=result.event_data,
-                )
-                if result.also_deleted:
-                    self.store.record_event(
-                        str(row["account_id"]),
-                        "deleted",
-                        at=self.at,
-                        run_id=self.run_id,
-                        reason="removed from the directory: there is no grace period to wait for",
-                        evidence={"performed": result.performed},
-                    )
-        except Exception as exc:
-            # The write is done but unrecorded: the entry stays open, so the next run re-checks
-            # Atlassian and resolves it instead of writing again.
-            raise RuntimeError(
-                f"{result.detail} The journal could not record it ({exc}); the next run will "
-                "re-check the account before doing anything."
-            ) from exc
+        self.journal.record(str(row["account_id"]), claim, result)
+        return self._reported(row, result)
+
+    def _journalled(
+        self,
+        row: Mapping[str, Any],
+        claim: Claim,
+        act: Callable[[], WriteResult],
+        recover: Callable[[], WriteResult | None] | None = None,
+    ) -> ActionOutcome:
+        """Recover an uncertain claim or ``act``, and record the result (:meth:`Journal.carry_out`)."""
+        return self._reported(
+            row, self.journal.carry_out(str(row["account_id"]), claim, act, recover=recover)
+        )
+
+    @staticmethod
+    def _reported(row: Mapping[str, Any], result: WriteResult) -> ActionOutcome:
         return ActionOutcome(
             account_id=str(row["account_id"]),
             action=str(row.get("proposed_action")),
@@ -614,28 +291,15 @@ class Enforcer:
 
     def _write(self, endpoint: str, write: Callable[[], Any], happened: Callable[[], bool]) -> int | None:
         """
-        Make one write, never replayed blindly (:func:`~atlassian_cleanup.client.retry.write_unless_done`).
+        Make one paced write, never replayed blindly (:meth:`Journal.write`).
 
         :param endpoint: names the endpoint for pacing (one rate-limit bucket).
         :return: the write's HTTP status, or ``None`` when its effect was confirmed by re-reading.
         """
-        return write_unless_done(
-            lambda: _body_status(self._paced(endpoint, write)), happened, attempts=self.write_attempts
-        )
+        return self.journal.write(lambda: self._paced(endpoint, write), happened)
 
-    def _skip(self, row: Mapping[str, Any], claim: Any, detail: str) -> ActionOutcome:
-        return self._finish(row, claim, _Result("skipped", SKIPPED_CHANGED, "none", detail))
-
-    def _guarded(self, row: Mapping[str, Any], claim: Any, body: Callable[[], _Result]) -> ActionOutcome:
-        """Run ``body``; on an API error journal the failure (then re-raise a 401)."""
-        try:
-            result = body()
-        except AtlassianApiError as exc:
-            self._finish(row, claim, _Result("failed", FAILED, "none", str(exc), api_status=exc.status))
-            if isinstance(exc, AtlassianAuthError):
-                raise
-            return self._outcome(row, FAILED, "none", str(exc), exc.status)
-        return self._finish(row, claim, result)
+    def _skip(self, row: Mapping[str, Any], claim: Claim, detail: str) -> ActionOutcome:
+        return self._finish(row, claim, _skipped(detail))
 
     @staticmethod
     def _already_done(row: Mapping[str, Any]) -> ActionOutcome:
@@ -655,55 +319,57 @@ class Enforcer:
         account_id = str(row["account_id"])
         action = str(row["proposed_action"])
         live = live_by_id.get(account_id)
-        claim = self._claim(row, action, before=_snapshot(live) if live else None)
+        claim = self._claim(row, action, before=account_snapshot(live) if live else None)
         if claim.status == "done":
             return self._already_done(row)
+        recover = None if live is None else functools.partial(self._recover_apply, row, action, live)
+        act = functools.partial(self._apply_checked, row, action, live, history.get(account_id))
+        return self._journalled(row, claim, act, recover)
 
-        if claim.status == "uncertain" and live is not None:
-            recovered = self._recover_apply(row, action, live)
-            if recovered is not None:
-                return self._finish(row, claim, recovered)
-
-        # -- preconditions: the plan still holds for this user --------------------------------------
+    def _apply_checked(
+        self, row: Mapping[str, Any], action: str, live: Mapping[str, Any] | None, user_history: Any
+    ) -> WriteResult:
+        """The write, when the plan still holds for this user; else why not, as a skip."""
+        account_id = str(row["account_id"])
         if live is None:
-            return self._skip(row, claim, "The user is no longer in the directory; nothing was changed.")
+            return _skipped("The user is no longer in the directory; nothing was changed.")
         status = str(live.get("status") or "active")
         if status != "active":
-            return self._skip(row, claim, f"Atlassian now shows the user as {status}; nothing was changed.")
-        products = row.get("products_to_remove") if action == "remove_product_access" else None
-        newer = _newer_activity(row, live, products)
+            return _skipped(f"Atlassian now shows the user as {status}; nothing was changed.")
+        products = row.get("products_to_remove") if action == REMOVE_PRODUCT_ACCESS else None
+        newer = newer_activity(row, live, products)
         if newer:
-            return self._skip(row, claim, f"{newer}; nothing was changed.")
-        event_action = "suspend" if action == "deactivate" else action  # checked again after the fact
-        if not can_apply(history.get(account_id), "actioned", action=event_action):
-            stage = getattr(history.get(account_id), "stage", "unknown")
-            return self._skip(
-                row, claim, f"The state store has the user at stage {stage}, where {action} is not allowed."
-            )
+            return _skipped(f"{newer}; nothing was changed.")
+        event_action = SUSPEND if action == DEACTIVATE else action  # checked again after the fact
+        if not can_apply(user_history, "actioned", action=event_action):
+            stage = getattr(user_history, "stage", "unknown")
+            return _skipped(f"The state store has the user at stage {stage}, where {action} is not allowed.")
 
-        if action == "suspend":
-            return self._guarded(row, claim, lambda: self._suspend(account_id))
-        if action == "deactivate":
-            return self._guarded(row, claim, lambda: self._deactivate(row))
-        return self._guarded(row, claim, lambda: self._remove_access(row, live))
+        if action == SUSPEND:
+            return self._suspend(account_id)
+        if action == DEACTIVATE:
+            return self._deactivate(row)
+        return self._remove_access(row, live)
 
-    def _recover_apply(self, row: Mapping[str, Any], action: str, live: Mapping[str, Any]) -> _Result | None:
+    def _recover_apply(
+        self, row: Mapping[str, Any], action: str, live: Mapping[str, Any]
+    ) -> WriteResult | None:
         """For an interrupted earlier attempt: the result if Atlassian shows it happened, else None."""
         status = live.get("status")
         note = "Confirmed from Atlassian after an interrupted earlier attempt"
-        if action in ("suspend", "deactivate") and status == "suspended":
+        if action in (SUSPEND, DEACTIVATE) and status == "suspended":
             detail = f"{note}: the user is suspended."
-            if action == "deactivate":
+            if action == DEACTIVATE:
                 detail += " Atlassian did not allow deactivating this account, so it was suspended instead."
-            return _Result(
-                "succeeded", DONE, "suspend", detail, event="actioned", event_data={"action": "suspend"}
+            return WriteResult(
+                "succeeded", DONE, SUSPEND, detail, event="actioned", event_data={"action": SUSPEND}
             )
-        if action == "deactivate" and status == "deactivated":
-            return _Result(
-                "succeeded", DONE, "deactivate", f"{note}: the account is deactivated.",
-                event="actioned", event_data={"action": "deactivate"},
+        if action == DEACTIVATE and status == "deactivated":
+            return WriteResult(
+                "succeeded", DONE, DEACTIVATE, f"{note}: the account is deactivated.",
+                event="actioned", event_data={"action": DEACTIVATE},
             )  # fmt: skip
-        if action == "remove_product_access" and status == "active":
+        if action == REMOVE_PRODUCT_ACCESS and status == "active":
             products, groups, by_product = self._removal_targets(row, live)
             if not [group for group in groups if not group.external_synced]:
                 synced = [group for group in groups if group.external_synced]
@@ -711,30 +377,30 @@ class Enforcer:
                 return self._removal_result(row, products, [], synced, None, blocked=blocked, recovered=True)
         return None
 
-    def _suspend(self, account_id: str, detail: str = "Suspended in the directory") -> _Result:
+    def _suspend(self, account_id: str, detail: str = "Suspended in the directory") -> WriteResult:
         hook = self._hook()
         status = self._write(
-            "suspend",
+            "suspend",  # the endpoint, for pacing
             lambda: hook.suspend_user(account_id),
             lambda: (self._read_one(account_id) or {}).get("status") == "suspended",
         )
-        return _Result(
+        return WriteResult(
             "succeeded",
             DONE,
-            "suspend",
+            SUSPEND,
             f"{detail}; groups and roles are kept, so a restore gives the same access back.",
             api_status=status,
             event="actioned",
-            event_data={"action": "suspend"},
+            event_data={"action": SUSPEND},
         )
 
-    def _deactivate(self, row: Mapping[str, Any]) -> _Result:
+    def _deactivate(self, row: Mapping[str, Any]) -> WriteResult:
         account_id = str(row["account_id"])
         hook = self._hook()
         privileges = self._paced("manage", lambda: hook.get_manage_privileges(account_id))
-        allowed, reason = _privilege(privileges, "lifecycle.enablement")
+        allowed, reason = privilege(privileges, "lifecycle.enablement")
         if not allowed:
-            return self._suspend(account_id, _fallback_sentence(reason, "deactivated"))
+            return self._suspend(account_id, fallback_sentence(reason, "deactivated"))
         try:
             status = self._write(
                 "lifecycle/disable",
@@ -743,144 +409,16 @@ class Enforcer:
             )
         except AtlassianPermissionError as exc:
             # The privilege check said yes, the call said no (e.g. the account became SCIM-managed).
-            return self._suspend(account_id, _fallback_sentence(exc.code or "forbidden", "deactivated"))
-        return _Result(
+            return self._suspend(account_id, fallback_sentence(exc.code or "forbidden", "deactivated"))
+        return WriteResult(
             "succeeded",
             DONE,
-            "deactivate",
+            DEACTIVATE,
             "Deactivated: the account can no longer log in to any Atlassian site; "
             "re-enable it (lifecycle/enable) to undo.",
             api_status=status,
             event="actioned",
-            event_data={"action": "deactivate"},
-        )
-
-    # -- remove product access ---------------------------------------------------------------------
-
-    def _granting_groups(self) -> dict[str, list[_Group]]:
-        """Canonical product -> groups granting any role on that product (discovered once per run)."""
-        with self._groups_lock:
-            if self._product_groups is not None:
-                return self._product_groups
-            hook = self._hook()
-            mapping: dict[str, list[_Group]] = {}
-            groups = list(hook.iter_groups_with_roles())
-            grants = product_grants(groups)
-            for group, _assignments in groups:
-                info = _Group(
-                    str(group["id"]), str(group.get("name") or group["id"]), bool(group.get("externalSynced"))
-                )
-                for product in sorted(grants.get(info.id, ())):
-                    mapping.setdefault(product, []).append(info)
-            self._product_groups = mapping
-            self.log.info(
-                "Product access groups (from %d groups): %s",
-                len(groups),
-                "; ".join(f"{_label(p)}: {len(g)}" for p, g in sorted(mapping.items())) or "none",
-            )
-            return mapping
-
-    def _granted_products(self, live: Mapping[str, Any]) -> set[str]:
-        """The products the live user's groups grant."""
-        member_of = {group["id"] for group in _group_refs(live)}
-        return {
-            product
-            for product, groups in self._granting_groups().items()
-            if any(group.id in member_of for group in groups)
-        }
-
-    def _removal_targets(
-        self, row: Mapping[str, Any], live: Mapping[str, Any]
-    ) -> tuple[list[str], list[_Group], dict[str, list[_Group]]]:
-        """The row's products, the granting groups the user is in, and the product -> groups map."""
-        products = [canonical_product(str(p)) for p in row.get("products_to_remove") or []]
-        by_product = self._granting_groups()
-        member_of = {group["id"] for group in _group_refs(live)}
-        groups: dict[str, _Group] = {}
-        for product in products:
-            for group in by_product.get(product, []):
-                if group.id in member_of:
-                    groups[group.id] = group
-        return products, sorted(groups.values(), key=lambda g: g.name), by_product
-
-    def _remove_access(self, row: Mapping[str, Any], live: Mapping[str, Any]) -> _Result:
-        """Remove the user from every group granting the row's products (IdP-synced ones are reported)."""
-        account_id = str(row["account_id"])
-        products, to_leave, by_product = self._removal_targets(row, live)
-        if not to_leave:
-            names = ", ".join(_label(p) for p in products) or "the planned products"
-            return _Result(
-                "skipped", SKIPPED_CHANGED, "none",
-                f"The user is no longer in any group granting {names}; nothing was changed.",
-            )  # fmt: skip
-
-        hook = self._hook()
-        removed: list[_Group] = []
-        not_removable: list[_Group] = []
-        last_status: int | None = None
-        for group in to_leave:
-            if group.external_synced:
-                not_removable.append(group)
-                continue
-            try:
-                last_status = self._write(
-                    "group/membership",
-                    lambda group=group: hook.remove_group_member(group.id, account_id),
-                    lambda group=group: (
-                        group.id not in {g["id"] for g in _group_refs(self._read_one(account_id) or {})}
-                    ),
-                )
-            except AtlassianPermissionError:
-                not_removable.append(group)  # synced or otherwise read-only: not fought
-                continue
-            except AtlassianNotFoundError:
-                pass  # the membership is already gone
-            removed.append(group)
-        blocked = {p for p in products if any(g in not_removable for g in by_product.get(p, []))}
-        return self._removal_result(row, products, removed, not_removable, last_status, blocked=blocked)
-
-    def _removal_result(
-        self,
-        row: Mapping[str, Any],
-        products: list[str],
-        removed: list[_Group],
-        not_removable: list[_Group],
-        api_status: int | None,
-        *,
-        blocked: set[str] | None = None,
-        recovered: bool = False,
-    ) -> _Result:
-        blocked = blocked or set()
-        gone = [p for p in products if p not in blocked]
-        removed_names = tuple(g.name for g in removed)
-        blocked_names = tuple(g.name for g in not_removable)
-        parts = []
-        if recovered:
-            parts.append(
-                "Confirmed from Atlassian after an interrupted earlier attempt: the user is in no group "
-                f"granting {', '.join(_label(p) for p in products)} any more."
-            )
-        if removed_names:
-            parts.append(
-                f"Removed from {', '.join(removed_names)}: no more access to "
-                f"{', '.join(_label(p) for p in gone) or 'the products concerned'} through these groups."
-            )
-        if blocked_names:
-            parts.append(
-                f"Still in {', '.join(blocked_names)}, synced from the identity provider and read-only in "
-                f"Atlassian, so {', '.join(_label(p) for p in sorted(blocked))} access remains: remove the "
-                "user from that group in the identity provider (Okta, Entra ID, Google, ...)."
-            )
-        detail = " ".join(parts)
-        if removed or recovered:
-            return _Result(
-                "succeeded", DONE, "remove_product_access", detail, api_status=api_status,
-                event="actioned", event_data={"action": "remove_product_access", "products": sorted(gone)},
-                groups_removed=removed_names, groups_not_removable=blocked_names,
-            )  # fmt: skip
-        # Nothing could be done through the API: a report for the admin, no state change.
-        return _Result(
-            "skipped", REPORTED, "none", detail, api_status=None, groups_not_removable=blocked_names
+            event_data={"action": DEACTIVATE},
         )
 
     # -- delete ------------------------------------------------------------------------------------
@@ -891,7 +429,7 @@ class Enforcer:
         account_id = str(row["account_id"])
         live = live_by_id.get(account_id)
         hook = self._hook()
-        before: dict[str, Any] | None = _snapshot(live) if live else None
+        before: dict[str, Any] | None = account_snapshot(live) if live else None
         if before is not None:
             # Removal from the directory drops groups and roles: keep what a re-invite must re-add.
             try:
@@ -900,43 +438,52 @@ class Enforcer:
                 raise
             except AtlassianApiError as exc:
                 before["role_assignments_error"] = str(exc)
-        claim = self._claim(row, "delete", before=before)
+        claim = self._claim(row, DELETE, before=before)
         if claim.status == "done":
             return self._already_done(row)
 
-        status = str((live or {}).get("status") or "gone")
-        if claim.status == "uncertain":
-            # delete is not idempotent: never re-POST before looking at what the last attempt did.
-            if status == "for_deletion":
-                return self._finish(row, claim, self._deleted_result(account_id, None, recovered=True))
-            if live is None or status == "not_invited":
-                return self._finish(row, claim, self._removed_result(None, "", recovered=True))
+        recover = functools.partial(self._recover_delete, account_id, live)
+        act = functools.partial(self._delete_checked, row, live, history.get(account_id))
+        return self._journalled(row, claim, act, recover)
 
-        if live is None:
-            return self._skip(row, claim, "The user is no longer in the directory; nothing was changed.")
+    def _recover_delete(self, account_id: str, live: Mapping[str, Any] | None) -> WriteResult | None:
+        # delete is not idempotent: never re-POST before looking at what the last attempt did.
+        status = str((live or {}).get("status") or "gone")
         if status == "for_deletion":
-            return self._skip(row, claim, "Atlassian already shows the account as scheduled for deletion.")
-        user_history = history.get(account_id)
+            return self._deleted_result(account_id, None, recovered=True)
+        if live is None or status == "not_invited":
+            return self._removed_result(None, "", recovered=True)
+        return None
+
+    def _delete_checked(
+        self, row: Mapping[str, Any], live: Mapping[str, Any] | None, user_history: Any
+    ) -> WriteResult:
+        """The deletion, when the account is still as this tool left it; else why not, as a skip."""
+        account_id = str(row["account_id"])
+        if live is None:
+            return _skipped("The user is no longer in the directory; nothing was changed.")
+        if str(live.get("status") or "gone") == "for_deletion":
+            return _skipped("Atlassian already shows the account as scheduled for deletion.")
         acted = getattr(user_history, "actioned_action", None)
         # Access is what the groups grant; productAccess would miss a product never opened.
-        granted = self._granted_products(live) if acted not in ("suspend", "deactivate") else set()
-        left_as = _left_as_we_did(live, acted, has_access=bool(granted))
+        granted = self._granted_products(live) if acted not in (SUSPEND, DEACTIVATE) else set()
+        left_as = changed_since_left(acted, str(live.get("status") or "active"), bool(granted))
         if left_as:
-            return self._skip(row, claim, f"{left_as}; not deleted.")
-        newer = _newer_activity(row, live)
+            return _skipped(f"{left_as}; not deleted.")
+        newer = newer_activity(row, live)
         if newer:
-            return self._skip(row, claim, f"{newer}; not deleted.")
+            return _skipped(f"{newer}; not deleted.")
         if not can_apply(user_history, "delete_requested"):
             stage = getattr(user_history, "stage", "active")
-            return self._skip(
-                row, claim, f"The state store has the user at stage {stage}; only actioned users are deleted."
+            return _skipped(
+                f"The state store has the user at stage {stage}; only actioned users are deleted."
             )
-        return self._guarded(row, claim, lambda: self._delete(account_id))
+        return self._delete(account_id)
 
-    def _delete(self, account_id: str) -> _Result:
+    def _delete(self, account_id: str) -> WriteResult:
         hook = self._hook()
         privileges = self._paced("manage", lambda: hook.get_manage_privileges(account_id))
-        allowed, reason = _privilege(privileges, "lifecycle.delete")
+        allowed, reason = privilege(privileges, "lifecycle.delete")
         if allowed:
             status = self._write(
                 "lifecycle/delete",
@@ -952,17 +499,17 @@ class Enforcer:
         status = self._write("directory/remove", lambda: hook.remove_user(account_id), gone)
         return self._removed_result(status, reason or "not allowed")
 
-    def _deleted_result(self, account_id: str, status: int | None, *, recovered: bool = False) -> _Result:
+    def _deleted_result(self, account_id: str, status: int | None, *, recovered: bool = False) -> WriteResult:
         grace_end = (self.at + timedelta(days=DELETE_GRACE_DAYS)).date().isoformat()
         prefix = (
             "Confirmed from Atlassian after an interrupted earlier attempt: deletion"
             if recovered
             else "Deletion"
         )
-        return _Result(
+        return WriteResult(
             "succeeded",
             DONE,
-            "delete",
+            DELETE,
             f"{prefix} requested. Atlassian's {DELETE_GRACE_DAYS}-day grace period applies: the account "
             f"is deactivated now and permanently deleted after {grace_end}; until then cancel-delete "
             f"(POST /users/{account_id}/manage/lifecycle/cancel-delete) undoes it. Content the user "
@@ -972,8 +519,8 @@ class Enforcer:
         )
 
     @staticmethod
-    def _removed_result(status: int | None, reason: str, *, recovered: bool = False) -> _Result:
-        why = _REASONS.get(reason, f"Atlassian does not allow deleting this account ({reason})")
+    def _removed_result(status: int | None, reason: str, *, recovered: bool = False) -> WriteResult:
+        why = DELETE_REFUSALS.get(reason, f"Atlassian does not allow deleting this account ({reason})")
         if recovered:
             detail = (
                 "Confirmed from Atlassian after an interrupted earlier attempt: the user is no longer in "
@@ -987,166 +534,7 @@ class Enforcer:
             )
             if reason == "externalDirectory.scim":
                 detail += " Also remove the user in the identity provider, or it will provision them again."
-        return _Result(
+        return WriteResult(
             "succeeded", DONE, "remove_from_directory", detail, api_status=status,
             event="delete_requested", also_deleted=True,
         )  # fmt: skip
-
-    # -- warn --------------------------------------------------------------------------------------
-
-    def _warn_one(
-        self,
-        row: Mapping[str, Any],
-        sender: Callable[[Mapping[str, Any]], Any],
-        history: Mapping[str, Any],
-        list_unaddressable: bool = False,
-    ) -> ActionOutcome:
-        account_id = str(row["account_id"])
-        if row.get("proposed_action") == "delete_notice":
-            return self._notice_one(row, sender, history, list_unaddressable)
-        lead_days = _int_or_none(row.get("warning_lead_days"))
-        claim = self._claim(row, "warn", lead_days=lead_days)
-        if claim.status == "done":
-            return self._already_done(row)
-        if lead_days is None or lead_days < 1:
-            return self._finish(
-                row, claim,
-                _Result("failed", FAILED, "none", "The plan row has no warning bucket (warning_lead_days)."),
-            )  # fmt: skip
-        products = [canonical_product(str(p)) for p in row.get("products_to_remove") or []]
-        data: dict[str, Any] = {"lead_days": lead_days}
-        if products:
-            data["products"] = products
-        if not can_apply(history.get(account_id), "warned", **data):
-            stage = getattr(history.get(account_id), "stage", "unknown")
-            return self._skip(row, claim, f"The state store has the user at stage {stage}; no warning sent.")
-        try:
-            sender(row)
-        except RecipientNotAddressable as exc:
-            detail = f"Warning e-mail not sent: {exc}"
-            # warning.without_email is about addresses Atlassian does not show; an address the relay
-            # cannot take is only reported (the admin can fix the relay or the address).
-            if valid_email_address(row.get("email")) is None:
-                if list_unaddressable:
-                    detail += (
-                        f". Listed to the admins in the digest instead ({lead_days}-day stage); the "
-                        f"planned {row.get('planned_action')} follows after the notice period, counted "
-                        "from the first listing (warning.without_email: action_after_notice)."
-                    )
-                    return self._finish(
-                        row, claim,
-                        _Result("succeeded", REPORTED, "none", detail, event="warned", event_data=data),
-                    )  # fmt: skip
-                detail += ". Held: never actioned without a warning (warning.without_email: hold)."
-            return self._finish(row, claim, _Result("skipped", REPORTED, "none", detail))
-        except Exception as exc:  # SMTP errors: this user only; the claim is retried next run
-            detail = f"Warning e-mail not sent: {exc}"
-            return self._finish(row, claim, _Result("failed", FAILED, "none", detail))
-        # An interrupted earlier attempt may or may not have mailed: a second notice is better than
-        # acting on someone who was never told.
-        again = (
-            " (an earlier attempt was interrupted, so it may be the second copy)"
-            if claim.status != "new"
-            else ""
-        )
-        detail = (
-            f"{lead_days}-day warning e-mailed{again}; the planned {row.get('planned_action')} "
-            f"is due on {row.get('action_date') or 'the action date'}."
-        )
-        return self._finish(
-            row, claim, _Result("succeeded", DONE, "warn", detail, event="warned", event_data=data)
-        )
-
-    def _notice_one(
-        self,
-        row: Mapping[str, Any],
-        sender: Callable[[Mapping[str, Any]], Any],
-        history: Mapping[str, Any],
-        list_unaddressable: bool = False,
-    ) -> ActionOutcome:
-        """E-mail the deletion notice once per cycle (journal action ``delete_notice``).
-
-        A user without a visible address is treated like a warning (``warning.without_email``):
-        listed to the admins, the listing journalled as the notice, so the deletion follows after
-        the same notice period; or held (never deleted without a notice).
-        """
-        account_id = str(row["account_id"])
-        claim = self._claim(row, "delete_notice")
-        if claim.status == "done":
-            return self._already_done(row)
-        user_history = history.get(account_id)
-        if not can_apply(user_history, "delete_requested"):
-            stage = getattr(user_history, "stage", "active")
-            return self._skip(
-                row, claim, f"The state store has the user at stage {stage}; no deletion notice sent."
-            )
-        actioned_at = getattr(user_history, "actioned_at", None)
-        facts = {
-            "actioned_action": getattr(user_history, "actioned_action", None),
-            "actioned_at": actioned_at.isoformat() if actioned_at else None,
-        }
-        try:
-            sender({**row, **facts})
-        except RecipientNotAddressable as exc:
-            detail = f"Deletion notice not sent: {exc}"
-            if valid_email_address(row.get("email")) is None:
-                if list_unaddressable:
-                    detail += (
-                        ". Listed to the admins in the digest instead; the deletion follows after the "
-                        "notice period, counted from this listing (warning.without_email: "
-                        "action_after_notice)."
-                    )
-                    return self._finish(row, claim, _Result("succeeded", REPORTED, "none", detail))
-                detail += ". Held: never deleted without a notice (warning.without_email: hold)."
-            return self._finish(row, claim, _Result("skipped", REPORTED, "none", detail))
-        except Exception as exc:  # SMTP errors: this user only; the claim is retried next run
-            return self._finish(
-                row, claim, _Result("failed", FAILED, "none", f"Deletion notice not sent: {exc}")
-            )
-        again = (
-            " (an earlier attempt was interrupted, so it may be the second copy)"
-            if claim.status != "new"
-            else ""
-        )
-        due = row.get("action_date") or "a later run"
-        detail = f"Deletion notice e-mailed{again}; the deletion is due on {due}."
-        return self._finish(row, claim, _Result("succeeded", DONE, "delete_notice", detail))
-
-
-_REASONS = {
-    "accountNotManaged": "Unmanaged account (not on a verified domain of the organization), "
-    "which Atlassian does not let us delete",
-    "externalDirectory.scim": "Account managed by the identity provider (SCIM), "
-    "which Atlassian does not let us delete",
-}
-
-
-def deactivation_refusals(hook: Any, account_ids: Iterable[str]) -> dict[str, str | None]:
-    """Account id -> Atlassian's reason key, for each account it will not let us deactivate.
-
-    Asks ``GET /users/{id}/manage`` for ``lifecycle.enablement`` (the privilege ``lifecycle/disable``
-    needs), so the plan and the warning e-mail promise what ``apply_actions`` will be able to do.
-    """
-    refused: dict[str, str | None] = {}
-    for account_id in dict.fromkeys(str(a) for a in account_ids):
-        allowed, reason = _privilege(hook.get_manage_privileges(account_id), "lifecycle.enablement")
-        if not allowed:
-            refused[account_id] = reason
-    return refused
-
-
-def _fallback_sentence(reason: str | None, verb: str) -> str:
-    if reason == "accountNotManaged":
-        return f"Unmanaged account: suspended instead of {verb}"
-    if reason == "externalDirectory.scim":
-        return f"Account managed by the identity provider (SCIM): suspended instead of {verb}"
-    why = reason or "no reason given"
-    return f"Atlassian does not allow this account to be {verb} ({why}): suspended instead"
-
-
-def _left_as_we_did(live: Mapping[str, Any], actioned_action: str | None, *, has_access: bool) -> str | None:
-    """Why the account no longer looks the way our action left it, or None when it still does.
-
-    :param has_access: whether the user's groups grant any product now.
-    """
-    return changed_since_left(actioned_action, str(live.get("status") or "active"), has_access)

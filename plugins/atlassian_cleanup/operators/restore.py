@@ -1,13 +1,9 @@
 """Operators of the self-service restore DAG (``atlassian_access_restoration``).
 
 ``fetch_requests (JSM) ─► evaluate_rules (domain / group) ─► restore_access ─► comment_and_resolve
-─► export_audit``. The decisions are pure (:mod:`atlassian_cleanup.restore.rules`); these operators
-read Atlassian and the state store, carry the decisions out and journal them.
-
-Exactly once per request: the restore write and the answer (comment, then resolve) are claimed in
-the state store with a *scoped* key (``jsm:<request key>``), not the user's cycle, because the
-restore itself starts a new cycle. A re-run, a retry or the next scheduled run therefore neither
-restores nor comments twice; a failed step is claimed and tried again by the next run.
+─► export_audit``. The decisions are pure (:mod:`atlassian_cleanup.restore.rules`); the writes,
+exactly once per request, go through the journalled write path
+(:mod:`atlassian_cleanup.restore.carry_out`). These operators are the Airflow glue.
 
 Logs carry counts and request keys, never tokens, request texts or whole user lists.
 """
@@ -22,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from atlassian_cleanup.actions.journalled import Journal
 from atlassian_cleanup.client.retry import StopsAtlassianCallsOnKill
 from atlassian_cleanup.operators.cleanup import (
     announce_audit,
@@ -38,10 +35,10 @@ from atlassian_cleanup.operators.cleanup import (
     wire_large_input,
 )
 from atlassian_cleanup.progress import counts_in_words
+from atlassian_cleanup.restore.carry_out import RestoreWriter, read_accounts
 from atlassian_cleanup.restore.rules import (
     DEFERRED,
     RESTORE,
-    Decision,
     RestoreRequest,
     decide,
     decision_from_dict,
@@ -51,19 +48,20 @@ from atlassian_cleanup.restore.rules import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from atlassian_cleanup.actions.state import StateStore
     from atlassian_cleanup.decisions.policy import Policy
 
 #: The v2 user search takes at most this many account ids per call.
 _MAX_LINES = 200
 
 
-def request_scope(key: str) -> str:
-    """The journal scope of one service request (see the module docstring)."""
-    return f"jsm:{key}"
-
-
 def _jql_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def journal_of_run(store: StateStore, context: Context) -> Journal:
+    """The run's journalled write path (its writes are timed at the run's logical date)."""
+    return Journal(store, run_id=context["run_id"], at=run_as_of(context))
 
 
 class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
@@ -187,31 +185,15 @@ class EvaluateRestoreRulesOperator(StopsAtlassianCallsOnKill, BaseOperator):
         return decisions
 
 
-def read_accounts(admin: Any, account_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Directory users by id (with groups); absent ids are missing."""
-    return admin.get_users(account_ids, expand=("groups",))
-
-
-def _group_ids(account: Mapping[str, Any] | None) -> set[str]:
-    return {str(g.get("id")) for g in (account or {}).get("groups") or [] if g.get("id")}
-
-
-def _snapshot(account: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if account is None:
-        return None
-    return {
-        "status": account.get("status"),
-        "groups": [{"id": str(g.get("id")), "name": str(g.get("name"))} for g in account.get("groups") or []],
-    }
-
-
 class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
     """Carry out the ``restore`` decisions, at most ``restore.max_restores_per_run`` per run.
 
-    Each restore is claimed (intent journalled) before the first call and completed with the
-    ``restored`` transition afterwards, in one transaction, so the daily DAG then gives the user
-    ``restored_grace_days``. Every step re-reads the account first and is skipped when its effect is
-    already there (an interrupted earlier attempt, or an admin who was quicker).
+    Each restore goes through the journalled write path
+    (:class:`~atlassian_cleanup.restore.carry_out.RestoreWriter`): claimed before the first call,
+    completed with the ``restored`` transition, so the daily DAG then gives the user
+    ``restored_grace_days``. An interrupted earlier attempt is checked against the account before
+    anything is written; every step is skipped when its effect is already there (or an admin was
+    quicker), and a call whose answer was lost is re-read, never re-sent blindly.
     """
 
     template_fields: Sequence[str] = ("decisions", "admin_conn_id")
@@ -235,8 +217,9 @@ class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
         failed = 0
         if not policy.dry_run and any(r["verdict"] == RESTORE and not r.get("done_earlier") for r in rows):
             store_cm = open_state_store(policy, self.log)
+            writer = RestoreWriter(journal_of_run(store_cm, context), self.log)
         else:
-            store_cm = None
+            store_cm = writer = None
         with AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin:
             for row in rows:
                 if row["verdict"] != RESTORE:
@@ -256,8 +239,8 @@ class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
                     )
                     self.log.info("restore_access (dry run): %s would %s", row["request_key"], row["steps"])
                     continue
-                assert store_cm is not None
-                outcome = self._restore_one(admin, store_cm, decision_from_dict(row), context)
+                assert writer is not None
+                outcome = writer.restore(admin, decision_from_dict(row))
                 row.update(outcome)
                 if outcome["restore_outcome"].startswith("failed"):
                     failed += 1
@@ -280,100 +263,6 @@ class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
                 "failed and tried again by the next run; done ones are not repeated."
             )
         return rows
-
-    def _restore_one(self, admin: Any, store: Any, decision: Decision, context: Context) -> dict[str, Any]:
-        from atlassian_cleanup.actions.transitions import can_apply
-        from atlassian_cleanup.client.retry import AtlassianApiError, AtlassianAuthError
-
-        at = run_as_of(context)
-        run_id = context["run_id"]
-        account_id = str(decision.account_id)
-        account = read_accounts(admin, [account_id]).get(account_id)
-        claim = store.claim(
-            run_id=run_id,
-            account_id=account_id,
-            action="restore",
-            at=at,
-            reason=decision.reason,
-            evidence={
-                "request_key": decision.request_key,
-                "rule": decision.rule,
-                "steps": list(decision.steps),
-            },
-            before=_snapshot(account),
-            scope=request_scope(decision.request_key),
-        )
-        if claim.status == "done":
-            return {"restore_outcome": "done earlier (journal); nothing was written again"}
-        finish = store.complete if claim.status == "new" else store.resolve
-        # The stage may have changed since evaluate_rules (e.g. the daily DAG ran in between).
-        if not can_apply(store.history([account_id]).get(account_id), "restored"):
-            detail = "The state store no longer has the user at a restorable stage; nothing was changed."
-            finish(claim.entry_id, outcome="skipped", at=at, detail=detail)
-            return {"restore_outcome": f"skipped: {detail}"}
-        done: list[str] = []
-        api_status: int | None = None
-        try:
-            for step in decision.steps:
-                status = self._step(admin, step, account_id, decision)
-                if status is not None:
-                    api_status = status
-                    done.append(step)
-        except AtlassianApiError as exc:
-            detail = f"Restore failed at {step} ({exc}); steps done: {', '.join(done) or 'none'}."
-            finish(claim.entry_id, outcome="failed", at=at, api_status=exc.status, detail=detail)
-            self.log.error("restore_access: %s failed: %s", decision.request_key, detail)
-            if isinstance(exc, AtlassianAuthError):
-                raise
-            return {"restore_outcome": f"failed: {detail}"}
-        detail = (
-            f"Restored ({', '.join(done)})."
-            if done
-            else "Atlassian already showed the access restored; recorded."
-        )
-        if decision.groups_to_add:
-            detail += f" Groups: {', '.join(g['name'] for g in decision.groups_to_add)}."
-        finish(
-            claim.entry_id, outcome="succeeded", at=at, api_status=api_status, detail=detail, event="restored"
-        )
-        self.log.info("restore_access: %s: %s", decision.request_key, detail)
-        return {"restore_outcome": f"restored: {detail}", "restore_steps_done": done}
-
-    @staticmethod
-    def _step(admin: Any, step: str, account_id: str, decision: Decision) -> int | None:
-        """Make one restore call unless its effect is already there; the HTTP status or None."""
-        from atlassian_cleanup.client.retry import AtlassianNotFoundError
-
-        account = read_accounts(admin, [account_id]).get(account_id) or {}
-        status = str(account.get("status") or "")
-        if step == "cancel_delete":
-            if status != "for_deletion":
-                return None
-            admin.cancel_delete(account_id)
-            return 200
-        if step == "restore_user":
-            if status != "suspended":
-                return None
-            admin.restore_user(account_id)
-            return 200
-        if step == "enable_user":
-            if status != "deactivated":
-                return None
-            admin.enable_user(account_id)
-            return 204
-        if step == "add_group_member":
-            current = _group_ids(account)
-            added = None
-            for group in decision.groups_to_add:
-                if group["id"] in current:
-                    continue
-                try:
-                    admin.add_group_member(group["id"], account_id)
-                except AtlassianNotFoundError:
-                    continue  # the group was deleted since: nothing to give back
-                added = 200
-            return added
-        raise ValueError(f"unknown restore step {step!r}")
 
 
 class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
@@ -415,8 +304,9 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
                 open_state_store(policy, self.log) as store,
                 AtlassianSiteHook(atlassian_site_conn_id=self.site_conn_id) as site,
             ):
+                writer = RestoreWriter(journal_of_run(store, context), self.log)
                 for row in todo:
-                    row["answer_outcome"] = self._answer(site, store, row, context)
+                    row["answer_outcome"] = writer.answer(site, row)
                     if "failed" in row["answer_outcome"]:
                         failed += 1
         counts = Counter(r["answer_outcome"].split(":")[0] for r in rows)
@@ -432,64 +322,6 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
             )
         return rows
 
-    def _answer(self, site: Any, store: Any, row: dict[str, Any], context: Context) -> str:
-        from atlassian_cleanup.client.retry import AtlassianApiError, AtlassianAuthError
-
-        at = run_as_of(context)
-        key = row["request_key"]
-        account_id = row.get("account_id") or f"unknown-reporter:{key}"
-        comment = str(row["comment"])
-        common = {
-            "run_id": context["run_id"],
-            "account_id": account_id,
-            "at": at,
-            "scope": request_scope(key),
-        }
-        parts = []
-        answer = store.claim(
-            action=f"answer:{row['verdict']}",
-            reason=row["reason"],
-            evidence={"request_key": key, "verdict": row["verdict"], "rule": row["rule"]},
-            **common,
-        )
-        if answer.status == "done":
-            parts.append("answered earlier")
-        else:
-            try:
-                site.add_request_comment(key, comment, public=True)
-            except AtlassianApiError as exc:
-                store.complete(
-                    answer.entry_id, outcome="failed", at=at, api_status=exc.status, detail=str(exc)
-                )
-                if isinstance(exc, AtlassianAuthError):
-                    raise
-                self.log.error("comment_and_resolve: %s: comment failed: %s", key, exc)
-                return f"failed: comment not posted ({exc})"
-            finish = store.complete if answer.status == "new" else store.resolve
-            finish(
-                answer.entry_id, outcome="succeeded", at=at, api_status=201, detail=f"Commented: {comment}"
-            )
-            parts.append("commented")
-        if not row["resolve"]:
-            return "answered: " + ", ".join(parts) + "; left open for an admin"
-        resolve = store.claim(action="resolve", reason=row["reason"], evidence={"request_key": key}, **common)
-        if resolve.status == "done":
-            return "answered: " + ", ".join([*parts, "resolved earlier"])
-        try:
-            how = resolve_request(site, key)
-        except AtlassianApiError as exc:
-            store.complete(resolve.entry_id, outcome="failed", at=at, api_status=exc.status, detail=str(exc))
-            if isinstance(exc, AtlassianAuthError):
-                raise
-            self.log.error("comment_and_resolve: %s: resolve failed: %s", key, exc)
-            return "failed: " + ", ".join(parts) + f"; not resolved ({exc})"
-        finish = store.complete if resolve.status == "new" else store.resolve
-        outcome = "succeeded" if how else "failed"
-        finish(resolve.entry_id, outcome=outcome, at=at, detail=how or "No resolving transition is offered.")
-        if not how:
-            return "failed: " + ", ".join(parts) + "; no resolving transition offered"
-        return "answered: " + ", ".join([*parts, how])
-
 
 def _answerable(row: Mapping[str, Any]) -> bool:
     if row["verdict"] == DEFERRED:
@@ -498,20 +330,6 @@ def _answerable(row: Mapping[str, Any]) -> bool:
         outcome = str(row.get("restore_outcome") or "")
         return outcome.startswith(("restored", "done earlier", "dry run"))
     return True
-
-
-def resolve_request(site: Any, key: str) -> str | None:
-    """Resolve through the customer transition, else the Jira workflow; what was done, or None."""
-    for transition in site.get_request_transitions(key):
-        if "resolve" in str(transition.get("name") or "").lower():
-            site.transition_request(key, str(transition["id"]))
-            return f"resolved ({transition.get('name')})"
-    for transition in site.get_issue_transitions(key):
-        target = (transition.get("to") or {}).get("statusCategory") or {}
-        if target.get("key") == "done" and "cancel" not in str(transition.get("name") or "").lower():
-            site.transition_issue(key, str(transition["id"]))
-            return f"resolved through the Jira workflow ({transition.get('name')})"
-    return None
 
 
 class ExportRestoreAuditOperator(BaseOperator):
