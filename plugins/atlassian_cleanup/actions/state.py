@@ -50,6 +50,7 @@ from atlassian_cleanup.actions.state_records import (
     for_update,
     history_from_row,
     idempotency_key,
+    journal_fields,
     run_from_row,
     scoped_idempotency_key,
     transition_user,
@@ -354,26 +355,23 @@ class StateStore:
                     return Claim(claim.journal_id, key, "done")
                 if claim.status == "intent":
                     return Claim(claim.journal_id, key, "uncertain")
-            entry_id = conn.execute(
+            fields = journal_fields(
+                run_id, cycle, action, lead_days, product_list, reason, evidence, before, at
+            )
+            entry_id = self._journal_entry(conn, claim, key, account_id, outcome="intent", **fields)
+        return Claim(entry_id, key, "new")
+
+    def _journal_entry(self, conn: Connection, claim: Any, key: str, account_id: str, **values: Any) -> int:
+        """Append one journal row under ``key`` and point the claim at it; its id."""
+        entry_id = int(
+            conn.execute(
                 JOURNAL.insert()
-                .values(
-                    run_id=run_id,
-                    account_id=account_id,
-                    idempotency_key=key,
-                    cycle=cycle,
-                    action=action,
-                    lead_days=lead_days,
-                    products=product_list,
-                    reason=reason or "",
-                    evidence=evidence,
-                    before=before,
-                    intent_at=at,
-                    outcome="intent",
-                )
+                .values(idempotency_key=key, account_id=account_id, **values)
                 .returning(JOURNAL.c.id)
             ).scalar_one()
-            self._point_claim(conn, claim, key, account_id, entry_id, "intent")
-        return Claim(entry_id, key, "new")
+        )
+        self._point_claim(conn, claim, key, account_id, entry_id, values["outcome"])
+        return entry_id
 
     def _locked_claim(self, conn: Connection, key: str, account_id: str) -> Any:
         """The claim row of ``key`` (or None), locked for the rest of ``conn``'s transaction."""
@@ -530,29 +528,22 @@ class StateStore:
             cycle = user_cycle(conn, account_id)
             stage_after = transition_user(conn, account_id, event, at, run_id, data)
             products = data.get("products")
-            entry_id = conn.execute(
-                JOURNAL.insert()
-                .values(
-                    run_id=run_id,
-                    account_id=account_id,
-                    idempotency_key=key,
-                    cycle=cycle,
-                    action=action,
-                    lead_days=data.get("lead_days"),
-                    products=sorted(set(products)) if products is not None else None,
-                    reason=reason or "",
-                    evidence=evidence,
-                    before=before,
-                    intent_at=at,
-                    outcome="succeeded",
-                    result_at=at,
-                    result_source="observation",
-                    event=event,
-                    stage_after=stage_after,
-                )
-                .returning(JOURNAL.c.id)
-            ).scalar_one()
-            self._point_claim(conn, claim, key, account_id, entry_id, "succeeded")
+            product_list = sorted(set(products)) if products is not None else None
+            fields = journal_fields(
+                run_id, cycle, action, data.get("lead_days"), product_list, reason, evidence, before, at
+            )
+            entry_id = self._journal_entry(
+                conn,
+                claim,
+                key,
+                account_id,
+                outcome="succeeded",
+                result_at=at,
+                result_source="observation",
+                event=event,
+                stage_after=stage_after,
+                **fields,
+            )
         return Claim(entry_id, key, "new")
 
     # --- journal: queries --------------------------------------------------------------------------

@@ -225,7 +225,8 @@ def with_deletion_facts(conn: Connection, result: dict[str, UserHistory]) -> dic
     """Fill the journal's deletion facts of the current cycle into the histories that have them.
 
     One query over the succeeded ``delete_notice`` / ``delete`` / ``deleted`` rows of users at
-    a stage after an action (few rows: only users this tool is deleting or deleted).
+    a stage after an action (few rows: only users this tool is deleting or deleted), and their
+    ``actioned`` rows: only the facts after the latest action count.
     """
     if not any(h.stage in _DELETION_STAGES for h in result.values()):
         return result
@@ -249,7 +250,7 @@ def with_deletion_facts(conn: Connection, result: dict[str, UserHistory]) -> dic
         .where(
             USER_STATE.c.stage.in_(_DELETION_STAGES),
             JOURNAL.c.outcome == "succeeded",
-            JOURNAL.c.action.in_((DELETE_NOTICE, DELETE, "deleted")),
+            sa.or_(JOURNAL.c.action.in_((DELETE_NOTICE, DELETE, "deleted")), JOURNAL.c.event == "actioned"),
         )
         .order_by(JOURNAL.c.id)
     )
@@ -258,7 +259,10 @@ def with_deletion_facts(conn: Connection, result: dict[str, UserHistory]) -> dic
         if row.account_id not in result:
             continue
         found = facts.setdefault(row.account_id, {})
-        if row.action == DELETE_NOTICE:
+        if row.event == "actioned":
+            # A later action restarts the deletion clock (as in transitions.apply_event).
+            found.clear()
+        elif row.action == DELETE_NOTICE:
             found["delete_notice_at"] = row.result_at
         elif row.event == "delete_requested":
             found.update(delete_requested_at=row.result_at, deletion_kind=LIFECYCLE_DELETE)
@@ -366,3 +370,28 @@ def for_update(conn: Connection, stmt: sa.Select) -> sa.Select:
     """``stmt`` locking its rows until the transaction ends, where the database needs it."""
     # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row lock.
     return stmt.with_for_update() if conn.dialect.name == "postgresql" else stmt
+
+
+def journal_fields(
+    run_id: str,
+    cycle: int,
+    action: str | None,
+    lead_days: int | None,
+    products: list[str] | None,
+    reason: str | None,
+    evidence: Any,
+    before: Any,
+    at: datetime,
+) -> dict[str, Any]:
+    """The journal columns every entry has, claimed write or observed event alike."""
+    return {
+        "run_id": run_id,
+        "cycle": cycle,
+        "action": action,
+        "lead_days": lead_days,
+        "products": products,
+        "reason": reason or "",
+        "evidence": evidence,
+        "before": before,
+        "intent_at": at,
+    }

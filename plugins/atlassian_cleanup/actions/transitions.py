@@ -32,7 +32,8 @@ Events and their data:
     lead_days``. warned -> warned: a later, tighter bucket; ``last_warned_lead_days = min(old, new)``,
     ``warned_at = at`` (``first_warned_at`` stays: the notice period runs from it). actioned ->
     warned only after ``remove_product_access`` (the removal goes on
-    product by product, and the next product is warned about first, as the planner proposes).
+    product by product, and the next product is warned about first, as the planner proposes); the
+    facts of an earlier deletion (request, notice) are cleared then, as on every ``actioned``.
 ``actioned`` (``action``: ``suspend`` | ``deactivate`` | ``remove_product_access``; ``products``:
     optional list of the products removed)
     active | warned | restored -> actioned: ``actioned_at = at``, ``actioned_action = action``.
@@ -176,7 +177,10 @@ def apply_event(history: UserHistory | None, event: str, at: datetime, **data: A
             lead = min(lead, current.last_warned_lead_days)
         # The notice period runs from the first warning of a warning cycle.
         first = current.first_warned_at if stage == "warned" else at
-        return replace(current, stage=after, warned_at=at, last_warned_lead_days=lead, first_warned_at=first)
+        warned = replace(
+            current, stage=after, warned_at=at, last_warned_lead_days=lead, first_warned_at=first
+        )
+        return _without_deletion(warned) if stage == "actioned" else warned
 
     if event == "actioned":
         action = data.get("action")
@@ -189,7 +193,9 @@ def apply_event(history: UserHistory | None, event: str, at: datetime, **data: A
             raise InvalidTransition(
                 stage, event, "already actioned; only a further remove_product_access may follow one"
             )
-        return replace(current, stage=after, actioned_at=at, actioned_action=action, first_warned_at=None)
+        # A new action restarts the deletion clock: a notice or cancelled request before it is stale.
+        actioned = replace(current, stage=after, actioned_at=at, actioned_action=action, first_warned_at=None)
+        return _without_deletion(actioned)
 
     if event in ("activity_seen", "restored"):
         # A new cycle: an old warning must neither count as notice nor hold back a new warning.
@@ -213,6 +219,11 @@ def apply_event(history: UserHistory | None, event: str, at: datetime, **data: A
         return replace(current, stage=after, deletion_kind="remove_from_directory")
     # deleted, delete_cancelled: the stage changes, the record of our action stays.
     return replace(current, stage=after)
+
+
+def _without_deletion(history: UserHistory) -> UserHistory:
+    """``history`` without the facts of an earlier deletion (request, kind, notice)."""
+    return replace(history, delete_requested_at=None, deletion_kind=None, delete_notice_at=None)
 
 
 def invariant_violations(history: UserHistory) -> list[str]:
