@@ -17,7 +17,7 @@ Every claim, recovery, write and record goes through the one journalled write pa
 replayed blindly, and calls are paced per endpoint (both in :mod:`atlassian_cleanup.client.retry`).
 The batch plumbing (pool, one hook per thread, re-reads) is :mod:`~atlassian_cleanup.actions.batches`;
 the product-access step :mod:`~atlassian_cleanup.actions.product_access`; the e-mail steps
-:mod:`~atlassian_cleanup.actions.mailing`.
+:mod:`~atlassian_cleanup.actions.email_steps`.
 
 What each action calls:
 
@@ -56,6 +56,7 @@ from atlassian_cleanup.action_kinds import (
 )
 from atlassian_cleanup.actions.action_outcome import ActionOutcome, RecipientNotAddressable
 from atlassian_cleanup.actions.batches import UserBatches
+from atlassian_cleanup.actions.email_steps import WarningMailing
 from atlassian_cleanup.actions.journalled import Journal, WriteResult
 from atlassian_cleanup.actions.live_account import (
     DELETE_REFUSALS,
@@ -67,7 +68,6 @@ from atlassian_cleanup.actions.live_account import (
     plan_evidence,
     privilege,
 )
-from atlassian_cleanup.actions.mailing import WarningMailing
 from atlassian_cleanup.actions.product_access import ProductAccessRemoval
 from atlassian_cleanup.actions.transitions import can_apply
 from atlassian_cleanup.client.retry import (

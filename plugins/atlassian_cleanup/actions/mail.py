@@ -17,8 +17,8 @@ from email.utils import formataddr, formatdate, make_msgid
 from types import TracebackType
 from typing import Any, Self
 
+from atlassian_cleanup.actions.action_outcome import RecipientNotAddressable
 from atlassian_cleanup.actions.email_templates import one_line
-from atlassian_cleanup.actions.enforcement import RecipientNotAddressable
 from atlassian_cleanup.decisions.policy_model import NotificationsPolicy
 
 log = logging.getLogger(__name__)

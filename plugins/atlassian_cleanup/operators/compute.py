@@ -210,7 +210,7 @@ class ComputeInactivityOperator(BaseOperator):
 
     def _deactivation_refusals(self, plan: Any) -> dict[str, str | None]:
         """Ask Atlassian, for each account warned or deactivated this run, whether it may be deactivated."""
-        from atlassian_cleanup.actions.enforcement import deactivation_refusals
+        from atlassian_cleanup.actions.live_account import deactivation_refusals
         from atlassian_cleanup.client.hooks import AtlassianAdminHook
 
         asked = plan.loc[
