@@ -21,6 +21,7 @@ from atlassian_cleanup.restore.rules import (
     decision_from_dict,
     request_from_issue,
 )
+from tests.unit.test_state_store import cycle_of
 
 AS_OF = datetime(2026, 12, 10, tzinfo=UTC)
 ACTIONED_AT = datetime(2026, 12, 1, tzinfo=UTC)
@@ -206,7 +207,7 @@ def test_scoped_claims_survive_the_cycle_the_restore_starts(tmp_path: Path):
         claim = store.claim(run_id="r1", account_id=ALICE, action="restore", at=AS_OF, scope="jsm:ITH-9")
         assert claim.status == "new"
         store.complete(claim.entry_id, outcome="succeeded", at=AS_OF, event="restored")
-        assert store.cycle_of(ALICE) == 1
+        assert cycle_of(store, ALICE) == 1
         # The restore opened a new cycle; the scoped key does not depend on it.
         again = store.claim(run_id="r2", account_id=ALICE, action="restore", at=AS_OF, scope="jsm:ITH-9")
         assert again.status == "done"

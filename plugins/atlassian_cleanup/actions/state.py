@@ -209,11 +209,6 @@ class StateStore:
                     result[row.account_id] = history_from_row(row, warned_first.get(row.account_id))
             return with_deletion_facts(conn, result)
 
-    def cycle_of(self, account_id: str) -> int:
-        """The user's inactivity cycle (0 for a user never recorded)."""
-        with self._read() as conn:
-            return user_cycle(conn, account_id)
-
     def user_state(self, account_id: str) -> dict[str, Any] | None:
         """The full ``acu_user_state`` row, JSON-native, or ``None`` (for audit pages and tests)."""
         with self._read() as conn:
@@ -278,10 +273,12 @@ class StateStore:
             )
             if done.rowcount != 1:
                 raise KeyError(f"run {run_id!r} was never started in the state store")
-            row = conn.execute(sa.select(RUNS).where(RUNS.c.run_id == run_id)).one()
-        return run_from_row(row)
+        finished = self.get_run(run_id)
+        assert finished is not None  # updated above
+        return finished
 
     def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or ``None`` when it was never started in this store."""
         with self._read() as conn:
             row = conn.execute(sa.select(RUNS).where(RUNS.c.run_id == run_id)).first()
         return None if row is None else run_from_row(row)

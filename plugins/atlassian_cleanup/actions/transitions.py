@@ -73,7 +73,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from atlassian_cleanup.action_kinds import LIFECYCLE_ACTIONS
-from atlassian_cleanup.decisions.records import STAGES, UserHistory
+from atlassian_cleanup.decisions.records import UserHistory
 
 #: Every event the machine knows, in lifecycle order.
 EVENTS: tuple[str, ...] = (
@@ -130,12 +130,6 @@ def starts_new_cycle(event: str) -> bool:
 def allowed_events(stage: str) -> tuple[str, ...]:
     """Events that may be applied from ``stage`` (conditional edges included)."""
     return tuple(event for event in EVENTS if stage in _EDGES[event])
-
-
-def target_stage(stage: str, event: str) -> str | None:
-    """The stage ``event`` leads to from ``stage``, or ``None`` when the edge does not exist."""
-    _check_event(event)
-    return _EDGES[event].get(stage)
 
 
 def can_apply(history: UserHistory | None, event: str, **data: Any) -> bool:
@@ -224,26 +218,6 @@ def apply_event(history: UserHistory | None, event: str, at: datetime, **data: A
 def _without_deletion(history: UserHistory) -> UserHistory:
     """``history`` without the facts of an earlier deletion (request, kind, notice)."""
     return replace(history, delete_requested_at=None, deletion_kind=None, delete_notice_at=None)
-
-
-def invariant_violations(history: UserHistory) -> list[str]:
-    """What is wrong with a history, by the rules the planner relies on (empty list: consistent)."""
-    problems = []
-    if history.stage not in STAGES:
-        problems.append(f"unknown stage {history.stage!r}")
-    if history.stage == "warned" and (history.warned_at is None or history.last_warned_lead_days is None):
-        problems.append("stage warned without warned_at / last_warned_lead_days")
-    if history.stage in ("actioned", "pending_delete", "deleted") and (
-        history.actioned_at is None or history.actioned_action not in ACTIONED_ACTIONS
-    ):
-        problems.append(f"stage {history.stage} without actioned_at / actioned_action")
-    if history.stage in ("active", "restored") and (
-        history.warned_at is not None or history.last_warned_lead_days is not None
-    ):
-        problems.append(f"stage {history.stage} still carries a warning")
-    if history.stage == "restored" and history.restored_at is None:
-        problems.append("stage restored without restored_at")
-    return problems
 
 
 def _check_event(event: str) -> None:

@@ -119,6 +119,16 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
                 concurrency=policy.safety.write_concurrency,
             )
             outcomes = self.enforce(selected, enforcer, policy, context)
+            left_open = store.uncertain_entries(run_id=context["run_id"])
+        if left_open:
+            # Claimed but no result recorded (the store failed after the call): never replayed
+            # blindly, the next run reads Atlassian first; the admin should know they exist.
+            self.log.warning(
+                "%s: %d writes of this run have no recorded result; the next run checks each in "
+                "Atlassian before writing again",
+                self.stage_name,
+                len(left_open),
+            )
         return outcomes_to_xcom(self._report(outcomes, context))
 
     def _report(self, outcomes: Sequence[Any], context: Context) -> dict[str, StageOutcome]:
