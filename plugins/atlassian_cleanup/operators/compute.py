@@ -112,7 +112,7 @@ class ComputeInactivityOperator(BaseOperator):
                 )
             started = time.monotonic()
             plan = plan_actions(users, policy, as_of, history=history, api_user_emails=api_user_emails)
-            refusals = self._deactivation_refusals(plan) if policy.action == DEACTIVATE else {}
+            refusals = self._deactivation_refusals(plan) if DEACTIVATE in policy.actions_in_use() else {}
             if refusals:
                 # Planned again with Atlassian's answer, so every reason and warning says "suspend".
                 plan = plan_actions(
