@@ -325,3 +325,36 @@ def test_a_rule_that_selects_nobody_changes_nothing():
     assert plan_to_records(plan_actions(records, with_rule, AS_OF)) == plan_to_records(
         plan_actions(records, Policy(), AS_OF)
     )
+
+
+def test_a_run_param_changes_the_top_level_and_a_rule_keeps_what_it_sets():
+    from atlassian_cleanup.decisions.policy import apply_overrides
+
+    pol = policy_from_dict({"rules": [CONTRACTORS, {"name": "ops", "match": {"groups": ["ops"]}}]})
+    run = apply_overrides(pol, {"action": "deactivate", "inactivity_days": 60})
+    assert (run.action, run.inactivity.default_days) == ("deactivate", 60)
+    assert run.rules == pol.rules  # contractors keep their own 30 days and action; ops inherits
+
+
+def test_a_run_param_that_breaks_a_rule_is_named_in_the_error():
+    from atlassian_cleanup.decisions.policy import apply_overrides
+
+    pol = policy_from_dict(
+        {
+            "rules": [
+                {
+                    "name": "fast",
+                    "match": {"managed": False},
+                    "inactivity": {"default_days": 20},
+                    "warning": {"lead_days": [7]},
+                },
+                {"name": "slow", "match": {"groups": ["ops"]}, "inactivity": {"default_days": 20}},
+            ]
+        }
+    )
+    with pytest.raises(PolicyError) as caught:
+        apply_overrides(pol, {"warning_lead_days": "21, 7"})
+    (problem,) = caught.value.problems
+    assert problem.startswith(
+        "param warning_lead_days: warning.lead_days (inherited by rules[1]): 21 must be shorter"
+    )

@@ -227,8 +227,13 @@ def _cross_field_problems(data: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
-def _lead_day_problems(thresholds: Mapping[str, int], lead_days: Any, path: str) -> list[Problem]:
-    """Lead days at ``path`` that are not shorter than every threshold (key path -> days)."""
+def _lead_day_problems(
+    thresholds: Mapping[str, int], lead_days: Any, path: str, label: str | None = None
+) -> list[Problem]:
+    """Lead days at ``path`` that are not shorter than every threshold (key path -> days).
+
+    ``label``: how the problem names the lead days, when not by their path.
+    """
     if not thresholds or not isinstance(lead_days, list | tuple):
         return []
     smallest_key = min(thresholds, key=lambda k: thresholds[k])
@@ -239,7 +244,7 @@ def _lead_day_problems(thresholds: Mapping[str, int], lead_days: Any, path: str)
     return [
         Problem(
             (path, smallest_key),
-            f"{path}: {', '.join(map(str, too_long))} must be shorter than the smallest "
+            f"{label or path}: {', '.join(map(str, too_long))} must be shorter than the smallest "
             f"inactivity threshold ({smallest_key} = {smallest} days), or the warning would "
             f"go out before the user is even inactive (got {list(lead_days)!r}). Fix: use lead days "
             f"below {smallest}, or raise {smallest_key}",
@@ -292,10 +297,12 @@ def _rule_problems(data: Mapping[str, Any]) -> list[Problem]:
         days_path = f"{path}.inactivity.default_days" if "default_days" in own else "inactivity.default_days"
         thresholds[days_path] = own.get("default_days", top_days)
         if "lead_days" in _section_of(rule, "warning"):
-            lead_path, lead = f"{path}.warning.lead_days", rule["warning"]["lead_days"]
+            problems.extend(
+                _lead_day_problems(thresholds, rule["warning"]["lead_days"], f"{path}.warning.lead_days")
+            )
         else:
-            lead_path, lead = f"warning.lead_days (inherited by {path})", top_lead
-        problems.extend(_lead_day_problems(thresholds, lead, lead_path))
+            label = f"warning.lead_days (inherited by {path})"
+            problems.extend(_lead_day_problems(thresholds, top_lead, "warning.lead_days", label))
     return problems
 
 
