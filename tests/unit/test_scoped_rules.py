@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from atlassian_cleanup.decisions.planner import UserHistory, plan_actions, plan_to_records
+from atlassian_cleanup.decisions.planner import UserHistory, plan_actions, plan_to_records, summarise_plan
 from atlassian_cleanup.decisions.policy import Policy, PolicyError, policy_from_dict
 from atlassian_cleanup.decisions.records import UserRecord
 from atlassian_cleanup.decisions.scopes import rule_of_users, selects
@@ -257,6 +257,7 @@ def test_two_populations_get_different_actions_and_the_plan_names_the_rule():
     assert by_id["staff-idle"]["proposed_action"] == "warn"
     assert by_id["staff-idle"]["planned_action"] == "suspend"
     assert [row["account_id"] for row in plan] == ["staff", "contractor", "staff-idle"]
+    assert summarise_plan(plan)["by_policy_rule"] == {"contractors": 1, "default": 2}
     assert tuple(plan[0]) == plan_columns()
 
 

@@ -127,6 +127,7 @@ from atlassian_cleanup.decisions.plan_arrays import Coded, ProductSets, object_t
 from atlassian_cleanup.decisions.plan_facts import ADMIN_ROLES, PlanFacts
 from atlassian_cleanup.decisions.plan_rules import RULE_CODE, RULE_NAMES, Decisions, decide
 from atlassian_cleanup.decisions.policy import Policy
+from atlassian_cleanup.decisions.policy_model import DEFAULT_RULE
 from atlassian_cleanup.decisions.policy_rules import effective_policy
 from atlassian_cleanup.decisions.reasons import NO_EMAIL_RULES, REMOVAL_RULES, ProductColumns, Reasons
 from atlassian_cleanup.decisions.records import (
@@ -357,14 +358,15 @@ def plan_to_records(plan: pd.DataFrame) -> list[dict[str, Any]]:
 def summarise_plan(plan: pd.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts for logs and run summaries, from a plan frame or its records (the XCom form).
 
-    ``{"total", "by_action": {action: n}, "by_rule": {rule: n}, "writes": n, "protected": n,
+    ``{"total", "by_action": {action: n}, "by_rule": {rule: n}, "by_policy_rule": {scoped rule or
+    default: n}, "writes": n, "protected": n,
     "protected_by_kind": {kind: n}}``; ``by_action`` lists every action (zeros included) and a
     protection kind is the part of ``protected_by`` before ``:`` (``group``, ``role``, ``api_user``).
     """
 
     def column(name: str) -> list[Any]:
         if isinstance(plan, pd.DataFrame):
-            return plan[name].tolist()
+            return plan[name].tolist() if name in plan.columns else [None] * len(plan)
         return [row.get(name) for row in plan]
 
     actions = Counter(action or "none" for action in column("proposed_action"))
@@ -373,6 +375,9 @@ def summarise_plan(plan: pd.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str
         "total": len(plan),
         "by_action": {action: int(actions.get(action, 0)) for action in PROPOSED_ACTIONS},
         "by_rule": dict(sorted(Counter(column("rule")).items())),
+        "by_policy_rule": dict(
+            sorted(Counter(rule or DEFAULT_RULE for rule in column("policy_rule")).items())
+        ),
         "writes": int(sum(actions.get(a, 0) for a in WRITE_ACTIONS)),
         "protected": int(sum(kinds.values())),
         "protected_by_kind": dict(sorted(kinds.items())),

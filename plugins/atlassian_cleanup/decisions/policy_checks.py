@@ -3,9 +3,10 @@
 :func:`problems_in` collects every problem at once: the JSON Schema's (worded for an admin, not
 as jsonschema words them, each with the key path, the value seen and the fix) and the cross-field
 rules the schema cannot express (lead days shorter than every threshold, product keys that collide
-after canonicalisation). :func:`build_policy` turns checked data into the frozen dataclasses,
-taking every missing key from the dataclass defaults. :func:`plausibility_warnings` names what a
-valid policy allows but is probably not meant.
+after canonicalisation) and, for scoped rules, their own lead days and thresholds and the rules
+that can never apply (:func:`~.policy_rules.rule_conflicts`). :func:`build_policy` turns checked
+data into the frozen dataclasses, taking every missing key from the dataclass defaults.
+:func:`plausibility_warnings` names what a valid policy allows but is probably not meant.
 
 This module imports neither Airflow nor an HTTP client.
 """

@@ -324,6 +324,7 @@ _SUMMARY_LABELS = {
     "total": "users",
     "by_action": "actions",
     "by_rule": "rules",
+    "by_policy_rule": "policy rules",
     "writes": "Atlassian writes planned",
     "protected": "protected",
     "protected_by_kind": "protected by",
