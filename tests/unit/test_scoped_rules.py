@@ -359,3 +359,19 @@ def test_a_run_param_that_breaks_a_rule_is_named_in_the_error():
     assert problem.startswith(
         "param warning_lead_days: warning.lead_days (inherited by rules[1]): 21 must be shorter"
     )
+
+
+def test_deactivating_unmanaged_accounts_is_flagged_as_not_what_happens():
+    from atlassian_cleanup.decisions.policy import plausibility_warnings
+
+    pol = policy_from_dict({"rules": [{**CONTRACTORS, "action": "deactivate"}]})
+    (warning,) = [w for w in plausibility_warnings(pol) if w.startswith("rules:")]
+    assert "'contractors' selects unmanaged accounts and deactivates them" in warning
+    # The planner agrees: an idle unmanaged contractor is suspended, not deactivated.
+    row = plan_to_records(
+        plan_actions([idle("c", 45, email="c@partner.example", claim="unmanaged")], pol, AS_OF)
+    )[0]
+    assert row["proposed_action"] == "suspend"
+    assert not [
+        w for w in plausibility_warnings(policy_from_dict({"rules": [CONTRACTORS]})) if w.startswith("rules:")
+    ]

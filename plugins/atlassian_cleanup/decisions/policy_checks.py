@@ -447,6 +447,13 @@ def plausibility_warnings(policy: Policy) -> list[str]:
                 f"{key}: {days} days is more than ten years ({PLAUSIBLE_DAYS} days); check that it "
                 "is meant (a threshold in weeks or months is usual)."
             )
+    for rule in policy.rules:
+        if rule.match.managed is False and rule.settings.get("action", policy.action) == "deactivate":
+            warnings.append(
+                f"rules: {rule.name!r} selects unmanaged accounts and deactivates them, but Atlassian "
+                "lets only the owner of a verified domain deactivate an account: its users will be "
+                "suspended instead. Set action: suspend or remove_product_access on the rule to say so."
+            )
     if policy.warning.min_notice_days is not None and not policy.warning.lead_days:
         warnings.append(
             "warning.min_notice_days is set but warning.lead_days is []: nobody is warned, so there is "
