@@ -118,6 +118,15 @@ def test_an_unknown_selector_key_names_the_known_ones():
     assert problem.startswith("rules[0].match.group: unknown key; did you mean 'rules[0].match.groups'?")
 
 
+def test_a_rule_key_in_the_wrong_place_points_to_the_rules_own_section():
+    (problem,) = problems_of({"rules": [{"name": "x", "match": {"managed": False}, "default_days": 30}]})
+    assert problem.startswith(
+        "rules[0].default_days: unknown key; did you mean 'rules[0].inactivity.default_days'?"
+    )
+    (problem,) = problems_of({"rules": [{"name": "x", "match": {"managed": False}, "min_notice_days": 3}]})
+    assert problem.startswith("rules[0].min_notice_days: unknown key; remove it; known keys here: action, ")
+
+
 def test_an_empty_selector_is_refused_with_the_keys_to_use():
     (problem,) = problems_of({"rules": [{"name": "x", "match": {}}]})
     assert problem.startswith("rules[0].match: must not be empty")

@@ -14,6 +14,7 @@ This module imports neither Airflow nor an HTTP client.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ from atlassian_cleanup.decisions.policy_schema import (
     EMAIL_PATTERN,
     KNOWN_PATHS,
     PRODUCT_KEY_PATTERN,
+    RULE_PATHS,
     SCHEMA,
     fix_for,
 )
@@ -116,8 +118,11 @@ def describe(error: jsonschema.ValidationError) -> str:
 
 
 def _suggest(key: str, siblings: Iterable[str], prefix: str) -> str:
-    # The right key in the wrong section (``default_days`` at the top level) is a common slip.
-    elsewhere = [path for path in KNOWN_PATHS if path.rsplit(".", 1)[-1] == key]
+    # The right key in the wrong section (``default_days`` at the top level) is a common slip;
+    # within a scoped rule, the sections are the rule's own.
+    rule = re.match(r"rules\[\d+\]\.", prefix)
+    known = [rule.group(0) + path for path in RULE_PATHS] if rule else KNOWN_PATHS
+    elsewhere = [path for path in known if path.rsplit(".", 1)[-1] == key]
     if elsewhere:
         return f"did you mean '{elsewhere[0]}'?"
     close = difflib.get_close_matches(key, list(siblings), n=1, cutoff=0.6)

@@ -350,6 +350,8 @@ def _all_key_paths(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 #: Every key path of the policy, sections included (``"safety"``, ``"safety.max_action_share"``).
 KNOWN_PATHS: list[str] = _all_key_paths(SCHEMA)
+#: Every key path within one scoped rule (``"match.groups"``, ``"inactivity.default_days"``).
+RULE_PATHS: list[str] = _all_key_paths(SCHEMA["properties"]["rules"]["items"])
 
 
 def _eg(path: str) -> str:
