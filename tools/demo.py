@@ -100,11 +100,12 @@ def _error_excerpt(output: str) -> str:
 def demo_policy(workdir: Path) -> Path:
     """The shipped policy, adapted to show every stage on a 300-user sandbox org.
 
-    Changes: the group ``vip-executives`` is protected (to show protection at work), deletion is on
-    (7 days after the action, its notice 3 days ahead, so the simulated days reach both), and the
-    safety caps are raised because the seeded org has far more long-inactive users than a real
-    org's daily run would (the shipped caps would stop day 14, which is their job). Dry run stays
-    the default: the live days go live through the run's ``mode`` param (``live``).
+    Changes: a scoped rule for the unmanaged contractors, the group ``vip-executives`` is protected
+    (to show protection at work), deletion is on (7 days after the action, its notice 3 days
+    ahead, so the simulated days reach both), and the safety caps are raised because the seeded
+    org has far more long-inactive users than a real org's daily run would (the shipped caps would
+    stop day 14, which is their job). Dry run stays the default: the live days go live through the
+    run's ``mode`` param (``live``).
     ``ATLASSIAN_CLEANUP_POLICY`` set by the caller wins, so a policy can be tried on the sandbox.
     """
     configured = os.environ.get("ATLASSIAN_CLEANUP_POLICY")
@@ -120,6 +121,16 @@ def demo_policy(workdir: Path) -> Path:
     data["notifications"]["admin_emails"] = ["atlassian-admins@acme.example"]
     # Self-service restore from the sandbox's "IT Help Desk" for anyone on the company domain.
     data["restore"].update({"service_desk": "ITH", "allowed_domains": ["acme.example"]})
+    # One scoped rule: the unmanaged contractors on the partner's domain lose their product access
+    # after 60 idle days, where everybody else (the rule "default") is suspended after 90.
+    data["rules"] = [
+        {
+            "name": "contractors",
+            "match": {"email_domains": ["partner.example"], "managed": False},
+            "inactivity": {"default_days": 60},
+            "action": "remove_product_access",
+        }
+    ]
     path = workdir / "policy.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
@@ -417,6 +428,11 @@ def _print_summary(output: str, manifest: Mapping[str, object], sandbox_users: M
     print(f"\nMode: {manifest['mode']}{changed}")
     print(f"Users: {len(rows)}")
     print("Planned actions: " + ", ".join(f"{k} {v}" for k, v in sorted(actions.items())))
+    for rule, count in sorted(Counter(row["policy_rule"] for row in rows.values()).items()):
+        planned = Counter(row["proposed_action"] for row in rows.values() if row["policy_rule"] == rule)
+        print(
+            f"Policy rule {rule}: {count} users; " + ", ".join(f"{k} {v}" for k, v in sorted(planned.items()))
+        )
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(protected.items()))
     print(f"Protected: {sum(protected.values())} ({kinds}); none of them has an action planned")
     print(f"Audit CSV: {csv_path}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shutil
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,45 @@ def test_without_warnings_long_inactive_users_are_planned_for_suspension(
             assert row["outcome"].startswith("dry run: would suspend"), row
         if row["proposed_action"] == "suspend":
             assert int(row["days_inactive"]) >= 90, row
+
+
+def test_a_scoped_rule_plans_its_population_and_the_audit_names_it(
+    airflow_db, sandbox, sandbox_env, clean_audit, tmp_path, monkeypatch
+):
+    """The sandbox's unmanaged contractors (partner.example) get a rule of their own: 30 days, no
+    warnings, product access removed; everybody else stays on the top level (``default``)."""
+    contractors = {
+        "name": "contractors",
+        "match": {"email_domains": ["partner.example"], "managed": False},
+        "inactivity": {"default_days": 30},
+        "warning": {"lead_days": []},
+        "action": "remove_product_access",
+    }
+    truth = {user["account_id"]: user for user in sandbox_users(sandbox)}
+
+    dag_run = _run_dag(monkeypatch, _policy_file(tmp_path, rules=[contractors]))
+
+    assert str(dag_run.state) == "success", _states(dag_run)
+    with _latest_audit(clean_audit).open(encoding="utf-8", newline="") as handle:
+        rows = {row["account_id"]: row for row in csv.DictReader(handle)}
+    selected = {
+        account_id
+        for account_id, user in truth.items()
+        if (user["email"] or "").endswith("@partner.example") and user["claim_status"] == "unmanaged"
+    }
+    assert selected, "the sandbox seeds unmanaged contractors on partner.example"
+    assert {a for a, row in rows.items() if row["policy_rule"] == "contractors"} == selected
+    assert {row["policy_rule"] for a, row in rows.items() if a not in selected} == {"default"}
+    # Idle contractors lose their product access without a warning; nobody else does.
+    removed = {a for a, row in rows.items() if row["proposed_action"] == "remove_product_access"}
+    assert removed
+    assert removed <= selected, removed - selected
+    for account_id in removed:
+        row = rows[account_id]
+        seen = json.loads(row["product_last_active"])
+        # Each product removed was last used 30 days or more before the run (or never).
+        for product in row["products_to_remove"].split(";"):
+            last = seen[product]
+            assert last is None or (LOGICAL_DATE.date() - date.fromisoformat(last[:10])).days >= 30, row
+        assert row["outcome"].startswith("dry run: would"), row
+    assert not [a for a in selected if rows[a]["proposed_action"] == "warn"]

@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from atlassian_cleanup.decisions.planner import UserHistory, plan_actions
-from atlassian_cleanup.decisions.policy import Policy, policy_from_dict
+from atlassian_cleanup.decisions.policy import Policy, PolicyError, policy_from_dict
 from atlassian_cleanup.decisions.records import UserRecord, format_timestamp
 from tests.unit.readme_contract import plan_columns
 
@@ -429,3 +430,64 @@ def test_planning_is_deterministic_and_does_not_mutate_inputs(org):
         )
         pd.testing.assert_frame_equal(frame_input, frame_before)
         pd.testing.assert_frame_equal(first, from_frame)
+
+
+SCOPE_SELECTORS = st.sampled_from(
+    [
+        {"managed": True},
+        {"managed": False},
+        {"groups": ["contractors"]},
+        {"email_domains": ["partner.example"]},
+        {"products": ["confluence"]},
+        {"products": ["jira"], "managed": True},
+    ]
+)
+SCOPE_ACTIONS = st.sampled_from(["suspend", "deactivate", "remove_product_access"])
+
+
+def scope_selects(selector: dict[str, Any], user: UserRecord) -> bool:
+    """The README's selector semantics, written out per user (the code matches column-wise)."""
+    email = user["email"] or ""
+    domain = email.rsplit("@", 1)[-1].lower() if "@" in email else ""
+    claim = {True: "managed", False: "unmanaged"}
+    checks = {
+        "managed": lambda want: user["claim_status"] == claim[want],
+        "groups": lambda want: bool({g.lower() for g in user["groups"]} & set(want)),
+        "email_domains": lambda want: any(domain == d or domain.endswith("." + d) for d in want),
+        "products": lambda want: bool(set(user["product_access"]) & set(want)),
+    }
+    return all(checks[key](want) for key, want in selector.items())
+
+
+@SETTINGS
+@given(orgs() | orgs(lifecycle=True), SCOPE_SELECTORS, st.integers(2, 60), SCOPE_ACTIONS)
+def test_a_scoped_rules_users_are_planned_as_under_its_settings_alone(org, selector, days, action):
+    """Oracle: the users the rule selects get the rows of the policy with the rule's settings at the
+    top level; the others the rows of the policy without the rule."""
+    data = org["policy"].to_dict()
+    rule = {"name": "scoped", "match": selector, "inactivity": {"default_days": days}}
+    rule.update({"warning": {"lead_days": []}, "action": action})
+    protected = data["protected"]
+    group_protected = {g.lower() for g in protected["groups"]} | {
+        "contractors"
+        for pattern in data["admin_groups"]
+        if fnmatch.fnmatchcase("contractors", pattern.lower())
+    }
+    if ("contractors" in group_protected and "groups" in selector) or (
+        "partner.example" in protected["domains"] and "email_domains" in selector
+    ):  # the drawn protections cover the rule's whole population
+        with pytest.raises(PolicyError, match="can never apply"):
+            policy_from_dict({**data, "rules": [rule]})
+        return
+    scoped = run({**org, "policy": policy_from_dict({**data, "rules": [rule]})})
+    alone_data = {**data, "inactivity": {**data["inactivity"], "default_days": days}, "action": action}
+    alone_data["warning"] = {**data["warning"], "lead_days": []}
+    alone = run({**org, "policy": policy_from_dict(alone_data)})
+    default = run(org)
+    for i, user in enumerate(org["users"]):
+        selected = scope_selects(selector, user)
+        row = scoped.iloc[i].to_dict()
+        assert row.pop("policy_rule") == ("scoped" if selected else "default")
+        want = (alone if selected else default).iloc[i].to_dict()
+        want.pop("policy_rule")
+        assert str(row) == str(want), (selector, user["account_id"])

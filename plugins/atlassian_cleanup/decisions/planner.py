@@ -103,6 +103,12 @@ ordered table of rules (the first that applies to a user decides). Protection: `
 ``notice_period``, ``already_warned``, ``final_warning``, ``warning_window``, ``inactive_product``,
 ``inactive_all_products``, ``inactive_no_product_access``, ``active``. Each rule's reason is worded
 in :mod:`atlassian_cleanup.decisions.reasons`.
+
+Scoped rules (column ``policy_rule``): a policy with ``rules`` gives each user the first rule whose
+selector matches (:mod:`atlassian_cleanup.decisions.scopes`), and the user is planned under that
+rule's effective policy (:func:`~atlassian_cleanup.decisions.policy_rules.effective_policy`): its
+thresholds, action, lead days and deletion delay, the top level's everything else. Users no rule
+selects are planned under the top level, named ``default``.
 """
 
 from __future__ import annotations
@@ -121,6 +127,8 @@ from atlassian_cleanup.decisions.plan_arrays import Coded, ProductSets, object_t
 from atlassian_cleanup.decisions.plan_facts import ADMIN_ROLES, PlanFacts
 from atlassian_cleanup.decisions.plan_rules import RULE_CODE, RULE_NAMES, Decisions, decide
 from atlassian_cleanup.decisions.policy import Policy
+from atlassian_cleanup.decisions.policy_model import DEFAULT_RULE
+from atlassian_cleanup.decisions.policy_rules import effective_policy
 from atlassian_cleanup.decisions.reasons import NO_EMAIL_RULES, REMOVAL_RULES, ProductColumns, Reasons
 from atlassian_cleanup.decisions.records import (
     PLAN_COLUMNS,
@@ -131,6 +139,7 @@ from atlassian_cleanup.decisions.records import (
     UserRecord,
     valid_email_address,
 )
+from atlassian_cleanup.decisions.scopes import rule_names, rule_of_users
 from atlassian_cleanup.decisions.user_table import UserTable
 
 __all__ = ["ADMIN_ROLES", "PLAN_COLUMNS", "UserHistory", "plan_actions", "plan_to_records", "summarise_plan"]
@@ -142,7 +151,9 @@ __all__ = ["ADMIN_ROLES", "PLAN_COLUMNS", "UserHistory", "plan_actions", "plan_t
 #: product -> ISO timestamp or null); ``days_inactive`` Int64 (null when nothing is known);
 #: ``inactive_products`` list[str] (canonical products past their threshold); ``action_date`` str
 #: ``YYYY-MM-DD`` or None; ``days_until_action`` Int64 (negative = overdue); ``rule`` str (see the
-#: module docstring); ``stage`` str (the state-store stage before this run, ``active`` when unknown);
+#: module docstring); ``policy_rule`` str (the policy's scoped rule that applied to the user, or
+#: ``default`` for the top-level settings); ``stage`` str (the state-store stage before this run,
+#: ``active`` when unknown);
 #: ``proposed_action`` str (``none|warn|suspend|deactivate|remove_product_access|delete|delete_notice``);
 #: ``products_to_remove`` list[str] (for ``remove_product_access``, and for its warnings: the
 #: products concerned); ``warning_lead_days`` Int64 (the bucket of a ``warn`` row); ``reason`` str
@@ -180,28 +191,45 @@ def plan_actions(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        facts = PlanFacts(
-            UserTable.from_any(users),
-            policy,
-            as_of,
-            history=history,
-            api_user_emails=api_user_emails,
-            api_user_account_ids=api_user_account_ids,
-            not_deactivatable=not_deactivatable,
-        )
-        return _plan(facts)
+        table = UserTable.from_any(users)
+        chosen = rule_of_users(table, policy.rules)
+        names = objects(rule_names(policy))
+        plans = []
+        for index in np.unique(chosen).tolist() or [len(policy.rules)]:
+            rule = policy.rules[index] if index < len(policy.rules) else None
+            facts = PlanFacts(
+                table,
+                effective_policy(policy, rule),
+                as_of,
+                history=history,
+                api_user_emails=api_user_emails,
+                api_user_account_ids=api_user_account_ids,
+                not_deactivatable=not_deactivatable,
+            )
+            # Each rule plans the whole table and keeps its own users: a user's row depends on that
+            # user and the policy only, so this is the plan of the rule's population.
+            plans.append((chosen == index, _plan(facts, names[chosen])))
+        return _combined(plans)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _plan(facts: PlanFacts) -> pd.DataFrame:
+def _plan(facts: PlanFacts, policy_rule: np.ndarray) -> pd.DataFrame:
     """Apply the rules to the facts and lay the plan out, one row per user."""
     decided = decide(facts)
     action_date = _action_dates(facts.today, decided.action_days)
     shown = _product_columns(facts, decided)
     reasons = Reasons(facts, decided, shown, action_date=action_date, no_email=_no_email(facts, decided))
-    return _frame(facts, decided, shown, action_date, reasons.texts())
+    return _frame(facts, decided, shown, action_date, reasons.texts(), policy_rule)
+
+
+def _combined(plans: list[tuple[np.ndarray, pd.DataFrame]]) -> pd.DataFrame:
+    """One plan from the plans of several scoped rules, each row taken from the rule of its user."""
+    if len(plans) == 1:
+        return plans[0][1]
+    parts = [plan[mine] for mine, plan in plans]
+    return pd.concat(parts).sort_index(kind="stable").reset_index(drop=True)
 
 
 def _action_dates(today: np.datetime64, action_days: np.ndarray) -> np.ndarray:
@@ -242,7 +270,12 @@ def _no_email(facts: PlanFacts, decided: Decisions) -> np.ndarray:
 
 
 def _frame(
-    facts: PlanFacts, decided: Decisions, shown: ProductColumns, action_date: np.ndarray, reasons: np.ndarray
+    facts: PlanFacts,
+    decided: Decisions,
+    shown: ProductColumns,
+    action_date: np.ndarray,
+    reasons: np.ndarray,
+    policy_rule: np.ndarray,
 ) -> pd.DataFrame:
     n, table = facts.n, facts.table
 
@@ -268,6 +301,7 @@ def _frame(
             "action_date": column(action_date),
             "days_until_action": ints(decided.action_days),
             "rule": column(objects(RULE_NAMES)[decided.rule]),
+            "policy_rule": column(policy_rule),
             "stage": column(objects(STAGES)[facts.stage_code]),
             "proposed_action": column(objects(PROPOSED_ACTIONS)[decided.proposed]),
             "products_to_remove": column(
@@ -324,14 +358,15 @@ def plan_to_records(plan: pd.DataFrame) -> list[dict[str, Any]]:
 def summarise_plan(plan: pd.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Counts for logs and run summaries, from a plan frame or its records (the XCom form).
 
-    ``{"total", "by_action": {action: n}, "by_rule": {rule: n}, "writes": n, "protected": n,
+    ``{"total", "by_action": {action: n}, "by_rule": {rule: n}, "by_policy_rule": {scoped rule or
+    default: n}, "writes": n, "protected": n,
     "protected_by_kind": {kind: n}}``; ``by_action`` lists every action (zeros included) and a
     protection kind is the part of ``protected_by`` before ``:`` (``group``, ``role``, ``api_user``).
     """
 
     def column(name: str) -> list[Any]:
         if isinstance(plan, pd.DataFrame):
-            return plan[name].tolist()
+            return plan[name].tolist() if name in plan.columns else [None] * len(plan)
         return [row.get(name) for row in plan]
 
     actions = Counter(action or "none" for action in column("proposed_action"))
@@ -340,6 +375,9 @@ def summarise_plan(plan: pd.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str
         "total": len(plan),
         "by_action": {action: int(actions.get(action, 0)) for action in PROPOSED_ACTIONS},
         "by_rule": dict(sorted(Counter(column("rule")).items())),
+        "by_policy_rule": dict(
+            sorted(Counter(rule or DEFAULT_RULE for rule in column("policy_rule")).items())
+        ),
         "writes": int(sum(actions.get(a, 0) for a in WRITE_ACTIONS)),
         "protected": int(sum(kinds.values())),
         "protected_by_kind": dict(sorted(kinds.items())),

@@ -11,6 +11,12 @@ strict, because a typo in a policy file can suspend the wrong people:
 * every problem is collected and :class:`PolicyError` reports them all at once, one per line, each
   naming the key path, what is wrong, the value seen and how to fix it.
 
+An ordered list ``rules`` may give populations (selected by groups, e-mail domains, managed or
+unmanaged accounts, products) their own thresholds, action, lead days and deletion delay; the
+first rule that selects a user applies, the top level is the rule ``default``. Loading refuses a
+rule that could never apply (see :mod:`~atlassian_cleanup.decisions.policy_rules`); who each rule
+selects is :mod:`~atlassian_cleanup.decisions.scopes`.
+
 Missing keys take the defaults, which are the safe choice (``dry_run: true``, ``action: suspend``,
 no deletion). Each is declared once, as a field default of the dataclasses; the schema, the fix
 hints and the trigger form read it from there, and tests hold ``include/policy.yaml`` and the
@@ -49,6 +55,7 @@ from atlassian_cleanup.decisions.policy_model import (
     ACTIONS,
     BILLING_MODELS,
     DEFAULT_ADMIN_GROUPS,
+    DEFAULT_RULE,
     MAX_DAYS,
     ON_CAP_EXCEEDED,
     PLAUSIBLE_DAYS,
@@ -61,7 +68,9 @@ from atlassian_cleanup.decisions.policy_model import (
     PolicyError,
     ProtectedPolicy,
     RestorePolicy,
+    RuleSelector,
     SafetyPolicy,
+    ScopedRule,
     StateStorePolicy,
     WarningPolicy,
 )
@@ -85,6 +94,7 @@ __all__ = [
     "ACTIONS",
     "BILLING_MODELS",
     "DEFAULT_ADMIN_GROUPS",
+    "DEFAULT_RULE",
     "KEEP_POLICY",
     "LEGACY_PARAMS",
     "MAX_DAYS",
@@ -103,7 +113,9 @@ __all__ = [
     "PolicyError",
     "ProtectedPolicy",
     "RestorePolicy",
+    "RuleSelector",
     "SafetyPolicy",
+    "ScopedRule",
     "StateStorePolicy",
     "WarningPolicy",
     "active_overrides",

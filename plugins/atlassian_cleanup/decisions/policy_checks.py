@@ -3,9 +3,10 @@
 :func:`problems_in` collects every problem at once: the JSON Schema's (worded for an admin, not
 as jsonschema words them, each with the key path, the value seen and the fix) and the cross-field
 rules the schema cannot express (lead days shorter than every threshold, product keys that collide
-after canonicalisation). :func:`build_policy` turns checked data into the frozen dataclasses,
-taking every missing key from the dataclass defaults. :func:`plausibility_warnings` names what a
-valid policy allows but is probably not meant.
+after canonicalisation) and, for scoped rules, their own lead days and thresholds and the rules
+that can never apply (:func:`~.policy_rules.rule_conflicts`). :func:`build_policy` turns checked
+data into the frozen dataclasses, taking every missing key from the dataclass defaults.
+:func:`plausibility_warnings` names what a valid policy allows but is probably not meant.
 
 This module imports neither Airflow nor an HTTP client.
 """
@@ -13,6 +14,7 @@ This module imports neither Airflow nor an HTTP client.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,11 +37,13 @@ from atlassian_cleanup.decisions.policy_model import (
     default_value,
     policy_defaults,
 )
+from atlassian_cleanup.decisions.policy_rules import build_rule, rule_conflicts
 from atlassian_cleanup.decisions.policy_schema import (
     DOMAIN_PATTERN,
     EMAIL_PATTERN,
     KNOWN_PATHS,
     PRODUCT_KEY_PATTERN,
+    RULE_PATHS,
     SCHEMA,
     fix_for,
 )
@@ -101,16 +105,24 @@ def describe(error: jsonschema.ValidationError) -> str:
         return f"must be one of {', '.join(str(v) for v in expected if v is not None)}"
     if kind == "uniqueItems":
         return "must not contain duplicates"
-    if kind == "minLength":
+    if kind in ("minLength", "minProperties"):
         return "must not be empty"
+    if kind == "minItems":
+        return "must not be empty (an empty list selects nobody)"
+    if kind == "required":
+        missing = [key for key in expected if key not in error.instance]
+        return f"is missing {', '.join(missing)}"
     if kind == "pattern":
         return _PATTERN_WORDS.get(str(expected), "has an invalid format")
     return str(error.message)  # pragma: no cover - every keyword the schemas use is handled above
 
 
 def _suggest(key: str, siblings: Iterable[str], prefix: str) -> str:
-    # The right key in the wrong section (``default_days`` at the top level) is a common slip.
-    elsewhere = [path for path in KNOWN_PATHS if path.rsplit(".", 1)[-1] == key]
+    # The right key in the wrong section (``default_days`` at the top level) is a common slip;
+    # within a scoped rule, the sections are the rule's own.
+    rule = re.match(r"rules\[\d+\]\.", prefix)
+    known = [rule.group(0) + path for path in RULE_PATHS] if rule else KNOWN_PATHS
+    elsewhere = [path for path in known if path.rsplit(".", 1)[-1] == key]
     if elsewhere:
         return f"did you mean '{elsewhere[0]}'?"
     close = difflib.get_close_matches(key, list(siblings), n=1, cutoff=0.6)
@@ -154,14 +166,19 @@ def _section_of(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def canonical_products(raw: Mapping[str, Any]) -> tuple[dict[str, int], list[Problem]]:
-    """Per-product thresholds under canonical keys, and the keys that collide or look mistyped."""
+def canonical_products(
+    raw: Mapping[str, Any], prefix: str = "inactivity.products"
+) -> tuple[dict[str, int], list[Problem]]:
+    """Per-product thresholds under canonical keys, and the keys that collide or look mistyped.
+
+    ``prefix``: the key path of ``raw`` in the document, for the problems.
+    """
     products: dict[str, int] = {}
     origin: dict[str, str] = {}
     problems: list[Problem] = []
     known = sorted(set(KNOWN_PRODUCTS) | set(_PRODUCT_ALIASES))
     for key, days in raw.items():
-        path = f"inactivity.products.{key}"
+        path = f"{prefix}.{key}"
         canonical = canonical_product(str(key))
         if canonical in origin:
             problems.append(
@@ -212,21 +229,33 @@ def _cross_field_problems(data: Mapping[str, Any]) -> list[Problem]:
             thresholds[f"inactivity.products.{product}"] = days
 
     lead_days = _section_of(data, "warning").get("lead_days", default_value("warning.lead_days"))
-    if thresholds and isinstance(lead_days, list):
-        smallest_key = min(thresholds, key=lambda k: thresholds[k])
-        smallest = thresholds[smallest_key]
-        too_long = sorted({d for d in lead_days if _is_days(d) and d >= smallest}, reverse=True)
-        if too_long:
-            problems.append(
-                Problem(
-                    ("warning.lead_days", smallest_key),
-                    f"warning.lead_days: {', '.join(map(str, too_long))} must be shorter than the smallest "
-                    f"inactivity threshold ({smallest_key} = {smallest} days), or the warning would "
-                    f"go out before the user is even inactive (got {lead_days!r}). Fix: use lead days "
-                    f"below {smallest}, or raise {smallest_key}",
-                )
-            )
+    problems.extend(_lead_day_problems(thresholds, lead_days, "warning.lead_days"))
     return problems
+
+
+def _lead_day_problems(
+    thresholds: Mapping[str, int], lead_days: Any, path: str, label: str | None = None
+) -> list[Problem]:
+    """Lead days at ``path`` that are not shorter than every threshold (key path -> days).
+
+    ``label``: how the problem names the lead days, when not by their path.
+    """
+    if not thresholds or not isinstance(lead_days, list | tuple):
+        return []
+    smallest_key = min(thresholds, key=lambda k: thresholds[k])
+    smallest = thresholds[smallest_key]
+    too_long = sorted({d for d in lead_days if _is_days(d) and d >= smallest}, reverse=True)
+    if not too_long:
+        return []
+    return [
+        Problem(
+            (path, smallest_key),
+            f"{label or path}: {', '.join(map(str, too_long))} must be shorter than the smallest "
+            f"inactivity threshold ({smallest_key} = {smallest} days), or the warning would "
+            f"go out before the user is even inactive (got {list(lead_days)!r}). Fix: use lead days "
+            f"below {smallest}, or raise {smallest_key}",
+        )
+    ]
 
 
 def problems_in(data: Any) -> list[Problem]:
@@ -243,6 +272,60 @@ def problems_in(data: Any) -> list[Problem]:
         ]
     problems = _schema_problems(data)
     problems.extend(_cross_field_problems(data))
+    if not problems and data.get("rules"):
+        # Rules are judged against the top level they inherit from, so that must be sound first.
+        problems.extend(_rule_problems(data))
+        if not problems:
+            policy = build_policy(data)
+            problems.extend(Problem(paths, text) for paths, text in rule_conflicts(policy))
+    return problems
+
+
+def _rule_problems(data: Mapping[str, Any]) -> list[Problem]:
+    """Per rule: its product keys, and its lead days against its own thresholds (inherited or not)."""
+    inactivity = _section_of(data, "inactivity")
+    top_products, _ = canonical_products(inactivity.get("products") or {})
+    top_days = inactivity.get("default_days", default_value("inactivity.default_days"))
+    top_lead = _section_of(data, "warning").get("lead_days", default_value("warning.lead_days"))
+    problems: list[Problem] = []
+    for index, rule in enumerate(data["rules"]):
+        path = f"rules[{index}]"
+        problems.extend(_product_typos(rule["match"].get("products") or (), f"{path}.match.products"))
+        own = _section_of(rule, "inactivity")
+        products, product_problems = canonical_products(
+            own.get("products") or {}, f"{path}.inactivity.products"
+        )
+        problems.extend(product_problems)
+        thresholds = {
+            f"inactivity.products.{p}": days for p, days in top_products.items() if p not in products
+        }
+        thresholds.update({f"{path}.inactivity.products.{p}": days for p, days in products.items()})
+        days_path = f"{path}.inactivity.default_days" if "default_days" in own else "inactivity.default_days"
+        thresholds[days_path] = own.get("default_days", top_days)
+        if "lead_days" in _section_of(rule, "warning"):
+            problems.extend(
+                _lead_day_problems(thresholds, rule["warning"]["lead_days"], f"{path}.warning.lead_days")
+            )
+        else:
+            label = f"warning.lead_days (inherited by {path})"
+            problems.extend(_lead_day_problems(thresholds, top_lead, "warning.lead_days", label))
+    return problems
+
+
+def _product_typos(keys: Iterable[Any], path: str) -> list[Problem]:
+    """Selector product keys that look like a mistyped known product (they would select nobody)."""
+    known = sorted(set(KNOWN_PRODUCTS) | set(_PRODUCT_ALIASES))
+    problems = []
+    for key in keys:
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
+        if canonical_product(str(key)) not in KNOWN_PRODUCTS and close:
+            problems.append(
+                Problem(
+                    (path,),
+                    f"{path}: unknown product key {key!r}; did you mean '{close[0]}'? "
+                    f"Fix: use one of {', '.join(KNOWN_PRODUCTS)} or the exact key Atlassian reports",
+                )
+            )
     return problems
 
 
@@ -329,6 +412,10 @@ def build_policy(data: Mapping[str, Any]) -> Policy:
                 for key, value in sorted(licensing["product_seat_prices"].items())
             },
         ),
+        rules=tuple(
+            build_rule(rule, canonical_products(_section_of(rule, "inactivity").get("products") or {})[0])
+            for rule in merged["rules"]
+        ),
     )
 
 
@@ -364,6 +451,13 @@ def plausibility_warnings(policy: Policy) -> list[str]:
             warnings.append(
                 f"{key}: {days} days is more than ten years ({PLAUSIBLE_DAYS} days); check that it "
                 "is meant (a threshold in weeks or months is usual)."
+            )
+    for rule in policy.rules:
+        if rule.match.managed is False and rule.settings.get("action", policy.action) == "deactivate":
+            warnings.append(
+                f"rules: {rule.name!r} selects unmanaged accounts and deactivates them, but Atlassian "
+                "lets only the owner of a verified domain deactivate an account: its users will be "
+                "suspended instead. Set action: suspend or remove_product_access on the rule to say so."
             )
     if policy.warning.min_notice_days is not None and not policy.warning.lead_days:
         warnings.append(

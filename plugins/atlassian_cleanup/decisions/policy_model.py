@@ -169,6 +169,62 @@ class LicensingPolicy:
         return float(self.product_seat_prices.get(canonical_product(product), self.seat_price))
 
 
+#: The name of the rule made of the file's top-level settings (the rule of users no scoped rule selects).
+DEFAULT_RULE = "default"
+#: The selector keys of a scoped rule, in the order they are documented.
+SELECTOR_KEYS: tuple[str, ...] = ("groups", "email_domains", "managed", "products")
+#: The keys a scoped rule may set, as dotted paths of the top level; every other key is inherited.
+RULE_SETTINGS: tuple[str, ...] = (
+    "inactivity.default_days",
+    "inactivity.products",
+    "warning.lead_days",
+    "action",
+    "delete_after_days",
+)
+
+
+@dataclass(frozen=True)
+class RuleSelector:
+    """Who a scoped rule selects: every key given must hold (a list holds when any entry does).
+
+    ``None``: the key is not part of the selector. Groups are compared case-insensitively, e-mail
+    domains include their subdomains, ``managed`` compares Atlassian's claim status
+    (``managed`` / ``unmanaged``), products are canonical keys the user has access to.
+    """
+
+    groups: tuple[str, ...] | None = None
+    email_domains: tuple[str, ...] | None = None
+    managed: bool | None = None
+    products: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        return {key: _json_native(value) for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class ScopedRule:
+    """One entry of ``rules``: a population and the settings that differ for it.
+
+    ``settings`` maps the :data:`RULE_SETTINGS` paths the rule sets to their value; the others come
+    from the top level (see :func:`atlassian_cleanup.decisions.scopes.effective_policy`).
+    """
+
+    name: str
+    match: RuleSelector
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rule as the policy file writes it (only the keys it sets)."""
+        data: dict[str, Any] = {"name": self.name, "match": self.match.to_dict()}
+        for path in RULE_SETTINGS:
+            if path in self.settings:
+                section, _, key = path.rpartition(".")
+                target = data.setdefault(section, {}) if section else data
+                target[key] = _json_native(self.settings[path])
+        return data
+
+
 @dataclass(frozen=True)
 class Policy:
     """The whole cleanup policy. Build it with :func:`load_policy` or :func:`policy_from_dict`."""
@@ -188,6 +244,13 @@ class Policy:
     notifications: NotificationsPolicy = field(default_factory=NotificationsPolicy)
     state_store: StateStorePolicy = field(default_factory=StateStorePolicy)
     licensing: LicensingPolicy = field(default_factory=LicensingPolicy)
+    #: Scoped rules, in order: the first whose selector matches a user applies to them; users no
+    #: rule selects get the top-level settings (the rule :data:`DEFAULT_RULE`).
+    rules: tuple[ScopedRule, ...] = ()
+
+    def actions_in_use(self) -> frozenset[str]:
+        """The actions the top level and the scoped rules name (what a run may do to somebody)."""
+        return frozenset({self.action, *(rule.settings.get("action", self.action) for rule in self.rules)})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-native form, keys in field order; ``policy_from_dict(policy.to_dict()) == policy``."""
@@ -196,11 +259,13 @@ class Policy:
 
 def _json_native(value: Any) -> Any:
     # Sections become mappings, tuples lists, and per-product mappings are sorted so that the same
-    # policy always serialises (and hashes) the same way.
+    # policy always serialises (and hashes) the same way. A scoped rule writes only what it sets.
+    if isinstance(value, (ScopedRule, RuleSelector)):
+        return value.to_dict()
     if is_dataclass(value) and not isinstance(value, type):
         return {item.name: _json_native(getattr(value, item.name)) for item in fields(value)}
     if isinstance(value, tuple):
-        return list(value)
+        return [_json_native(item) for item in value]
     if isinstance(value, Mapping):
         return dict(sorted(value.items()))
     return value

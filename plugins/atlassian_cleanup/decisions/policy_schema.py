@@ -19,6 +19,7 @@ from atlassian_cleanup.decisions.policy_model import (
     BILLING_MODELS,
     MAX_DAYS,
     ON_CAP_EXCEEDED,
+    SELECTOR_KEYS,
     WITHOUT_EMAIL,
     default_value,
 )
@@ -89,6 +90,72 @@ def _section(properties: dict[str, Any], description: str) -> dict[str, Any]:
 
 _EMAIL_ITEM = {"type": "string", "pattern": EMAIL_PATTERN}
 _DOMAIN_ITEM = {"type": "string", "pattern": DOMAIN_PATTERN}
+RULE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+def _selection(item: dict[str, Any], description: str) -> dict[str, Any]:
+    # An empty list would select nobody: a rule written that way can never apply.
+    return {"type": "array", "items": item, "minItems": 1, "description": description}
+
+
+def _rule_section(properties: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": properties,
+        "description": description,
+    }
+
+
+_RULE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "match"],
+    "properties": {
+        "name": _text(
+            "Name of the rule, shown in every plan and audit row it decides.", pattern=RULE_NAME_PATTERN
+        ),
+        "match": _rule_section(
+            {
+                "groups": _selection({"type": "string", "minLength": 1}, "Members of any of these groups."),
+                "email_domains": _selection(_DOMAIN_ITEM, "E-mail in any of these domains (or subdomains)."),
+                "managed": {"type": "boolean", "description": "true: managed accounts; false: unmanaged."},
+                "products": _selection(
+                    {"type": "string", "pattern": PRODUCT_KEY_PATTERN}, "Access to any of these products."
+                ),
+            },
+            f"Who the rule selects (every key given must hold): {', '.join(SELECTOR_KEYS)}.",
+        ),
+        "inactivity": _rule_section(
+            {
+                "default_days": _days(1, "Inactivity threshold of this population."),
+                "products": _by_product(
+                    {"type": "integer", "minimum": 1, "maximum": MAX_DAYS}, "Per-product thresholds."
+                ),
+            },
+            "Thresholds of this population (merged over the top level's).",
+        ),
+        "warning": _rule_section(
+            {
+                "lead_days": {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS},
+                    "uniqueItems": True,
+                    "description": "Warning lead days of this population; [] = none.",
+                }
+            },
+            "Warnings of this population.",
+        ),
+        "action": _choice(ACTIONS, "What happens to an inactive user of this population."),
+        "delete_after_days": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_DAYS,
+            "description": "Deletion delay of this population; null = never delete them.",
+        },
+    },
+}
 
 _PROPERTIES: dict[str, Any] = {
     "dry_run": {
@@ -237,6 +304,11 @@ _PROPERTIES: dict[str, Any] = {
         },
         "Seat prices for the seats-reclaimed and saving figures.",
     ),
+    "rules": {
+        "type": ["array", "null"],
+        "items": _RULE,
+        "description": "Scoped rules, in order; the first whose match selects a user applies to them.",
+    },
 }
 
 
@@ -278,6 +350,8 @@ def _all_key_paths(schema: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 #: Every key path of the policy, sections included (``"safety"``, ``"safety.max_action_share"``).
 KNOWN_PATHS: list[str] = _all_key_paths(SCHEMA)
+#: Every key path within one scoped rule (``"match.groups"``, ``"inactivity.default_days"``).
+RULE_PATHS: list[str] = _all_key_paths(SCHEMA["properties"]["rules"]["items"])
 
 
 def _eg(path: str) -> str:
@@ -353,6 +427,22 @@ _FIXES: dict[str, str] = {
     "licensing.currency": "use a three-letter ISO 4217 code in capitals, e.g. USD or EUR",
     "licensing.seat_price": "use a number, 0 or more, e.g. 8.6 (the price of one user per period)",
     "licensing.product_seat_prices": "map lower-case product keys to prices, e.g. {confluence: 6.05}",
+    "rules": "use a list of rules, each a mapping with name, match and the settings it changes; [] = none",
+    "rules.name": "use a lower-case name (letters, digits, '-' and '_'), e.g. contractors",
+    "rules.match": f"give at least one of {', '.join(SELECTOR_KEYS)}, "
+    "e.g. {email_domains: [partner.example]}",
+    "rules.match.groups": "list at least one group name, e.g. [contractors]",
+    "rules.match.email_domains": "list at least one bare domain without '@', e.g. [partner.example]",
+    "rules.match.managed": "use true (managed accounts) or false (unmanaged accounts)",
+    "rules.match.products": "list at least one lower-case product key, e.g. [confluence]",
+    "rules.inactivity": "give default_days and/or products, or leave the key out to inherit both",
+    "rules.inactivity.default_days": "use a whole number of days, at least 1, e.g. 30",
+    "rules.inactivity.products": "map lower-case product keys to whole days, e.g. {confluence: 45}",
+    "rules.warning": "give lead_days, or leave the key out to inherit it",
+    "rules.warning.lead_days": "use a list of distinct whole days, each at least 1, e.g. [7, 1]; [] = none",
+    "rules.action": f"use one of: {', '.join(ACTIONS)}",
+    "rules.delete_after_days": "use a whole number of days, at least 1, or null to never delete "
+    "this population",
 }
 
 
@@ -362,7 +452,7 @@ def fix_for(path: str) -> str:
     while plain:
         if plain in _FIXES:
             return _FIXES[plain]
-        if plain.startswith("inactivity.products."):
-            return _FIXES["inactivity.products"]
+        if plain.startswith(("inactivity.products.", "rules.inactivity.products.")):
+            return _FIXES[plain.rpartition(".")[0]]
         plain = plain.rpartition(".")[0]
     return "see the comments in include/policy.yaml"

@@ -58,6 +58,7 @@ PLAN_COLUMNS: tuple[str, ...] = (
     "action_date",
     "days_until_action",
     "rule",
+    "policy_rule",
     "stage",
     "proposed_action",
     "products_to_remove",

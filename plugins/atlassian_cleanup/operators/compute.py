@@ -112,7 +112,7 @@ class ComputeInactivityOperator(BaseOperator):
                 )
             started = time.monotonic()
             plan = plan_actions(users, policy, as_of, history=history, api_user_emails=api_user_emails)
-            refusals = self._deactivation_refusals(plan) if policy.action == DEACTIVATE else {}
+            refusals = self._deactivation_refusals(plan) if DEACTIVATE in policy.actions_in_use() else {}
             if refusals:
                 # Planned again with Atlassian's answer, so every reason and warning says "suspend".
                 plan = plan_actions(
@@ -324,6 +324,7 @@ _SUMMARY_LABELS = {
     "total": "users",
     "by_action": "actions",
     "by_rule": "rules",
+    "by_policy_rule": "policy rules",
     "writes": "Atlassian writes planned",
     "protected": "protected",
     "protected_by_kind": "protected by",
