@@ -153,7 +153,7 @@ class SimMiddleware:
             await _drop(send)
             return
 
-        captured: dict[str, Any] = {"status": None}
+        captured: dict[str, Any] = {"status": None, "logged": False}
 
         async def capture(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -164,11 +164,17 @@ class SimMiddleware:
                         "headers": list(message.get("headers", []))
                         + [(k.lower().encode(), v.encode()) for k, v in extra_headers.items()],
                     }
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Logged before the last byte goes out: once a client has its answer, the call is
+                # in the log (a test reading the log right after a call must find it).
+                self._log(entry, captured["status"], kind, started)
+                captured["logged"] = True
             if kind != "drop_after":
                 await send(message)
 
         await self.app(scope, replay, capture)
-        self._log(entry, captured["status"], kind, started)
+        if not captured["logged"]:
+            self._log(entry, captured["status"], kind, started)
         if kind == "drop_after":
             # The write above has been applied; the client never learns the outcome.
             await _drop(send)
