@@ -25,6 +25,7 @@ from atlassian_cleanup.actions.journalled import Journal, WriteResult
 from atlassian_cleanup.actions.transitions import can_apply
 from atlassian_cleanup.client.retry import AtlassianApiError, AtlassianNotFoundError
 from atlassian_cleanup.outcomes import DONE, FAILED, SKIPPED_CHANGED
+from atlassian_cleanup.restore.on_demand import is_on_demand
 from atlassian_cleanup.restore.rules import RESTORE, Decision
 
 #: The restore steps that give a status back, and the status each one undoes. Each step is the
@@ -41,13 +42,27 @@ _GROUPS_STEP = KINDS[REMOVE_PRODUCT_ACCESS].restore_step
 
 
 def request_scope(key: str) -> str:
-    """The journal scope of one service request (see the module docstring)."""
-    return f"jsm:{key}"
+    """The journal scope of one service request, or of one restore on demand (its key as it is)."""
+    return key if is_on_demand(key) else f"jsm:{key}"
 
 
 def read_accounts(admin: Any, account_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Directory users by id (with groups); absent ids are missing."""
     return admin.get_users(account_ids, expand=("groups",))
+
+
+def find_by_emails(admin: Any, emails: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every directory user per e-mail (lower case; exact match), to tell none, one and several apart."""
+    found: dict[str, list[dict[str, Any]]] = {email.lower(): [] for email in emails}
+    step = admin.MAX_ACCOUNT_IDS_PER_SEARCH
+    unique = list(found)
+    for start in range(0, len(unique), step):
+        batch = unique[start : start + step]
+        for user in admin.iter_directory_users(filters={"emails": batch}, expand=("groups",)):
+            email = str(user.get("email") or "").lower()
+            if email in found:
+                found[email].append(user)
+    return found
 
 
 def _group_ids(account: Mapping[str, Any] | None) -> set[str]:
