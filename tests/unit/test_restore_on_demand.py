@@ -11,6 +11,7 @@ from atlassian_cleanup.restore.on_demand import (
     is_on_demand,
     on_demand_requests,
     parse_entries,
+    read_form,
     resolve_entries,
     unrestorable,
     wants_on_demand,
@@ -113,6 +114,21 @@ def test_unknown_ambiguous_and_unmatched_entries_are_all_reported():
     assert "matches 2 accounts (712020:other, 712020:twin)" in problems[1]
     assert "give the account id" in problems[1]
     assert "account id '712020:gone' is not in the organisation's directory" in problems[2]
+
+
+def test_the_form_and_the_directory_problems_come_together():
+    entries, problems = read_form("oops@, nobody@acme.example", "", 5)
+    assert entries == [Entry("nobody@acme.example", "email")]
+    assert len(problems) == 2
+    everything = problems_of(resolve_entries, entries, by_id={}, by_email={}, earlier=problems)
+    assert everything[:2] == problems
+    assert "'nobody@acme.example' matches no account" in everything[2]
+
+
+def test_too_many_accounts_stop_the_form_before_any_lookup():
+    problems = problems_of(read_form, "a@acme.example b@acme.example oops@", REASON, 1)
+    assert "'oops@' is not an e-mail address" in problems[0]
+    assert "2 accounts, more than restore.max_restores_per_run (1)" in problems[1]
 
 
 def test_requests_carry_the_admin_and_a_key_per_run_and_account():

@@ -41,7 +41,7 @@ from atlassian_cleanup.restore.on_demand import (
     OnDemandError,
     is_on_demand,
     on_demand_requests,
-    parse_entries,
+    read_form,
     resolve_entries,
     unrestorable,
     wants_on_demand,
@@ -129,13 +129,13 @@ class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
 
         params = context["params"]
         try:
-            entries = parse_entries(
+            entries, problems = read_form(
                 params.get(RESTORE_ACCOUNTS), params.get(RESTORE_REASON), policy.restore.max_restores_per_run
             )
             with AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin:
                 by_id = read_accounts(admin, [e.text for e in entries if e.kind == "account_id"])
                 by_email = find_by_emails(admin, [e.text for e in entries if e.kind == "email"])
-            users = resolve_entries(entries, by_id=by_id, by_email=by_email)
+            users = resolve_entries(entries, by_id=by_id, by_email=by_email, earlier=problems)
         except OnDemandError as exc:
             raise AirflowFailException(str(exc)) from None
         who = str(run_record(context, record)["triggered_by"])

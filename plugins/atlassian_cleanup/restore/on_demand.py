@@ -77,7 +77,19 @@ def _texts(accounts: Any) -> list[str]:
 
 
 def parse_entries(accounts: Any, reason: Any, max_accounts: int) -> list[Entry]:
-    """The form's entries, in order and without repeats; :class:`OnDemandError` lists every problem.
+    """The form's entries, in order and without repeats; :class:`OnDemandError` lists every problem."""
+    entries, problems = read_form(accounts, reason, max_accounts)
+    if problems:
+        raise OnDemandError(problems)
+    return entries
+
+
+def read_form(accounts: Any, reason: Any, max_accounts: int) -> tuple[list[Entry], list[str]]:
+    """The well-formed entries (in order, without repeats) and the problems of the others.
+
+    The caller looks the entries up and reports these problems with the lookup's
+    (:func:`resolve_entries`), so an admin sees every problem of the form at once. More entries than
+    ``max_accounts`` raise :class:`OnDemandError` at once: such a form is not looked up at all.
 
     :param accounts: the ``accounts`` param (text or a list of texts).
     :param reason: the ``restore_reason`` param; required, because the audit must say why.
@@ -103,20 +115,19 @@ def parse_entries(accounts: Any, reason: Any, max_accounts: int) -> list[Entry]:
         if key not in seen:
             seen.add(key)
             entries.append(Entry(text=text, kind=kind))
-    if len(entries) > max_accounts:
-        problems.append(
-            f"accounts: {len(entries)} accounts, more than restore.max_restores_per_run ({max_accounts}). "
-            "Fix: split them over several runs, or raise the cap in the policy"
-        )
     if not isinstance(reason, str) or not reason.strip():
         problems.append(
             "restore_reason: empty. Fix: say why these accounts are restored (it goes into the audit)"
         )
     elif len(reason.strip()) > MAX_REASON_CHARS:
         problems.append(f"restore_reason: longer than {MAX_REASON_CHARS} characters. Fix: shorten it")
-    if problems:
+    if len(entries) > max_accounts:
+        problems.append(
+            f"accounts: {len(entries)} accounts, more than restore.max_restores_per_run ({max_accounts}). "
+            "Fix: split them over several runs, or raise the cap in the policy"
+        )
         raise OnDemandError(problems)
-    return entries
+    return entries, problems
 
 
 def resolve_entries(
@@ -124,13 +135,15 @@ def resolve_entries(
     *,
     by_id: Mapping[str, Mapping[str, Any]],
     by_email: Mapping[str, Iterable[Mapping[str, Any]]],
+    earlier: Sequence[str] = (),
 ) -> list[Mapping[str, Any]]:
     """The directory user of each entry (one per account, form order); every problem at once.
 
     :param by_id: directory users by account id (ids the directory does not list are absent).
     :param by_email: every directory user whose e-mail is the key (lower case).
+    :param earlier: the form's other problems (:func:`read_form`), reported with these.
     """
-    problems = []
+    problems = list(earlier)
     users: dict[str, Mapping[str, Any]] = {}
     for entry in entries:
         if entry.kind == "account_id":
