@@ -181,3 +181,23 @@ def test_an_account_this_tool_never_actioned_is_not_restored_on_demand():
     # Named by the directory's e-mail, as read now.
     assert problems[0].startswith("accounts: alice@acme.example cannot be restored by this tool")
     assert "Fix: remove it from accounts" in problems[0]
+
+
+def test_the_readme_documents_the_form_fields_and_the_cli_example():
+    import json
+    import re
+    from pathlib import Path
+
+    from atlassian_cleanup.decisions.policy_params import RESTORE_PARAM_SCHEMAS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Restore on demand", 1)[1].split("\n## ", 1)[0]
+    for name, schema in RESTORE_PARAM_SCHEMAS.items():
+        assert f'| `{name}` | "{schema["title"]}"' in section, name
+    # The documented command's conf is valid: it parses and passes the form's checks.
+    conf = json.loads(re.search(r"--conf '(\{.*?\})'", section, re.S).group(1))
+    assert set(conf) <= {"mode", *RESTORE_PARAM_SCHEMAS}
+    assert [e.kind for e in parse_entries(conf["accounts"], conf["restore_reason"], 10)] == [
+        "email",
+        "account_id",
+    ]
