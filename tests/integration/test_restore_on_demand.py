@@ -92,7 +92,7 @@ def test_an_admin_restores_an_account_by_email_once(org: RestoreOrg) -> None:
     assert row["reason"].startswith(f"Restore on demand by dag_test: {REASON}.")
     assert "restored" in row["outcome"]
 
-    # The same run again, then a new run naming the same account: nothing is restored twice.
+    # Two more runs naming the same account (by id now): nothing is restored twice.
     for at in (RESTORE_DAY, RESTORE_DAY + timedelta(minutes=10)):
         seq = org.last_seq()
         again = trigger(org, {"mode": "live", "accounts": [contractor], "restore_reason": REASON}, at)
@@ -155,6 +155,10 @@ def test_one_bad_entry_restores_nobody(org: RestoreOrg, capfd: pytest.CaptureFix
     run = trigger(org, {"mode": "live", "accounts": [good]})
     assert _states(run)["fetch_requests"] == "failed"
     assert "restore_reason: empty" in said(capfd)
+    # A reason without accounts is no ordinary JSM run either.
+    run = trigger(org, {"mode": "live", "restore_reason": REASON})
+    assert _states(run)["fetch_requests"] == "failed"
+    assert "restore_reason is set but accounts is empty" in said(capfd)
 
     assert org.restore_writes(seq) == []
     assert org.users()[good]["status"] == "suspended"

@@ -32,7 +32,12 @@ def problems_of(call, *args, **kwargs) -> list[str]:
 
 @pytest.mark.parametrize("untouched", [None, "", "  \n", []])
 def test_an_untouched_form_is_a_scheduled_run(untouched):
-    assert not wants_on_demand(untouched)
+    assert not wants_on_demand(untouched, untouched)
+    assert wants_on_demand(BOB, REASON)
+
+
+def test_a_reason_without_accounts_is_refused_not_ignored():
+    assert "accounts is empty" in problems_of(wants_on_demand, "  ", REASON)[0]
 
 
 def test_entries_are_split_classified_and_deduplicated():
@@ -171,6 +176,18 @@ def test_the_admin_decides_instead_of_the_domain_and_group_rules():
     assert decision.steps == ("restore_user",)
     assert decision.rule == "on_demand:admin"
     assert decision.reason.startswith(f"Restore on demand by admin: {REASON}.")
+
+
+def test_a_cleared_run_finds_its_own_restore_done():
+    journal = [
+        action_entry("suspend", [ENG]),
+        {"action": "restore", "outcome": "succeeded", "evidence": {"request_key": on_demand().key}},
+    ]
+    decision = run(on_demand(), acct=account(status="active"), hist=history(), journal=journal)
+    assert (decision.verdict, decision.done_earlier) == (RESTORE, True)
+    # Another run's key for the same account is a new request (then judged on the account's stage).
+    other = RestoreRequest(key=f"on-demand:r2:{ALICE}", reporter_account_id=ALICE, requested_by="admin")
+    assert not run(other, acct=account(), hist=history(), journal=journal).done_earlier
 
 
 def test_an_account_this_tool_never_actioned_is_not_restored_on_demand():

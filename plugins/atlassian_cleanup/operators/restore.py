@@ -111,7 +111,11 @@ class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
 
         policy, record = start_run_policy(self, self.policy_path, context)
         params = context["params"]
-        if wants_on_demand(params.get(RESTORE_ACCOUNTS)):
+        try:
+            on_demand = wants_on_demand(params.get(RESTORE_ACCOUNTS), params.get(RESTORE_REASON))
+        except OnDemandError as exc:
+            raise AirflowFailException(str(exc)) from None
+        if on_demand:
             return self.on_demand(context, policy, record)
         with AtlassianSiteHook(atlassian_site_conn_id=self.site_conn_id) as site:
             jql = self.build_jql(site, policy)

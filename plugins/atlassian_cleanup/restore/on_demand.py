@@ -50,13 +50,26 @@ def is_on_demand(request_key: str) -> bool:
     return request_key.startswith(f"{ON_DEMAND}:")
 
 
-def wants_on_demand(accounts: Any) -> bool:
-    """Whether the run's ``accounts`` param asks for anything (untouched or empty: a scheduled run)."""
-    if accounts is None:
-        return False
-    if isinstance(accounts, str):
-        return bool(accounts.strip())
-    return bool(accounts)
+def _filled(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    return value is not None and value != []
+
+
+def wants_on_demand(accounts: Any, reason: Any = None) -> bool:
+    """Whether the run is a restore on demand (both params untouched or empty: a scheduled run).
+
+    A reason without accounts is refused: the admin meant to restore someone and would otherwise
+    get an ordinary JSM run.
+    """
+    if _filled(accounts):
+        return True
+    if _filled(reason):
+        raise OnDemandError(
+            ["restore_reason is set but accounts is empty. Fix: name the accounts to restore, or clear "
+             "the reason for an ordinary run of the JSM requests"]
+        )  # fmt: skip
+    return False
 
 
 def _texts(accounts: Any) -> list[str]:
