@@ -76,7 +76,7 @@ def _texts(accounts: Any) -> list[str]:
     if isinstance(accounts, str):
         return [t for t in _SEPARATORS.split(accounts) if t]
     if isinstance(accounts, (list, tuple)):
-        texts = []
+        texts: list[str] = []
         for item in accounts:
             if not isinstance(item, str):
                 raise OnDemandError(
