@@ -52,17 +52,15 @@ def read_accounts(admin: Any, account_ids: Sequence[str]) -> dict[str, dict[str,
 
 
 def find_by_emails(admin: Any, emails: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """Every directory user per e-mail (lower case; exact match), to tell none, one and several apart."""
-    found: dict[str, list[dict[str, Any]]] = {email.lower(): [] for email in emails}
-    step = admin.MAX_ACCOUNT_IDS_PER_SEARCH
-    unique = list(found)
-    for start in range(0, len(unique), step):
-        batch = unique[start : start + step]
-        for user in admin.iter_directory_users(filters={"emails": batch}, expand=("groups",)):
-            email = str(user.get("email") or "").lower()
-            if email in found:
-                found[email].append(user)
-    return found
+    """Every directory user per e-mail (lower case), to tell none, one and several apart.
+
+    One search per address (the v2 search's exact ``emails`` match), so a user whose profile hides
+    the e-mail still counts.
+    """
+    return {
+        email.lower(): list(admin.iter_directory_users(filters={"emails": [email]}, expand=("groups",)))
+        for email in dict.fromkeys(e.lower() for e in emails)
+    }
 
 
 def _group_ids(account: Mapping[str, Any] | None) -> set[str]:
