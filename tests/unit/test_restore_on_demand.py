@@ -218,3 +218,22 @@ def test_the_readme_documents_the_form_fields_and_the_cli_example():
         "email",
         "account_id",
     ]
+
+
+def test_each_email_is_searched_alone_so_a_hidden_address_still_matches():
+    from atlassian_cleanup.restore.carry_out import find_by_emails
+
+    class Directory:
+        def __init__(self) -> None:
+            self.searches: list[list[str]] = []
+
+        def iter_directory_users(self, *, filters, expand):
+            self.searches.append(filters["emails"])
+            assert "groups" in expand
+            # The profile hides Alice's e-mail: the user comes back without one.
+            return [{"accountId": ALICE}] if filters["emails"] == ["alice@acme.example"] else []
+
+    directory = Directory()
+    found = find_by_emails(directory, ["Alice@acme.example", "nobody@acme.example", "ALICE@acme.example"])
+    assert directory.searches == [["alice@acme.example"], ["nobody@acme.example"]]
+    assert found == {"alice@acme.example": [{"accountId": ALICE}], "nobody@acme.example": []}
