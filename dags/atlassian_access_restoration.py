@@ -11,6 +11,11 @@ for an admin. Each request is handled once (journalled in the state store); at m
 `restore.max_restores_per_run` restores per run. Dry run (the policy's `dry_run`, or the run's
 `mode`) changes nothing. The policy is read once, by the run's first task, and that copy governs
 the whole run.
+
+Restore on demand: trigger with `accounts` (account ids or e-mail addresses) and `restore_reason`.
+Such a run reads no JSM request; every entry is checked against the directory and the state store
+before the first write (one bad entry fails the run with nothing changed), then each account is
+restored the way this tool actioned it, journalled once, and audited with who triggered the run.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import pendulum
 from airflow.sdk import Param, TriggerRule, chain, dag
 
 from atlassian_cleanup.decisions.policy import PARAM_SCHEMAS
+from atlassian_cleanup.decisions.policy_params import RESTORE_PARAM_SCHEMAS
 from atlassian_cleanup.operators.cleanup import RUN_POLICY_KEY
 from atlassian_cleanup.operators.dag_setup import dag_setup
 from atlassian_cleanup.operators.restore import (
@@ -53,8 +59,12 @@ ATLASSIAN_TASK_TIMEOUT = SETUP.atlassian_task_timeout
     dagrun_timeout=timedelta(minutes=30),
     doc_md=__doc__,
     tags=["atlassian", "user-cleanup", "restore"],
-    # Like the daily DAG, a run may choose its mode; the default keeps the policy's dry_run.
-    params={"mode": Param(**PARAM_SCHEMAS["mode"])},
+    # Like the daily DAG, a run may choose its mode; the default keeps the policy's dry_run. Named
+    # accounts make it a restore on demand.
+    params={
+        "mode": Param(**PARAM_SCHEMAS["mode"]),
+        **{name: Param(**schema) for name, schema in RESTORE_PARAM_SCHEMAS.items()},
+    },
     default_args={
         "owner": "platform",
         "retries": 1,

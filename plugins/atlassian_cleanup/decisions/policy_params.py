@@ -135,6 +135,29 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: The restore DAG's params of a restore on demand (read by its first task, never by the policy:
+#: see :mod:`atlassian_cleanup.restore.on_demand`). Left empty, the run reads JSM as scheduled.
+RESTORE_ACCOUNTS = "accounts"
+RESTORE_REASON = "restore_reason"
+RESTORE_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    RESTORE_ACCOUNTS: {
+        "default": None,
+        "type": ["null", "string", "array"],
+        "items": {"type": "string"},
+        "title": "Restore these accounts now",
+        "description": "Account ids or e-mail addresses, separated by commas or new lines. Only "
+        "accounts this tool actioned are restored, the way they were actioned; JSM requests are not "
+        "read in such a run. Empty: the run handles the open JSM requests.",
+    },
+    RESTORE_REASON: {
+        "default": None,
+        "type": ["null", "string"],
+        "maxLength": 500,
+        "title": "Reason (restore on demand)",
+        "description": "Why these accounts are restored; required with accounts, written to the audit.",
+    },
+}
+
 #: Params that belong to one run and change no policy key (read by the operators from the run's
 #: params, validated here like the others).
 RUN_ONLY_PARAMS: frozenset[str] = frozenset({ACKNOWLEDGE_NEW_STATE_STORE})

@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from atlassian_cleanup.actions.journalled import Journal
 from atlassian_cleanup.client.retry import StopsAtlassianCallsOnKill
+from atlassian_cleanup.decisions.policy_params import RESTORE_ACCOUNTS, RESTORE_REASON
 from atlassian_cleanup.operators.cleanup import (
     announce_audit,
     as_list,
@@ -35,9 +36,21 @@ from atlassian_cleanup.operators.cleanup import (
     wire_large_input,
 )
 from atlassian_cleanup.progress import counts_in_words
-from atlassian_cleanup.restore.carry_out import RestoreWriter, read_accounts
+from atlassian_cleanup.restore.carry_out import RestoreWriter, find_by_emails, read_accounts
+from atlassian_cleanup.restore.on_demand import (
+    OnDemandError,
+    is_on_demand,
+    on_demand_requests,
+    read_form,
+    resolve_entries,
+    unrestorable,
+    wants_on_demand,
+)
 from atlassian_cleanup.restore.rules import (
     DEFERRED,
+    DELETED,
+    NOT_ACTIONED,
+    REMOVED,
     RESTORE,
     RestoreRequest,
     decide,
@@ -77,18 +90,33 @@ class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
     :func:`~atlassian_cleanup.operators.cleanup.start_run_policy`).
     """
 
-    template_fields: Sequence[str] = ("policy_path", "site_conn_id")
+    template_fields: Sequence[str] = ("policy_path", "site_conn_id", "admin_conn_id")
     ui_color = "#deebff"
 
-    def __init__(self, *, policy_path: str, site_conn_id: str = "atlassian_site", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        policy_path: str,
+        site_conn_id: str = "atlassian_site",
+        admin_conn_id: str = "atlassian_admin",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.policy_path = policy_path
         self.site_conn_id = site_conn_id
+        self.admin_conn_id = admin_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from atlassian_cleanup.client.hooks import AtlassianSiteHook
 
-        policy, _ = start_run_policy(self, self.policy_path, context)
+        policy, record = start_run_policy(self, self.policy_path, context)
+        params = context["params"]
+        try:
+            on_demand = wants_on_demand(params.get(RESTORE_ACCOUNTS), params.get(RESTORE_REASON))
+        except OnDemandError as exc:
+            raise AirflowFailException(str(exc)) from None
+        if on_demand:
+            return self.on_demand(context, policy, record)
         with AtlassianSiteHook(atlassian_site_conn_id=self.site_conn_id) as site:
             jql = self.build_jql(site, policy)
             self.log.info("fetch_requests: JQL %s", jql)
@@ -98,6 +126,32 @@ class FetchRestoreRequestsOperator(StopsAtlassianCallsOnKill, BaseOperator):
             ]
         self.log.info("fetch_requests: %d open restore requests", len(requests))
         return requests
+
+    def on_demand(self, context: Context, policy: Policy, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The accounts named in the trigger form, each checked against the directory; JSM is not read."""
+        from atlassian_cleanup.client.hooks import AtlassianAdminHook
+
+        params = context["params"]
+        try:
+            entries, problems = read_form(
+                params.get(RESTORE_ACCOUNTS), params.get(RESTORE_REASON), policy.restore.max_restores_per_run
+            )
+            with AtlassianAdminHook(atlassian_admin_conn_id=self.admin_conn_id) as admin:
+                by_id = read_accounts(admin, [e.text for e in entries if e.kind == "account_id"])
+                by_email = find_by_emails(admin, [e.text for e in entries if e.kind == "email"])
+            users = resolve_entries(entries, by_id=by_id, by_email=by_email, earlier=problems)
+        except OnDemandError as exc:
+            raise AirflowFailException(str(exc)) from None
+        who = str(run_record(context, record)["triggered_by"])
+        requests = on_demand_requests(
+            users, run_id=context["run_id"], requested_by=who, reason=str(params[RESTORE_REASON])
+        )
+        self.log.info(
+            "fetch_requests: restore on demand by %s: %d accounts; JSM requests are not read in this run",
+            who,
+            len(requests),
+        )
+        return [request.to_dict() for request in requests]
 
     @staticmethod
     def build_jql(site: Any, policy: Policy) -> str:
@@ -174,6 +228,11 @@ class EvaluateRestoreRulesOperator(StopsAtlassianCallsOnKill, BaseOperator):
             row = decision.to_dict()
             row["reporter_name"] = request.reporter_name
             decisions.append(row)
+        if any(r.requested_by for r in requests):
+            # Asked by an admin: an account that cannot be restored fails the run before any write.
+            problems = unrestorable(decisions, (NOT_ACTIONED, DELETED, REMOVED))
+            if problems:
+                raise AirflowFailException(str(OnDemandError(problems)))
         for row in decisions[:_MAX_LINES]:
             self.log.info("evaluate_rules: %s -> %s (%s)", row["request_key"], row["verdict"], row["rule"])
         counts = Counter(row["verdict"] for row in decisions)
@@ -291,7 +350,9 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
         rows = [dict(row) for row in self.decisions or []]
         todo = [r for r in rows if _answerable(r)]
         for row in rows:
-            if not _answerable(row):
+            if is_on_demand(row["request_key"]):
+                row["answer_outcome"] = "restore on demand: no JSM request to answer"
+            elif not _answerable(row):
                 row["answer_outcome"] = "not answered in this run"
         if policy.dry_run:
             for row in todo:
@@ -324,6 +385,8 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
 
 
 def _answerable(row: Mapping[str, Any]) -> bool:
+    if is_on_demand(row["request_key"]):
+        return False
     if row["verdict"] == DEFERRED:
         return False
     if row["verdict"] == RESTORE:

@@ -25,6 +25,7 @@ from atlassian_cleanup.actions.journalled import Journal, WriteResult
 from atlassian_cleanup.actions.transitions import can_apply
 from atlassian_cleanup.client.retry import AtlassianApiError, AtlassianNotFoundError
 from atlassian_cleanup.outcomes import DONE, FAILED, SKIPPED_CHANGED
+from atlassian_cleanup.restore.on_demand import is_on_demand
 from atlassian_cleanup.restore.rules import RESTORE, Decision
 
 #: The restore steps that give a status back, and the status each one undoes. Each step is the
@@ -41,13 +42,25 @@ _GROUPS_STEP = KINDS[REMOVE_PRODUCT_ACCESS].restore_step
 
 
 def request_scope(key: str) -> str:
-    """The journal scope of one service request (see the module docstring)."""
-    return f"jsm:{key}"
+    """The journal scope of one service request, or of one restore on demand (its key as it is)."""
+    return key if is_on_demand(key) else f"jsm:{key}"
 
 
 def read_accounts(admin: Any, account_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Directory users by id (with groups); absent ids are missing."""
     return admin.get_users(account_ids, expand=("groups",))
+
+
+def find_by_emails(admin: Any, emails: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every directory user per e-mail (lower case), to tell none, one and several apart.
+
+    One search per address (the v2 search's exact ``emails`` match), so a user whose profile hides
+    the e-mail still counts.
+    """
+    return {
+        email.lower(): list(admin.iter_directory_users(filters={"emails": [email]}, expand=("groups",)))
+        for email in dict.fromkeys(e.lower() for e in emails)
+    }
 
 
 def _group_ids(account: Mapping[str, Any] | None) -> set[str]:

@@ -24,7 +24,9 @@ Rules, in order
    included), or one of the groups they had *before we acted* is in ``restore.allowed_groups``.
    Groups are read from the journal's ``before`` snapshot of the action entries, because a
    suspended or removed user may no longer show them. No rule configured means nobody is allowed.
-   Not allowed: a comment that an admin will review, left open.
+   Not allowed: a comment that an admin will review, left open. A restore **on demand** (an admin
+   named the account in the trigger form, :mod:`atlassian_cleanup.restore.on_demand`) skips this
+   rule: the admin who triggered the run decides; rules 2 to 5 still hold.
 7. **Restore the way the user was actioned**: ``suspend`` → directory restore, ``deactivate`` →
    lifecycle enable, ``remove_product_access`` → re-add the groups the user had before and lacks
    now, pending deletion → ``cancel-delete`` first (then the above for the original action).
@@ -81,6 +83,8 @@ class RestoreRequest:
     summary: str = ""
     created: str | None = None
     status: str | None = None
+    #: Set for a restore on demand: the Airflow user who triggered the run (rule 6 does not apply).
+    requested_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -356,7 +360,9 @@ def decide(
     groups_before = groups_before_action(journal)
     rule = None
     by_domain = domain_allowed(email, restore_policy.allowed_domains)
-    if by_domain:
+    if request.requested_by:
+        rule = f"on_demand:{request.requested_by}"
+    elif by_domain:
         rule = f"domain:{by_domain}"
     else:
         by_group = group_allowed(groups_before, restore_policy.allowed_groups)
@@ -394,9 +400,17 @@ def decide(
     return Decision(
         **base, verdict=RESTORE, rule=rule, resolve=True, steps=tuple(steps),
         groups_to_add=tuple(groups_to_add),
-        reason=_text(f"Allowed by {rule}.", noted, f"Restore with {', '.join(steps) or 'no call'}."),
+        reason=_text(
+            _allowed_by(request, rule), noted, f"Restore with {', '.join(steps) or 'no call'}."
+        ),
         comment=_text("Your access has been restored.", told, _undone(facts, groups_to_add), grace),
     )  # fmt: skip
+
+
+def _allowed_by(request: RestoreRequest, rule: str) -> str:
+    if request.requested_by:
+        return f"Restore on demand by {request.requested_by}: {request.summary.strip().rstrip('.')}."
+    return f"Allowed by {rule}."
 
 
 def _text(*sentences: str) -> str:
