@@ -34,7 +34,6 @@ from tests.fake_atlassian import (
     ADMIN_KEY,
     GROUP_SEARCH,
     NOT_FOUND,
-    ORG,
     SEARCH,
     SITE_EMAIL,
     SITE_TOKEN,
@@ -50,9 +49,8 @@ from tests.fake_atlassian import (
 pytestmark = pytest.mark.integration
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-MANAGED = f"/admin/v1/orgs/{ORG}/users"
 JIRA_USERS = "/rest/api/3/users/search"
-GROUP_MEMBERS = "/rest/api/3/group/member"
+GROUP_BULK = "/rest/api/3/group/bulk"
 JQL = "/rest/api/3/search/jql"
 JSM_DESKS = "/rest/servicedeskapi/servicedesk"
 HTML = "text/html; charset=utf-8"
@@ -194,18 +192,13 @@ CASES = [
          error=AtlassianPaginationError, says=(f"POST {SEARCH}", "already returned")),
     Case("empty_pages_with_new_cursors", endless(lambda n: Reply(body=page([], f"c{n + 1}"))),
          error=AtlassianPaginationError, says=(f"POST {SEARCH}", "4 empty pages in a row")),
-    Case("more_users_than_the_reported_total", run="managed", script=endless(
-        lambda n: Reply(body={"data": [{"account_id": f"m{n}"}], "meta": {"total": 3},
-                              "links": {"next": f"http://ignored/admin/v1/orgs/{ORG}/users?cursor=c{n + 1}"}}),
-        path=MANAGED), error=AtlassianPaginationError,
-         says=(f"GET {MANAGED}", "reported a total of 3")),
     Case("shrinking_directory_28_of_300", always(Reply(body=page([user(f"u{i}") for i in range(28)]))),
          run="extract_then_gate", check=lambda problems, _f: problems and "300" in problems[0]),
     Case("jira_ignores_start_at", run="jira_users", script=always(Reply(body=[{"accountId": "j1"}]), JIRA_USERS),
          error=AtlassianPaginationError, says=(f"GET {JIRA_USERS}", "ignored startAt")),
-    Case("jira_members_never_last", run="group_members", script=endless(
-        lambda n: Reply(body={"values": [{"accountId": f"j{n}"}], "isLast": False, "total": 2}), GROUP_MEMBERS),
-         error=AtlassianPaginationError, says=(f"GET {GROUP_MEMBERS}", "reported a total of 2")),
+    Case("jira_groups_never_last", run="jira_groups", script=endless(
+        lambda n: Reply(body={"values": [{"name": f"g{n}"}], "isLast": False, "total": 2}), GROUP_BULK),
+         error=AtlassianPaginationError, says=(f"GET {GROUP_BULK}", "reported a total of 2")),
     Case("jql_token_loop", run="jql", script=endless(
         lambda n: Reply(body={"issues": [{"key": f"I-{n}"}], "nextPageToken": f"t{n % 2}", "isLast": False}), JQL),
          error=AtlassianPaginationError, says=(f"POST {JQL}", "already returned")),
@@ -277,9 +270,6 @@ def _run(case: Case, fake: FakeAtlassian, tmp_path: Path) -> Any:
                 policy=Policy(),
             )
         return result
-    if case.run == "managed":
-        with AtlassianAdminHook() as admin:
-            return list(admin.iter_managed_accounts())
     if case.run == "apply":
         with StateStore(f"sqlite:///{tmp_path / 'state.db'}") as store:
             engine = Enforcer(AtlassianAdminHook, store, run_id="hostile", at=AT, concurrency=2)
@@ -287,7 +277,7 @@ def _run(case: Case, fake: FakeAtlassian, tmp_path: Path) -> Any:
     with AtlassianSiteHook() as site:
         listing = {
             "jira_users": site.iter_users,
-            "group_members": lambda: site.iter_group_members("g1"),
+            "jira_groups": site.iter_groups,
             "jql": lambda: site.iter_jql("project = ITH"),
             "jsm": site.iter_service_desks,
         }[case.run]

@@ -114,8 +114,11 @@ class RestoreOrg:
         return {user["account_id"]: user for user in response.json()["users"]}
 
     def request_status(self, key: str) -> str:
-        with AtlassianSiteHook() as site:
-            return str(site.get_request(key)["currentStatus"]["status"])
+        auth = (self.sandbox.info["site_email"], self.sandbox.info["site_token"])
+        url = f"{self.sandbox.url}/rest/servicedeskapi/request/{key}"
+        response = requests.get(url, auth=auth, timeout=30)
+        response.raise_for_status()
+        return str(response.json()["currentStatus"]["status"])
 
     def comments(self, key: str) -> list[str]:
         auth = (self.sandbox.info["site_email"], self.sandbox.info["site_token"])

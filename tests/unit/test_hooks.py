@@ -21,7 +21,7 @@ from atlassian_cleanup.client.errors import (
     AtlassianNotFoundError,
     AtlassianRetryExhausted,
 )
-from atlassian_cleanup.client.hooks import AtlassianAdminHook, AtlassianSiteHook, MembershipChange
+from atlassian_cleanup.client.hooks import AtlassianAdminHook, AtlassianSiteHook
 from atlassian_cleanup.client.retry import RetryPolicy
 
 API = "https://api.atlassian.com"
@@ -172,9 +172,9 @@ def test_host_without_scheme_defaults_to_https(
     monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker
 ) -> None:
     set_conn(monkeypatch, "atlassian_site", host="acme.atlassian.net", login="bot@acme.com", password=TOKEN)
-    requests_mock.get(f"{SITE}/rest/api/3/applicationrole", json=[])
+    requests_mock.get(f"{SITE}/rest/api/3/users/search", json=[])
     with AtlassianSiteHook(retry_policy=RetryPolicy.without_sleep()) as hook:
-        assert hook.get_application_roles() == []
+        assert list(hook.iter_users()) == []
 
 
 def test_missing_password_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,60 +264,6 @@ def test_directory_user_search_is_retried_on_500(admin: AtlassianAdminHook, requ
     )
     assert len(list(admin.iter_directory_users())) == 1
     assert requests_mock.call_count == 2
-
-
-def test_managed_accounts_follow_v1_links_next_as_full_urls(
-    admin: AtlassianAdminHook, requests_mock: rm.Mocker
-) -> None:
-    page2 = f"{V1}/users?cursor=abc%3D%3D"
-    page3 = f"{V1}/users?cursor=def"
-    requests_mock.get(
-        f"{V1}/users",
-        [
-            {
-                "json": {
-                    "data": [{"account_id": "1"}],
-                    "links": {"self": f"{V1}/users", "next": page2},
-                    "meta": {"total": 3},
-                }
-            },
-            {"json": {"data": [{"account_id": "2"}], "links": {"self": page2, "next": page3}}},
-            {"json": {"data": [{"account_id": "3"}], "links": {"self": page3}}},
-        ],
-    )
-    assert [u["account_id"] for u in admin.iter_managed_accounts()] == ["1", "2", "3"]
-    assert [r.url for r in requests_mock.request_history] == [f"{V1}/users", page2, page3]
-
-
-def test_next_link_on_another_host_is_followed_on_the_connection_host(
-    admin: AtlassianAdminHook, requests_mock: rm.Mocker
-) -> None:
-    requests_mock.get(
-        f"{V1}/users",
-        [
-            {
-                "json": {
-                    "data": [{"account_id": "1"}],
-                    "links": {"next": f"https://elsewhere.example/admin/v1/orgs/{ORG}/users?cursor=x"},
-                }
-            },
-            {"json": {"data": [{"account_id": "2"}], "links": {}}},
-        ],
-    )
-    assert len(list(admin.iter_managed_accounts())) == 2
-    assert requests_mock.request_history[1].url == f"{V1}/users?cursor=x"
-    assert all(r.hostname == "api.atlassian.com" for r in requests_mock.request_history)
-
-
-def test_single_object_reads_unwrap_data(admin: AtlassianAdminHook, requests_mock: rm.Mocker) -> None:
-    requests_mock.get(f"{DIRS}/users/712020:abc", json={"data": {"accountId": "712020:abc"}})
-    requests_mock.get(f"{DIRS}/groups/g-1", json={"data": {"id": "g-1", "name": "jira-users"}})
-    requests_mock.get(
-        f"{API}/users/712020:abc/manage/profile", json={"account": {"account_id": "712020:abc"}}
-    )
-    assert admin.get_user("712020:abc") == {"accountId": "712020:abc"}
-    assert admin.get_group("g-1")["name"] == "jira-users"
-    assert admin.get_profile("712020:abc") == {"account_id": "712020:abc"}
 
 
 def test_role_assignments_and_last_active_dates_follow_cursors(
@@ -582,46 +528,34 @@ def test_no_method_ever_calls_a_removed_endpoint(
     admin.get_org()
     admin.list_directories()
     list(admin.iter_directory_users())
-    list(admin.iter_managed_accounts())
-    admin.get_user("a1")
     admin.get_user_role_assignments("a1")
     admin.get_last_active_dates("a1")
     admin.suspend_user("a1")
     admin.restore_user("a1")
     admin.remove_user("a1")
     list(admin.iter_groups())
-    admin.get_group("g1")
     admin.get_group_role_assignments("g1")
     admin.add_group_member("g1", "a1")
     admin.remove_group_member("g1", "a1")
     admin.get_manage_privileges("a1")
-    admin.get_profile("a1")
     admin.disable_user("a1")
     admin.enable_user("a1")
     admin.delete_user("a1")
     admin.cancel_delete("a1")
     list(site.iter_users())
-    site.get_user("a1")
-    site.get_user_groups("a1")
     list(site.iter_groups())
-    list(site.iter_group_members("g1"))
-    site.add_user_to_group("g1", "a1")
-    site.remove_user_from_group("g1", "a1")
-    site.get_application_roles()
     list(site.iter_jql("project = ITH"))
     site.get_issue_transitions("ITH-1")
     site.transition_issue("ITH-1", "31")
     list(site.iter_service_desks())
     list(site.iter_request_types("10"))
     site.create_request("10", "25", "Restore my access")
-    list(site.iter_requests())
-    site.get_request("ITH-1")
     site.add_request_comment("ITH-1", "Restored")
     site.get_request_transitions("ITH-1")
     site.transition_request("ITH-1", "761")
 
     calls = [(r.method, r.path) for r in requests_mock.request_history]
-    assert len(calls) >= 40
+    assert len(calls) >= 28
     for method, path in calls:
         for removed_method, pattern in REMOVED:
             assert not (pattern.search(path) and removed_method in ("*", method)), (
@@ -637,18 +571,17 @@ def test_no_method_ever_calls_a_removed_endpoint(
 def test_site_uses_basic_auth_and_exposes_the_api_user(
     site: AtlassianSiteHook, requests_mock: rm.Mocker
 ) -> None:
-    requests_mock.get(f"{SITE}/rest/api/3/user", json={"accountId": "a1"})
-    assert site.get_user("a1", expand=("groups", "applicationRoles")) == {"accountId": "a1"}
+    requests_mock.get(f"{SITE}/rest/api/3/users/search", json=[])
+    assert list(site.iter_users()) == []
     expected = base64.b64encode(f"bot@acme.com:{TOKEN}".encode()).decode()
     assert requests_mock.last_request.headers["Authorization"] == f"Basic {expected}"
-    assert requests_mock.last_request.qs == {"accountid": ["a1"], "expand": ["groups,applicationroles"]}
     assert site.api_user_email == "bot@acme.com"
 
 
 def test_site_connection_without_login_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     set_conn(monkeypatch, "atlassian_site", host=SITE, password=TOKEN)
     with pytest.raises(AtlassianConfigurationError, match="e-mail as Login"):
-        AtlassianSiteHook().get_application_roles()
+        list(AtlassianSiteHook().iter_users())
 
 
 def test_jira_users_are_paged_by_offset_until_an_empty_page(
@@ -670,28 +603,6 @@ def test_jira_users_are_paged_by_offset_until_an_empty_page(
     ]
 
 
-def test_group_members_include_inactive_users_and_cap_page_size(
-    site: AtlassianSiteHook, requests_mock: rm.Mocker
-) -> None:
-    requests_mock.get(
-        f"{SITE}/rest/api/3/group/member",
-        [
-            {"json": {"isLast": False, "values": [{"accountId": "1"}]}},
-            {"json": {"isLast": False, "values": [{"accountId": "2"}]}},
-            {"json": {"isLast": True, "values": [{"accountId": "3"}]}},
-        ],
-    )
-    assert len(list(site.iter_group_members("g1", page_size=500))) == 3
-    first = requests_mock.request_history[0]
-    assert first.qs == {
-        "groupid": ["g1"],
-        "includeinactiveusers": ["true"],
-        "startat": ["0"],
-        "maxresults": ["50"],
-    }
-    assert requests_mock.request_history[2].qs["startat"] == ["2"]
-
-
 def test_group_bulk_filters(site: AtlassianSiteHook, requests_mock: rm.Mocker) -> None:
     requests_mock.get(
         f"{SITE}/rest/api/3/group/bulk", json={"isLast": True, "values": [{"name": "jira-software-users"}]}
@@ -700,39 +611,6 @@ def test_group_bulk_filters(site: AtlassianSiteHook, requests_mock: rm.Mocker) -
         {"name": "jira-software-users"}
     ]
     assert requests_mock.last_request.qs["applicationkey"] == ["jira-software"]
-
-
-def test_add_to_group_already_member_is_a_no_op(site: AtlassianSiteHook, requests_mock: rm.Mocker) -> None:
-    requests_mock.post(
-        f"{SITE}/rest/api/3/group/user",
-        [
-            {"status_code": 201, "json": {"name": "jira-users", "groupId": "g1"}},
-            {
-                "status_code": 400,
-                "json": {
-                    "errorMessages": ["Cannot add user. User is already a member of 'jira-users'"],
-                    "errors": {},
-                },
-            },
-            {"status_code": 400, "json": {"errorMessages": ["User does not exist"], "errors": {}}},
-        ],
-    )
-    added = site.add_user_to_group("g1", "a1")
-    again = site.add_user_to_group("g1", "a1")
-    assert added == MembershipChange(True, "added to group g1")
-    assert again.changed is False
-    assert "already a member" in again.message
-    with pytest.raises(AtlassianApiError, match="User does not exist"):
-        site.add_user_to_group("g1", "a1")
-    assert requests_mock.call_count == 3
-    assert requests_mock.request_history[0].qs == {"groupid": ["g1"]}
-    assert requests_mock.request_history[0].json() == {"accountId": "a1"}
-
-
-def test_remove_from_group(site: AtlassianSiteHook, requests_mock: rm.Mocker) -> None:
-    requests_mock.delete(f"{SITE}/rest/api/3/group/user", status_code=200)
-    assert site.remove_user_from_group("g1", "a1").changed is True
-    assert requests_mock.last_request.qs == {"groupid": ["g1"], "accountid": ["a1"]}
 
 
 def test_jql_uses_search_jql_with_next_page_token(site: AtlassianSiteHook, requests_mock: rm.Mocker) -> None:
@@ -769,34 +647,16 @@ def test_issue_transitions(site: AtlassianSiteHook, requests_mock: rm.Mocker) ->
 def test_jsm_requests_pages_and_writes(site: AtlassianSiteHook, requests_mock: rm.Mocker) -> None:
     jsm = f"{SITE}/rest/servicedeskapi"
     requests_mock.get(
-        f"{jsm}/request",
+        f"{jsm}/servicedesk",
         [
-            {
-                "json": {
-                    "start": 0,
-                    "size": 2,
-                    "limit": 2,
-                    "isLastPage": False,
-                    "values": [{"issueKey": "ITH-1"}, {"issueKey": "ITH-2"}],
-                }
-            },
-            {
-                "json": {
-                    "start": 2,
-                    "size": 1,
-                    "limit": 2,
-                    "isLastPage": True,
-                    "values": [{"issueKey": "ITH-3"}],
-                }
-            },
+            {"json": {"start": 0, "limit": 2, "isLastPage": False, "values": [{"id": "10"}, {"id": "11"}]}},
+            {"json": {"start": 2, "limit": 2, "isLastPage": True, "values": [{"id": "12"}]}},
         ],
     )
-    requests_mock.get(f"{jsm}/servicedesk", json={"isLastPage": True, "values": [{"id": "10"}]})
     requests_mock.get(
         f"{jsm}/servicedesk/10/requesttype", json={"isLastPage": True, "values": [{"id": "25"}]}
     )
     requests_mock.post(f"{jsm}/request", status_code=201, json={"issueKey": "ITH-9"})
-    requests_mock.get(f"{jsm}/request/ITH-1", json={"issueKey": "ITH-1"})
     requests_mock.post(f"{jsm}/request/ITH-1/comment", status_code=201, json={"id": "c1", "public": True})
     requests_mock.get(
         f"{jsm}/request/ITH-1/transition",
@@ -804,17 +664,9 @@ def test_jsm_requests_pages_and_writes(site: AtlassianSiteHook, requests_mock: r
     )
     requests_mock.post(f"{jsm}/request/ITH-1/transition", status_code=204)
 
-    keys = [r["issueKey"] for r in site.iter_requests("10", "25", page_size=2)]
-    assert keys == ["ITH-1", "ITH-2", "ITH-3"]
-    assert requests_mock.request_history[0].qs == {
-        "requeststatus": ["open_requests"],
-        "servicedeskid": ["10"],
-        "requesttypeid": ["25"],
-        "start": ["0"],
-        "limit": ["2"],
-    }
+    assert [d["id"] for d in site.iter_service_desks(page_size=2)] == ["10", "11", "12"]
+    assert requests_mock.request_history[0].qs == {"start": ["0"], "limit": ["2"]}
     assert requests_mock.request_history[1].qs["start"] == ["2"]
-    assert [d["id"] for d in site.iter_service_desks()] == ["10"]
     assert [t["id"] for t in site.iter_request_types("10")] == ["25"]
     created = site.create_request("10", "25", "Restore my access", "Please", raise_on_behalf_of="a1")
     assert created == {"issueKey": "ITH-9"}
@@ -824,7 +676,6 @@ def test_jsm_requests_pages_and_writes(site: AtlassianSiteHook, requests_mock: r
         "requestFieldValues": {"summary": "Restore my access", "description": "Please"},
         "raiseOnBehalfOf": "a1",
     }
-    assert site.get_request("ITH-1") == {"issueKey": "ITH-1"}
     assert site.add_request_comment("ITH-1", "Access restored.")["id"] == "c1"
     assert requests_mock.last_request.json() == {"body": "Access restored.", "public": True}
     assert site.get_request_transitions("ITH-1") == [{"id": "761", "name": "Resolve"}]
@@ -835,15 +686,18 @@ def test_jsm_requests_pages_and_writes(site: AtlassianSiteHook, requests_mock: r
 def test_site_429_with_retry_after_then_success(site_conn: None, requests_mock: rm.Mocker) -> None:
     sleeps: list[float] = []
     requests_mock.get(
-        f"{SITE}/rest/api/3/applicationrole",
+        f"{SITE}/rest/servicedeskapi/request/ITH-1/transition",
         [
             {"status_code": 429, "headers": {"Retry-After": "2", "X-RateLimit-Remaining": "0"}},
-            {"json": [{"key": "jira-software"}], "headers": {"X-RateLimit-Remaining": "99"}},
+            {
+                "json": {"isLastPage": True, "values": [{"id": "761"}]},
+                "headers": {"X-RateLimit-Remaining": "99"},
+            },
         ],
     )
     retry = RetryPolicy(sleep=sleeps.append, jitter=(1.0, 1.0))
     with AtlassianSiteHook(retry_policy=retry) as hook:
-        assert hook.get_application_roles() == [{"key": "jira-software"}]
+        assert hook.get_request_transitions("ITH-1") == [{"id": "761"}]
         assert hook.rate_limit.remaining == 99
     assert sleeps == [2.0]
     assert retry.rate_limit.remaining is None  # each hook tracks its own credential
@@ -879,11 +733,11 @@ def test_retry_extra_tunes_the_policy_without_becoming_a_header(monkeypatch, req
     sleeps: list[float] = []
     hook._retry_policy = dataclasses.replace(hook.retry_policy, sleep=sleeps.append)
     requests_mock.get(
-        "https://acme.atlassian.net/rest/api/3/user",
+        "https://acme.atlassian.net/rest/api/3/users/search",
         [{"status_code": 500, "json": {"errorMessages": ["boom"], "errors": {}}}] * 3,
     )
     with pytest.raises(AtlassianRetryExhausted):
-        hook.get_user("abc")
+        list(hook.iter_users())
     # Two attempts in total, one wait in between, from the tuned base delay.
     assert len(requests_mock.request_history) == 2
     assert len(sleeps) == 1

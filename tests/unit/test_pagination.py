@@ -14,7 +14,6 @@ from atlassian_cleanup.client.pagination import (
     iter_jira_offset_array,
     iter_jql_token,
     iter_jsm_pages,
-    iter_v1_links_next,
     iter_v2_cursor,
     pages_v2_cursor,
     prefetch,
@@ -31,51 +30,6 @@ class Recorder:
 
     def __call__(self, page: int, items: int) -> None:
         self.calls.append((page, items))
-
-
-# -- Admin v1: links.next is a full URL ------------------------------------------------------------
-
-
-def test_v1_follows_links_next_urls_as_is_until_absent() -> None:
-    pages = {
-        None: {
-            "data": [{"account_id": "a"}, {"account_id": "b"}],
-            "links": {"self": BASE, "next": f"{BASE}?cursor=p2"},
-        },
-        f"{BASE}?cursor=p2": {
-            "data": [{"account_id": "c"}],
-            "links": {"self": "x", "next": f"{BASE}?cursor=p3"},
-        },
-        f"{BASE}?cursor=p3": {"data": [{"account_id": "d"}], "links": {"self": f"{BASE}?cursor=p3"}},
-    }
-    asked: list[str | None] = []
-
-    def fetch(url: str | None) -> dict[str, Any]:
-        asked.append(url)
-        return pages[url]
-
-    progress = Recorder()
-    ids = [user["account_id"] for user in iter_v1_links_next(fetch, on_page=progress)]
-
-    assert ids == ["a", "b", "c", "d"]
-    assert asked == [None, f"{BASE}?cursor=p2", f"{BASE}?cursor=p3"]
-    assert progress.calls == [(1, 2), (2, 3), (3, 4)]
-
-
-def test_v1_stops_on_an_empty_last_page_with_null_next() -> None:
-    pages = iter(
-        [
-            {"data": [{"account_id": "a"}], "links": {"next": f"{BASE}?cursor=2"}},
-            {"data": [], "links": {"next": None}},
-        ]
-    )
-    assert [u["account_id"] for u in iter_v1_links_next(lambda _url: next(pages))] == ["a"]
-
-
-def test_v1_repeated_next_url_raises() -> None:
-    page = {"data": [{"account_id": "a"}], "links": {"next": f"{BASE}?cursor=same"}}
-    with pytest.raises(AtlassianPaginationError, match="already returned"):
-        list(iter_v1_links_next(lambda _url: page))
 
 
 # -- Admin v2: links.next is an opaque cursor -------------------------------------------------------
@@ -353,11 +307,11 @@ def test_more_items_than_the_reported_total_allows_stops_with_a_margin() -> None
     )
     last = iter([{"data": list(range(100)), "meta": {"total": 200}, "links": {}}])
     pages = iter([*ok, *last])
-    assert len(list(iter_v1_links_next(lambda _u: next(pages), endpoint="GET /admin/v1/orgs/o/users"))) == 300
+    assert len(list(iter_v2_cursor(lambda _c: next(pages), endpoint="POST /admin/v2/users/search"))) == 300
 
     fetch = endless_v2(100, meta={"total": 200})
     with pytest.raises(AtlassianPaginationError) as raised:
-        list(iter_v1_links_next(fetch, endpoint="GET /admin/v1/orgs/o/users"))
+        list(iter_v2_cursor(fetch, endpoint="POST /admin/v2/users/search"))
     assert fetch.count["n"] == 4  # type: ignore[attr-defined]
     assert "400 items after 4 pages, but the server reported a total of 200" in str(raised.value)
 

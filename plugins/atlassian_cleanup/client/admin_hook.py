@@ -24,7 +24,6 @@ from atlassian_cleanup.client.pagination import (
     OnPage,
     Page,
     items_of,
-    iter_v1_links_next,
     iter_v2_cursor,
     pages_v2_cursor,
     prefetch,
@@ -313,30 +312,6 @@ class AtlassianAdminHook(AtlassianHttpHook):
                     found[str(user["accountId"])] = user
         return found
 
-    def iter_managed_accounts(self, *, on_page: OnPage | None = None) -> Iterator[dict[str, Any]]:
-        """
-        Yield the organization's managed accounts (``GET /admin/v1/orgs/{orgId}/users``, snake_case).
-
-        :param on_page: progress callback ``(page_number, users_so_far)``.
-        :return: an iterator of v1 user dicts.
-        """
-        first = f"{self._v1}/users"
-
-        def fetch(next_url: str | None) -> Page:
-            return cast("Page", self._request("GET", next_url or first))
-
-        yield from iter_v1_links_next(fetch, on_page=on_page, endpoint=f"GET {first}")
-
-    def get_user(self, account_id: str) -> dict[str, Any]:
-        """
-        Read one directory user (v2).
-
-        :param account_id: Atlassian account id.
-        :return: the ``data`` object.
-        """
-        body = self._request("GET", f"{self._dir()}/users/{path_segment(account_id, 'account_id')}")
-        return cast("dict[str, Any]", (body or {}).get("data") or {})
-
     def get_user_role_assignments(self, account_id: str) -> list[dict[str, Any]]:
         """
         List a user's role assignments per resource (v2, all pages) — what a restore must give back.
@@ -430,16 +405,6 @@ class AtlassianAdminHook(AtlassianHttpHook):
 
         yield from iter_v2_cursor(self._search_fetch(path, base), on_page=on_page, endpoint=f"POST {path}")
 
-    def get_group(self, group_id: str) -> dict[str, Any]:
-        """
-        Read one group (v2).
-
-        :param group_id: group id (UUID, the same as Jira's ``groupId``).
-        :return: the ``data`` object.
-        """
-        body = self._request("GET", f"{self._dir()}/groups/{path_segment(group_id, 'group_id')}")
-        return cast("dict[str, Any]", (body or {}).get("data") or {})
-
     def get_group_role_assignments(self, group_id: str) -> list[dict[str, Any]]:
         """
         List the roles a group grants, per resource (v2, all pages).
@@ -514,16 +479,6 @@ class AtlassianAdminHook(AtlassianHttpHook):
         """
         params = {"privileges": "lifecycle.enablement,lifecycle.delete"}
         return cast("dict[str, Any]", self._request("GET", self._manage(account_id), params=params) or {})
-
-    def get_profile(self, account_id: str) -> dict[str, Any]:
-        """
-        Read a managed account's profile.
-
-        :param account_id: Atlassian account id.
-        :return: the ``account`` object (``account_id``, ``account_status``, ``email``, ...).
-        """
-        body = self._request("GET", f"{self._manage(account_id)}/profile") or {}
-        return cast("dict[str, Any]", body.get("account", body))
 
     def disable_user(self, account_id: str, message: str | None = None) -> None:
         """

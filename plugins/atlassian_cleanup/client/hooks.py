@@ -13,6 +13,6 @@ hooks under this module's name, and callers import them from here.
 from __future__ import annotations
 
 from atlassian_cleanup.client.admin_hook import AtlassianAdminHook
-from atlassian_cleanup.client.site_hook import AtlassianSiteHook, MembershipChange
+from atlassian_cleanup.client.site_hook import AtlassianSiteHook
 
-__all__ = ["AtlassianAdminHook", "AtlassianSiteHook", "MembershipChange"]
+__all__ = ["AtlassianAdminHook", "AtlassianSiteHook"]

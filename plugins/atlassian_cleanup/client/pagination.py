@@ -3,7 +3,6 @@
 =====================  ==========================================  ===============================
 generator              API                                         how the next page is found
 =====================  ==========================================  ===============================
-iter_v1_links_next     Admin v1 ``/orgs/{id}/users``               ``links.next`` is a full URL
 iter_v2_cursor         Admin v2 (search, directories, roles)       ``links.next`` is an opaque token
 iter_jira_offset_array Jira ``users/search``                       bare array; stop at an empty page
 iter_jira_is_last      Jira ``group/bulk``, ``group/member``       ``startAt`` + ``isLast``
@@ -250,46 +249,6 @@ def _cursor_page_data(page: Page, endpoint: str) -> Sequence[Any]:
         items_of(page, "data", endpoint)  # raises the clear error
     data = page.get("data")
     return data if isinstance(data, list) else ([] if data is None else [data])
-
-
-def pages_v1_links_next(
-    fetch: Callable[[str | None], Page],
-    *,
-    on_page: OnPage | None = None,
-    endpoint: str = "",
-    max_pages: int | None = None,
-) -> Iterator[Page]:
-    """
-    Yield the pages of an Admin v1 list whose ``links.next`` is a full URL.
-
-    :param fetch: ``fetch(None)`` returns the first page, ``fetch(url)`` the page at ``url`` (as-is).
-    :param on_page: progress callback ``(page_number, items_so_far)``.
-    :param endpoint: ``METHOD /path`` of the list, named in errors.
-    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
-    :return: an iterator of pages.
-    """
-    bounds = _Bounds(on_page, endpoint, "links.next URL", max_pages)
-    yield from _follow_links_next(fetch, bounds, lambda page: items_of(page, "data", endpoint))
-
-
-def iter_v1_links_next(
-    fetch: Callable[[str | None], Page],
-    *,
-    on_page: OnPage | None = None,
-    endpoint: str = "",
-    max_pages: int | None = None,
-) -> Iterator[Any]:
-    """
-    Yield the ``data`` items of an Admin v1 list, following ``links.next`` URLs until absent.
-
-    :param fetch: ``fetch(None)`` returns the first page, ``fetch(url)`` the page at ``url`` (as-is).
-    :param on_page: progress callback ``(page_number, items_so_far)``.
-    :param endpoint: ``METHOD /path`` of the list, named in errors.
-    :param max_pages: ceiling of pages (default :data:`MAX_PAGES`).
-    :return: an iterator of items.
-    """
-    for page in pages_v1_links_next(fetch, on_page=on_page, endpoint=endpoint, max_pages=max_pages):
-        yield from items_of(page, "data", endpoint)
 
 
 def pages_v2_cursor(

@@ -12,14 +12,13 @@ path), ``proxies`` (``{"https": "http://proxy:3128"}``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from airflow.sdk import Connection
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from atlassian_cleanup.client.credentials import credential_forms
-from atlassian_cleanup.client.errors import AtlassianApiError, AtlassianConfigurationError
+from atlassian_cleanup.client.errors import AtlassianConfigurationError
 from atlassian_cleanup.client.http_hook import AtlassianHttpHook, path_segment
 from atlassian_cleanup.client.pagination import (
     OnPage,
@@ -29,24 +28,6 @@ from atlassian_cleanup.client.pagination import (
     iter_jsm_pages,
 )
 from atlassian_cleanup.client.retry import RetryPolicy
-
-
-@dataclass(frozen=True)
-class MembershipChange:
-    """
-    Outcome of a group membership write.
-
-    :param changed: ``False`` when the membership was already as requested (a no-op).
-    :param message: one sentence for the task log and the audit file.
-    """
-
-    changed: bool
-    message: str
-
-
-def _bool_param(value: bool) -> str:
-    # requests would send Python's "True"; Jira expects lower case.
-    return "true" if value else "false"
 
 
 class AtlassianSiteHook(AtlassianHttpHook):
@@ -124,29 +105,6 @@ class AtlassianSiteHook(AtlassianHttpHook):
         fetch = self._offset_fetch(path, {}, "startAt", "maxResults")
         yield from iter_jira_offset_array(fetch, page_size=page_size, on_page=on_page, endpoint=f"GET {path}")
 
-    def get_user(self, account_id: str, expand: str | Sequence[str] | None = None) -> dict[str, Any]:
-        """
-        Read one Jira user.
-
-        :param account_id: Atlassian account id.
-        :param expand: e.g. ``("groups", "applicationRoles")``.
-        :return: the Jira user object.
-        """
-        params: dict[str, Any] = {"accountId": account_id}
-        if expand:
-            params["expand"] = expand if isinstance(expand, str) else ",".join(expand)
-        return cast("dict[str, Any]", self._request("GET", f"{self._JIRA}/user", params=params))
-
-    def get_user_groups(self, account_id: str) -> list[dict[str, Any]]:
-        """
-        List the groups a user belongs to.
-
-        :param account_id: Atlassian account id.
-        :return: ``[{"name", "groupId", "self"}]``.
-        """
-        params = {"accountId": account_id}
-        return cast("list[dict[str, Any]]", self._request("GET", f"{self._JIRA}/user/groups", params=params))
-
     def iter_groups(
         self,
         *,
@@ -172,76 +130,6 @@ class AtlassianSiteHook(AtlassianHttpHook):
         path = f"{self._JIRA}/group/bulk"
         fetch = self._offset_fetch(path, params, "startAt", "maxResults")
         yield from iter_jira_is_last(fetch, page_size=page_size, on_page=on_page, endpoint=f"GET {path}")
-
-    def iter_group_members(
-        self,
-        group_id: str,
-        include_inactive: bool = True,
-        *,
-        page_size: int = 50,
-        on_page: OnPage | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """
-        Yield a group's members (``GET /rest/api/3/group/member``).
-
-        Jira hides inactive users unless asked, which would make suspended users look group-less.
-
-        :param group_id: group id.
-        :param include_inactive: include inactive (deactivated) users.
-        :param page_size: ``maxResults`` per page, at most 50.
-        :param on_page: progress callback ``(page_number, members_so_far)``.
-        :return: an iterator of Jira user dicts.
-        """
-        params = {"groupId": group_id, "includeInactiveUsers": _bool_param(include_inactive)}
-        path = f"{self._JIRA}/group/member"
-        fetch = self._offset_fetch(path, params, "startAt", "maxResults")
-        size = max(1, min(50, page_size))
-        yield from iter_jira_is_last(fetch, page_size=size, on_page=on_page, endpoint=f"GET {path}")
-
-    def add_user_to_group(self, group_id: str, account_id: str) -> MembershipChange:
-        """
-        Add a user to a group (``POST /rest/api/3/group/user``, 201).
-
-        Jira answers 400 "already a member" when there is nothing to do; that is a no-op, not an error.
-
-        :param group_id: group id.
-        :param account_id: Atlassian account id.
-        :return: whether the membership changed.
-        """
-        try:
-            # Replaying is safe: a second add after a lost response is answered "already a member".
-            self._request(
-                "POST",
-                f"{self._JIRA}/group/user",
-                params={"groupId": group_id},
-                json={"accountId": account_id},
-                idempotent=True,
-            )
-        except AtlassianApiError as exc:
-            if exc.status == 400 and "already a member" in (exc.message or "").lower():
-                return MembershipChange(False, f"already a member of group {group_id}; nothing to do")
-            raise
-        return MembershipChange(True, f"added to group {group_id}")
-
-    def remove_user_from_group(self, group_id: str, account_id: str) -> MembershipChange:
-        """
-        Remove a user from a group (``DELETE /rest/api/3/group/user``, 200).
-
-        :param group_id: group id.
-        :param account_id: Atlassian account id.
-        :return: the change made.
-        """
-        params = {"groupId": group_id, "accountId": account_id}
-        self._request("DELETE", f"{self._JIRA}/group/user", params=params, expect_json=False)
-        return MembershipChange(True, f"removed from group {group_id}")
-
-    def get_application_roles(self) -> list[dict[str, Any]]:
-        """
-        List application roles with their default groups and seat counts.
-
-        :return: ``[{"key", "defaultGroups", "groupDetails", "numberOfSeats", "remainingSeats", ...}]``.
-        """
-        return cast("list[dict[str, Any]]", self._request("GET", f"{self._JIRA}/applicationrole"))
 
     # -- Jira issues --------------------------------------------------------------------------------
 
@@ -368,57 +256,6 @@ class AtlassianSiteHook(AtlassianHttpHook):
         if participants:
             body["requestParticipants"] = list(participants)
         return cast("dict[str, Any]", self._request("POST", f"{self._JSM}/request", json=body))
-
-    def iter_requests(
-        self,
-        service_desk_id: str | None = None,
-        request_type_id: str | None = None,
-        status: str = "OPEN_REQUESTS",
-        *,
-        ownership: str | None = None,
-        expand: Sequence[str] | None = None,
-        page_size: int = 50,
-        on_page: OnPage | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """
-        Yield customer requests visible to the API user (``GET /rest/servicedeskapi/request``).
-
-        JSM filters by the caller's ownership by default; an agent account that must see every
-        request can pass ``ownership`` or use :meth:`iter_jql` instead.
-
-        :param service_desk_id: only this service desk.
-        :param request_type_id: only this request type (needs ``service_desk_id``).
-        :param status: ``OPEN_REQUESTS``, ``CLOSED_REQUESTS`` or ``ALL_REQUESTS``.
-        :param ownership: ``requestOwnership`` filter.
-        :param expand: e.g. ``("requestType", "status")``.
-        :param page_size: ``limit`` per page.
-        :param on_page: progress callback.
-        :return: an iterator of CustomerRequest dicts.
-        """
-        params: dict[str, Any] = {"requestStatus": status}
-        if service_desk_id:
-            params["serviceDeskId"] = service_desk_id
-        if request_type_id:
-            params["requestTypeId"] = request_type_id
-        if ownership:
-            params["requestOwnership"] = ownership
-        if expand:
-            params["expand"] = ",".join(expand)
-        path = f"{self._JSM}/request"
-        fetch = self._offset_fetch(path, params, "start", "limit")
-        yield from iter_jsm_pages(fetch, page_size=page_size, on_page=on_page, endpoint=f"GET {path}")
-
-    def get_request(self, key: str, expand: Sequence[str] | None = None) -> dict[str, Any]:
-        """
-        Read one customer request.
-
-        :param key: issue key or id.
-        :param expand: e.g. ``("requestType", "status")``.
-        :return: the CustomerRequest.
-        """
-        params = {"expand": ",".join(expand)} if expand else None
-        path = f"{self._JSM}/request/{path_segment(key, 'request key')}"
-        return cast("dict[str, Any]", self._request("GET", path, params=params))
 
     def add_request_comment(self, key: str, body: str, public: bool = True) -> dict[str, Any]:
         """
