@@ -185,18 +185,22 @@ def test_without_warnings_long_inactive_users_are_planned_for_suspension(
             assert int(row["days_inactive"]) >= 90, row
 
 
+#: The sandbox's unmanaged contractors (partner.example) under a rule of their own.
+CONTRACTORS_RULE = {
+    "name": "contractors",
+    "match": {"email_domains": ["partner.example"], "managed": False},
+    "inactivity": {"default_days": 30},
+    "warning": {"lead_days": []},
+    "action": "remove_product_access",
+}
+
+
 def test_a_scoped_rule_plans_its_population_and_the_audit_names_it(
     airflow_db, sandbox, sandbox_env, clean_audit, tmp_path, monkeypatch
 ):
     """The sandbox's unmanaged contractors (partner.example) get a rule of their own: 30 days, no
     warnings, product access removed; everybody else stays on the top level (``default``)."""
-    contractors = {
-        "name": "contractors",
-        "match": {"email_domains": ["partner.example"], "managed": False},
-        "inactivity": {"default_days": 30},
-        "warning": {"lead_days": []},
-        "action": "remove_product_access",
-    }
+    contractors = CONTRACTORS_RULE
     truth = {user["account_id"]: user for user in sandbox_users(sandbox)}
 
     dag_run = _run_dag(monkeypatch, _policy_file(tmp_path, rules=[contractors]))

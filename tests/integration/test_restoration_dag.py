@@ -150,16 +150,16 @@ def _states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
+@pytest.fixture(scope="module", name="server")
+def restore_server() -> Iterator[Any]:
     from atlassian_sandbox import SandboxConfig, SandboxServer
 
     with SandboxServer(SandboxConfig(users=120, seed=1, as_of=AS_OF)) as sb:
         yield sb
 
 
-@pytest.fixture
-def org(airflow_db, server, tmp_path, monkeypatch) -> RestoreOrg:
+@pytest.fixture(name="org")
+def restore_org(airflow_db, server, tmp_path, monkeypatch) -> RestoreOrg:
     server.configure(**_NO_CHAOS, jsm_request_channel=True)
     server.reset(users=120, seed=1, as_of=AS_OF)
     server.clear_calls()

@@ -10,36 +10,25 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.test_enforcement import _NO_CHAOS, pick
-from tests.integration.test_restoration_dag import AS_OF, RESTORE_DAY, RestoreOrg, _states
+from tests.integration.test_enforcement import pick
+from tests.integration.test_restoration_dag import (  # noqa: F401 (the restore tests' fixtures)
+    RESTORE_DAY,
+    RestoreOrg,
+    _states,
+    restore_org,
+    restore_server,
+)
 from tools.airflow_env import REPO
 
 pytestmark = pytest.mark.integration
 
 REASON = "Contract renewed (ticket OPS-7)"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Any]:
-    from atlassian_sandbox import SandboxConfig, SandboxServer
-
-    with SandboxServer(SandboxConfig(users=120, seed=1, as_of=AS_OF)) as sb:
-        yield sb
-
-
-@pytest.fixture
-def org(airflow_db, server, tmp_path, monkeypatch) -> RestoreOrg:
-    server.configure(**_NO_CHAOS, jsm_request_channel=True)
-    server.reset(users=120, seed=1, as_of=AS_OF)
-    server.clear_calls()
-    return RestoreOrg(server, tmp_path, monkeypatch)
 
 
 def trigger(org: RestoreOrg, conf: dict[str, Any], at=RESTORE_DAY) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import AS_OF
+from tests.integration.test_cleanup_dag import CONTRACTORS_RULE
 from tests.integration.test_live_lifecycle import LiveOrg, _memberships_left, _states, _successful
 
 pytestmark = pytest.mark.integration
@@ -33,13 +34,7 @@ def _audit_rows() -> dict[str, dict[str, str]]:
 
 
 def test_contractors_lose_product_access_on_day_0_while_everybody_else_is_only_warned(org: LiveOrg):
-    contractors = {
-        "name": "contractors",
-        "match": {"email_domains": ["partner.example"], "managed": False},
-        "inactivity": {"default_days": 30},
-        "warning": {"lead_days": []},
-        "action": "remove_product_access",
-    }
+    contractors = CONTRACTORS_RULE
     org.write_policy(rules=[contractors])
     before = org.users()
     selected = {
