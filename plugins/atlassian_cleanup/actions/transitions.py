@@ -194,17 +194,15 @@ def apply_event(history: UserHistory | None, event: str, at: datetime, **data: A
     if event in ("activity_seen", "restored"):
         # A new cycle: an old warning must neither count as notice nor hold back a new warning.
         restored_at = at if event == "restored" else current.restored_at
-        return replace(
+        new_cycle = replace(
             current,
             stage=after,
             warned_at=None,
             last_warned_lead_days=None,
             first_warned_at=None,
             restored_at=restored_at,
-            delete_requested_at=None,
-            deletion_kind=None,
-            delete_notice_at=None,
         )
+        return _without_deletion(new_cycle)
 
     if event == "delete_requested":
         return replace(current, stage=after, delete_requested_at=at, deletion_kind="delete")

@@ -22,6 +22,7 @@ from typing import Any
 
 from atlassian_cleanup.action_kinds import DEACTIVATE, DELETE, KINDS, REMOVE_PRODUCT_ACCESS, SUSPEND
 from atlassian_cleanup.actions.journalled import Journal, WriteResult
+from atlassian_cleanup.actions.live_account import group_refs
 from atlassian_cleanup.actions.transitions import can_apply
 from atlassian_cleanup.client.retry import AtlassianApiError, AtlassianNotFoundError
 from atlassian_cleanup.outcomes import DONE, FAILED, SKIPPED_CHANGED
@@ -64,16 +65,13 @@ def find_by_emails(admin: Any, emails: Sequence[str]) -> dict[str, list[dict[str
 
 
 def _group_ids(account: Mapping[str, Any] | None) -> set[str]:
-    return {str(g.get("id")) for g in (account or {}).get("groups") or [] if g.get("id")}
+    return {group["id"] for group in group_refs(account or {})}
 
 
 def _snapshot(account: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if account is None:
         return None
-    return {
-        "status": account.get("status"),
-        "groups": [{"id": str(g.get("id")), "name": str(g.get("name"))} for g in account.get("groups") or []],
-    }
+    return {"status": account.get("status"), "groups": group_refs(account)}
 
 
 def _in_effect(step: str, account: Mapping[str, Any], decision: Decision) -> bool:
