@@ -159,3 +159,19 @@ def test_a_toggled_back_dry_run_switch_no_longer_goes_live(live_org):
     assert str(run.state) == "failed", _states(run)
     assert _states(run)["extract_users"] == "failed"
     assert org.sandbox.calls() == []
+
+
+def test_a_mistyped_fallback_alert_address_fails_the_run_before_any_call(live_org, monkeypatch):
+    # Semicolons are how addresses are separated in some mail clients; here they make one entry
+    # that no mail server accepts, noticed only on the day the policy breaks. The run says so first.
+    org = live_org
+    org.write_policy(dry_run=False)
+    monkeypatch.setenv("ATLASSIAN_CLEANUP_ALERT_EMAILS", "ops@acme.example; security@acme.example")
+    org.sandbox.clear_calls()
+
+    run = org.run(0)
+
+    states = _states(run)
+    assert str(run.state) == "failed", states
+    assert states["extract_users"] == "failed", states
+    assert org.sandbox.calls() == []

@@ -11,7 +11,7 @@ import yaml
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-from atlassian_cleanup.operators.dag_setup import dag_setup
+from atlassian_cleanup.operators.dag_setup import dag_setup, fallback_alert_problem
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_POLICY = REPO / "include" / "policy.yaml"
@@ -98,3 +98,31 @@ def test_both_dags_parse_with_a_broken_policy_and_alert_the_fallback(tmp_path, m
         for task in dag.tasks:
             (notifier,) = task.on_failure_callback
             assert list(notifier.to) == ["ops@acme.example"], (dag_id, task.task_id)
+
+
+@pytest.mark.parametrize(
+    ("value", "bad"),
+    [
+        ("ops@acme.example; security@acme.example", ["ops@acme.example; security@acme.example"]),
+        ("ops@acme.example, security at acme.example", ["security at acme.example"]),
+        ("ops@acme.example,<oncall@acme.example>", ["<oncall@acme.example>"]),
+    ],
+)
+def test_a_mistyped_fallback_address_is_named_and_left_out(tmp_path, monkeypatch, value, bad):
+    monkeypatch.setenv("ATLASSIAN_CLEANUP_ALERT_EMAILS", value)
+    problem = fallback_alert_problem()
+    assert problem is not None
+    for entry in bad:
+        assert repr(entry) in problem
+    assert "Separate addresses with commas" in problem
+    # The alert still reaches every mailable address meanwhile.
+    setup = dag_setup(str(tmp_path / "missing.yaml"))
+    good = [part.strip() for part in value.split(",") if part.strip() not in bad]
+    assert _recipients(setup) == good if good else setup.failure_callbacks() == []
+
+
+def test_a_clean_fallback_variable_is_no_problem(monkeypatch):
+    monkeypatch.setenv("ATLASSIAN_CLEANUP_ALERT_EMAILS", " ops@acme.example, , oncall@acme.example ")
+    assert fallback_alert_problem() is None
+    monkeypatch.delenv("ATLASSIAN_CLEANUP_ALERT_EMAILS")
+    assert fallback_alert_problem() is None

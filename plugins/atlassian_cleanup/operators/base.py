@@ -13,6 +13,7 @@ from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from atlassian_cleanup.decisions.policy_model import StateStorePolicy
+from atlassian_cleanup.operators.dag_setup import fallback_alert_problem
 from atlassian_cleanup.outcomes import MODE_DRY_RUN, MODE_LIVE
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ def start_run_policy(task: BaseOperator, policy_path: str, context: Context) -> 
     file meanwhile: the caps approved, the mode shown and the policy in the manifest are the ones
     the plan was made under. The run's conf is checked against the DAG's params first.
     """
+    alert_problem = fallback_alert_problem()
+    if alert_problem:
+        raise AirflowFailException(f"Nothing was called or changed. {alert_problem}")
     dag_run = context.get("dag_run")
     policy = resolve_policy(
         policy_path,

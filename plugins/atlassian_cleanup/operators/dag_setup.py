@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from atlassian_cleanup.decisions.policy import NotificationsPolicy, RestorePolicy, SafetyPolicy, load_policy
+from atlassian_cleanup.decisions.records import valid_email_address
 from atlassian_cleanup.settings import policy_path
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,35 @@ class DagSetup:
         ]
 
 
-def fallback_alert_recipients() -> tuple[str, ...]:
-    """The addresses in ``ATLASSIAN_CLEANUP_ALERT_EMAILS`` (comma-separated, blanks ignored)."""
+def _fallback_entries() -> list[str]:
     raw = os.environ.get(FALLBACK_ALERT_ENV, "")
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def fallback_alert_recipients() -> tuple[str, ...]:
+    """The mailable addresses in ``ATLASSIAN_CLEANUP_ALERT_EMAILS`` (comma-separated, blanks ignored).
+
+    An entry that cannot be mailed is left out here, so the other recipients still get the alert,
+    and :func:`fallback_alert_problem` makes every run's first task fail until it is fixed.
+    """
+    return tuple(entry for entry in _fallback_entries() if valid_email_address(entry))
+
+
+def fallback_alert_problem() -> str | None:
+    """What is wrong with ``ATLASSIAN_CLEANUP_ALERT_EMAILS`` and how to fix it, or ``None``.
+
+    A typo here goes unnoticed until the day an alert is due, which is the day the policy is broken
+    and nobody else is told: so it is reported when the run starts, not when the alert is sent.
+    """
+    bad = [entry for entry in _fallback_entries() if not valid_email_address(entry)]
+    if not bad:
+        return None
+    return (
+        f"{FALLBACK_ALERT_ENV} holds entries that are not e-mail addresses: "
+        + ", ".join(repr(entry) for entry in bad)
+        + ". Separate addresses with commas (not semicolons or spaces), e.g. "
+        '"ops@example.com,security@example.com", then clear this task.'
+    )
 
 
 def dag_setup(path: str | None = None) -> DagSetup:
