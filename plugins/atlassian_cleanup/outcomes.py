@@ -78,10 +78,23 @@ class StageOutcome:
         return {"result": self.result, "detail": self.detail}
 
     @classmethod
-    def from_xcom(cls, value: Mapping[str, Any]) -> StageOutcome:
+    def from_xcom(cls, value: Mapping[str, Any] | str) -> StageOutcome:
+        if isinstance(value, str):
+            return cls._from_sentence(value)
         if not isinstance(value, Mapping) or not isinstance(value.get("result"), str):
             raise ValueError(f"not a stage outcome: {value!r}")
         return cls(value["result"], str(value.get("detail") or ""))
+
+    @classmethod
+    def _from_sentence(cls, sentence: str) -> StageOutcome:
+        # Stages of earlier releases returned the audit sentence itself ("done: suspended",
+        # "dry run: would suspend ..."). An export_audit retried after an upgrade reads those
+        # XComs, and must audit them rather than fail the run the stages already finished.
+        heading, separator, detail = sentence.partition(": ")
+        result = PLANNED if heading == DRY_RUN_WORDS else heading
+        if not separator or result not in (*RESULTS, PLANNED):
+            raise ValueError(f"not a stage outcome: {sentence!r}")
+        return cls(result, detail)
 
 
 def outcomes_to_xcom(outcomes: Mapping[str, StageOutcome]) -> dict[str, dict[str, str]]:

@@ -45,7 +45,24 @@ def test_the_sentence_is_the_audit_outcome_cell(outcome, sentence):
     assert outcome.sentence == sentence
 
 
-@pytest.mark.parametrize("value", ["done: Suspended", {"detail": "no result"}, {"result": "maybe"}])
+@pytest.mark.parametrize(
+    ("sentence", "outcome"),
+    [
+        ("done: Suspended", StageOutcome("done", "Suspended")),
+        ("failed: HTTP 500: try again", StageOutcome("failed", "HTTP 500: try again")),
+        ("dry run: would email a1 (Ann)", StageOutcome.planned("email a1 (Ann)")),
+    ],
+)
+def test_a_sentence_left_by_an_earlier_release_is_still_read(sentence, outcome):
+    # export_audit retried after an upgrade reads the stages' XComs as the old code wrote them.
+    assert StageOutcome.from_xcom(sentence) == outcome
+    assert outcomes_from_xcom({"a1": sentence}) == {"a1": outcome}
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Suspended", "maybe: Suspended", "done:Suspended", {"detail": "no result"}, {"result": "maybe"}, 42],
+)
 def test_anything_but_a_stage_outcome_is_refused(value):
     with pytest.raises(ValueError, match=r"not a stage outcome|unknown stage result"):
         StageOutcome.from_xcom(value)
