@@ -116,3 +116,41 @@ def test_a_dry_run_stage_returns_outcomes_the_audit_and_the_digest_read(caplog):
     )
     counts = {row["action"]: {o["kind"]: o["count"] for o in row["outcomes"]} for row in digest["outcomes"]}
     assert counts == {"suspend": {"dry run": 1}, "warn": {"dry run": 2}}
+
+
+@pytest.mark.parametrize(
+    ("email", "reported"),
+    [
+        # What the live sender refuses (MissingEmailError / UndeliverableAddressError) the dry run
+        # reports too, instead of promising an e-mail.
+        ("ann smith@acme.example", "no visible e-mail address"),
+        ("<ann@acme.example>", "no visible e-mail address"),
+        ("ann@acme.example;bob@acme.example", "no visible e-mail address"),
+        ("ann@b\u00fccher..example", "its e-mail domain cannot be encoded for sending"),
+        ("ann@acme.example", None),
+        ("ann@b\u00fccher.example", None),
+    ],
+)
+def test_a_dry_run_reports_whom_a_live_run_could_not_email(email, reported):
+    from atlassian_cleanup.actions.mail import UndeliverableAddressError, smtp_address
+    from atlassian_cleanup.decisions.records import valid_email_address
+
+    policy = resolve_policy(SHIPPED, {"mode": "dry_run"})
+    record = run_policy_record(policy, SHIPPED, {"mode": "dry_run"})
+    task = NotifyWarningsOperator(
+        task_id="stage", plan=[_row("w1", "warn", email=email)], run_policy=record, policy_path=SHIPPED
+    )
+    detail = task.execute({"params": {}, "run_id": "manual__dry", "logical_date": None})["w1"]["detail"]
+    if reported:
+        assert detail.startswith(f"would report w1 (Ann): {reported}"), detail
+    else:
+        assert detail.startswith("would email w1 (Ann)"), detail
+    # The live sender's own checks agree (an independent look at the same address).
+    address = valid_email_address(email)
+    live_refuses = address is None
+    if address is not None:
+        try:
+            smtp_address(address)
+        except UndeliverableAddressError:
+            live_refuses = True
+    assert live_refuses == bool(reported)

@@ -21,6 +21,7 @@ from atlassian_cleanup.action_kinds import (
     REMOVE_PRODUCT_ACCESS,
 )
 from atlassian_cleanup.client.retry import StopsAtlassianCallsOnKill
+from atlassian_cleanup.decisions.records import valid_email_address
 from atlassian_cleanup.operators.base import (
     open_state_store,
     policy_of_run,
@@ -206,9 +207,10 @@ class NotifyWarningsOperator(_StageOperator):
         return super().execute(context)
 
     def describe(self, row: Mapping[str, Any]) -> str:
-        if not _has_address(row):
+        problem = _address_problem(row)
+        if problem:
             return (
-                f"report {_who(row)}: no visible e-mail address, so no warning can be sent "
+                f"report {_who(row)}: {problem}, so no warning can be sent "
                 f"(access ends on {row.get('action_date')})"
             )
         if row.get("proposed_action") == DELETE_NOTICE:
@@ -253,9 +255,23 @@ def _check_warning_templates(policy: Policy, policy_path: str) -> None:
         raise AirflowFailException(str(exc)) from exc
 
 
-def _has_address(row: Mapping[str, Any]) -> bool:
-    email = str(row.get("email") or "").strip()
-    return bool(email) and "@" in email
+def _address_problem(row: Mapping[str, Any]) -> str | None:
+    """Why a live run would not e-mail this user, as far as it can be known without the relay.
+
+    The same checks as the live sender, so a dry run never promises an e-mail the live run would
+    report instead. Whether the relay offers SMTPUTF8 (for a non-ASCII local part) is known only
+    when connected.
+    """
+    from atlassian_cleanup.actions.mail import UndeliverableAddressError, smtp_address
+
+    address = valid_email_address(row.get("email"))
+    if address is None:
+        return "no visible e-mail address"
+    try:
+        smtp_address(address)
+    except UndeliverableAddressError:
+        return "its e-mail domain cannot be encoded for sending (IDNA)"
+    return None
 
 
 class ApplyActionsOperator(_StageOperator):
