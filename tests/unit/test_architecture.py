@@ -82,6 +82,11 @@ PLANTED_VIOLATIONS = [
         "The sandbox imports nothing from the package",
     ),
     (
+        "plugins/atlassian_cleanup/review/store.py",
+        "from atlassian_cleanup.actions import state  # noqa",
+        "The review store imports neither Atlassian, the engine nor Airflow",
+    ),
+    (
         "plugins/atlassian_cleanup/reports/audit.py",
         "from atlassian_cleanup.actions import enforcement  # noqa",
         "The audit page imports neither the client nor the engine",

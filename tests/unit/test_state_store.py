@@ -123,13 +123,15 @@ def test_migrations_create_the_schema_and_record_the_version(store: StateStore):
         "run_id", "account_id", "idempotency_key", "cycle", "action", "lead_days", "reason", "evidence",
         "before", "intent_at", "outcome", "api_status", "detail", "result_at", "recorded_at",
     } <= journal_columns  # fmt: skip
-    assert store.schema_version() == len(state_module.MIGRATIONS) == 2
-    [(v1, first), (v2, second)] = rows(
+    assert store.schema_version() == len(state_module.MIGRATIONS) == 3
+    [(v1, first), (v2, second), (v3, third)] = rows(
         store, "SELECT version, description FROM acu_schema_migrations ORDER BY 1"
     )
-    assert (v1, v2) == (1, 2)
+    assert (v1, v2, v3) == (1, 2, 3)
     assert "journal" in first
     assert "identity" in second
+    assert "review" in third
+    assert {"acu_review_queue", "acu_review_decisions"} <= tables
     assert "directory_user_count" in {c["name"] for c in inspector.get_columns("acu_runs")}
 
 
@@ -141,14 +143,14 @@ def test_reopening_does_not_rerun_migrations(store_url: str, monkeypatch: pytest
     monkeypatch.setattr(state_module, "MIGRATIONS", [spy, *state_module.MIGRATIONS[1:]])
     with StateStore(store_url) as again:
         assert calls == []
-        assert rows(again, "SELECT count(*) FROM acu_schema_migrations") == [(2,)]
+        assert rows(again, "SELECT count(*) FROM acu_schema_migrations") == [(3,)]
 
 
 def test_an_old_database_is_upgraded(store_url: str, monkeypatch: pytest.MonkeyPatch):
     def add_note_column(conn: sa.Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE acu_runs ADD COLUMN note TEXT")
 
-    migrations = [*state_module.MIGRATIONS, Migration(3, "runs get a note", add_note_column)]
+    migrations = [*state_module.MIGRATIONS, Migration(4, "runs get a note", add_note_column)]
     monkeypatch.setattr(state_module, "MIGRATIONS", migrations)
     with StateStore(store_url, schema_version=1) as old:  # what version 1 of the package left behind
         assert old.schema_version() == 1
@@ -164,9 +166,14 @@ def test_an_old_database_is_upgraded(store_url: str, monkeypatch: pytest.MonkeyP
         assert "note" not in {c["name"] for c in sa.inspect(old.engine).get_columns("acu_runs")}
         assert "acu_store_identity" not in sa.inspect(old.engine).get_table_names()
     with StateStore(store_url) as new:
-        assert new.schema_version() == 3
+        assert new.schema_version() == 4
         assert "note" in {c["name"] for c in sa.inspect(new.engine).get_columns("acu_runs")}
-        assert [v for (v,) in rows(new, "SELECT version FROM acu_schema_migrations ORDER BY 1")] == [1, 2, 3]
+        assert [v for (v,) in rows(new, "SELECT version FROM acu_schema_migrations ORDER BY 1")] == [
+            1,
+            2,
+            3,
+            4,
+        ]
         run = new.get_run(RUN)
         assert run.user_count == 5  # data survives the upgrade
         assert run.directory_user_count is None  # not known for a run of version 1
@@ -174,7 +181,7 @@ def test_an_old_database_is_upgraded(store_url: str, monkeypatch: pytest.MonkeyP
 
 
 def test_a_database_newer_than_the_code_is_refused(store_url: str, monkeypatch: pytest.MonkeyPatch):
-    migrations = [*state_module.MIGRATIONS, Migration(3, "future", lambda conn: None)]
+    migrations = [*state_module.MIGRATIONS, Migration(4, "future", lambda conn: None)]
     monkeypatch.setattr(state_module, "MIGRATIONS", migrations)
     StateStore(store_url).close()
     monkeypatch.setattr(state_module, "MIGRATIONS", migrations[:2])
@@ -205,7 +212,7 @@ def test_concurrent_first_construction_from_processes_and_threads(store_url: str
         assert process.returncode == 0, stderr.decode()
     assert errors == []
     with StateStore(store_url) as opened:
-        assert rows(opened, "SELECT version FROM acu_schema_migrations ORDER BY 1") == [(1,), (2,)]
+        assert rows(opened, "SELECT version FROM acu_schema_migrations ORDER BY 1") == [(1,), (2,), (3,)]
         # Eight openers, one identity: it is written with the schema, exactly once.
         assert rows(opened, "SELECT count(*) FROM acu_store_identity") == [(1,)]
         assert claim_warn(opened).status == "new"

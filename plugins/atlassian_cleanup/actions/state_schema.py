@@ -45,75 +45,22 @@ leave earlier steps untouched (an old database replays them) and update the quer
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import Connection
 
-from atlassian_cleanup.decisions.records import format_timestamp
+from atlassian_cleanup.review.schema import review_tables
+from atlassian_cleanup.store_db import JSONText, UTCDateTime, normalise_url, sqlite_engine
+
+__all__ = ["JSONText", "UTCDateTime", "normalise_url", "sqlite_engine"]
 
 #: Journal outcomes. ``intent`` is the row before the API call; the rest are results.
 OUTCOMES: tuple[str, ...] = ("intent", "succeeded", "failed", "skipped")
 RESULT_OUTCOMES: tuple[str, ...] = ("succeeded", "failed", "skipped")
 _PG_LOCK_MIGRATE = 0x6163_755F_6D69_67  # "acu_mig": serialises schema migrations across processes
-
-# --------------------------------------------------------------------------------------------------
-# Column types
-# --------------------------------------------------------------------------------------------------
-
-
-class UTCDateTime(sa.types.TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text, read back as UTC)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"timestamps must be timezone-aware (got {value!r})")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-class JSONText(sa.types.TypeDecorator):
-    """JSON kept as text (UTF-8, not escaped) so it reads the same on every backend."""
-
-    impl = sa.Text
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
-        if value is None:
-            return None
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default)
-
-    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> Any:
-        return None if value is None else json.loads(value)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return sorted(value)
-    if hasattr(value, "item"):  # numpy / pandas scalars from a plan summary
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
 
 # --------------------------------------------------------------------------------------------------
 # Schema
@@ -288,6 +235,11 @@ def _migration_1(conn: Connection) -> None:
             conn.exec_driver_sql(statement)
 
 
+def _migration_3(conn: Connection) -> None:
+    metadata = sa.MetaData()
+    metadata.create_all(conn, tables=list(review_tables(metadata).values()))
+
+
 def _migration_2(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE acu_runs ADD COLUMN directory_user_count INTEGER")
     identity = _store_identity_table(sa.MetaData())
@@ -300,6 +252,7 @@ def _migration_2(conn: Connection) -> None:
 MIGRATIONS: list[Migration] = [
     Migration(1, "runs, user_state, journal (append-only) and claims", _migration_1),
     Migration(2, "store identity; runs record the directory's own user count", _migration_2),
+    Migration(3, "review queue and review decisions", _migration_3),
 ]
 
 
@@ -327,53 +280,3 @@ def apply_migrations(conn: Connection, migrations: Sequence[Migration], target: 
             continue
         step.apply(conn)
         conn.execute(MIGRATIONS_TABLE.insert().values(version=step.version, description=step.description))
-
-
-# --------------------------------------------------------------------------------------------------
-# Connecting
-# --------------------------------------------------------------------------------------------------
-
-
-def normalise_url(url: str | URL) -> URL:
-    """A SQLAlchemy URL; ``postgres://`` / ``postgresql://`` use psycopg 3, a bare path is SQLite."""
-    if isinstance(url, str) and "://" not in url:
-        return URL.create("sqlite", database=str(Path(url).expanduser()))
-    parsed = make_url(url)
-    if parsed.drivername in ("postgres", "postgresql"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def sqlite_engine(url: URL) -> Engine:
-    """An engine for a SQLite file whose write transactions take the lock up front (WAL mode)."""
-    database = url.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(
-        url,
-        pool_pre_ping=True,
-        # The busy timeout lets several writers queue instead of failing with "locked".
-        connect_args={"check_same_thread": False, "timeout": 60},
-    )
-
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE below is
-        # the transaction SQLAlchemy commits (the documented pysqlite recipe).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 60000")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        # WAL: readers never block the writer; synchronous NORMAL is durable enough in WAL.
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # Writers take the write lock up front: read-then-write transactions (claim, complete)
-        # are then serialised, and a deferred upgrade can never deadlock into SQLITE_BUSY.
-        mode = "DEFERRED" if conn.get_execution_options().get("acu_read_only") else "IMMEDIATE"
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine

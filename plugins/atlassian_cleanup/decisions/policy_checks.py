@@ -366,6 +366,7 @@ def build_policy(data: Mapping[str, Any]) -> Policy:
             without_email=warning["without_email"],
         ),
         action=merged["action"],
+        review=bool(merged["review"]),
         delete_after_days=merged["delete_after_days"],
         delete_notice_days=int(merged["delete_notice_days"]),
         new_user_grace_days=int(merged["new_user_grace_days"]),

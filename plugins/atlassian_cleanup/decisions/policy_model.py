@@ -179,6 +179,7 @@ RULE_SETTINGS: tuple[str, ...] = (
     "inactivity.products",
     "warning.lead_days",
     "action",
+    "review",
     "delete_after_days",
 )
 
@@ -233,6 +234,8 @@ class Policy:
     inactivity: InactivityPolicy = field(default_factory=InactivityPolicy)
     warning: WarningPolicy = field(default_factory=WarningPolicy)
     action: Action = "suspend"
+    #: A user's first action waits for an admin's decision in the review queue (approve or keep).
+    review: bool = False
     delete_after_days: int | None = None
     delete_notice_days: int = 7
     new_user_grace_days: int = 30

@@ -87,6 +87,7 @@ def effective_policy(policy: Policy, rule: ScopedRule | None) -> Policy:
             policy.warning, lead_days=settings.get("warning.lead_days", policy.warning.lead_days)
         ),
         action=settings.get("action", policy.action),
+        review=bool(settings.get("review", policy.review)),
         delete_after_days=settings.get("delete_after_days", policy.delete_after_days),
     )
 

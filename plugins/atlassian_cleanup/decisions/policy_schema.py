@@ -148,6 +148,10 @@ _RULE: dict[str, Any] = {
             "Warnings of this population.",
         ),
         "action": _choice(ACTIONS, "What happens to an inactive user of this population."),
+        "review": {
+            "type": "boolean",
+            "description": "An admin approves each first action of this population in the review queue.",
+        },
         "delete_after_days": {
             "type": ["integer", "null"],
             "minimum": 1,
@@ -196,6 +200,11 @@ _PROPERTIES: dict[str, Any] = {
         "Warning e-mails before the action.",
     ),
     "action": _choice(ACTIONS, "What happens to an inactive user."),
+    "review": {
+        "type": "boolean",
+        "description": "A user's first action waits for an admin's approve or keep in the review "
+        "queue (audit page) instead of happening on the due date.",
+    },
     "delete_after_days": {
         "type": ["integer", "null"],
         "minimum": 1,
@@ -382,6 +391,7 @@ _FIXES: dict[str, str] = {
     "the largest lead day",
     "warning.without_email": f"use {' or '.join(WITHOUT_EMAIL)}",
     "action": f"use one of: {', '.join(ACTIONS)}",
+    "review": "use true (first actions wait for an admin in the review queue) or false",
     "delete_after_days": "use a whole number of days, at least 1, or null to never delete",
     "delete_notice_days": f"use a whole number of days, 0 or more, e.g. {_eg('delete_notice_days')} "
     "(0 = no deletion notice)",
@@ -439,6 +449,7 @@ _FIXES: dict[str, str] = {
     "rules.inactivity.default_days": "use a whole number of days, at least 1, e.g. 30",
     "rules.inactivity.products": "map lower-case product keys to whole days, e.g. {confluence: 45}",
     "rules.warning": "give lead_days, or leave the key out to inherit it",
+    "rules.review": "use true (this population's first actions wait for an admin) or false",
     "rules.warning.lead_days": "use a list of distinct whole days, each at least 1, e.g. [7, 1]; [] = none",
     "rules.action": f"use one of: {', '.join(ACTIONS)}",
     "rules.delete_after_days": "use a whole number of days, at least 1, or null to never delete "
