@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from functools import cached_property
 
 import numpy as np
@@ -23,6 +23,7 @@ from atlassian_cleanup.decisions.plan_arrays import Coded, Segments, first_match
 from atlassian_cleanup.decisions.policy import Policy
 from atlassian_cleanup.decisions.products import canonical_product
 from atlassian_cleanup.decisions.records import STAGES, UserHistory, is_idp_managed
+from atlassian_cleanup.decisions.reviews import APPROVE, KEEP, ReviewDecision
 from atlassian_cleanup.decisions.still_as_left import still_as_left
 from atlassian_cleanup.decisions.user_table import UserTable
 
@@ -56,9 +57,11 @@ class PlanFacts:
         api_user_emails: Iterable[str],
         api_user_account_ids: Iterable[str],
         not_deactivatable: Mapping[str, str | None] | None,
+        reviews: Mapping[str, ReviewDecision] | None = None,
     ) -> None:
         self.table, self.policy = table, policy
         self.as_of_s, self.today = _as_of_seconds(as_of)
+        self.reviews = dict(reviews or {})
         self.n = len(table)
         self.ids = table.objects("account_id")
         self.raw_emails = table.objects("email")
@@ -225,6 +228,42 @@ class PlanFacts:
         """``account_type:<type>`` for accounts that are not normal user accounts, else None."""
         labels = [None if name == "atlassian" else f"account_type:{name}" for name in self.type_names]
         return objects(labels)[self.types.codes]
+
+    # -- the review queue ----------------------------------------------------------------------------
+
+    def review_of(self, i: int) -> ReviewDecision | None:
+        """The admin's decision in force for user ``i`` (from the review store), if any."""
+        return self.reviews.get(str(self.ids[i])) if self.reviews else None
+
+    def reviews_by_row(self) -> list[tuple[int, ReviewDecision]]:
+        """``(user row, decision)`` of every user with a decision passed in, in row order."""
+        return self._decided
+
+    @cached_property
+    def _decided(self) -> list[tuple[int, ReviewDecision]]:
+        rows = np.flatnonzero(self.id_in(self.reviews)) if self.reviews else np.zeros(0, dtype=np.int64)
+        return [(i, self.reviews[str(self.ids[i])]) for i in rows.tolist()]
+
+    @cached_property
+    def kept_labels(self) -> np.ndarray:
+        """``review_keep:<admin>`` for users an admin kept until today or later, None for the others.
+
+        A keep protects whatever the rule's ``review`` says now: an admin decided for this person.
+        """
+        out = np.full(self.n, None, dtype=object)
+        today = date.fromisoformat(str(self.today))
+        for i, decision in self._decided:
+            if decision.decision == KEEP and decision.keep_until is not None and decision.keep_until >= today:
+                out[i] = decision.label()
+        return out
+
+    @cached_property
+    def review_waits(self) -> np.ndarray:
+        """Users whose first action waits for an admin: the rule has ``review`` on, no approve in force."""
+        waits = np.full(self.n, bool(self.policy.review))
+        if self.policy.review:
+            waits[[i for i, decision in self._decided if decision.decision == APPROVE]] = False
+        return waits
 
     def id_in(self, wanted: Iterable[str]) -> np.ndarray:
         return isin(self.ids, wanted, self.n)

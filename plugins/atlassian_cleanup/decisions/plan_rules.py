@@ -123,6 +123,11 @@ def _act(facts: PlanFacts, decided: Decisions, chosen: np.ndarray) -> None:
     decided.action_days[chosen] = facts.until[chosen]
 
 
+def _await_review(facts: PlanFacts, decided: Decisions, chosen: np.ndarray) -> None:
+    decided.planned[chosen] = _policy_action(facts)[chosen]
+    decided.action_days[chosen] = facts.until[chosen]
+
+
 def _not_yet(facts: PlanFacts, decided: Decisions, chosen: np.ndarray) -> None:
     decided.action_days[chosen] = facts.until[chosen]
 
@@ -151,6 +156,7 @@ RULES: tuple[Rule, ...] = (
         lambda f: f.since_added < f.policy.new_user_grace_days, "new_user_grace")),  # NaN -> False
     _protect("restored_grace", _labels(
         lambda f: f.since_restored < f.policy.restored_grace_days, "restored_grace")),
+    _protect("kept_in_review", lambda f: f.kept_labels),  # an admin's keep, until its last day
     # 2. Lifecycle: finished, reset by activity (NaN compares False: no activity, no reset), deletion.
     Rule("deleted", lambda f: f.stage_is("deleted")),
     Rule("pending_delete", lambda f: f.stage_is("pending_delete")),
@@ -173,7 +179,9 @@ RULES: tuple[Rule, ...] = (
     Rule("already_warned", lambda f: f.sent, _wait_for_notice),
     Rule("final_warning", lambda f: f.window & f.due & ~f.current_warning, _warn),
     Rule("warning_window", lambda f: f.window, _warn),
-    # Due, and warned long enough ago (or warnings are off): act.
+    # Due, and warned long enough ago (or warnings are off): act, or with review on, wait for an
+    # admin's approve (every rule below acts on exactly the users due here).
+    Rule("awaiting_review", lambda f: f.review_waits & f.due, _await_review),
     Rule("inactive_product", lambda f: f.is_remove & f.due, _act),
     Rule("inactive_all_products", lambda f: f.due & (f.n_products > 0) & (not f.is_remove), _act),
     Rule("inactive_no_product_access", lambda f: f.due & (not f.is_remove), _act),

@@ -96,11 +96,14 @@ Rule ids (column ``rule``): the names in :data:`atlassian_cleanup.decisions.plan
 ordered table of rules (the first that applies to a user decides). Protection: ``app_account``,
 ``customer_account``, ``unknown_account_type``, ``admin_role``, ``admin_group``, ``api_user``,
 ``protected_account``, ``protected_email``, ``protected_domain``, ``protected_group``,
-``new_user_grace``, ``restored_grace``; lifecycle ``deleted``, ``pending_delete``,
+``new_user_grace``, ``restored_grace``, ``kept_in_review`` (an admin's keep in the review queue,
+until its last day); lifecycle ``deleted``, ``pending_delete``,
 ``already_for_deletion``, ``activity_seen``, ``already_actioned``, ``changed_outside_tool``,
 ``deletion_notice``, ``dormant_delete``, ``awaiting_delete``; status ``already_suspended``,
 ``already_deactivated``, ``not_invited``, ``unknown_status``; inactivity ``no_product_access``,
-``notice_period``, ``already_warned``, ``final_warning``, ``warning_window``, ``inactive_product``,
+``notice_period``, ``already_warned``, ``final_warning``, ``warning_window``, ``awaiting_review``
+(due, under a rule with ``review: true`` and no approve in force: nothing written, the user waits
+in the review queue), ``inactive_product``,
 ``inactive_all_products``, ``inactive_no_product_access``, ``active``. Each rule's reason is worded
 in :mod:`atlassian_cleanup.decisions.reasons`.
 
@@ -139,6 +142,7 @@ from atlassian_cleanup.decisions.records import (
     UserRecord,
     valid_email_address,
 )
+from atlassian_cleanup.decisions.reviews import APPROVE, AWAITING, ReviewDecision
 from atlassian_cleanup.decisions.scopes import rule_names, rule_of_users
 from atlassian_cleanup.decisions.user_table import UserTable
 
@@ -161,7 +165,10 @@ __all__ = ["ADMIN_ROLES", "PLAN_COLUMNS", "UserHistory", "plan_actions", "plan_t
 #: ``account_type:app``, ``api_user``, ``domain:acme.example``); ``planned_action`` str (the action
 #: that follows at ``action_date``: equal to ``proposed_action`` on action rows, the coming action
 #: on warning rows, ``none`` when nothing is planned); ``time_zone`` str or None (the user's IANA
-#: zone from Atlassian, carried only to word dates in warning e-mails; decisions are in UTC).
+#: zone from Atlassian, carried only to word dates in warning e-mails; decisions are in UTC);
+#: ``review_decision`` str or None (``awaiting``: the first action waits for an admin; ``approve``
+#: or ``keep``: the admin's decision in force), ``review_by``, ``review_at`` (``YYYY-MM-DD``),
+#: ``review_reason`` and ``keep_until`` (a keep's last day) of that decision.
 
 
 def plan_actions(
@@ -173,6 +180,7 @@ def plan_actions(
     api_user_emails: Iterable[str] = (),
     api_user_account_ids: Iterable[str] = (),
     not_deactivatable: Mapping[str, str | None] | None = None,
+    reviews: Mapping[str, ReviewDecision] | None = None,
 ) -> pd.DataFrame:
     """Plan what to do with every user; one row per input user, in input order.
 
@@ -184,7 +192,9 @@ def plan_actions(
     docstring for the rules and :data:`PLAN_COLUMNS` for the columns. ``not_deactivatable`` maps
     the account ids Atlassian's user-management API refuses to deactivate to its reason key
     (``accountNotManaged``, ``externalDirectory.scim``, ...): with ``action: deactivate`` they are
-    planned (and warned) for suspension.
+    planned (and warned) for suspension. ``reviews`` maps account ids to the admins' decisions in
+    force (the review store's ``decisions_in_force``): a keep protects until its last day, an
+    approve lets a first action under a rule with ``review: true`` go ahead.
     """
     # Planning allocates many short-lived containers and no reference cycles; with a large user
     # table alive, the cyclic GC's full passes would cost a large share of the run time.
@@ -205,6 +215,7 @@ def plan_actions(
                 api_user_emails=api_user_emails,
                 api_user_account_ids=api_user_account_ids,
                 not_deactivatable=not_deactivatable,
+                reviews=reviews,
             )
             # Each rule plans the whole table and keeps its own users: a user's row depends on that
             # user and the policy only, so this is the plan of the rule's population.
@@ -312,10 +323,25 @@ def _frame(
             "protected_by": column(decided.protected_by),
             "planned_action": column(objects(PROPOSED_ACTIONS)[decided.planned]),
             "time_zone": column(Coded(table, "time_zone").take()),
+            **{name: column(values) for name, values in _review_columns(facts, decided).items()},
         },
         columns=list(PLAN_COLUMNS),
         copy=False,  # the columns are new arrays already; consolidating them would copy them all
     )
+
+
+def _review_columns(facts: PlanFacts, decided: Decisions) -> dict[str, np.ndarray]:
+    """The plan's review columns: the decision in force (who, when, why, a keep's last day), or
+    ``awaiting`` for users whose first action waits for an admin."""
+    names = ("review_decision", "review_by", "review_at", "review_reason", "keep_until")
+    out = {name: np.full(facts.n, None, dtype=object) for name in names}
+    out["review_decision"][decided.rule == RULE_CODE["awaiting_review"]] = AWAITING
+    kept = facts.kept_labels
+    for i, decision in facts.reviews_by_row():
+        if decision.decision == APPROVE or kept[i] is not None:
+            for name, value in decision.as_columns().items():
+                out[name][i] = value
+    return out
 
 
 # Plan consumers

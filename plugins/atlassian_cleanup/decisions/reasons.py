@@ -142,6 +142,7 @@ class Reasons(OneUserWording):
         self.notice = self.policy.warning.notice_days
         self.email_notes = self._email_notes()
         self.delete_after = self.policy.delete_after_days
+        self.review_of = facts.review_of
 
     # -- shared pieces ------------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ class OneUserWording:
     grace_ends: np.ndarray
     noticed: np.ndarray
     delete_after: Any
+    planned_names: np.ndarray
+    review_of: Callable[[int], Any]
 
     def _deletion_kind(self, i: int) -> str:
         """What a deletion will be for this account (Atlassian deletes managed accounts only)."""
@@ -76,7 +78,25 @@ class OneUserWording:
         words |= dict.fromkeys(("deleted", "pending_delete"), self._deletion_requested)
         words |= dict.fromkeys(("dormant_delete", "deletion_notice", "awaiting_delete"), self._deletion_ahead)
         words |= dict.fromkeys(("already_actioned", "changed_outside_tool"), self._not_deleted)
+        words |= {"kept_in_review": self._kept_in_review, "awaiting_review": self._awaiting_review}
         return words | {"activity_seen": self._activity_seen, "unknown_status": self._unknown_status}
+
+    def _kept_in_review(self, i: int, rule: str) -> str:
+        decision = self.review_of(i)
+        return (
+            f"Protected: kept by {decision.decided_by} in the review queue on "
+            f"{decision.decided_at.date().isoformat()}, until {decision.keep_until.isoformat()} "
+            f"(inclusive): {decision.reason}"
+        )
+
+    def _awaiting_review(self, i: int, rule: str) -> str:
+        kind = KINDS.get(str(self.planned_names[i]))
+        noun = (kind.noun if kind else None) or str(self.planned_names[i])
+        when = "since" if self.action_days[i] <= 0 else "on"
+        return (
+            f"Due for {noun} {when} {self.action_date[i]} ({self._last_text(i)}); waits for an "
+            "admin's approve or keep in the review queue (review: true)."
+        )
 
     def _last_text(self, i: int) -> str:
         if self.last_any[i]:

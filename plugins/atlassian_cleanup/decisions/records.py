@@ -67,6 +67,11 @@ PLAN_COLUMNS: tuple[str, ...] = (
     "protected_by",
     "planned_action",
     "time_zone",
+    "review_decision",
+    "review_by",
+    "review_at",
+    "review_reason",
+    "keep_until",
 )
 
 

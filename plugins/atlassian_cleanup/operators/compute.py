@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from atlassian_cleanup.action_kinds import DEACTIVATE, WARN
+from atlassian_cleanup.action_kinds import DEACTIVATE, LIFECYCLE_ACTIONS, WARN
 from atlassian_cleanup.operators.base import (
     mode_of,
     open_state_store,
@@ -91,6 +91,7 @@ class ComputeInactivityOperator(BaseOperator):
         with open_state_store(policy, self.log) as store:
             self._check_memory(store, policy, context)
             history = store.history(users.account_ids)
+            reviews = _reviews_in_force(store, as_of)
             previous = store.previous_run(run_id, as_of=as_of)
             missing_share = missing_activity_share(_activity_rows(users))
             if previous is not None and previous.directory_user_count is not None:
@@ -111,7 +112,9 @@ class ComputeInactivityOperator(BaseOperator):
                     "warned or changed in this run:\n- " + "\n- ".join(problems)
                 )
             started = time.monotonic()
-            plan = plan_actions(users, policy, as_of, history=history, api_user_emails=api_user_emails)
+            plan = plan_actions(
+                users, policy, as_of, history=history, api_user_emails=api_user_emails, reviews=reviews
+            )
             refusals = self._deactivation_refusals(plan) if DEACTIVATE in policy.actions_in_use() else {}
             if refusals:
                 # Planned again with Atlassian's answer, so every reason and warning says "suspend".
@@ -122,6 +125,7 @@ class ComputeInactivityOperator(BaseOperator):
                     history=history,
                     api_user_emails=api_user_emails,
                     not_deactivatable=refusals,
+                    reviews=reviews,
                 )
             summary = summarise_plan(plan)
             records = plan_to_records(plan)
@@ -139,6 +143,9 @@ class ComputeInactivityOperator(BaseOperator):
                 # From here this store holds the run: say so outside it, for the next run's check.
                 record_store_witness(self.dag_id, store.store_id(), run_id)
                 self._record_observations(store, records, history, run_id, as_of)
+                queued = _queue_reviews(store, plan, run_id, as_of)
+                if queued or reviews:
+                    self.log.info("compute_inactivity: review queue: %s", counts_in_words(queued))
         gate = {
             "mode": mode,
             "exceeded": caps.exceeded,
@@ -341,3 +348,48 @@ def _format_summary(summary: Mapping[str, Any]) -> str:
         else:
             parts.append(f"{label}: {value}")
     return "; ".join(parts)
+
+
+def _reviews_in_force(store: Any, as_of: Any) -> dict[str, Any]:
+    """The admins' review decisions the plan honours today (keeps not expired, current approves)."""
+    from atlassian_cleanup.review.store import ReviewStore
+
+    with ReviewStore(store.url) as reviews:
+        return reviews.decisions_in_force(as_of.date())
+
+
+def _queue_reviews(store: Any, plan: Any, run_id: str, as_of: Any) -> Counter[str]:
+    """Make the live plan's waiting and approved-but-not-yet-done users the review queue.
+
+    An approved user stays queued until the action is carried out, so the approve still counts
+    if the write fails today and is retried tomorrow. Returns the counts for the log.
+    """
+    import json
+
+    from atlassian_cleanup.decisions.reviews import APPROVE, AWAITING, KEEP, PendingReview
+    from atlassian_cleanup.review.store import ReviewStore
+
+    decision = plan["review_decision"]
+    queued = plan[
+        (decision == AWAITING) | ((decision == APPROVE) & plan["proposed_action"].isin(LIFECYCLE_ACTIONS))
+    ]
+    entries = []
+    for row in queued.itertuples(index=False):
+        last_active = json.loads(row.product_last_active or "{}")
+        entries.append(
+            PendingReview(
+                account_id=str(row.account_id),
+                email=row.email,
+                display_name=row.name,
+                rule=str(row.policy_rule),
+                action=str(row.planned_action),
+                reason=str(row.reason),
+                products=tuple(sorted(last_active)),
+                last_active={k: (v[:10] if v else None) for k, v in last_active.items()},
+                due_on=date.fromisoformat(row.action_date) if row.action_date else None,
+            )
+        )
+    with ReviewStore(store.url) as reviews:
+        reviews.queue_pending(entries, run_id=run_id, as_of=as_of.date())
+    words = {AWAITING: "awaiting an admin", APPROVE: "approved", KEEP: "kept"}
+    return Counter(words[str(value)] for value in decision if value in words)
