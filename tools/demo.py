@@ -100,7 +100,8 @@ def _error_excerpt(output: str) -> str:
 def demo_policy(workdir: Path) -> Path:
     """The shipped policy, adapted to show every stage on a 300-user sandbox org.
 
-    Changes: a scoped rule for the unmanaged contractors, the group ``vip-executives`` is protected
+    Changes: a scoped rule for the unmanaged contractors (their removals wait in the review
+    queue), the group ``vip-executives`` is protected
     (to show protection at work), deletion is on (7 days after the action, its notice 3 days
     ahead, so the simulated days reach both), and the safety caps are raised because the seeded
     org has far more long-inactive users than a real org's daily run would (the shipped caps would
@@ -129,6 +130,8 @@ def demo_policy(workdir: Path) -> Path:
             "match": {"email_domains": ["partner.example"], "managed": False},
             "inactivity": {"default_days": 60},
             "action": "remove_product_access",
+            # Each contractor's removal waits for an admin in the review queue (approve or keep).
+            "review": True,
         }
     ]
     path = workdir / "policy.yaml"
@@ -298,6 +301,7 @@ def _live_days(demo: _Demo, day0: date) -> None:
         (18, 4, "deletion notice"),
         (21, 3, "delete"),
     ]
+    reviewed: dict[str, str] = {}
     for offset, advance, label in schedule:
         day = day0 + timedelta(days=offset)
         if advance:
@@ -319,6 +323,10 @@ def _live_days(demo: _Demo, day0: date) -> None:
         )
         if label == "same day again" and (sum(writes.values()) or sent):
             raise DemoError("re-running the same day wrote to Atlassian or sent mail again")
+        if label == "same day again":
+            reviewed = _review_decisions(demo, day)
+        if label == "deletion notice":
+            _check_reviewed(manifest, reviewed)
         if label == "act" and not done["suspend"]:
             raise DemoError("day 14 suspended nobody: the warned users were not actioned")
         if label == "deletion notice" and not done["delete_notice"]:
@@ -327,6 +335,53 @@ def _live_days(demo: _Demo, day0: date) -> None:
             raise DemoError("day 21 deleted nobody: the actioned users were not deleted")
         if label == "delete":
             _restore_request(demo, day, manifest)
+
+
+def _review_decisions(demo: _Demo, day: date) -> dict[str, str]:
+    """An admin answers the review queue (as on the audit page's review view): keeps one
+    contractor for a month, approves the others. Returns ``{account_id: decision}``."""
+    sys.path[:0] = [p for p in (str(REPO / "plugins"),) if p not in sys.path]
+    from atlassian_cleanup.review.store import ReviewStore
+
+    state_db = Path(demo.env["AIRFLOW_HOME"]) / "atlassian_cleanup_state.db"
+    decided_at = datetime(day.year, day.month, day.day, 16, tzinfo=UTC)
+    with ReviewStore(f"sqlite:///{state_db}") as reviews:
+        waiting = [entry.account_id for entry in reviews.pending()]
+        if len(waiting) < 2:
+            raise DemoError(f"the review queue holds {len(waiting)} contractors on {day}; expected several")
+        kept, approved = waiting[0], waiting[1:]
+        reviews.decide([kept], decision="keep", reason="contract renewed in January", decided_by="admin",
+                       decided_at=decided_at, keep_until=day + timedelta(days=30))  # fmt: skip
+        reviews.decide(approved, decision="approve", reason="contract ended", decided_by="admin",
+                       decided_at=decided_at)  # fmt: skip
+    print(
+        f"  {day.isoformat()} (review queue): {len(waiting)} contractors waited for an admin instead of "
+        f"losing access; the admin kept {kept} until {(day + timedelta(days=30)).isoformat()} and "
+        f"approved {len(approved)}"
+    )
+    return {kept: "keep", **dict.fromkeys(approved, "approve")}
+
+
+def _check_reviewed(manifest: Mapping[str, object], reviewed: Mapping[str, str]) -> None:
+    with Path(str(manifest["csv_path"])).open(encoding="utf-8", newline="") as handle:
+        rows = {row["account_id"]: row for row in csv.DictReader(handle) if row["account_id"] in reviewed}
+    kept = [a for a, decision in reviewed.items() if decision == "keep"]
+    approved_done = [
+        a
+        for a, decision in reviewed.items()
+        if decision == "approve"
+        and rows[a]["proposed_action"] == "remove_product_access"
+        and rows[a]["result"] == "done"
+    ]
+    if not approved_done or any(rows[a]["rule"] != "kept_in_review" for a in kept):
+        raise DemoError(
+            "the review decisions were not honoured: approved removals or the kept user are missing"
+        )
+    print(
+        f"  (review queue): {len(approved_done)} approved contractors lost product access; "
+        f"{kept[0]} stays protected (rule kept_in_review, by {rows[kept[0]]['review_by']}, "
+        f"until {rows[kept[0]]['keep_until']})"
+    )
 
 
 def _seats_line(manifest: Mapping[str, object]) -> str:

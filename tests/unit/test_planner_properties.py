@@ -491,3 +491,52 @@ def test_a_scoped_rules_users_are_planned_as_under_its_settings_alone(org, selec
         want = (alone if selected else default).iloc[i].to_dict()
         want.pop("policy_rule")
         assert str(row) == str(want), (selector, user["account_id"])
+
+
+@st.composite
+def reviewed_orgs(draw: st.DrawFn) -> dict[str, Any]:
+    """A random org under ``review: true`` and random admin decisions for some of its users."""
+    from atlassian_cleanup.decisions.reviews import ReviewDecision
+
+    org = draw(orgs() | orgs(lifecycle=True))
+    org["policy"] = policy_from_dict({**org["policy"].to_dict(), "review": True})
+    decided_at = org["as_of"] - timedelta(days=draw(st.integers(0, 5)))
+    reviews = {}
+    for user in org["users"]:
+        kind = draw(st.sampled_from(["none", "none", "approve", "keep", "expired_keep"]))
+        if kind == "none":
+            continue
+        until = org["as_of"].astimezone(UTC).date() + timedelta(days=-1 if kind == "expired_keep" else 3)
+        reviews[user["account_id"]] = ReviewDecision(
+            account_id=user["account_id"],
+            decision="approve" if kind == "approve" else "keep",
+            reason="decided in a test",
+            decided_by="alice",
+            decided_at=decided_at,
+            keep_until=None if kind == "approve" else until,
+        )
+    org["reviews"] = reviews
+    return org
+
+
+@SETTINGS
+@given(reviewed_orgs())
+def test_under_review_no_first_action_without_an_approve_and_nothing_for_a_kept_user(org):
+    plan = plan_actions(
+        org["users"], org["policy"], org["as_of"], history=org["history"], reviews=org["reviews"]
+    )
+    today = org["as_of"].astimezone(UTC).date()
+    first_actions = {"suspend", "deactivate", "remove_product_access"}
+    for user, row in zip(org["users"], plan.itertuples(index=False), strict=True):
+        decision = org["reviews"].get(user["account_id"])
+        approved = decision is not None and decision.decision == "approve"
+        kept = decision is not None and decision.decision == "keep" and decision.keep_until >= today
+        if row.proposed_action in first_actions:
+            assert approved, (user["account_id"], row.rule, row.reason)
+            assert row.review_by == "alice"
+        if kept:
+            assert row.proposed_action == "none", row.reason
+            assert row.protected_by, row.reason
+        if row.rule == "awaiting_review":
+            assert (row.proposed_action, row.review_decision) == ("none", "awaiting")
+            assert row.planned_action in first_actions
