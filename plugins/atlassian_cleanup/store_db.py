@@ -124,3 +124,47 @@ def open_engine(url: str | URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return sqlite_engine(parsed)
     return sa.create_engine(parsed, pool_pre_ping=True, future=True)
+
+
+class StateStoreConfigError(ValueError):
+    """The state store's connection is missing or of a type that cannot hold it."""
+
+
+def state_url_of(conn_id: str, conn: Any | None, *, default_conn_id: str) -> str:
+    """SQLAlchemy URL of the state database in Airflow connection ``conn`` (``None``: not defined).
+
+    A ``postgres`` connection becomes ``postgresql+psycopg://...`` (the driver this package pins);
+    a ``sqlite`` connection's host is the database file. When the *default* id is not defined, an
+    embedded SQLite file under ``$AIRFLOW_HOME`` is used, so a newcomer needs no database server;
+    any other id that is missing is a configuration error, because silently starting from an
+    empty memory could warn or action people twice.
+
+    :raises StateStoreConfigError: what to fix.
+    """
+    import os
+
+    if conn is None:
+        if conn_id != default_conn_id:
+            raise StateStoreConfigError(
+                f"State store connection '{conn_id}' (policy state_store.conn_id) is not defined. "
+                "Create it (e.g. AIRFLOW_CONN_..._STATE='postgresql://user:pass@host:5432/db') or "
+                f"remove the key to use the embedded SQLite default."
+            )
+        home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
+        return f"sqlite:///{Path(home) / 'atlassian_cleanup_state.db'}"
+    conn_type = (conn.conn_type or "").lower()
+    if conn_type in ("postgres", "postgresql"):
+        return URL.create(
+            "postgresql+psycopg",
+            username=conn.login or None,
+            password=conn.password or None,
+            host=conn.host or None,
+            port=conn.port or None,
+            database=conn.schema or None,
+        ).render_as_string(hide_password=False)
+    if conn_type == "sqlite":
+        return f"sqlite:///{conn.host}"
+    raise StateStoreConfigError(
+        f"State store connection '{conn_id}' has type '{conn.conn_type}'; use a postgres or sqlite "
+        "connection."
+    )

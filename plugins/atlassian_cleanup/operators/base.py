@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator
@@ -160,47 +159,20 @@ DEFAULT_STATE_CONN_ID = StateStorePolicy.conn_id
 
 
 def state_store_url(conn_id: str) -> str:
-    """SQLAlchemy URL of the state database named by the policy's ``state_store.conn_id``.
-
-    A ``postgres`` connection becomes ``postgresql+psycopg://...`` (the driver this package pins);
-    a ``sqlite`` connection's host is the database file. When the *default* id is not defined, an
-    embedded SQLite file under ``$AIRFLOW_HOME`` is used, so a newcomer needs no database server;
-    any other id that is missing is a configuration error, because silently starting from an
-    empty memory could warn or action people twice.
-    """
-    import os
-
+    """SQLAlchemy URL of the state database named by the policy's ``state_store.conn_id``
+    (see :func:`atlassian_cleanup.store_db.state_url_of`)."""
     from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from atlassian_cleanup.store_db import StateStoreConfigError, state_url_of
 
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        if conn_id != DEFAULT_STATE_CONN_ID:
-            raise AirflowFailException(
-                f"State store connection '{conn_id}' (policy state_store.conn_id) is not defined. "
-                "Create it (e.g. AIRFLOW_CONN_..._STATE='postgresql://user:pass@host:5432/db') or "
-                f"remove the key to use the embedded SQLite default."
-            ) from None
-        home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
-        return f"sqlite:///{Path(home) / 'atlassian_cleanup_state.db'}"
-    conn_type = (conn.conn_type or "").lower()
-    if conn_type in ("postgres", "postgresql"):
-        from sqlalchemy.engine import URL
-
-        return URL.create(
-            "postgresql+psycopg",
-            username=conn.login or None,
-            password=conn.password or None,
-            host=conn.host or None,
-            port=conn.port or None,
-            database=conn.schema or None,
-        ).render_as_string(hide_password=False)
-    if conn_type == "sqlite":
-        return f"sqlite:///{conn.host}"
-    raise AirflowFailException(
-        f"State store connection '{conn_id}' has type '{conn.conn_type}'; use a postgres or sqlite "
-        "connection."
-    )
+        conn = None
+    try:
+        return state_url_of(conn_id, conn, default_conn_id=DEFAULT_STATE_CONN_ID)
+    except StateStoreConfigError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def open_state_store(policy: Policy, log: Any) -> Any:

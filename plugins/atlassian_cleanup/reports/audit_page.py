@@ -32,6 +32,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from atlassian_cleanup.outcomes import MODE_LIVE
 from atlassian_cleanup.reports.audit import read_manifests, resolve_audit_file, verify_audit
+from atlassian_cleanup.reports.review_page import add_review_routes
 from atlassian_cleanup.settings import CLEANUP_DAG_ID, RESTORE_DAG_ID, audit_dir, restore_audit_dir
 
 #: Mount point in the api-server (also the UI's iframe route, see the plugin module).
@@ -309,11 +310,16 @@ def _root(request: Request) -> str:
     return str(request.scope.get("root_path") or "").rstrip("/")
 
 
-def create_app(directory: str | Path | None = None, restore_directory: str | Path | None = None) -> FastAPI:
+def create_app(
+    directory: str | Path | None = None,
+    restore_directory: str | Path | None = None,
+    state_url: str | None = None,
+) -> FastAPI:
     """The audit page app. The folders default to the deployment's (``ATLASSIAN_CLEANUP_AUDIT_DIR``).
 
     Folders are resolved per request when not given, so an api-server started before the first
-    run (folder not created yet) still finds the files later.
+    run (folder not created yet) still finds the files later. ``state_url`` is the state database
+    of the review queue (default: the policy's ``state_store.conn_id``, resolved per request).
     """
     app = FastAPI(
         title="Atlassian user audit",
@@ -365,6 +371,8 @@ def create_app(directory: str | Path | None = None, restore_directory: str | Pat
             restore_dag_id=RESTORE_DAG_ID,
         )
         return secure(HTMLResponse(body))
+
+    add_review_routes(app, env, _root, secure, state_url)
 
     @app.get("/static/audit_page.css")
     def stylesheet() -> Response:
