@@ -65,6 +65,8 @@ def api_server(queued_org: LiveOrg, tmp_path: Path) -> Iterator[AirflowStack]:
     }
     stack = AirflowStack(env, home, components=("api-server",))
     stack.cli("db", "migrate")
+    # The restore form creates a run of the restore DAG, which must be known to the metadata DB.
+    stack.cli("dags", "reserialize")
     with stack:
         yield stack
 
@@ -126,6 +128,20 @@ def test_admin_keeps_one_approves_two_and_the_next_run_follows(queued_org, api_s
     with ReviewStore(state_url) as store:
         decided = {d.account_id: (d.decision, d.decided_by) for d in store.recent_decisions()}
     assert decided == {kept: ("keep", ADMIN[0]), **{a: ("approve", ADMIN[0]) for a in approved}}
+
+    # Restore on demand from the same page: a run of the restore DAG with the checked entries.
+    target = org.users()[kept]["email"]
+    browser.find_element(By.NAME, "accounts").send_keys(target)
+    browser.find_element(By.NAME, "restore_reason").send_keys("asked at the service desk")
+    browser.find_element(By.ID, "restore-submit").click()
+    done = _wait(lambda: browser.find_elements(By.ID, "restore-done"), what="the restore confirmation")[0]
+    run_id = done.find_element(By.TAG_NAME, "code").text
+    token = {"_token": browser.get_cookie("_token")["value"]}
+    dag_run = requests.get(
+        f"{base}/api/v2/dags/atlassian_access_restoration/dagRuns/{run_id}", cookies=token, timeout=30
+    ).json()
+    assert dag_run["conf"] == {"accounts": [target], "restore_reason": "asked at the service desk"}
+    assert dag_run["triggering_user_name"] == ADMIN[0]
 
     # A viewer sees the queue read-only, and a crafted write with a valid token is still refused.
     _log_in(browser, base, VIEWER)
