@@ -61,7 +61,7 @@ class ComputeInactivityOperator(BaseOperator):
         self.audit_dir = audit_dir
         self.admin_conn_id = admin_conn_id
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def execute(self, context: Context) -> dict[str, Any]:
         from atlassian_cleanup.decisions.gates import (
             check_caps,
             missing_activity_share,
@@ -75,16 +75,16 @@ class ComputeInactivityOperator(BaseOperator):
         as_of = run_as_of(context)
         mode = mode_of(policy)
         run_id = context["run_id"]
-        from atlassian_cleanup.decisions.user_table import UserTable
+        from atlassian_cleanup.operators.handoff import plan_to_arrow, read_users, write_table
 
         api_user_emails = []
         if self.site_conn_id:
             login = BaseHook.get_connection(self.site_conn_id).login
             if login:
                 api_user_emails.append(login)
-        # The table extract_users returns (a list of user records is accepted too).
+        # The reference extract_users returns (an older run's JSON table or records are accepted too).
         raw_users = resolve_large_input(self.users, context)
-        users = UserTable.from_any(raw_users)
+        users = read_users(raw_users)
         extraction = raw_users.get(EXTRACTION_KEY) if isinstance(raw_users, Mapping) else None
         # Without extraction counts (records handed in directly) every user is the directory's.
         directory_count = int(extraction["directory_users"]) if extraction else len(users)
@@ -168,7 +168,15 @@ class ComputeInactivityOperator(BaseOperator):
                 len(warnings),
                 "\n- ".join(warnings),
             )
-        return records
+        reference = write_table(plan_to_arrow(plan), context, "plan")
+        self.log.info(
+            "compute_inactivity: plan written to %s (%d rows, %d bytes, sha256 %s)",
+            reference["path"],
+            reference["rows"],
+            reference["bytes"],
+            reference["sha256"],
+        )
+        return reference
 
     def _check_memory(self, store: Any, policy: Policy, context: Context) -> None:
         """Stop a live run whose state store lost the memory of earlier live runs (safety rule 10).
