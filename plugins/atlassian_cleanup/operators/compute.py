@@ -124,8 +124,8 @@ class ComputeInactivityOperator(BaseOperator):
                     not_deactivatable=refusals,
                 )
             summary = summarise_plan(plan)
-            records = plan_to_records(plan)
-            caps = check_caps(records, user_count=len(users), policy=policy)
+            # The plan stays a frame here: no list of a million records is built for the caps.
+            caps = check_caps(plan, user_count=len(users), policy=policy)
             store.start_run(
                 run_id,
                 as_of=as_of,
@@ -138,7 +138,8 @@ class ComputeInactivityOperator(BaseOperator):
             if not policy.dry_run:
                 # From here this store holds the run: say so outside it, for the next run's check.
                 record_store_witness(self.dag_id, store.store_id(), run_id)
-                self._record_observations(store, records, history, run_id, as_of)
+                returned = plan_to_records(plan[plan["rule"] == "activity_seen"])
+                self._record_observations(store, returned, history, run_id, as_of)
         gate = {
             "mode": mode,
             "exceeded": caps.exceeded,
