@@ -246,3 +246,93 @@ def test_the_plan_is_streamed_in_batches_in_plan_order(monkeypatch):
     assert not isinstance(streamed, list)
     whole = handoff.read_table(reference, "plan", columns=["account_id", "proposed_action"]).to_pylist()
     assert list(streamed) == whole
+
+
+def _dry_run_record() -> dict[str, Any]:
+    from atlassian_cleanup.operators.cleanup import resolve_policy, run_policy_record
+
+    policy = resolve_policy(str(SHIPPED), {"mode": "dry_run"})
+    return run_policy_record(policy, str(SHIPPED), {"mode": "dry_run"})
+
+
+def test_a_stage_given_the_plan_file_plans_its_rows_and_a_wiped_store_fails_it():
+    from atlassian_cleanup.operators.cleanup import ApplyActionsOperator, NotifyWarningsOperator
+
+    records = plan_to_records(plan_actions(org(300), load_policy(SHIPPED), AS_OF))
+    reference = _plan_reference()  # the same org
+    run_context = {**context(task_id="notify_warnings"), "params": {}, "logical_date": None}
+    task = NotifyWarningsOperator(
+        task_id="notify_warnings", plan=reference, run_policy=_dry_run_record(), policy_path=str(SHIPPED)
+    )
+    from_file = task.execute(run_context)
+    task.plan = records
+    assert task.execute(run_context) == from_file  # the same outcomes as from the JSON records
+    assert from_file  # the shipped policy warns part of the org
+
+    _file(reference).unlink()
+    apply = ApplyActionsOperator(
+        task_id="apply_actions", plan=reference, run_policy=_dry_run_record(), policy_path=str(SHIPPED)
+    )
+    with pytest.raises(AirflowFailException, match="is missing"):
+        apply.execute(run_context)
+
+
+class _TaskInstance(SimpleNamespace):
+    def get_task_states(self, **_: Any) -> dict[str, Any]:
+        return {}  # no upstream task failed
+
+
+def test_a_successful_export_keeps_its_run_files_and_removes_earlier_runs(tmp_path):
+    from atlassian_cleanup.operators.cleanup import ExportAuditOperator
+
+    earlier = handoff.write_table(handoff.users_to_arrow(org(10)), context(run_id="earlier"), "users")
+    reference = _plan_reference()
+    task = ExportAuditOperator(
+        task_id="export_audit",
+        plan=reference,
+        outcomes=[],
+        run_policy=_dry_run_record(),
+        audit_dir=str(tmp_path / "audit"),
+        policy_path=str(SHIPPED),
+    )
+    run_context = {
+        "ti": _TaskInstance(dag_id="cleanup", task_id="export_audit"),
+        "run_id": RUN_ID,
+        "params": {},
+        "logical_date": AS_OF,
+        "dag_run": None,
+    }
+    result = task.execute(run_context)
+    assert result["rows"] == reference["rows"]
+    assert verify_audit(result["csv_path"]).sha256 == result["sha256"]
+    assert _file(reference).is_file()  # this run's files stay: its tasks can still be cleared
+    assert not _file(earlier).exists()
+
+
+class _FailedRun(_TaskInstance):
+    def get_task_states(self, **_: Any) -> dict[str, Any]:
+        return {RUN_ID: {"apply_actions": "failed"}}
+
+
+def test_a_failed_run_removes_no_files(tmp_path):
+    from atlassian_cleanup.operators.cleanup import ExportAuditOperator
+
+    earlier = handoff.write_table(handoff.users_to_arrow(org(10)), context(run_id="earlier"), "users")
+    task = ExportAuditOperator(
+        task_id="export_audit",
+        plan=_plan_reference(),
+        outcomes=[],
+        run_policy=_dry_run_record(),
+        audit_dir=str(tmp_path / "audit"),
+        policy_path=str(SHIPPED),
+    )
+    run_context = {
+        "ti": _FailedRun(dag_id="cleanup", task_id="export_audit"),
+        "run_id": RUN_ID,
+        "params": {},
+        "logical_date": AS_OF,
+        "dag_run": None,
+    }
+    with pytest.raises(AirflowFailException, match="failed in apply_actions"):
+        task.execute(run_context)
+    assert _file(earlier).is_file()  # kept until a run succeeds

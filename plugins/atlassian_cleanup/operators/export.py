@@ -163,7 +163,7 @@ class ExportAuditOperator(BaseOperator):
         from atlassian_cleanup.operators.handoff import remove_earlier_runs
 
         try:
-            removed = remove_earlier_runs(self.dag_id, context["run_id"])
+            removed = remove_earlier_runs(context["ti"].dag_id, context["run_id"])
         except OSError as exc:  # the audit is written: a cleanup problem must not fail the run
             self.log.warning("export_audit: earlier runs' hand-off files not removed: %s", exc)
             return
