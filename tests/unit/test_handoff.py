@@ -239,6 +239,19 @@ def test_a_misspelt_object_storage_protocol_is_named(monkeypatch):
         handoff.write_table(handoff.users_to_arrow(org(10)), context(), "users")
 
 
+def test_the_first_task_finds_an_unusable_storage_before_reading_anything(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should go")
+    monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH", f"file://{blocker}")
+    with pytest.raises(AirflowFailException, match=r"cannot be created.*nothing was called"):
+        handoff.prepare_run_folder(context(task_id="extract_users"))
+    monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH", "fiel:///opt/airflow/xcom")
+    with pytest.raises(AirflowFailException, match="xcom_objectstorage_path = 'fiel:"):
+        handoff.prepare_run_folder(context(task_id="extract_users"))
+    monkeypatch.delenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH")
+    assert Path(str(handoff.prepare_run_folder(context())).removeprefix("file://")).is_dir()
+
+
 def test_the_plan_is_streamed_in_batches_in_plan_order(monkeypatch):
     monkeypatch.setattr(handoff, "BATCH_ROWS", 7)
     reference = _plan_reference()

@@ -78,7 +78,10 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.site_conn_id = site_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from atlassian_cleanup.operators.handoff import prepare_run_folder
+
         policy, _ = start_run_policy(self, self.policy_path, context)
+        prepare_run_folder(context)  # a storage setting that cannot be used fails before any call
         table, stats = self.extract(expected=self._expected_users(context, policy))
         self.log.info(
             "extract_users: %d users from directory %s in %.1fs; by status: %s; by account type: %s; "

@@ -75,6 +75,21 @@ def run_folder(dag_id: str, run_id: str) -> ObjectStoragePath:
     return dag_folder(dag_id) / _safe(run_id)
 
 
+def prepare_run_folder(context: Context) -> ObjectStoragePath:
+    """Create this run's folder; called by the run's first task, so a storage setting that cannot
+    be used fails it before any API call rather than after the whole directory was read."""
+    folder = run_folder(context["ti"].dag_id, context["run_id"])
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AirflowFailException(
+            f"The folder {folder} for the user table and plan files cannot be created ({exc}); "
+            "nothing was called or changed. Check [common.io] xcom_objectstorage_path (or "
+            "$AIRFLOW_HOME when it is unset) and the worker's permissions there."
+        ) from exc
+    return folder
+
+
 def is_reference(value: Any) -> bool:
     return isinstance(value, Mapping) and value.get("format") == FORMAT
 
