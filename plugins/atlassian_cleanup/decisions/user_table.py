@@ -327,16 +327,46 @@ class UserTable:
     def from_json(cls, data: Mapping[str, Any]) -> UserTable:
         if data.get("format") != FORMAT:
             raise ValueError(f"not a user table (format {data.get('format')!r}, expected {FORMAT!r})")
-        table = cls()
-        # The lists are taken over, not copied: a deserialised XCom is not used for anything else.
-        table.plain = {name: data["plain"][name] for name in PLAIN_FIELDS}
-        table.product_last_active = data["evidence"]
-        table._values = {name: list(values) for name, values in data["values"].items()}
-        table._index = {
-            name: {value: code for code, value in enumerate(values)} for name, values in table._values.items()
-        }
-        table._chunks = {name: [_unpack(packed)] for name, packed in data["arrays"].items()}
+        table = cls.from_parts(
+            plain=data["plain"],
+            evidence=data["evidence"],
+            values=data["values"],
+            arrays={name: _unpack(packed) for name, packed in data["arrays"].items()},
+        )
         table._email_keys = {int(index): key for index, key in data.get("email_keys", {}).items()}
+        return table
+
+    def parts(self) -> tuple[dict[str, list[Any]], list[str], dict[str, list[Any]], dict[str, np.ndarray]]:
+        """The table's columns: plain lists, evidence strings, distinct values, numeric arrays.
+
+        :meth:`from_parts` builds the same table back (the columnar hand-off writes these).
+        """
+        arrays = {name: self.array(name) for name in sorted(self._chunks)}
+        return self.plain, self.product_last_active, self._values, arrays
+
+    @classmethod
+    def from_parts(
+        cls,
+        *,
+        plain: Mapping[str, list[Any]],
+        evidence: list[str],
+        values: Mapping[str, Sequence[Any]],
+        arrays: Mapping[str, np.ndarray],
+    ) -> UserTable:
+        """A table from :meth:`parts` (the lists are taken over, not copied)."""
+        table = cls()
+        table.plain = {name: plain[name] for name in PLAIN_FIELDS}
+        table.product_last_active = evidence
+        table._values = {name: list(known) for name, known in values.items()}
+        table._index = {
+            name: {value: code for code, value in enumerate(known)} for name, known in table._values.items()
+        }
+        table._chunks = {name: [array] for name, array in arrays.items()}
+        table._email_keys = {
+            index: key
+            for index, email in enumerate(table.plain["email"])
+            if email and (key := str(email).strip().lower()) != email
+        }
         for name in (*PLAIN_FIELDS, "product_last_active"):
             table.objects(name)  # the planner reads arrays; build them with the rest of the load
         return table

@@ -61,7 +61,7 @@ class ComputeInactivityOperator(BaseOperator):
         self.audit_dir = audit_dir
         self.admin_conn_id = admin_conn_id
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def execute(self, context: Context) -> dict[str, Any]:
         from atlassian_cleanup.decisions.gates import (
             check_caps,
             missing_activity_share,
@@ -75,16 +75,16 @@ class ComputeInactivityOperator(BaseOperator):
         as_of = run_as_of(context)
         mode = mode_of(policy)
         run_id = context["run_id"]
-        from atlassian_cleanup.decisions.user_table import UserTable
+        from atlassian_cleanup.operators.handoff import plan_to_arrow, read_users, write_table
 
         api_user_emails = []
         if self.site_conn_id:
             login = BaseHook.get_connection(self.site_conn_id).login
             if login:
                 api_user_emails.append(login)
-        # The table extract_users returns (a list of user records is accepted too).
+        # The reference extract_users returns (an older run's JSON table or records are accepted too).
         raw_users = resolve_large_input(self.users, context)
-        users = UserTable.from_any(raw_users)
+        users = read_users(raw_users)
         extraction = raw_users.get(EXTRACTION_KEY) if isinstance(raw_users, Mapping) else None
         # Without extraction counts (records handed in directly) every user is the directory's.
         directory_count = int(extraction["directory_users"]) if extraction else len(users)
@@ -128,8 +128,8 @@ class ComputeInactivityOperator(BaseOperator):
                     reviews=reviews,
                 )
             summary = summarise_plan(plan)
-            records = plan_to_records(plan)
-            caps = check_caps(records, user_count=len(users), policy=policy)
+            # The plan stays a frame here: no list of a million records is built for the caps.
+            caps = check_caps(plan, user_count=len(users), policy=policy)
             store.start_run(
                 run_id,
                 as_of=as_of,
@@ -142,7 +142,8 @@ class ComputeInactivityOperator(BaseOperator):
             if not policy.dry_run:
                 # From here this store holds the run: say so outside it, for the next run's check.
                 record_store_witness(self.dag_id, store.store_id(), run_id)
-                self._record_observations(store, records, history, run_id, as_of)
+                returned = plan_to_records(plan[plan["rule"] == "activity_seen"])
+                self._record_observations(store, returned, history, run_id, as_of)
                 queued = _queue_reviews(store, plan, run_id, as_of)
                 if queued or reviews:
                     self.log.info("compute_inactivity: review queue: %s", counts_in_words(queued))
@@ -175,7 +176,15 @@ class ComputeInactivityOperator(BaseOperator):
                 len(warnings),
                 "\n- ".join(warnings),
             )
-        return records
+        reference = write_table(plan_to_arrow(plan), context, "plan")
+        self.log.info(
+            "compute_inactivity: plan written to %s (%d rows, %d bytes, sha256 %s)",
+            reference["path"],
+            reference["rows"],
+            reference["bytes"],
+            reference["sha256"],
+        )
+        return reference
 
     def _check_memory(self, store: Any, policy: Policy, context: Context) -> None:
         """Stop a live run whose state store lost the memory of earlier live runs (safety rule 10).

@@ -32,11 +32,34 @@ if TYPE_CHECKING:
 
     from atlassian_cleanup.decisions.policy import Policy
 
+#: The plan columns :func:`~atlassian_cleanup.decisions.planner.summarise_plan` counts.
+SUMMARY_COLUMNS = ("proposed_action", "protected_by", "rule", "policy_rule")
+#: The plan columns the seat figures read (:func:`~atlassian_cleanup.reports.seats.seat_figures`).
+SEAT_COLUMNS = (
+    "account_id",
+    "account_type",
+    "status",
+    "product_last_active",
+    "proposed_action",
+    "products_to_remove",
+)
+#: The plan columns the admin digest reads (its counts and the users it lists).
+DIGEST_COLUMNS = (
+    "account_id",
+    "name",
+    "email",
+    "proposed_action",
+    "protected_by",
+    "planned_action",
+    "action_date",
+    "warning_lead_days",
+)
+
 
 class ExportAuditOperator(BaseOperator):
     """Write the audit CSV and manifest, and record them on the audit Asset.
 
-    :param plan: plan records from ``compute_inactivity``.
+    :param plan: the plan reference from ``compute_inactivity`` (or plan records).
     :param outcomes: the per-user outcome maps returned by the three action stages.
     :param run_policy: the run's policy (the ``policy`` XCom of the run's first task).
     :param approval: what ``approve_plan`` decided (:func:`approval_record`), if it ran.
@@ -92,7 +115,7 @@ class ExportAuditOperator(BaseOperator):
             # A live run reads this run's journal for the CSV and records the run's end: one
             # store session for both. A dry run writes no journal and records nothing.
             store = None if policy.dry_run else stack.enter_context(open_state_store(policy, self.log))
-            manifest, rows, summary = self._write_audit(
+            manifest, summary = self._write_audit(
                 context, policy, plan, outcome_by_account, failed_upstream, store, run
             )
         seats = summary["seats"]
@@ -118,7 +141,7 @@ class ExportAuditOperator(BaseOperator):
         digest = self._send_digest(
             policy,
             context,
-            rows,
+            plan,
             outcome_by_account,
             failed_upstream,
             manifest.csv_path,
@@ -132,38 +155,63 @@ class ExportAuditOperator(BaseOperator):
                 f"export_audit: audit written to {manifest.csv_path}, but the run failed in "
                 f"{', '.join(failed_upstream)}; see those task logs."
             )
+        self._apply_retention(context)
         return {**manifest.to_dict(), "digest": digest}
+
+    def _apply_retention(self, context: Context) -> None:
+        """Remove the hand-off files of this DAG's earlier runs (see README, "How data travels")."""
+        from atlassian_cleanup.operators.handoff import remove_earlier_runs
+
+        try:
+            removed = remove_earlier_runs(context["ti"].dag_id, context["run_id"])
+        except OSError as exc:  # the audit is written: a cleanup problem must not fail the run
+            self.log.warning("export_audit: earlier runs' hand-off files not removed: %s", exc)
+            return
+        self.log.info("export_audit: hand-off files of %d earlier run(s) removed", removed)
 
     def _write_audit(
         self,
         context: Context,
         policy: Policy,
-        plan: Sequence[Mapping[str, Any]],
+        plan: Any,
         outcomes: Mapping[str, StageOutcome],
         failed_upstream: Sequence[str],
         store: Any,
         run: Mapping[str, Any],
-    ) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
-        """Write the CSV and manifest, set the Asset event, and (live) record the run's end."""
+    ) -> tuple[Any, dict[str, Any]]:
+        """Write the CSV and manifest, set the Asset event, and (live) record the run's end.
+
+        The plan is streamed from its file in row batches, three times with the columns each pass
+        needs (the summary, the results and seats, the CSV rows): no list of the whole audit is
+        built in memory.
+        """
         from atlassian_cleanup.decisions.planner import summarise_plan
-        from atlassian_cleanup.reports.audit import audit_rows, write_audit
+        from atlassian_cleanup.operators.handoff import iter_plan, plan_frame
+        from atlassian_cleanup.reports.audit import audit_rows, result_of, write_audit
         from atlassian_cleanup.reports.seats import seat_figures
 
-        summary = summarise_plan(plan)
+        summary = summarise_plan(plan_frame(plan, SUMMARY_COLUMNS))
         if failed_upstream:
             summary["failed_tasks"] = list(failed_upstream)
+        results: Counter[str] = Counter()
+        freeing: dict[str, str] = {}
+
+        def with_results() -> Any:
+            # seat_figures looks up each row's result right after the row is yielded: the result
+            # is recorded first (only rows whose action went through can free a seat).
+            freeing.clear()
+            for row in iter_plan(plan, SEAT_COLUMNS):
+                result = result_of(row.get("proposed_action"), outcomes.get(row["account_id"]))
+                results[result] += 1
+                freeing[row["account_id"]] = result
+                yield row
+
+        summary["seats"] = seat_figures(with_results(), freeing, policy.licensing, dry_run=policy.dry_run)
+        summary["results"] = dict(sorted(results.items()))
         journal = self._journal_by_account(store, context["run_id"]) if store is not None else {}
-        rows = list(audit_rows(plan, outcomes, journal))
-        summary["results"] = dict(sorted(Counter(row["result"] for row in rows).items()))
-        summary["seats"] = seat_figures(
-            rows,
-            {row["account_id"]: row["result"] for row in rows},
-            policy.licensing,
-            dry_run=policy.dry_run,
-        )
         logical_date = context.get("logical_date")
         manifest = write_audit(
-            rows,
+            audit_rows(iter_plan(plan), outcomes, journal),
             Path(self.audit_dir),
             run_id=context["run_id"],
             as_of=run_as_of(context).date().isoformat(),
@@ -178,7 +226,7 @@ class ExportAuditOperator(BaseOperator):
         if store is not None:
             summary["writes"] = store.write_counts(context["run_id"])
             store.finish_run(context["run_id"], at=run_as_of(context), summary=summary)
-        return manifest, rows, summary
+        return manifest, summary
 
     @staticmethod
     def _journal_by_account(store: Any, run_id: str) -> dict[str, dict[str, Any]]:
@@ -196,7 +244,7 @@ class ExportAuditOperator(BaseOperator):
         self,
         policy: Policy,
         context: Context,
-        rows: Sequence[Mapping[str, Any]],
+        plan: Any,
         outcomes: Mapping[str, StageOutcome],
         failed_tasks: Sequence[str],
         csv_path: str,
@@ -222,6 +270,9 @@ class ExportAuditOperator(BaseOperator):
         if not settings.admin_emails:
             self.log.info("export_audit: no notifications.admin_emails in the policy; no digest sent")
             return "not configured"
+        from atlassian_cleanup.operators.handoff import iter_plan
+
+        rows = list(iter_plan(plan, DIGEST_COLUMNS))
         digest = digest_context(
             plan=rows,
             outcomes=outcomes,

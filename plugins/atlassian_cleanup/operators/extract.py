@@ -45,7 +45,7 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
     once: a user's products are the ones their groups grant, and ``productAccess`` (which leaves
     out the products a user never opened) only dates them.
 
-    Returns the table's JSON form (:meth:`~atlassian_cleanup.decisions.user_table.UserTable.to_json`). As the
+    Returns a reference to the table written as Parquet (:mod:`~atlassian_cleanup.operators.handoff`). As the
     run's first task it also resolves the run's policy (the file plus the run's params, the conf
     checked for unknown keys) before any API call, and publishes it as the ``policy`` XCom that every
     later task uses (:func:`start_run_policy`).
@@ -78,7 +78,10 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.site_conn_id = site_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from atlassian_cleanup.operators.handoff import prepare_run_folder
+
         policy, _ = start_run_policy(self, self.policy_path, context)
+        prepare_run_folder(context)  # a storage setting that cannot be used fails before any call
         table, stats = self.extract(expected=self._expected_users(context, policy))
         self.log.info(
             "extract_users: %d users from directory %s in %.1fs; by status: %s; by account type: %s; "
@@ -97,9 +100,22 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
                 "extract_users: the directory returned no users. Check that the connection's org_id "
                 "and directory_id point at the right organisation; nothing was planned."
             )
-        # The directory's own count travels with the table: the sanity gate judges the source,
-        # not the total after Jira's back-fill (which can hide a collapsed directory listing).
-        return {**table.to_json(), EXTRACTION_KEY: extraction_stats(stats)}
+        from atlassian_cleanup.operators.handoff import users_to_arrow, write_table
+
+        # The table goes to object storage as Parquet; XCom holds the reference. The directory's
+        # own count travels with it: the sanity gate judges the source, not the total after
+        # Jira's back-fill (which can hide a collapsed directory listing).
+        reference = write_table(
+            users_to_arrow(table), context, "users", extra={EXTRACTION_KEY: extraction_stats(stats)}
+        )
+        self.log.info(
+            "extract_users: user table written to %s (%d rows, %d bytes, sha256 %s)",
+            reference["path"],
+            reference["rows"],
+            reference["bytes"],
+            reference["sha256"],
+        )
+        return reference
 
     def extract(self, expected: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Read the directory (and Jira's user list, concurrently) into a user table.

@@ -47,7 +47,7 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
     :class:`~atlassian_cleanup.outcomes.StageOutcome`) for the audit CSV; per-user failures fail
     the task after every other user was processed.
 
-    :param plan: the plan records from ``compute_inactivity``.
+    :param plan: the plan reference from ``compute_inactivity`` (or plan records).
     :param run_policy: the run's policy (the ``policy`` XCom of the run's first task): a stage acts
         under the policy the plan was made with, never under a policy file edited since.
     :param policy_path: the policy file, only to find templates named relative to it.
@@ -91,8 +91,10 @@ class _StageOperator(StopsAtlassianCallsOnKill, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, dict[str, str]]:
         policy = self.policy(context)
-        plan = resolve_large_input(self.plan, context)
-        selected = [row for row in plan or [] if row.get("proposed_action") in self.stage_actions]
+        from atlassian_cleanup.operators.handoff import plan_rows
+
+        # Only this stage's rows are read from the plan file (a row filter on proposed_action).
+        selected = plan_rows(resolve_large_input(self.plan, context), self.stage_actions)
         if policy.dry_run:
             return outcomes_to_xcom(self._dry_run(selected))
         if not selected:
