@@ -1,37 +1,20 @@
 """The review queue, live: with review on, nobody's first action happens until an admin decides;
 an approve goes ahead on the next run, a keep protects until its last day, and the audit says who."""
 
+# The org fixture is imported by name, and pytest passes it as an argument of the same name.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
-import csv
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import AS_OF
 from tests.integration.test_live_lifecycle import DAY0, LiveOrg, _states, _successful
+from tests.integration.test_scoped_rules_live import _audit_rows, org  # noqa: F401 - fixture used by name
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def org(airflow_db, smtp_sink, tmp_path, monkeypatch) -> Iterator[LiveOrg]:
-    from atlassian_sandbox import SandboxConfig, SandboxServer
-
-    with SandboxServer(SandboxConfig(users=80, seed=314, as_of=AS_OF)) as sandbox:
-        state = {"conn_type": "sqlite", "host": str(tmp_path / "state.db")}
-        yield LiveOrg(sandbox, tmp_path, monkeypatch, smtp_sink, state)
-
-
-def _audit_rows() -> dict[str, dict[str, str]]:
-    audits = sorted(
-        Path(os.environ["ATLASSIAN_CLEANUP_AUDIT_DIR"]).glob("*.csv"), key=lambda p: p.stat().st_mtime
-    )
-    with audits[-1].open(encoding="utf-8", newline="") as handle:
-        return {row["account_id"]: row for row in csv.DictReader(handle)}
 
 
 def _reviews():
