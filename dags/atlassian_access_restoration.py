@@ -6,8 +6,11 @@ access" requests of the configured JSM service desk, decide per request with the
 (`restore.allowed_domains`, `restore.allowed_groups`, judged on the groups the user had *before*
 the cleanup acted), restore the reporter's own account the way it was actioned (directory restore,
 lifecycle enable, groups re-added, deletion cancelled within Atlassian's 14-day window), answer the
-request with a public comment and resolve it. Requests no rule allows are answered and left open
-for an admin. Each request is handled once (journalled in the state store); at most
+request with a public comment and resolve it. Requests no rule allows are answered, left open,
+and (live runs) put to an admin in Airflow's Required Actions by the `atlassian_restore_approval`
+DAG (scheduled by the `atlassian_restore_approvals` Asset this DAG announces); a later run
+restores an approved one, answers a rejected one, or says nobody answered within
+`restore.approval_timeout_hours`. Each request is handled once (journalled in the state store); at most
 `restore.max_restores_per_run` restores per run. Dry run (the policy's `dry_run`, or the run's
 `mode`) changes nothing. The policy is read once, by the run's first task, and that copy governs
 the whole run.
@@ -36,8 +39,10 @@ from atlassian_cleanup.operators.restore import (
     FetchRestoreRequestsOperator,
     RestoreAccessOperator,
 )
+from atlassian_cleanup.operators.restore_approval import AnnounceApprovalsOperator, AskForApprovalOperator
 from atlassian_cleanup.settings import (
     ATLASSIAN_POOL,
+    RESTORE_APPROVAL_ASSET,
     RESTORE_AUDIT_ASSET,
     RESTORE_DAG_ID,
     audit_dir,
@@ -86,16 +91,24 @@ def atlassian_access_restoration() -> None:
     answer = CommentAndResolveOperator(
         task_id="comment_and_resolve", decisions=restore.output, run_policy=run_policy, **calls_atlassian
     )
+    # Requests no rule allows: an admin is asked once per request; the wait is another DAG's.
+    ask = AskForApprovalOperator(task_id="ask_for_approval", decisions=answer.output, run_policy=run_policy)
+    announce = AnnounceApprovalsOperator(
+        task_id="announce_approvals",
+        asked=ask.output["asked"],
+        run_policy=run_policy,
+        outlets=[RESTORE_APPROVAL_ASSET],
+    )
     export = ExportRestoreAuditOperator(
         task_id="export_audit",
-        stages=[evaluate.output, restore.output, answer.output],
+        stages=[evaluate.output, restore.output, answer.output, ask.output],
         run_policy=run_policy,
         audit_dir=audit_dir(),
         outlets=[RESTORE_AUDIT_ASSET],
         # The audit is written whatever happened upstream, and fails the run last if a task failed.
         trigger_rule=TriggerRule.ALL_DONE,
     )
-    chain(fetch, evaluate, restore, answer, export)
+    chain(fetch, evaluate, restore, answer, ask, announce, export)
 
 
 atlassian_access_restoration()

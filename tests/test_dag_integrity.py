@@ -128,6 +128,8 @@ def test_restoration_dag_shape_and_pools(dagbag):
         "evaluate_rules",
         "restore_access",
         "comment_and_resolve",
+        "ask_for_approval",
+        "announce_approvals",
         "export_audit",
     ]
     assert "atlassian_access_restoration" in dagbag.dag_ids
@@ -135,11 +137,31 @@ def test_restoration_dag_shape_and_pools(dagbag):
     assert [task.task_id for task in dag.topological_sort()] == restore_tasks
     for upstream, downstream in pairwise(restore_tasks):
         assert downstream in dag.get_task(upstream).downstream_task_ids
-    for task_id in restore_tasks[:-1]:
+    for task_id in restore_tasks[:4]:  # the tasks that call Atlassian
         assert dag.get_task(task_id).pool == ATLASSIAN_POOL
     assert dag.max_active_runs == 1
     assert dag.catchup is False
     assert dag.schedule == "*/10 * * * *"
+
+
+def test_requests_no_rule_allows_wait_in_a_dag_of_their_own(dagbag):
+    # The restore DAG runs one at a time with a 30-minute run timeout: an admin's wait of hours
+    # must live elsewhere, or it would stop every later request from being handled.
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    from atlassian_cleanup.settings import RESTORE_APPROVAL_ASSET
+
+    restore = dagbag.dags["atlassian_access_restoration"]
+    assert not any(isinstance(t, HITLOperator) for t in restore.tasks)
+    assert restore.get_task("announce_approvals").outlets == [RESTORE_APPROVAL_ASSET]
+    approval = dagbag.dags["atlassian_restore_approval"]
+    assert RESTORE_APPROVAL_ASSET.name in repr(approval.timetable.asset_condition)
+    assert approval.dagrun_timeout is None
+    assert approval.max_active_runs > 1
+    wait = approval.get_task("await_admin")
+    assert wait.is_mapped  # one prompt per request, each answered on its own
+    assert issubclass(wait.operator_class, HITLOperator)
+    assert wait.upstream_task_ids == {"collect_approvals"}
 
 
 def test_dag_files_do_not_import_pandas_at_parse_time():

@@ -17,6 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: DAG ids, shared by the DAG files and the audit page (which checks access to the cleanup DAG).
 CLEANUP_DAG_ID = "atlassian_user_cleanup"
 RESTORE_DAG_ID = "atlassian_access_restoration"
+#: Holds the admins' approval prompts of restore requests no rule allows (a DAG of its own, so a
+#: wait of hours never holds up the restore DAG's next runs).
+RESTORE_APPROVAL_DAG_ID = "atlassian_restore_approval"
 
 #: Pool every task that calls Atlassian runs in (created by `make demo` and docker-compose init).
 ATLASSIAN_POOL = "atlassian_api"
@@ -25,6 +28,11 @@ AUDIT_ASSET = Asset(name="atlassian_user_audit", uri="atlassian-audit://user-cle
 #: The restore DAG's audit (``<audit dir>/restore/``), announced the same way.
 RESTORE_AUDIT_ASSET = Asset(
     name="atlassian_restore_audit", uri="atlassian-audit://access-restoration/audit-csv"
+)
+
+#: Announced by the restore DAG when it asked an admin about new requests; schedules the approval DAG.
+RESTORE_APPROVAL_ASSET = Asset(
+    name="atlassian_restore_approvals", uri="atlassian-audit://access-restoration/approvals-asked"
 )
 
 

@@ -394,6 +394,7 @@ def build_policy(data: Mapping[str, Any]) -> Policy:
             service_desk=restore["service_desk"],
             request_type=str(restore["request_type"]),
             max_restores_per_run=int(restore["max_restores_per_run"]),
+            approval_timeout_hours=int(restore["approval_timeout_hours"]),
         ),
         notifications=NotificationsPolicy(
             smtp_conn_id=str(notifications["smtp_conn_id"]),

@@ -25,6 +25,8 @@ ON_CAP_EXCEEDED: tuple[str, ...] = ("fail", "approve")
 WITHOUT_EMAIL: tuple[str, ...] = ("action_after_notice", "hold")
 #: Longest period of days a policy may name (100 years): anything longer cannot be meant.
 MAX_DAYS = 36_500
+#: Longest wait for an admin's approval of a restore request (30 days, in hours).
+MAX_APPROVAL_HOURS = 720
 #: Periods longer than this (ten years) are accepted with a plausibility warning.
 PLAUSIBLE_DAYS = 3_650
 BILLING_MODELS: tuple[str, ...] = ("monthly", "annual")
@@ -136,6 +138,8 @@ class RestorePolicy:
     service_desk: str | None = None
     request_type: str = "Restore my access"
     max_restores_per_run: int = 20
+    #: Hours an admin has to approve a request no rule allows (Airflow's Required Actions).
+    approval_timeout_hours: int = 72
 
 
 @dataclass(frozen=True)

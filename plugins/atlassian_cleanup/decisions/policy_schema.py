@@ -17,6 +17,7 @@ from typing import Any
 from atlassian_cleanup.decisions.policy_model import (
     ACTIONS,
     BILLING_MODELS,
+    MAX_APPROVAL_HOURS,
     MAX_DAYS,
     ON_CAP_EXCEEDED,
     SELECTOR_KEYS,
@@ -258,6 +259,9 @@ _PROPERTIES: dict[str, Any] = {
             ),
             "request_type": _text("Request type (name or id) that asks for access back."),
             "max_restores_per_run": _int(0, "Most restores one restore run may perform."),
+            "approval_timeout_hours": _int(
+                1, "Hours an admin has to approve a request no rule allows.", MAX_APPROVAL_HOURS
+            ),
         },
         "Self-service restore rules.",
     ),
@@ -423,6 +427,8 @@ _FIXES: dict[str, str] = {
     "restore.request_type": f"use the request type's name or id, e.g. {_eg('restore.request_type')}",
     "restore.max_restores_per_run": "use a whole number, 0 or more, e.g. "
     f"{_eg('restore.max_restores_per_run')}",
+    "restore.approval_timeout_hours": f"use a whole number of hours from 1 to {MAX_APPROVAL_HOURS}, e.g. "
+    f"{_eg('restore.approval_timeout_hours')}",
     "notifications": "make it a mapping of the notification keys",
     "notifications.smtp_conn_id": f"use an Airflow connection id, e.g. {_eg('notifications.smtp_conn_id')}",
     "notifications.from_email": "use an e-mail address, e.g. it-cleanup@acme.example, or null",

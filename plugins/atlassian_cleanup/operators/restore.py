@@ -36,6 +36,7 @@ from atlassian_cleanup.operators.cleanup import (
     wire_large_input,
 )
 from atlassian_cleanup.progress import counts_in_words
+from atlassian_cleanup.restore.approval import AWAITING_APPROVAL, approval_state
 from atlassian_cleanup.restore.carry_out import RestoreWriter, find_by_emails, read_accounts
 from atlassian_cleanup.restore.on_demand import (
     OnDemandError,
@@ -224,6 +225,7 @@ class EvaluateRestoreRulesOperator(StopsAtlassianCallsOnKill, BaseOperator):
                 restore_policy=policy.restore,
                 as_of=as_of,
                 restored_grace_days=policy.restored_grace_days,
+                approval=approval_state(journals.get(account_id, []), request.key, as_of=as_of),
             )
             row = decision.to_dict()
             row["reporter_name"] = request.reporter_name
@@ -324,16 +326,10 @@ class RestoreAccessOperator(StopsAtlassianCallsOnKill, BaseOperator):
         return rows
 
 
-class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
-    """Answer each decided request once (public comment), and resolve it when the decision says so.
-
-    The comment and the resolve are claimed separately (actions ``answer:<verdict>`` and
-    ``resolve``), so a failed transition is retried by the next run without a second comment. A
-    request whose restore failed or was deferred by the cap is not answered (the next run is).
-    """
+class SiteDecisionsOperator(BaseOperator):
+    """Base of the tasks that take the run's decisions and its policy and may reach the JSM site."""
 
     template_fields: Sequence[str] = ("decisions", "site_conn_id")
-    ui_color = "#fffae6"
 
     def __init__(
         self, *, decisions: Any, run_policy: Any, site_conn_id: str = "atlassian_site", **kwargs: Any
@@ -342,6 +338,17 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
         self.decisions = decisions
         self.run_policy = wire_large_input(self, run_policy)
         self.site_conn_id = site_conn_id
+
+
+class CommentAndResolveOperator(StopsAtlassianCallsOnKill, SiteDecisionsOperator):
+    """Answer each decided request once (public comment), and resolve it when the decision says so.
+
+    The comment and the resolve are claimed separately (actions ``answer:<verdict>`` and
+    ``resolve``), so a failed transition is retried by the next run without a second comment. A
+    request whose restore failed or was deferred by the cap is not answered (the next run is).
+    """
+
+    ui_color = "#fffae6"
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from atlassian_cleanup.client.hooks import AtlassianSiteHook
@@ -352,6 +359,8 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
         for row in rows:
             if is_on_demand(row["request_key"]):
                 row["answer_outcome"] = "restore on demand: no JSM request to answer"
+            elif row["verdict"] == AWAITING_APPROVAL:
+                row["answer_outcome"] = "waiting for an admin's approval in Airflow: not answered again"
             elif not _answerable(row):
                 row["answer_outcome"] = "not answered in this run"
         if policy.dry_run:
@@ -387,7 +396,7 @@ class CommentAndResolveOperator(StopsAtlassianCallsOnKill, BaseOperator):
 def _answerable(row: Mapping[str, Any]) -> bool:
     if is_on_demand(row["request_key"]):
         return False
-    if row["verdict"] == DEFERRED:
+    if row["verdict"] in (DEFERRED, AWAITING_APPROVAL):
         return False
     if row["verdict"] == RESTORE:
         outcome = str(row.get("restore_outcome") or "")
@@ -460,7 +469,7 @@ class ExportRestoreAuditOperator(BaseOperator):
 def audit_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """One audit CSV row per request (a subset of :data:`~atlassian_cleanup.reports.audit.AUDIT_COLUMNS`)."""
     outcome = [f"{row['request_key']}"]
-    for key in ("restore_outcome", "answer_outcome"):
+    for key in ("restore_outcome", "answer_outcome", "approval_outcome"):
         if row.get(key):
             outcome.append(str(row[key]))
     return {
@@ -471,6 +480,7 @@ def audit_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "rule": row.get("rule"),
         "reason": row.get("reason"),
         "proposed_action": row.get("verdict"),
-        "planned_action": ";".join(row.get("steps") or []),
+        # A refused request's steps are what a restore would do (for the admin asked), not a plan.
+        "planned_action": ";".join(row.get("steps") or []) if row.get("verdict") == RESTORE else "",
         "outcome": " | ".join(outcome),
     }

@@ -24,7 +24,10 @@ Rules, in order
    included), or one of the groups they had *before we acted* is in ``restore.allowed_groups``.
    Groups are read from the journal's ``before`` snapshot of the action entries, because a
    suspended or removed user may no longer show them. No rule configured means nobody is allowed.
-   Not allowed: a comment that an admin will review, left open. A restore **on demand** (an admin
+   Not allowed: a comment that an admin will review, left open, and (live) an admin is asked to
+   approve it in Airflow (:mod:`atlassian_cleanup.restore.approval`): approved, it is restored
+   like an allowed one (rule ``approved:<admin>``); rejected, answered and resolved; no answer in
+   time, answered once and left open. A restore **on demand** (an admin
    named the account in the trigger form, :mod:`atlassian_cleanup.restore.on_demand`) skips this
    rule: the admin who triggered the run decides; rules 2 to 5 still hold.
 7. **Restore the way the user was actioned**: ``suspend`` → directory restore, ``deactivate`` →
@@ -35,7 +38,7 @@ Rules, in order
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +57,15 @@ from atlassian_cleanup.decisions.account_facts import (
     user_done_sentence,
     user_next_sentence,
 )
+from atlassian_cleanup.restore.approval import (
+    APPROVAL_REJECTED,
+    APPROVAL_TIMED_OUT,
+    AWAITING_APPROVAL,
+    ApprovalState,
+    approved_texts,
+    settled,
+    settled_texts,
+)
 
 RESTORE = "restore"
 ALREADY_RESTORED = "already_restored"
@@ -64,7 +76,18 @@ DELETED = "deleted"
 REMOVED = "removed_from_directory"
 #: Set by the operator, not by :func:`decide`: over ``max_restores_per_run``, left for the next run.
 DEFERRED = "deferred"
-VERDICTS: tuple[str, ...] = (RESTORE, ALREADY_RESTORED, REFUSED, NOT_ACTIONED, DELETED, REMOVED, DEFERRED)
+VERDICTS: tuple[str, ...] = (
+    RESTORE,
+    ALREADY_RESTORED,
+    REFUSED,
+    NOT_ACTIONED,
+    DELETED,
+    REMOVED,
+    DEFERRED,
+    AWAITING_APPROVAL,
+    APPROVAL_REJECTED,
+    APPROVAL_TIMED_OUT,
+)
 
 #: Restore steps, in the order they are carried out.
 STEPS: tuple[str, ...] = ("cancel_delete", "restore_user", "enable_user", "add_group_member")
@@ -115,7 +138,8 @@ class Decision:
     """What to do with one request; JSON-native through :meth:`to_dict` (it travels by XCom).
 
     :param verdict: one of :data:`VERDICTS`.
-    :param steps: restore calls in order (subset of :data:`STEPS`), empty unless ``restore``.
+    :param steps: restore calls in order (subset of :data:`STEPS`): the restore's, or for a request
+        no rule allows what a restore would do (shown to the admin asked to approve it).
     :param groups_to_add: ``[{"id", "name"}]`` for ``add_group_member``.
     :param rule: short machine-readable rule for the audit, e.g. ``domain:acme.example``.
     :param reason: one sentence an admin can check.
@@ -242,6 +266,7 @@ def decide(
     restore_policy: Any,
     as_of: datetime,
     restored_grace_days: int = 30,
+    approval: ApprovalState | None = None,
 ) -> Decision:
     """Decide what to do with one request (see the module docstring for the rules).
 
@@ -256,6 +281,8 @@ def decide(
     :param journal: the reporter's journal entries, oldest first.
     :param restore_policy: ``policy.restore`` (``allowed_domains``, ``allowed_groups``).
     :param as_of: the run's logical date (timezone-aware): decides whether the delete grace is over.
+    :param approval: where an admin's approval of this request stands
+        (:func:`~atlassian_cleanup.restore.approval.approval_state`), for a request no rule allows.
     """
     key = request.key
     account_id = request.reporter_account_id
@@ -358,6 +385,7 @@ def decide(
         )  # fmt: skip
 
     groups_before = groups_before_action(journal)
+    steps, groups_to_add = _restore_plan(stage, actioned_action, account, groups_before)
     rule = None
     by_domain = domain_allowed(email, restore_policy.allowed_domains)
     if request.requested_by:
@@ -368,9 +396,12 @@ def decide(
         by_group = group_allowed(groups_before, restore_policy.allowed_groups)
         if by_group:
             rule = f"group:{by_group}"
+    if rule is None and approval is not None and approval.approved:
+        rule = f"approved:{approval.by or 'an administrator'}"
     if rule is None:
-        return Decision(
-            **base, verdict=REFUSED, rule="no_rule", resolve=False,
+        refused = Decision(
+            **base, verdict=REFUSED, rule="no_rule", resolve=False, steps=tuple(steps),
+            groups_to_add=tuple(groups_to_add),
             reason=_text(
                 noted,
                 "No restore rule allows this account (neither its e-mail domain nor the groups it had "
@@ -381,7 +412,30 @@ def decide(
                 admin_review,
             ),
         )  # fmt: skip
+        return _after_ask(refused, approval, noted)
 
+    grace = (
+        f"The inactive-user cleanup will leave your account alone for {restored_grace_days} days."
+        if restored_grace_days
+        else ""
+    )
+    approved = approved_texts(approval) if approval is not None and rule.startswith("approved:") else ("", "")
+    return Decision(
+        **base, verdict=RESTORE, rule=rule, resolve=True, steps=tuple(steps),
+        groups_to_add=tuple(groups_to_add),
+        reason=_text(
+            approved[0] or _allowed_by(request, rule), noted, f"Restore with {', '.join(steps) or 'no call'}."
+        ),
+        comment=_text(
+            "Your access has been restored.", approved[1], told, _undone(facts, groups_to_add), grace
+        ),
+    )  # fmt: skip
+
+
+def _restore_plan(
+    stage: Any, actioned_action: Any, account: Mapping[str, Any] | None, groups_before: list[dict[str, str]]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """The restore steps (in order) and the groups to re-add, undoing what the journal recorded."""
     steps: list[str] = []
     if stage == "pending_delete":
         steps.append("cancel_delete")
@@ -392,19 +446,18 @@ def decide(
     if step == "add_group_member":
         current = {str(g.get("id")) for g in (account or {}).get("groups") or [] if g.get("id")}
         groups_to_add = [g for g in groups_before if g["id"] not in current]
-    grace = (
-        f"The inactive-user cleanup will leave your account alone for {restored_grace_days} days."
-        if restored_grace_days
-        else ""
+    return steps, groups_to_add
+
+
+def _after_ask(refused: Decision, approval: ApprovalState | None, noted: str) -> Decision:
+    """A refused request an admin was asked about: waiting, rejected or timed out (else as is)."""
+    verdict = settled(approval)
+    if verdict is None or approval is None:
+        return refused
+    reason, comment = settled_texts(approval, noted=noted)
+    return replace(
+        refused, verdict=verdict, reason=reason, comment=comment, resolve=verdict == APPROVAL_REJECTED
     )
-    return Decision(
-        **base, verdict=RESTORE, rule=rule, resolve=True, steps=tuple(steps),
-        groups_to_add=tuple(groups_to_add),
-        reason=_text(
-            _allowed_by(request, rule), noted, f"Restore with {', '.join(steps) or 'no call'}."
-        ),
-        comment=_text("Your access has been restored.", told, _undone(facts, groups_to_add), grace),
-    )  # fmt: skip
 
 
 def _allowed_by(request: RestoreRequest, rule: str) -> str:
