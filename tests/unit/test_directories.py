@@ -75,9 +75,12 @@ def test_absent_empty_or_star_means_every_directory(value: Any) -> None:
 def test_one_id_or_a_list_of_ids() -> None:
     assert configured_directories(" d-1 ", "c") == ["d-1"]
     assert configured_directories(["d-1", "d-2", "d-1"], "c") == ["d-1", "d-2"]
+    assert configured_directories("d-1, d-2", "c") == ["d-1", "d-2"]  # the connection form's text field
 
 
-@pytest.mark.parametrize("value", [5, {"id": "d-1"}, [], ["d-1", ""], ["d-1", 3], ["*", "d-1"]])
+@pytest.mark.parametrize(
+    "value", [5, {"id": "d-1"}, [], ["d-1", ""], ["d-1", 3], ["*", "d-1"], "d-1,,d-2", "*,d-1"]
+)
 def test_a_malformed_directory_setting_says_what_it_may_be(value: Any) -> None:
     with pytest.raises(AtlassianConfigurationError, match="directory_id") as info:
         configured_directories(value, "atlassian_admin")

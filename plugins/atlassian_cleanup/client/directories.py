@@ -52,7 +52,7 @@ def configured_directories(value: Any, conn_id: str) -> list[str] | None:
     """
     if value is None or (isinstance(value, str) and value.strip() in ("", ALL_DIRECTORIES)):
         return None
-    items = [value] if isinstance(value, str) else value
+    items = value.split(",") if isinstance(value, str) else value  # the UI form's field is text
     if not isinstance(items, list) or not items or not all(isinstance(i, str) and i.strip() for i in items):
         raise AtlassianConfigurationError(
             f"Connection '{conn_id}': extra 'directory_id' must be one directory id, a list of ids or "
