@@ -284,3 +284,14 @@ def test_group_writes_go_to_the_directory_that_lists_the_group(two_directories: 
     assert [g["id"] for g in admin.iter_groups()] == ["g-local", "g-idp"]  # a second listing too
     admin.add_group_member("g-idp", "a1")
     assert two_directories.request_history[-1].url == f"{V2}/directories/{IDP}/groups/g-idp/memberships"
+
+
+def test_progress_counts_every_directory_and_role_reads_span_all(two_directories: rm.Mocker) -> None:
+    two_directories.post(f"{V2}/directories/{LOCAL}/users/search", json=page([user("a"), user("b")]))
+    two_directories.post(f"{V2}/directories/{IDP}/users/search", json=page([user("b")]))
+    two_directories.get(f"{V2}/directories/-/users/a/role-assignments", json=page([{"resourceId": "r"}]))
+    seen: list[tuple[int, int]] = []
+    admin = hook()
+    assert len(list(admin.iter_directory_users(on_page=lambda p, n: seen.append((p, n))))) == 2
+    assert max(seen) == (2, 3)  # two pages, three listings (b twice), whichever directory came first
+    assert admin.get_user_role_assignments("a") == [{"resourceId": "r"}]
