@@ -22,6 +22,7 @@ from airflow.sdk import Connection
 from requests.auth import AuthBase
 
 from atlassian_cleanup.client.directories import (
+    account_directories,
     configured_directories,
     merged_user_pages,
     missing_directory_error,
@@ -157,9 +158,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         """
         if self._directory_ids is None:
             wanted = configured_directories(self.extras.get("directory_id"), self.conn_id)
-            self._directory_ids = (
-                wanted if wanted and len(wanted) == 1 else self._resolved_directories(wanted)
-            )
+            self._directory_ids = wanted if wanted and len(wanted) == 1 else resolve_directories(self, wanted)
         return self._directory_ids
 
     @property
@@ -178,41 +177,10 @@ class AtlassianAdminHook(AtlassianHttpHook):
         """The directory ids, comma-separated (for log lines)."""
         return ", ".join(self.directory_ids)
 
-    def _resolved_directories(self, wanted: list[str] | None) -> list[str]:
-        """The listed directories (checked) or all of them, once per process and credential.
-
-        Each worker thread has its own hook; without this every one of them would list the
-        directories, and under a 429 they would each retry on their own schedule.
-        """
-        credential = self.retry_policy.credential
-        if credential is None:
-            return resolve_directories(self, wanted)
-        key = ("directory_ids", self.org_id, tuple(wanted or ()))
-        with credential.memo_lock:  # the other threads wait for the first one's answer
-            found = credential.memos.get(key)
-            if found is None:
-                found = credential.memos[key] = resolve_directories(self, wanted)
-            return list(found)
-
     def directories_of(self, account_id: str) -> list[str]:
-        """
-        The hook's directories that list ``account_id`` (``GET .../directories?accountId=``).
-
-        :raises AtlassianNotFoundError: when none of them does (nothing to act on).
-        """
-        if len(self.directory_ids) == 1:
-            return list(self.directory_ids)
-        path = f"{self._v2}/directories"
-        fetch = self._get_cursor_fetch(path, {"accountId": account_id})
-        listing = {str(d.get("directoryId")) for d in iter_v2_cursor(fetch, endpoint=f"GET {path}")}
-        found = [d for d in self.directory_ids if d in listing]
-        if not found:
-            raise AtlassianNotFoundError(
-                f"account {account_id} is in none of the directories {self.directory_label}",
-                status=404,
-                path=path,
-            )
-        return found
+        """The hook's directories that list ``account_id``; raises not-found when none does."""
+        ids = self.directory_ids
+        return list(ids) if len(ids) == 1 else account_directories(self, account_id)
 
     @property
     def _v1(self) -> str:
@@ -246,14 +214,15 @@ class AtlassianAdminHook(AtlassianHttpHook):
         body = self._request("GET", self._v1)
         return cast("dict[str, Any]", (body or {}).get("data") or {})
 
-    def list_directories(self) -> list[dict[str, Any]]:
+    def list_directories(self, account_id: str | None = None) -> list[dict[str, Any]]:
         """
-        List the organization's user directories (v2).
+        List the organization's user directories (v2), or the ones ``account_id`` is in.
 
         :return: ``[{"directoryId", "name", ...}]``.
         """
         path = f"{self._v2}/directories"
-        return list(iter_v2_cursor(self._get_cursor_fetch(path), endpoint=f"GET {path}"))
+        fetch = self._get_cursor_fetch(path, {"accountId": account_id} if account_id else None)
+        return list(iter_v2_cursor(fetch, endpoint=f"GET {path}"))
 
     # -- users ------------------------------------------------------------------------------------
 

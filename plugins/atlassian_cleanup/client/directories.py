@@ -198,7 +198,23 @@ def read_concurrently(
 
 
 def resolve_directories(hook: AtlassianAdminHook, wanted: list[str] | None) -> list[str]:
-    """``wanted`` once checked against the organisation's directories, or all of them (None)."""
+    """``wanted`` checked against the organisation's directories, or all of them (None).
+
+    Looked up once per process and credential: each worker thread has its own hook, and without
+    this every one of them would list the directories (under a 429, each on its own schedule).
+    """
+    credential = hook.retry_policy.credential
+    if credential is None:
+        return _resolve(hook, wanted)
+    key = ("directory_ids", hook.org_id, tuple(wanted or ()))
+    with credential.memo_lock:  # the other threads wait for the first one's answer
+        found = credential.memos.get(key)
+        if found is None:
+            found = credential.memos[key] = _resolve(hook, wanted)
+        return list(found)
+
+
+def _resolve(hook: AtlassianAdminHook, wanted: list[str] | None) -> list[str]:
     directories = hook.list_directories()
     if wanted:
         check_known(wanted, directories, hook.conn_id, hook.org_id)
@@ -278,3 +294,19 @@ def merged_user_pages(
         for page in by_directory.pop(directory_id):
             merge.add(directory_id, page, endpoint)
     yield from merge.pages(max(1, min(100, int(limit))))
+
+
+def account_directories(hook: AtlassianAdminHook, account_id: str) -> list[str]:
+    """The hook's directories that list ``account_id`` (``GET .../directories?accountId=``).
+
+    :raises AtlassianNotFoundError: when none of them does (nothing to act on).
+    """
+    listing = {str(d.get("directoryId")) for d in hook.list_directories(account_id=account_id)}
+    found = [d for d in hook.directory_ids if d in listing]
+    if not found:
+        raise AtlassianNotFoundError(
+            f"account {account_id} is in none of the directories {hook.directory_label}",
+            status=404,
+            path=f"GET /admin/v2/orgs/{hook.org_id}/directories?accountId={account_id}",
+        )
+    return found
