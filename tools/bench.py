@@ -44,6 +44,7 @@ from typing import Any
 
 from tools.airflow_env import REPO, connection_env
 from tools.bench_children import child_parse, child_planner
+from tools.bench_directories import directories_line, measure_directories
 from tools.bench_measure import AS_OF, SandboxProcess, peak_rss_mb, say
 from tools.bench_report import print_table, targets_met
 from tools.bench_stages import (
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             measure_baseline(run, extraction)
             measure_plan_and_audit(run, extraction.table, policy)
             measure_apply(run, extraction.table, policy)
+            measure_directories(run)
             del extraction  # frees the user table before the dry run
             gc.collect()
             figures["sandbox_startup_seconds"] = round(sandbox.startup_seconds, 1)
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(output, indent=2))
         return 0
     print_table(args, output, results, parse)
+    print(directories_line(output) or "")
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from atlassian_sandbox import views
+from atlassian_sandbox import directories, views
 from atlassian_sandbox.errors import J, admin_body, admin_error
 from atlassian_sandbox.incoming import base_url, int_param
 from atlassian_sandbox.runtime import BadCursor, Runtime
@@ -34,7 +34,7 @@ def check_dir(rt: Runtime, state: OrgState, directory_id: str, *, write: bool = 
                 400, "ADMIN-400-24", "Bad request", "A concrete directoryId is required for writes"
             )
         return
-    if directory_id != state.directory_id:
+    if not directories.is_known(state, directory_id):
         raise admin_error(404, "ADMIN-404-1", "Directory not found", f"Directory {directory_id} not found")
 
 
@@ -104,15 +104,15 @@ def add_org_routes(admin: APIRouter, rt: Runtime) -> None:
     async def list_directories(org_id: str, request: Request) -> Response:
         with st().lock:
             state = check_org(rt, org_id)
+            listed = directories.directory_list(state)
+            account_id = request.query_params.get("accountId")
+            if account_id:  # §2.3: only the directories this account belongs to
+                member_of = set(directories.directories_of(state, account_id))
+                listed = [(d, name) for d, name in listed if d in member_of]
+            icon = "https://admin.atlassian.com/assets/directory.svg"
             return J(
                 {
-                    "data": [
-                        {
-                            "directoryId": state.directory_id,
-                            "name": state.directory_name,
-                            "icon": "https://admin.atlassian.com/assets/directory.svg",
-                        }
-                    ],
+                    "data": [{"directoryId": d, "name": name, "icon": icon} for d, name in listed],
                     "links": {"self": None, "prev": None, "next": None},
                 }
             )

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from atlassian_sandbox import views
+from atlassian_sandbox import directories, views
 from atlassian_sandbox.admin_api import check_dir, check_org, cursor_page, page_limit, v2_links
 from atlassian_sandbox.errors import J, admin_error
 from atlassian_sandbox.incoming import as_list, base_url, json_body, qlist
@@ -76,6 +76,8 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
         term = str(query.get("searchTerm", "")).lower()
         mfa = query.get("mfaEnabled")
         apps = rt.config.apps_in_directory_search
+        directory = str(query.get("directory", state.directory_id))
+        listed = directories.member_ids(state, directory)
         candidates: list[str]
         if account_ids:
             candidates = [a for a in state.user_order if a in account_ids]
@@ -92,6 +94,9 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
             user = state.users.get(account_id)
             if user is None or user.account_type == "customer":
                 continue  # portal-only customers are not directory members
+            if listed is not None and account_id not in listed:
+                continue  # not a member of this (second) directory
+            user = directories.in_directory(state, user, directory)
             if user.account_type == "app" and not apps:
                 continue
             if user.membership == "none" and not user.managed:
@@ -152,8 +157,13 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
             limit,
         )
         base = base_url(request)
+        directory = str(query.get("directory", state.directory_id))
         data = [
-            views.v2_user(state, state.users[a], expand, base, rt.config) for a in ids if a in state.users
+            views.v2_user(
+                state, directories.in_directory(state, state.users[a], directory), expand, base, rt.config
+            )
+            for a in ids
+            if a in state.users
         ]
         return J({"data": data, "links": v2_links(rt, self_token, prev_token, next_token)})
 
@@ -165,7 +175,7 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
         with st().lock:
             state = check_org(rt, org_id)
             check_dir(rt, state, directory_id)
-            query = v2_query(body)
+            query = {**v2_query(body), "directory": directory_id}
             return v2_page(
                 request, state, query, body.get("cursor"), body.get("limit"), set(as_list(body.get("expand")))
             )
@@ -184,7 +194,7 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
         with st().lock:
             state = check_org(rt, org_id)
             check_dir(rt, state, directory_id)
-            query = v2_query_params(request)
+            query = {**v2_query_params(request), "directory": directory_id}
             return v2_page(
                 request,
                 state,
@@ -203,7 +213,8 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
         with st().lock:
             state = check_org(rt, org_id)
             check_dir(rt, state, directory_id)
-            return J({"count": len(v2_build(state, v2_query_params(request)))})
+            query = {**v2_query_params(request), "directory": directory_id}
+            return J({"count": len(v2_build(state, query))})
 
     @admin.get("/admin/v2/orgs/{org_id}/directories/{directory_id}/users/stats")
     async def v2_user_stats(org_id: str, directory_id: str) -> Response:
@@ -264,7 +275,10 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
         with st().lock:
             state = check_org(rt, org_id)
             check_dir(rt, state, directory_id, write=True)
-            state.suspend(account_id)
+            if directory_id in state.extra_directories:
+                directories.write(state, directory_id, account_id, "suspend")
+            else:
+                state.suspend(account_id)
             return write_ok(f"Access was suspended for user {account_id} in directory {state.directory_id}")
 
     @admin.post("/admin/v2/orgs/{org_id}/directories/{directory_id}/users/{account_id}/restore")
@@ -272,7 +286,10 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
         with st().lock:
             state = check_org(rt, org_id)
             check_dir(rt, state, directory_id, write=True)
-            state.restore(account_id)
+            if directory_id in state.extra_directories:
+                directories.write(state, directory_id, account_id, "restore")
+            else:
+                state.restore(account_id)
             return write_ok(f"Access was restored for user {account_id} in directory {state.directory_id}")
 
     @admin.delete("/admin/v2/orgs/{org_id}/directories/{directory_id}/users/{account_id}")
@@ -280,5 +297,8 @@ def add_directory_user_routes(admin: APIRouter, rt: Runtime) -> None:
         with st().lock:
             state = check_org(rt, org_id)
             check_dir(rt, state, directory_id, write=True)
-            state.remove_from_directory(account_id)
+            if directory_id in state.extra_directories:
+                directories.write(state, directory_id, account_id, "remove")
+            else:
+                state.remove_from_directory(account_id)
             return Response(status_code=204)

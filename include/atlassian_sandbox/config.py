@@ -53,6 +53,9 @@ class SandboxConfig:
     # A collapsed or narrowed directory listing: the v2 directory user listing/search returns at
     # most this many users (None = all). Jira's user list is unaffected.
     directory_search_max_users: int | None = None
+    # Share (0-1) of the directory users who are also members of a second directory synced from an
+    # identity provider (atlassian_sandbox.directories); 0 = the org has one directory.
+    idp_directory_share: float = 0.0
     # Whether the v2 cursor page omits ``links.next`` or sends ``"next": null`` on the last page.
     v2_last_page_next: str = "absent"  # "absent" | "null"
     v1_page_size: int = 100
@@ -151,6 +154,8 @@ class SandboxConfig:
                 raise ValueError(f"{name} must be a probability in [0, 1]")
         if self.users < 0:
             raise ValueError("users must be >= 0")
+        if not 0.0 <= self.idp_directory_share <= 1.0:
+            raise ValueError("idp_directory_share must be between 0 and 1 (a share of the directory users)")
         if self.directory_search_max_users is not None and self.directory_search_max_users < 0:
             raise ValueError("directory_search_max_users must be >= 0 (or null for no limit)")
         if self.v1_page_size < 1 or self.rate_limit_burst < 1 or self.rate_limit_per_second <= 0:

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from atlassian_sandbox.config import SandboxConfig
+from atlassian_sandbox.directories import set_idp_directory
 from atlassian_sandbox.limits import Chaos, TokenBucketLimiter
 from atlassian_sandbox.seed import generate_org
 from atlassian_sandbox.state import OrgState
@@ -150,6 +151,7 @@ class Runtime:
 
     def _apply_to_state(self, state: OrgState) -> None:
         state.seat_overrides = dict(self.config.seat_caps)
+        set_idp_directory(state, self.config.idp_directory_share)
         state.consistency_delay_s = self.config.eventual_consistency_ms / 1000.0
         state.deletion_grace_days = self.config.deletion_grace_days
         state.email_unknown_sender = self.config.jsm_email_unknown_sender

@@ -72,6 +72,7 @@ class OrgState:
         self.expose_request_channel = False
         self._stale: dict[str, tuple[float, User]] = {}
         self.pending_deletion: set[str] = set()
+        self.extra_directories: dict[str, Any] = {}  # id -> directories.ExtraDirectory
         self._version = 0  # bumped by every write; lets caches notice changes
 
     # ------------------------------------------------------------------ lookups

@@ -55,8 +55,8 @@ def get_provider_info() -> dict[str, Any]:
                     "directory_id": {
                         "label": "Directory ID",
                         "description": (
-                            "Optional: the directory whose users are cleaned up. Empty: the "
-                            "organization's only directory is found through the API."
+                            "Optional: the directory whose users are cleaned up, several ids "
+                            "separated by commas, or empty / * for every directory of the organization."
                         ),
                         "schema": {"type": ["string", "null"]},
                     },

@@ -209,26 +209,6 @@ def test_single_directory_is_discovered_and_used(
     ]
 
 
-def test_several_directories_ask_for_directory_id(
-    monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker
-) -> None:
-    set_conn(monkeypatch, "atlassian_admin", host=API, password=KEY, extra={"org_id": ORG})
-    requests_mock.get(
-        f"{V2}/directories",
-        [
-            {"json": v2_page([{"directoryId": "d-1", "name": "Acme"}], "next")},
-            {"json": v2_page([{"directoryId": "d-2", "name": "Acme contractors"}])},
-        ],
-    )
-    with pytest.raises(AtlassianConfigurationError) as info:
-        AtlassianAdminHook(retry_policy=RetryPolicy.without_sleep()).suspend_user("a1")
-    text = str(info.value)
-    for part in ("'atlassian_admin'", "directory_id", "'Acme' = d-1", "'Acme contractors' = d-2"):
-        assert part in text
-    assert requests_mock.request_history[1].qs == {"cursor": ["next"]}
-    assert all(r.method == "GET" for r in requests_mock.request_history)  # nothing was suspended
-
-
 # -- Admin API reads --------------------------------------------------------------------------------
 
 

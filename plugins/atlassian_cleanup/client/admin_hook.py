@@ -3,7 +3,10 @@
 Connection (JSON form, e.g. in ``AIRFLOW_CONN_ATLASSIAN_ADMIN``)::
 
     {"conn_type": "http", "host": "https://api.atlassian.com", "password": "<org Admin API key>",
-     "extra": {"org_id": "<org id>", "directory_id": "<optional directory id>"}}
+     "extra": {"org_id": "<org id>", "directory_id": "<optional directory id(s)>"}}
+
+``directory_id`` may be one id, a list of ids, or ``"*"`` / absent for every directory of the
+organisation (see :mod:`~atlassian_cleanup.client.directories`).
 
 Optional extras: ``timeout`` (seconds, or ``[connect, read]``), ``verify`` (bool or CA bundle
 path), ``proxies`` (``{"https": "http://proxy:3128"}``).
@@ -18,7 +21,18 @@ import requests
 from airflow.sdk import Connection
 from requests.auth import AuthBase
 
-from atlassian_cleanup.client.errors import AtlassianConfigurationError, AtlassianPaginationError
+from atlassian_cleanup.client.directories import (
+    account_directories,
+    configured_directories,
+    merged_user_pages,
+    missing_directory_error,
+    resolve_directories,
+)
+from atlassian_cleanup.client.errors import (
+    AtlassianConfigurationError,
+    AtlassianNotFoundError,
+    AtlassianPaginationError,
+)
 from atlassian_cleanup.client.http_hook import AtlassianHttpHook, path_segment
 from atlassian_cleanup.client.pagination import (
     OnPage,
@@ -103,6 +117,8 @@ class AtlassianAdminHook(AtlassianHttpHook):
         self._org_id = org_id
         self._directory_id = directory_id
         self._group_roles: dict[str, list[dict[str, Any]]] = {}  # group id -> its role assignments
+        self._group_directory: dict[str, str] = {}  # group id -> the directory that listed it
+        self._directory_ids: list[str] | None = [directory_id] if directory_id else None
 
     def _host_hint(self) -> str:
         return "set it to https://api.atlassian.com"
@@ -132,56 +148,39 @@ class AtlassianAdminHook(AtlassianHttpHook):
         return self._org_id
 
     @property
+    def directory_ids(self) -> list[str]:
+        """
+        The directories this hook reads: the constructor's, the ``directory_id`` extra's, or all.
+
+        One configured id is used as given (a wrong one is explained when its first read fails);
+        a list is checked against the organisation's directories; ``"*"`` or no extra means every
+        directory the organisation has, looked up once per process and credential.
+        """
+        if self._directory_ids is None:
+            wanted = configured_directories(self.extras.get("directory_id"), self.conn_id)
+            self._directory_ids = wanted if wanted and len(wanted) == 1 else resolve_directories(self, wanted)
+        return self._directory_ids
+
+    @property
     def directory_id(self) -> str:
-        """
-        The directory all v2 user and group calls address.
-
-        Taken from the constructor or the ``directory_id`` extra; otherwise discovered when the
-        organization has exactly one directory.
-        """
-        if not self._directory_id:
-            configured = self.extras.get("directory_id")
-            self._directory_id = str(configured).strip() if configured else self._discovered_directory()
-        return self._directory_id
-
-    def _discovered_directory(self) -> str:
-        """The discovered directory, looked up once per process and credential (not once per thread).
-
-        Each worker thread has its own hook; without this every one of them would list the
-        directories, and under a 429 they would each retry on their own schedule.
-        """
-        credential = self.retry_policy.credential
-        if credential is None:
-            return self._discover_directory()
-        key = ("directory_id", self.org_id)
-        with credential.memo_lock:  # the other threads wait for the first one's answer
-            found = credential.memos.get(key)
-            if found is None:
-                found = credential.memos[key] = self._discover_directory()
-            return str(found)
-
-    def _discover_directory(self) -> str:
-        directories = self.list_directories()
-        if len(directories) == 1:
-            found = directories[0]
-            self.log.info(
-                "Connection '%s' has no directory_id; using the organization's only directory %r (%s)",
-                self.conn_id,
-                found.get("name"),
-                found.get("directoryId"),
-            )
-            return str(found["directoryId"])
-        if not directories:
+        """The one directory of a call that needs one; refuses when the hook reads several."""
+        ids = self.directory_ids
+        if len(ids) != 1:
             raise AtlassianConfigurationError(
-                f"The API key of connection '{self.conn_id}' sees no user directory in organization "
-                f"{self.org_id}; check that the key belongs to this organization"
+                f"Connection '{self.conn_id}' manages {len(ids)} directories ({', '.join(ids)}) and this "
+                "call needs one: pass directory_id to the hook"
             )
-        listing = "; ".join(f"{d.get('name')!r} = {d.get('directoryId')}" for d in directories)
-        raise AtlassianConfigurationError(
-            f"Organization {self.org_id} has {len(directories)} directories, so connection "
-            f"'{self.conn_id}' must say which one to manage: add "
-            '{"directory_id": "<id>"} to its Extra. Directories: ' + listing
-        )
+        return ids[0]
+
+    @property
+    def directory_label(self) -> str:
+        """The directory ids, comma-separated (for log lines)."""
+        return ", ".join(self.directory_ids)
+
+    def directories_of(self, account_id: str) -> list[str]:
+        """The hook's directories that list ``account_id``; raises not-found when none does."""
+        ids = self.directory_ids
+        return list(ids) if len(ids) == 1 else account_directories(self, account_id)
 
     @property
     def _v1(self) -> str:
@@ -193,6 +192,10 @@ class AtlassianAdminHook(AtlassianHttpHook):
 
     def _dir(self, directory_id: str | None = None) -> str:
         directory = directory_id or self.directory_id
+        if directory != "-" and directory not in self.directory_ids:
+            raise AtlassianConfigurationError(
+                f"Connection '{self.conn_id}' manages directories {self.directory_label}, not {directory}"
+            )
         return f"{self._v2}/directories/{path_segment(directory, 'directory_id')}"
 
     def _probe(self) -> str:
@@ -211,14 +214,15 @@ class AtlassianAdminHook(AtlassianHttpHook):
         body = self._request("GET", self._v1)
         return cast("dict[str, Any]", (body or {}).get("data") or {})
 
-    def list_directories(self) -> list[dict[str, Any]]:
+    def list_directories(self, account_id: str | None = None) -> list[dict[str, Any]]:
         """
-        List the organization's user directories (v2).
+        List the organization's user directories (v2), or the ones ``account_id`` is in.
 
         :return: ``[{"directoryId", "name", ...}]``.
         """
         path = f"{self._v2}/directories"
-        return list(iter_v2_cursor(self._get_cursor_fetch(path), endpoint=f"GET {path}"))
+        fetch = self._get_cursor_fetch(path, {"accountId": account_id} if account_id else None)
+        return list(iter_v2_cursor(fetch, endpoint=f"GET {path}"))
 
     # -- users ------------------------------------------------------------------------------------
 
@@ -269,7 +273,15 @@ class AtlassianAdminHook(AtlassianHttpHook):
             after the other, as each cursor comes from the previous page). The hook's session is
             then used by that thread only: make no other call on this hook meanwhile.
         :return: an iterator of pages (lists of ``MultiDirectoryUser`` dicts).
+
+        When the hook reads several directories (and ``directory_id`` is not given) they are read
+        concurrently, one cursor and connection each, and merged (one entry per account, see
+        :mod:`~atlassian_cleanup.client.directories`); the pages then come once every directory
+        has been read in full, and a failure in any directory fails the whole listing.
         """
+        if directory_id is None and len(self.directory_ids) > 1:
+            yield from merged_user_pages(self, expand, limit, filters, on_page)
+            return
         path = f"{self._dir(directory_id)}/users/search"
         base: dict[str, Any] = {"limit": max(1, min(100, int(limit)))}
         if expand:
@@ -286,7 +298,20 @@ class AtlassianAdminHook(AtlassianHttpHook):
         )
         if ahead > 0:
             pages = prefetch(pages, ahead=ahead, name="atlassian-directory-pages")
-        yield from pages
+        try:
+            yield from pages
+        except AtlassianNotFoundError as exc:
+            raise missing_directory_error(self, directory_id or self.directory_id, exc) from exc
+
+    def sibling(self, directory_id: str) -> AtlassianAdminHook:
+        """A hook of the same connection, credential and retry policy, for another thread."""
+        return type(self)(
+            self.conn_id,
+            org_id=self.org_id,
+            directory_id=directory_id,
+            retry_policy=self._given_retry_policy,
+            replay_ambiguous_writes=self.replay_ambiguous_writes,
+        )
 
     #: Most ids the v2 search accepts in one ``accountIds`` filter.
     MAX_ACCOUNT_IDS_PER_SEARCH = 10
@@ -319,7 +344,8 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :param account_id: Atlassian account id.
         :return: ``[{"resourceId", "roleAssignments": [...], "directoryId", ...}]``.
         """
-        path = f"{self._dir()}/users/{path_segment(account_id, 'account_id')}/role-assignments"
+        directory = self.directory_ids[0] if len(self.directory_ids) == 1 else "-"  # reads may span all
+        path = f"{self._dir(directory)}/users/{path_segment(account_id, 'account_id')}/role-assignments"
         return list(iter_v2_cursor(self._get_cursor_fetch(path), endpoint=f"GET {path}"))
 
     def get_last_active_dates(self, account_id: str) -> dict[str, Any]:
@@ -350,8 +376,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :param account_id: Atlassian account id.
         :return: the response body if any (200 or 204 both mean success).
         """
-        path = f"{self._dir()}/users/{path_segment(account_id, 'account_id')}/suspend"
-        return self._effect_idempotent_write("POST", path)
+        return self._in_each_directory("POST", account_id, "/suspend")
 
     def restore_user(self, account_id: str) -> dict[str, Any] | None:
         """
@@ -360,8 +385,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :param account_id: Atlassian account id.
         :return: the response body if any.
         """
-        path = f"{self._dir()}/users/{path_segment(account_id, 'account_id')}/restore"
-        return self._effect_idempotent_write("POST", path)
+        return self._in_each_directory("POST", account_id, "/restore")
 
     def remove_user(self, account_id: str) -> dict[str, Any] | None:
         """
@@ -370,8 +394,15 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :param account_id: Atlassian account id.
         :return: the response body if any.
         """
-        path = f"{self._dir()}/users/{path_segment(account_id, 'account_id')}"
-        return self._effect_idempotent_write("DELETE", path)
+        return self._in_each_directory("DELETE", account_id, "")
+
+    def _in_each_directory(self, method: str, account_id: str, suffix: str) -> dict[str, Any] | None:
+        """One directory write in every directory of the hook that lists the account (the last answer)."""
+        body = None
+        for directory in self.directories_of(account_id):
+            path = f"{self._dir(directory)}/users/{path_segment(account_id, 'account_id')}{suffix}"
+            body = self._effect_idempotent_write(method, path)
+        return body
 
     # -- groups -----------------------------------------------------------------------------------
 
@@ -394,7 +425,6 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :param expand: ``counts.users`` / ``counts.resources`` (each group then carries ``counts``).
         :return: an iterator of group dicts (``id``, ``name``, ``externalSynced``, ``managementAccess``, ...).
         """
-        path = f"{self._dir()}/groups/search"
         base: dict[str, Any] = {"limit": max(1, min(100, int(limit)))}
         if search_term:
             base["searchTerm"] = search_term
@@ -402,8 +432,24 @@ class AtlassianAdminHook(AtlassianHttpHook):
             base["groupIds"] = list(group_ids)
         if expand:
             base["expand"] = list(expand)
+        for directory in self.directory_ids:  # a group belongs to one directory
+            path = f"{self._dir(directory)}/groups/search"
+            groups = iter_v2_cursor(self._search_fetch(path, base), on_page=on_page, endpoint=f"POST {path}")
+            try:
+                for group in groups:
+                    if self._group_directory.setdefault(str(group.get("id")), directory) == directory:
+                        yield group
+            except AtlassianNotFoundError as exc:
+                raise missing_directory_error(self, directory, exc) from exc
 
-        yield from iter_v2_cursor(self._search_fetch(path, base), on_page=on_page, endpoint=f"POST {path}")
+    def _group_dir(self, group_id: str) -> str:
+        """The directory of a group: the one that listed it, or the hook's only one."""
+        found = self._group_directory.get(group_id)
+        if found is None and len(self.directory_ids) > 1:
+            for _group in self.iter_groups(group_ids=[group_id]):
+                pass
+            found = self._group_directory.get(group_id)
+        return self._dir(found) if found else self._dir()
 
     def get_group_role_assignments(self, group_id: str) -> list[dict[str, Any]]:
         """
@@ -412,7 +458,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :param group_id: group id.
         :return: ``[{"resourceId", "roleAssignments": [...]}]``.
         """
-        path = f"{self._dir()}/groups/{path_segment(group_id, 'group_id')}/role-assignments"
+        path = f"{self._group_dir(group_id)}/groups/{path_segment(group_id, 'group_id')}/role-assignments"
         return list(iter_v2_cursor(self._get_cursor_fetch(path), endpoint=f"GET {path}"))
 
     def iter_groups_with_roles(self) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
@@ -446,7 +492,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :param account_id: Atlassian account id.
         :return: the response body if any.
         """
-        path = f"{self._dir()}/groups/{path_segment(group_id, 'group_id')}/memberships"
+        path = f"{self._group_dir(group_id)}/groups/{path_segment(group_id, 'group_id')}/memberships"
         body = {"accountId": account_id}
         return self._effect_idempotent_write("POST", path, json=body)
 
@@ -459,7 +505,7 @@ class AtlassianAdminHook(AtlassianHttpHook):
         :return: the response body if any.
         """
         path = (
-            f"{self._dir()}/groups/{path_segment(group_id, 'group_id')}"
+            f"{self._group_dir(group_id)}/groups/{path_segment(group_id, 'group_id')}"
             f"/memberships/{path_segment(account_id, 'account_id')}"
         )
         return self._effect_idempotent_write("DELETE", path)

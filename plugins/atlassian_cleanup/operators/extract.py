@@ -173,7 +173,7 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
                                 pending = []
                             progress.update(len(table) + len(pending))
                         table.extend(pending)
-                    directory_id = admin.directory_id
+                    directory_id = admin.directory_label  # one id, or several comma-separated
             except BaseException:
                 if site is not None:
                     site.cancel()
@@ -218,9 +218,9 @@ class ExtractUsersOperator(StopsAtlassianCallsOnKill, BaseOperator):
         grants = product_grants(groups)
         if not grants:
             raise AirflowFailException(
-                f"extract_users: none of the {len(groups)} groups of directory {admin.directory_id} grants "
-                "a product role (GET .../groups/{groupId}/role-assignments), so no user would have any "
-                "product. Check that the Admin API key may read groups and role assignments "
+                f"extract_users: none of the {len(groups)} groups of directories {admin.directory_label} "
+                "grants a product role (GET .../groups/{groupId}/role-assignments), so no user would have "
+                "any product. Check that the Admin API key may read groups and role assignments "
                 "(read:groups:admin, read:directories:admin); nothing was planned."
             )
         per_product: dict[str, int] = {}
