@@ -8,7 +8,8 @@ to ``/proc/PID/clear_refs``, Linux 4.0+), and on ``[DAG TEST] end task task_id=X
 mark back (``VmHWM`` in ``/proc/PID/status``). The figure therefore covers everything the task
 does, XCom pulls and pushes included, on top of what the process already held when the task
 started (Airflow itself, and memory earlier tasks freed but the allocator kept): an upper bound of
-what the same task needs in a worker's fresh task process.
+what the same task needs in a worker's fresh task process. The RSS each task started from is
+recorded too: peak minus start is what the task itself added.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class TaskMemory:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peaks: dict[str, float] = {}
+        self.start_rss: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
         self.method = "clear_refs"
         self._task: str | None = None
@@ -67,6 +69,10 @@ class TaskMemory:
         if event == "starting":
             self._reset()
             self._task, self._started = task_id, time.perf_counter()
+            # Right after the reset the mark is the RSS the task starts from.
+            start = proc_peak_rss_mb(self.pid)
+            if start is not None:
+                self.start_rss.setdefault(task_id, start)
         elif task_id == self._task:
             self.finish()
 
@@ -164,6 +170,7 @@ def dry_run(
         "xcoms": xcoms,
         "xcom_object_storage_bytes": spilled,
         "task_peak_rss_mb": memory.peaks,
+        "task_start_rss_mb": memory.start_rss,
         "task_seconds": memory.seconds,
         "task_rss_method": memory.method,
         "largest_task": largest[0] if largest else None,
@@ -200,6 +207,7 @@ def measure_full_run(args: argparse.Namespace, workdir: Path, figures: dict[str,
         full_run_load_before=dry["load_before"],
         full_run_load_after=dry["load_after"],
         full_run_task_peak_rss_mb=dry["task_peak_rss_mb"],
+        full_run_task_start_rss_mb=dry["task_start_rss_mb"],
         full_run_task_seconds=dry["task_seconds"],
         full_run_task_rss_method=dry["task_rss_method"],
         full_run_largest_task=dry["largest_task"],

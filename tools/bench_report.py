@@ -92,8 +92,11 @@ def print_full_run(out: dict[str, Any]) -> None:
     )
     tasks = out["full_run_task_peak_rss_mb"] or {}
     seconds = out["full_run_task_seconds"] or {}
+    starts = out["full_run_task_start_rss_mb"] or {}
     for task_id, peak in tasks.items():
-        print(f"  {task_id:32} {fmt(seconds.get(task_id)):>8} s  peak RSS {peak:>8.1f} MB")
+        start = starts.get(task_id)
+        added = f"started at {start:8.1f} MB, +{peak - start:.1f}" if start is not None else "-"
+        print(f"  {task_id:32} {fmt(seconds.get(task_id)):>8} s  peak RSS {peak:>8.1f} MB ({added})")
     print(f"  (per-task peak RSS: {out['full_run_task_rss_method']}; see docs/performance.md)")
     rows = (
         ("dry_run_1m_seconds", out["dry_run_1m_seconds"], f"< {TARGET_DRY_RUN_1M_SECONDS:g} s"),
@@ -102,7 +105,7 @@ def print_full_run(out: dict[str, Any]) -> None:
             out["task_peak_rss_mb_1m"],
             f"<= {TARGET_TASK_PEAK_RSS_MB_1M:g} MB ({out['full_run_largest_task'] or '-'})",
         ),
-        ("plan_bytes_1m", out["plan_bytes_1m"], "no target (object storage)"),
+        ("plan_bytes_1m", out["plan_bytes_1m"], "none (bytes in object storage)"),
         ("xcom_db_bytes_1m", out["xcom_db_bytes_1m"], f"<= {TARGET_XCOM_DB_BYTES} bytes"),
     )
     for key, value, target in rows:

@@ -66,6 +66,10 @@ def test_each_task_gets_its_own_peak_not_the_process_peak_so_far():
     assert memory.peaks["big"] >= 400
     assert memory.peaks["small"] < 400
     assert memory.peaks["small"] >= 40
+    # Each task's starting RSS is kept: "small" started after the 400 MB were freed, and added 40.
+    assert memory.start_rss["small"] < 400
+    assert memory.peaks["small"] - memory.start_rss["small"] >= 39
+    assert memory.peaks["big"] - memory.start_rss["big"] >= 399
     # The task whose end line never came is still recorded, from the process's mark.
     assert memory.peaks["dies"] >= memory.peaks["small"] - 1
     assert memory.largest() == ("big", memory.peaks["big"])
