@@ -20,12 +20,17 @@ bucket rate limit (per credential, endpoint and method) switched on. Stages, in 
    tools/airflow_env.py), and the XCom bytes the run left in the metadata DB.
 6. The planner alone on 1,000,000 synthetic users in a child process, each DAG file's parse time in
    a fresh process.
+7. With ``--full-run-users N`` (``make bench SIZE=1m``: 1,000,000): the whole daily DAG in dry run
+   against a sandbox of its own seeded with N users, zero latency, no rate limit: wall time, each
+   task's peak RSS, the bytes the run wrote to object storage and the XCom bytes in the metadata
+   DB (tools/bench_dry_run.py). ``--full-run-only`` leaves stages 1-6 out.
 
 Prints a table and writes ``bench-results.json`` (see docs/performance.md). Figures vary by machine
 and load; compare runs on the same machine only.
 
     python -m tools.bench [--users 100000] [--latency-ms 100] [--rate-limit 10]
                           [--last-active-rate 200] [--quick]
+                          [--full-run-users 1000000 [--full-run-only]]
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ from typing import Any
 from tools.airflow_env import REPO, connection_env
 from tools.bench_children import child_parse, child_planner
 from tools.bench_directories import directories_line, measure_directories
+from tools.bench_dry_run import measure_full_run
 from tools.bench_measure import AS_OF, SandboxProcess, peak_rss_mb, say
-from tools.bench_report import print_table, targets_met
+from tools.bench_report import FULL_RUN_KEYS, print_table, targets_met
 from tools.bench_stages import (
     BenchRun,
     measure_apply,
@@ -106,15 +112,86 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="a smoke run: 5000 users, 20 ms, 100k planner users, small samples (about 2 minutes)",
     )
+    parser.add_argument(
+        "--full-run-users",
+        type=int,
+        default=0,
+        help="also run the whole daily DAG in dry run over a sandbox of this many users "
+        "(make bench SIZE=1m: 1000000; default 0 = not run)",
+    )
+    parser.add_argument(
+        "--full-run-only", action="store_true", help="only the full run (needs --full-run-users)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="where to write the JSON figures")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--child-planner", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-parse", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # The smallest org the sandbox seeds with every population (include/ is on sys.path by now).
+    from atlassian_sandbox.seed import MIN_FULL_ORG
+
+    if args.full_run_users < 0 or (args.full_run_users and args.full_run_users < MIN_FULL_ORG):
+        parser.error(
+            f"--full-run-users must be 0 (off) or at least {MIN_FULL_ORG}, not {args.full_run_users}"
+        )
+    if args.full_run_only and not args.full_run_users:
+        parser.error("--full-run-only needs --full-run-users N (e.g. 1000000)")
     if args.quick:  # 20 ms calls run at up to 50/s: a limit of 10/s would make every stage rate-bound
         args.users, args.latency_ms, args.planner_users, args.rate_limit = 5_000, 20.0, 100_000, 50.0
         args.baseline_sample, args.baseline_pages, args.apply_users = 60, 5, 300
     return args
+
+
+def measure_org(
+    args: argparse.Namespace,
+    workdir: Path,
+    rate_limit: float | None,
+    last_active_rate: float | None,
+    results: list[dict[str, Any]],
+    figures: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Stages 1-6 on the ``--users`` org (100,000 by default); returns the parse rows."""
+    from atlassian_cleanup.decisions.policy import load_policy
+
+    policy = load_policy(REPO / "include" / "policy.yaml")
+    knobs: dict[str, Any] = {
+        "users": args.users,
+        "seed": args.seed,
+        "as_of": AS_OF.date().isoformat(),
+        "latency_ms": args.latency_ms,
+        "call_log_max": max(200_000, args.users // 10),
+        "rate_limit_enabled": bool(rate_limit),
+    }
+    if rate_limit:
+        knobs.update(rate_limit_per_second=rate_limit, rate_limit_burst=args.rate_limit_burst)
+    endpoint_limits = {LAST_ACTIVE_ENDPOINT: last_active_rate} if last_active_rate else {}
+    knobs["rate_limit_endpoints"] = endpoint_limits
+    say(f"starting the sandbox ({args.users} users) ...")
+    with SandboxProcess(workdir, knobs) as sandbox:
+        os.environ.update(connection_env(sandbox.info(), None))
+        run = BenchRun(
+            args, workdir, sandbox, rate_limit, last_active_rate, endpoint_limits, results, figures
+        )
+        extraction = measure_extraction(run)
+        measure_baseline(run, extraction)
+        measure_plan_and_audit(run, extraction.table, policy)
+        measure_apply(run, extraction.table, policy)
+        measure_directories(run)
+        del extraction  # frees the user table before the dry run
+        gc.collect()
+        figures["sandbox_startup_seconds"] = round(sandbox.startup_seconds, 1)
+        figures["sandbox_peak_rss_mb"] = sandbox.peak_rss_mb()
+        if not args.skip_dry_run:
+            measure_dry_run(run)
+
+    measure_planner_alone(args, results, figures)
+    parse = measure_parse(args, figures)
+    is_100k = args.users == 100_000
+    figures["dry_run_100k_seconds"] = (
+        figures.get("dry_run_seconds") if is_100k and figures.get("dry_run_succeeded") else None
+    )
+    figures.setdefault("xcom_db_bytes_per_run", None)
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,53 +210,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("airflow").setLevel(logging.WARNING)
     logging.getLogger("atlassian_cleanup").setLevel(logging.WARNING)
 
-    from atlassian_cleanup.decisions.policy import load_policy
-
-    policy = load_policy(REPO / "include" / "policy.yaml")
     rate_limit = args.rate_limit or None
-    knobs: dict[str, Any] = {
-        "users": args.users,
-        "seed": args.seed,
-        "as_of": AS_OF.date().isoformat(),
-        "latency_ms": args.latency_ms,
-        "call_log_max": max(200_000, args.users // 10),
-        "rate_limit_enabled": bool(rate_limit),
-    }
-    if rate_limit:
-        knobs.update(rate_limit_per_second=rate_limit, rate_limit_burst=args.rate_limit_burst)
     # The per-user endpoint's own limit (the sandbox's bucket is per endpoint and method anyway).
     last_active_rate = args.last_active_rate / 60 if rate_limit and args.last_active_rate > 0 else None
     endpoint_limits = {LAST_ACTIVE_ENDPOINT: last_active_rate} if last_active_rate else {}
-    knobs["rate_limit_endpoints"] = endpoint_limits
     results: list[dict[str, Any]] = []
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = dict.fromkeys(FULL_RUN_KEYS)
+    parse: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="atlassian-cleanup-bench-") as tmp:
         workdir = Path(tmp)
-        say(f"starting the sandbox ({args.users} users) ...")
-        with SandboxProcess(workdir, knobs) as sandbox:
-            os.environ.update(connection_env(sandbox.info(), None))
-            run = BenchRun(
-                args, workdir, sandbox, rate_limit, last_active_rate, endpoint_limits, results, figures
-            )
-            extraction = measure_extraction(run)
-            measure_baseline(run, extraction)
-            measure_plan_and_audit(run, extraction.table, policy)
-            measure_apply(run, extraction.table, policy)
-            measure_directories(run)
-            del extraction  # frees the user table before the dry run
-            gc.collect()
-            figures["sandbox_startup_seconds"] = round(sandbox.startup_seconds, 1)
-            figures["sandbox_peak_rss_mb"] = sandbox.peak_rss_mb()
-            if not args.skip_dry_run:
-                measure_dry_run(run)
-
-    measure_planner_alone(args, results, figures)
-    parse = measure_parse(args, figures)
-    is_100k = args.users == 100_000
-    figures["dry_run_100k_seconds"] = (
-        figures.get("dry_run_seconds") if is_100k and figures.get("dry_run_succeeded") else None
-    )
-    figures.setdefault("xcom_db_bytes_per_run", None)
+        if not args.full_run_only:
+            parse = measure_org(args, workdir, rate_limit, last_active_rate, results, figures)
+        if args.full_run_users:
+            measure_full_run(args, workdir, figures)
     figures["bench_seconds"] = round(time.perf_counter() - bench_started, 1)
 
     for row in results:
@@ -199,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_pages": args.baseline_pages,
             "apply_users": args.apply_users,
             "planner_users": args.planner_users,
+            "full_run_users": args.full_run_users or None,
+            "full_run_only": args.full_run_only,
         },
         **figures,
         "targets_met": targets,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tools.bench_dry_run import FULL_RUN_1M
 from tools.bench_measure import DAG_ID
 
 #: Targets (docs/performance.md); ``None`` in the results means "not measured".
@@ -16,6 +17,11 @@ TARGET_PLANNER_1M_PEAK_RSS_MB = 1536.0
 TARGET_PARSE_SECONDS = 0.2
 TARGET_XCOM_DB_BYTES = 16 * 1024
 TARGET_DRY_RUN_SECONDS = 180.0
+#: The whole daily DAG in dry run over 1,000,000 users (``make bench SIZE=1m``).
+TARGET_DRY_RUN_1M_SECONDS = 600.0
+TARGET_TASK_PEAK_RSS_MB_1M = 2048.0
+#: The figures of that run, always in bench-results.json (``None`` when it did not run or failed).
+FULL_RUN_KEYS = ("dry_run_1m_seconds", "task_peak_rss_mb_1m", "plan_bytes_1m", "xcom_db_bytes_1m")
 
 
 def met(value: float | None, target: float, op: str) -> bool | None:
@@ -27,7 +33,9 @@ def met(value: float | None, target: float, op: str) -> bool | None:
 def targets_met(figures: dict[str, Any]) -> dict[str, bool | None]:
     """Each target the issue names: met, missed, or ``None`` when this run did not measure it."""
     return {
-        "extraction_floor_ratio": met(figures["extraction_floor_ratio"], TARGET_EXTRACTION_FLOOR_RATIO, "<="),
+        "extraction_floor_ratio": met(
+            figures.get("extraction_floor_ratio"), TARGET_EXTRACTION_FLOOR_RATIO, "<="
+        ),
         "baseline_speedup": met(figures.get("baseline_speedup"), TARGET_BASELINE_SPEEDUP, ">="),
         "apply_rate_share": met(
             figures.get("apply_rate_share") if not figures.get("apply_failed_actions") else 0.0,
@@ -36,11 +44,16 @@ def targets_met(figures: dict[str, Any]) -> dict[str, bool | None]:
         )
         if figures.get("apply_rate_share") is not None
         else None,
-        "planner_1m_seconds": met(figures["planner_1m_seconds"], TARGET_PLANNER_1M_SECONDS, "<"),
-        "planner_1m_peak_rss_mb": met(figures["planner_1m_peak_rss_mb"], TARGET_PLANNER_1M_PEAK_RSS_MB, "<"),
-        "parse_seconds_max": met(figures["parse_seconds_max"], TARGET_PARSE_SECONDS, "<"),
-        "xcom_db_bytes_per_run": met(figures["xcom_db_bytes_per_run"], TARGET_XCOM_DB_BYTES, "<="),
-        "dry_run_100k_seconds": met(figures["dry_run_100k_seconds"], TARGET_DRY_RUN_SECONDS, "<"),
+        "planner_1m_seconds": met(figures.get("planner_1m_seconds"), TARGET_PLANNER_1M_SECONDS, "<"),
+        "planner_1m_peak_rss_mb": met(
+            figures.get("planner_1m_peak_rss_mb"), TARGET_PLANNER_1M_PEAK_RSS_MB, "<"
+        ),
+        "parse_seconds_max": met(figures.get("parse_seconds_max"), TARGET_PARSE_SECONDS, "<"),
+        "xcom_db_bytes_per_run": met(figures.get("xcom_db_bytes_per_run"), TARGET_XCOM_DB_BYTES, "<="),
+        "dry_run_100k_seconds": met(figures.get("dry_run_100k_seconds"), TARGET_DRY_RUN_SECONDS, "<"),
+        "dry_run_1m_seconds": met(figures["dry_run_1m_seconds"], TARGET_DRY_RUN_1M_SECONDS, "<"),
+        "task_peak_rss_mb_1m": met(figures["task_peak_rss_mb_1m"], TARGET_TASK_PEAK_RSS_MB_1M, "<="),
+        "xcom_db_bytes_1m": met(figures["xcom_db_bytes_1m"], TARGET_XCOM_DB_BYTES, "<="),
     }
 
 
@@ -49,6 +62,65 @@ def fmt(value: Any, spec: str = "") -> str:
 
 
 def print_table(
+    args: argparse.Namespace, out: dict[str, Any], rows: list[dict[str, Any]], parse: list[dict[str, Any]]
+) -> None:
+    if rows:
+        print_org_table(args, out, rows, parse)
+    if out.get("full_run_users"):
+        print_full_run(out)
+    print(
+        f"Bench process peak RSS: {out['process_peak_rss_mb']:.0f} MB; whole bench {out['bench_seconds']} s"
+    )
+    print("Targets met: " + ", ".join(f"{key}={fmt(value)}" for key, value in out["targets_met"].items()))
+    print(f"Figures written to {args.results}")
+
+
+def verdict(value: bool | None) -> str:
+    return {True: "met", False: "NOT MET", None: "not measured"}[value]
+
+
+def print_full_run(out: dict[str, Any]) -> None:
+    """The whole daily DAG in dry run over the full-run org, each figure with its target."""
+    users, targets = out["full_run_users"], out["targets_met"]
+    print()
+    print(
+        f"Full run: airflow dags test {DAG_ID} over {users:,} users (own sandbox, seeded in "
+        f"{out['full_run_sandbox_seed_seconds']} s, sandbox peak RSS "
+        f"{fmt(out['full_run_sandbox_peak_rss_mb'])} MB), zero latency, no rate limit, dry run: "
+        f"{'success' if out['full_run_succeeded'] else 'FAILED'}; load average {out['full_run_load_before']} "
+        f"before, {out['full_run_load_after']} after"
+    )
+    tasks = out["full_run_task_peak_rss_mb"] or {}
+    seconds = out["full_run_task_seconds"] or {}
+    starts = out["full_run_task_start_rss_mb"] or {}
+    for task_id, peak in tasks.items():
+        start = starts.get(task_id)
+        added = f"started at {start:8.1f} MB, +{peak - start:.1f}" if start is not None else "-"
+        print(f"  {task_id:32} {fmt(seconds.get(task_id)):>8} s  peak RSS {peak:>8.1f} MB ({added})")
+    print(f"  (per-task peak RSS: {out['full_run_task_rss_method']}; see docs/performance.md)")
+    rows = (
+        ("dry_run_1m_seconds", out["dry_run_1m_seconds"], f"< {TARGET_DRY_RUN_1M_SECONDS:g} s"),
+        (
+            "task_peak_rss_mb_1m",
+            out["task_peak_rss_mb_1m"],
+            f"<= {TARGET_TASK_PEAK_RSS_MB_1M:g} MB ({out['full_run_largest_task'] or '-'})",
+        ),
+        ("plan_bytes_1m", out["plan_bytes_1m"], "none (bytes in object storage)"),
+        ("xcom_db_bytes_1m", out["xcom_db_bytes_1m"], f"<= {TARGET_XCOM_DB_BYTES} bytes"),
+    )
+    for key, value, target in rows:
+        state = verdict(targets.get(key)) if key in targets else "-"
+        print(f"  {key:22} {fmt(value):>14}  target {target:40} {state}")
+    if users != FULL_RUN_1M:
+        print(f"  (the *_1m figures are only filled at {FULL_RUN_1M:,} users; this run had {users:,})")
+    print(
+        f"  measured at {users:,} users: {out['full_run_seconds']} s, object storage "
+        f"{out['full_run_object_storage_bytes']} bytes, metadata-DB XCom "
+        f"{fmt(out['full_run_xcom_db_bytes'])} bytes"
+    )
+
+
+def print_org_table(
     args: argparse.Namespace, out: dict[str, Any], rows: list[dict[str, Any]], parse: list[dict[str, Any]]
 ) -> None:
     limit = out["settings"]["rate_limit_per_second"]
@@ -146,11 +218,6 @@ def print_table(
         f"{out['xcom_plan_json_bytes'] / 2**20:.1f} MiB "
         "(both spill to object storage)"
     )
-    print(
-        f"Bench process peak RSS: {out['process_peak_rss_mb']:.0f} MB; whole bench {out['bench_seconds']} s"
-    )
-    print("Targets met: " + ", ".join(f"{key}={fmt(value)}" for key, value in out["targets_met"].items()))
-    print(f"Figures written to {args.results}")
 
 
 def len_or(out: dict[str, Any], key: str) -> Any:

@@ -10,20 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.airflow_env import REPO, XCOM_SPILL_THRESHOLD_BYTES, airflow_env, connection_env
+from tools.airflow_env import REPO, XCOM_SPILL_THRESHOLD_BYTES
 from tools.bench_children import run_child
+from tools.bench_dry_run import dry_run
 from tools.bench_measure import (
     AS_OF,
-    DAG_ID,
     SandboxProcess,
     api_user_email,
     call_time,
@@ -330,63 +326,11 @@ def measure_dry_run(run: BenchRun) -> None:
         xcom_db_bytes_per_run=dry["xcom_db_bytes"] if dry["runs"] == 1 else None,
         xcom_object_storage_bytes_per_run=dry["xcom_object_storage_bytes"],
         xcom_spill_threshold_bytes=XCOM_SPILL_THRESHOLD_BYTES,
+        dry_run_load_before=dry["load_before"],
+        dry_run_task_peak_rss_mb=dry["task_peak_rss_mb"],
     )
     if not dry["succeeded"]:
         say(f"the dry run did not succeed; see {dry['log']}")
-
-
-def dry_run(sandbox: SandboxProcess, users: int, seed: int, workdir: Path) -> dict[str, Any]:
-    """``airflow dags test`` of the daily DAG over a fresh org, zero latency, no rate limit."""
-    sandbox.configure(latency_ms=0.0, rate_limit_enabled=False)
-    info = sandbox.reset(users=users, seed=seed, as_of=AS_OF.date().isoformat())
-    home, audit, xcom = workdir / "airflow", workdir / "audit", workdir / "xcom"
-    for path in (home, audit, xcom):
-        path.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO)]),
-        **airflow_env(home, audit_dir=audit, xcom_dir=xcom),
-        **connection_env(info, None),
-        "ATLASSIAN_CLEANUP_POLICY": str(REPO / "include" / "policy.yaml"),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # the run's log is kept for reading
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, cwd=REPO, capture_output=True, text=True
-    )
-    if migrate.returncode:
-        raise RuntimeError(f"airflow db migrate failed: {migrate.stderr[-2000:]}")
-    say(f"dry run: airflow dags test {DAG_ID} over {users} users (zero latency) ...")
-    started = time.perf_counter()
-    run = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, AS_OF.date().isoformat()],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    seconds = time.perf_counter() - started
-    output = run.stdout + run.stderr
-    (workdir / "dags-test.log").write_text(output, encoding="utf-8")
-    xcoms = []
-    with sqlite3.connect(home / "airflow.db") as db:
-        states = [row[0] for row in db.execute("SELECT state FROM dag_run WHERE dag_id = ?", (DAG_ID,))]
-        succeeded = run.returncode == 0 and states == ["success"]
-        for task_id, key, size in db.execute(
-            "SELECT task_id, key, length(CAST(value AS BLOB)) FROM xcom WHERE dag_id = ?", (DAG_ID,)
-        ):
-            xcoms.append({"task_id": task_id, "key": key, "bytes": int(size or 0)})
-        runs = len(states)
-    spilled = sum(path.stat().st_size for path in xcom.rglob("*") if path.is_file())
-    return {
-        "seconds": round(seconds, 1),
-        "succeeded": succeeded,
-        "log": str(workdir / "dags-test.log"),
-        "runs": runs,
-        "xcom_db_bytes": sum(row["bytes"] for row in xcoms),
-        "xcoms": xcoms,
-        "xcom_object_storage_bytes": spilled,
-    }
 
 
 def measure_planner_alone(

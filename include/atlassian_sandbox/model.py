@@ -8,6 +8,7 @@ Plain ``__slots__`` classes instead of pydantic models keep a 100,000-user org c
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -132,7 +133,8 @@ class User:
         self.account_type = account_type  # atlassian | app | customer
         self.app_type: str | None = None  # service | agent (apps only)
         self.name = name
-        self.nickname = name.split(" ")[0].lower() if name else ""
+        # Interned: a large org has a few dozen distinct nicknames, not one string per user.
+        self.nickname = sys.intern(name.split(" ")[0].lower()) if name else ""
         self.email = email
         self.claim_status = "managed"  # managed | unmanaged
         self.scim_managed = False

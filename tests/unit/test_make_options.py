@@ -89,3 +89,43 @@ def test_a_busy_port_names_the_make_variable(tmp_path, capsys):
         code = airflow_local.main(["--port", str(port), "--workdir", str(tmp_path / "w")])
     assert code == 1
     assert "make airflow PORT=" in capsys.readouterr().err
+
+
+def test_bench_defaults_to_the_100k_org_without_the_full_run():
+    # README: `make bench` measures a 100,000-user org (tools.bench's own default) and nothing more.
+    (command,) = _planned("bench")
+    assert command[1:3] == ["-m", "tools.bench"]
+    assert "--full-run-users" not in command
+
+
+def test_bench_size_1m_adds_the_full_run_over_a_million_users():
+    (command,) = _planned("bench", "SIZE=1m")
+    assert command[1:3] == ["-m", "tools.bench"]
+    assert _option(command, "--full-run-users") == "1000000"
+    assert "--full-run-only" not in command  # the 100k figures are measured too
+
+
+def test_a_size_in_the_environment_is_not_picked_up_silently():
+    (command,) = _planned("bench", env={"SIZE": "1m"})
+    assert "--full-run-users" not in command
+
+
+def test_a_mistyped_bench_size_is_refused_before_anything_runs():
+    # A hurried `SIZE=1M` or `SIZE=1000000` must not quietly fall back to the 100k bench.
+    for size in ("1M", "1000000", "", "10m"):
+        result = subprocess.run(
+            ["make", "-n", "--no-print-directory", "bench", f"SIZE={size}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode != 0, size
+        assert f"SIZE={size} is not a bench size" in result.stderr
+        assert "SIZE=1m" in result.stderr
+        assert " -m tools." not in result.stdout  # nothing planned
+
+
+def test_a_bench_size_typo_does_not_stop_other_targets():
+    (command,) = _planned("demo", "SIZE=1M")
+    assert command[1:3] == ["-m", "tools.demo"]
