@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_dag_integrity import CLEANUP_TASKS
 from tools.airflow_env import REPO
 
 pytestmark = pytest.mark.integration
@@ -35,15 +36,7 @@ FULL_RUN_KEYS = ("dry_run_1m_seconds", "task_peak_rss_mb_1m", "plan_bytes_1m", "
 #: The ones with a target: a full dry run under 10 minutes, no task above 2 GB, metadata-DB XCom <= 16 KB.
 FULL_RUN_TARGETS = ("dry_run_1m_seconds", "task_peak_rss_mb_1m", "xcom_db_bytes_1m")
 #: The daily DAG's tasks, as README's task table lists them.
-DAILY_TASKS = {
-    "extract_users",
-    "compute_inactivity",
-    "approve_plan",
-    "notify_warnings",
-    "apply_actions",
-    "delete_dormant",
-    "export_audit",
-}
+DAILY_TASKS = set(CLEANUP_TASKS)
 LAST_ACTIVE = "GET /admin/v1/orgs/{org_id}/directory/users/{account_id}/last-active-dates"
 
 
